@@ -1,0 +1,105 @@
+import json
+import struct
+
+import pytest
+import torch
+
+import vdeblur
+from vdeblur import VdeblurError
+from vdeblur.checkpoint import read_checkpoint, save_checkpoint
+from vdeblur.network import ModelConfig, build_model
+
+TINY = ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4, global_residual=True)
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    model = build_model(TINY)
+    path = save_checkpoint(tmp_path / "m.safetensors", model, extra={"note": "test"})
+    return model, path
+
+
+def test_round_trip_is_bit_exact(ckpt):
+    model, path = ckpt
+    loaded = vdeblur.load_model(path)
+    assert loaded.config == TINY
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    assert read_checkpoint(path).extra == {"note": "test"}
+    assert not loaded.training
+
+
+def test_bf16_tensors_round_trip(tmp_path):
+    model = build_model(TINY).to(torch.bfloat16)
+    path = save_checkpoint(tmp_path / "b.safetensors", model)
+    state = read_checkpoint(path).state
+    for k, v in model.state_dict().items():
+        assert state[k].dtype == torch.bfloat16 and torch.equal(state[k], v)
+
+
+def test_truncated_file(ckpt, tmp_path):
+    _, path = ckpt
+    data = path.read_bytes()
+    for cut in (4, 100, len(data) // 2, len(data) - 1):
+        bad = tmp_path / f"cut{cut}.safetensors"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(VdeblurError, match="truncated|not a vdeblur checkpoint"):
+            read_checkpoint(bad)
+
+
+def test_corrupt_weights(ckpt, tmp_path):
+    _, path = ckpt
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    bad = tmp_path / "flip.safetensors"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(VdeblurError, match="corrupt"):
+        read_checkpoint(bad)
+
+
+def test_foreign_files(tmp_path):
+    pickle_like = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(3)}, pickle_like)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, this is not a checkpoint at all\n" * 10)
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    foreign_json = tmp_path / "other.safetensors"
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    foreign_json.write_bytes(struct.pack("<Q", len(header)) + header + b"\0\0\0\0")
+    for path in (pickle_like, text, empty, foreign_json):
+        with pytest.raises(VdeblurError, match="not a vdeblur checkpoint"):
+            read_checkpoint(path)
+    with pytest.raises(VdeblurError, match="no such checkpoint"):
+        read_checkpoint(tmp_path / "missing.safetensors")
+    with pytest.raises(VdeblurError, match="directory"):
+        read_checkpoint(tmp_path)
+
+
+def test_shapes_checked_against_config(ckpt, tmp_path):
+    model, _ = ckpt
+    other = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=2, attention_reduction=4))
+    # weights of a 2-block model, stored under the 1-block config
+    from vdeblur.checkpoint import save_state
+
+    path = save_state(tmp_path / "mix.safetensors", TINY, other.state_dict())
+    with pytest.raises(VdeblurError, match="do not match the model config"):
+        read_checkpoint(path)
+    state = model.state_dict()
+    state["module.eg1.conv.weight"] = torch.zeros(4, 6, 3, 3)
+    path = save_state(tmp_path / "shape.safetensors", TINY, state)
+    with pytest.raises(VdeblurError, match="has shape"):
+        read_checkpoint(path)
+
+
+def test_save_is_atomic_and_leaves_no_temp(ckpt, tmp_path):
+    _, path = ckpt
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.safetensors"]
+
+
+def test_load_model_without_default_weights_says_so(monkeypatch, tmp_path):
+    from vdeblur import weights
+
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(VdeblurError, match="no default weights"):
+        vdeblur.load_model()

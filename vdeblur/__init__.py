@@ -1,0 +1,34 @@
+"""vdeblur: video deblurring with the attentive multi-scale network of Xu, Zhu, Quan and Ji (CVIU 2021)."""
+
+from __future__ import annotations
+
+import os
+
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .errors import VdeblurError
+from .network import DeblurNet, ModelConfig, build_model, count_parameters, flops_per_frame
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DeblurNet",
+    "ModelConfig",
+    "VdeblurError",
+    "__version__",
+    "build_model",
+    "count_parameters",
+    "flops_per_frame",
+    "load_checkpoint",
+    "load_model",
+    "read_checkpoint",
+    "save_checkpoint",
+]
+
+
+def load_model(path: str | os.PathLike | None = None) -> DeblurNet:
+    """Load a checkpoint in eval mode; ``None`` loads the default weights shipped in the package."""
+    if path is None:
+        from .weights import default_weights_path
+
+        path = default_weights_path()
+    return load_checkpoint(path)

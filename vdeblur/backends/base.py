@@ -1,0 +1,34 @@
+"""The interface every backend implements; the pipeline never knows which one it drives."""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+
+class Backend(abc.ABC):
+    """Loads a model once, then deblurs batches of RGB frames.
+
+    Frames cross the interface as uint8 NHWC arrays (what the video reader makes and the writer
+    wants); each backend does its own normalisation, padding and precision handling.
+    """
+
+    name: str = "backend"
+
+    @abc.abstractmethod
+    def run(self, frames: np.ndarray) -> np.ndarray:
+        """Deblur a batch: uint8 (N, H, W, 3) in, uint8 (N, H, W, 3) out, same size."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict:
+        """Facts for progress lines, benchmarks and logs: device, precision, model source."""
+
+    def close(self) -> None:
+        """Free device memory and handles; the default has nothing to free."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

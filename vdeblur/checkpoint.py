@@ -1,0 +1,185 @@
+"""Checkpoints: one file with the model configuration, the weights and a format version.
+
+The layout is the safetensors one (8-byte little-endian header length, a JSON header, raw
+little-endian tensor bytes), read and written here with json and numpy alone: loading can never
+execute code from the file, and the safetensors tools can inspect our files. Our own facts live
+in the header's ``__metadata__`` (string values only, as safetensors requires).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import VdeblurError
+from .network import DeblurNet, ModelConfig
+
+FORMAT = "vdeblur-checkpoint"
+FORMAT_VERSION = 1
+_MAX_HEADER = 16 * 1024 * 1024
+
+_DTYPES = {
+    "F32": (np.dtype("<f4"), torch.float32),
+    "F16": (np.dtype("<f2"), torch.float16),
+    "BF16": (np.dtype("<u2"), torch.bfloat16),
+    "I64": (np.dtype("<i8"), torch.int64),
+    "I32": (np.dtype("<i4"), torch.int32),
+}
+_TORCH_TO_CODE = {t: code for code, (_, t) in _DTYPES.items()}
+
+
+def save_checkpoint(path: str | os.PathLike, model: DeblurNet, extra: dict | None = None) -> Path:
+    """Write config + weights atomically (temp file beside the target, then rename)."""
+    return save_state(path, model.config, model.state_dict(), extra)
+
+
+def save_state(path, config: ModelConfig, state: dict[str, torch.Tensor], extra: dict | None = None) -> Path:
+    path = Path(path)
+    header: dict = {}
+    chunks: list[bytes] = []
+    offset = 0
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        if t.dtype not in _TORCH_TO_CODE:
+            raise VdeblurError(f"cannot store tensor {name} of dtype {t.dtype}")
+        raw = t.view(torch.uint16).numpy().tobytes() if t.dtype == torch.bfloat16 else t.numpy().tobytes()
+        header[name] = {"dtype": _TORCH_TO_CODE[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        digest.update(raw)
+        offset += len(raw)
+    meta = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "data_sha256": digest.hexdigest(),
+    }
+    if extra:
+        meta["extra"] = json.dumps(extra, sort_keys=True)
+    header["__metadata__"] = meta
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(struct.pack("<Q", len(blob)))
+            f.write(blob)
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class Checkpoint:
+    """A parsed checkpoint: config, tensors (CPU) and free-form ``extra`` facts (provenance, training state)."""
+
+    def __init__(self, config: ModelConfig, state: dict[str, torch.Tensor], extra: dict, path: Path):
+        self.config = config
+        self.state = state
+        self.extra = extra
+        self.path = path
+
+    def build(self) -> DeblurNet:
+        model = DeblurNet(self.config)
+        model.load_state_dict(self.state, strict=True)
+        return model
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Parse and check a checkpoint; any problem is a one-line VdeblurError naming the file."""
+    path = Path(path)
+    name = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise VdeblurError(f"{name}: no such checkpoint file") from None
+    except IsADirectoryError:
+        raise VdeblurError(f"{name}: is a directory, not a checkpoint file") from None
+    except OSError as e:
+        raise VdeblurError(f"{name}: cannot read checkpoint ({e.strerror})") from None
+    if len(data) < 8:
+        raise VdeblurError(f"{name}: not a vdeblur checkpoint (file is {len(data)} bytes)")
+    (hlen,) = struct.unpack("<Q", data[:8])
+    if hlen > _MAX_HEADER or hlen < 2:
+        raise VdeblurError(f"{name}: not a vdeblur checkpoint (no valid header)")
+    if 8 + hlen > len(data):
+        raise VdeblurError(f"{name}: checkpoint is truncated (header cut off)")
+    try:
+        header = json.loads(data[8:8 + hlen])
+        meta = header.pop("__metadata__")
+        if meta.get("format") != FORMAT:
+            raise KeyError("format")
+        version = int(meta["format_version"])
+        config_dict = json.loads(meta["config"])
+        extra = json.loads(meta.get("extra", "{}"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise VdeblurError(f"{name}: not a vdeblur checkpoint (foreign or damaged header)") from None
+    if version > FORMAT_VERSION:
+        raise VdeblurError(f"{name}: checkpoint format {version} is newer than this vdeblur reads ({FORMAT_VERSION}); upgrade vdeblur")
+    try:
+        config = ModelConfig.from_dict(config_dict)
+    except (ValueError, TypeError) as e:
+        raise VdeblurError(f"{name}: invalid model config in checkpoint ({e})") from None
+
+    body = memoryview(data)[8 + hlen:]
+    end = max((int(e["data_offsets"][1]) for e in header.values()), default=0)
+    if len(body) < end:
+        raise VdeblurError(f"{name}: checkpoint is truncated ({len(body)} of {end} data bytes)")
+    if hashlib.sha256(body[:end]).hexdigest() != meta.get("data_sha256"):
+        raise VdeblurError(f"{name}: checkpoint is corrupt (weights checksum mismatch)")
+
+    expected = {k: tuple(v.shape) for k, v in _reference_shapes(config).items()}
+    missing = sorted(set(expected) - set(header))
+    unexpected = sorted(set(header) - set(expected))
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise VdeblurError(f"{name}: weights do not match the model config ({what})")
+    state = {}
+    for key, entry in header.items():
+        code = entry.get("dtype")
+        if code not in _DTYPES:
+            raise VdeblurError(f"{name}: tensor {key} has unsupported dtype {code!r}")
+        np_dtype, torch_dtype = _DTYPES[code]
+        shape = tuple(int(s) for s in entry["shape"])
+        start, stop = (int(o) for o in entry["data_offsets"])
+        if shape != expected[key]:
+            raise VdeblurError(f"{name}: tensor {key} has shape {list(shape)}, the config needs {list(expected[key])}")
+        count = int(np.prod(shape)) if shape else 1
+        if stop - start != count * np_dtype.itemsize:
+            raise VdeblurError(f"{name}: tensor {key} has a wrong byte length")
+        arr = np.frombuffer(body[start:stop], dtype=np_dtype).reshape(shape).copy()
+        tensor = torch.from_numpy(arr)
+        state[key] = tensor.view(torch.bfloat16) if torch_dtype == torch.bfloat16 else tensor
+    return Checkpoint(config, state, extra, path)
+
+
+def _reference_shapes(config: ModelConfig) -> dict[str, torch.Tensor]:
+    with torch.device("meta"):
+        return DeblurNet(config).state_dict()
+
+
+def load_checkpoint(path: str | os.PathLike) -> DeblurNet:
+    """The network stored in ``path``, in eval mode, fp32."""
+    model = read_checkpoint(path).build().float()
+    return model.eval()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

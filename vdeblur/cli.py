@@ -1,0 +1,46 @@
+"""The `vdeblur` command. Each subcommand lives in the module that does the work and registers itself."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import VdeblurError
+
+# Modules with a ``register(subparsers)`` function, in the order `--help` lists them.
+COMMAND_MODULES = [
+    "vdeblur.info",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vdeblur", description="Deblur videos with the attentive multi-scale network (Xu et al., CVIU 2021).")
+    parser.add_argument("--version", action="version", version=f"vdeblur {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except VdeblurError as e:
+        print(f"vdeblur: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vdeblur: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

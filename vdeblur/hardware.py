@@ -1,0 +1,126 @@
+"""What this machine can do: CPU model, native bf16, CUDA, and the optional inference libraries.
+
+Precision is picked at run time from the CPU: bf16 only where the CPU has native bf16
+(AMX or AVX-512-BF16); elsewhere bf16 is emulated and hundreds of times slower than fp32.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+from dataclasses import dataclass
+
+import torch
+
+from .errors import VdeblurError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_bf16_kind() -> str | None:
+    """'amx', 'avx512_bf16', or None when bf16 would be emulated."""
+    cpu = torch.cpu
+    if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
+        return "amx"
+    if getattr(cpu, "_is_avx512_bf16_supported", lambda: False)():
+        return "avx512_bf16"
+    return None
+
+
+def cpu_description() -> str:
+    bf16 = cpu_bf16_kind()
+    return f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, bf16: {bf16 or 'emulated (fp32 used)'}"
+
+
+def resolve_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise VdeblurError("--device cuda: no CUDA GPU is usable here (torch.cuda.is_available() is False); use --device cpu")
+        return torch.device(requested)
+    if requested == "cpu":
+        return torch.device("cpu")
+    raise VdeblurError(f"unknown device {requested!r}; use auto, cpu or cuda")
+
+
+def resolve_precision(requested: str, device: torch.device) -> str:
+    """'auto' -> fp16 on CUDA, bf16 on a CPU with native bf16, else fp32. Explicit choices are honoured."""
+    if requested not in PRECISIONS:
+        raise VdeblurError(f"unknown precision {requested!r}; use one of {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        if device.type == "cpu" and requested == "fp16":
+            raise VdeblurError("fp16 is not supported on the CPU; use bf16 or fp32")
+        return requested
+    if device.type == "cuda":
+        return "fp16"
+    return "bf16" if cpu_bf16_kind() else "fp32"
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    name: str
+    usable: bool
+    detail: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "usable": self.usable, "detail": self.detail}
+
+
+def _import_version(module: str) -> tuple[str | None, str]:
+    try:
+        mod = importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - any import failure means "not usable", with its reason
+        return None, f"`import {module}` failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")
+    return getattr(mod, "__version__", "unknown version"), ""
+
+
+def probe_backends() -> list[BackendStatus]:
+    """Which inference paths work on this machine, and why not the others."""
+    out = [BackendStatus("torch-cpu", True, f"torch {torch.__version__}; {cpu_description()}")]
+    if torch.cuda.is_available():
+        out.append(BackendStatus("torch-cuda", True, f"{torch.cuda.get_device_name(0)}, CUDA {torch.version.cuda}"))
+    else:
+        why = "torch has no CUDA build" if torch.version.cuda is None else "no CUDA GPU or driver found"
+        out.append(BackendStatus("torch-cuda", False, why))
+
+    ort_version, err = _import_version("onnxruntime")
+    if ort_version is None:
+        out.append(BackendStatus("onnxruntime", False, f"{err}; install with `pip install onnxruntime`"))
+    else:
+        import onnxruntime
+
+        out.append(BackendStatus("onnxruntime", True, f"onnxruntime {ort_version}; providers: {', '.join(onnxruntime.get_available_providers())}"))
+
+    trt_version, err = _import_version("tensorrt")
+    if trt_version is None:
+        out.append(BackendStatus("tensorrt", False, f"{err}; install with `pip install 'vdeblur[tensorrt]'` on a machine with an NVIDIA GPU"))
+    else:
+        out.append(BackendStatus("tensorrt", True, f"tensorrt {trt_version}"))
+
+    pycuda_version, err = _import_version("pycuda.driver")
+    if pycuda_version is None:
+        out.append(BackendStatus("pycuda", False, f"{err}; install with `pip install 'vdeblur[tensorrt]'` (needs the CUDA driver)"))
+    else:
+        try:
+            import pycuda.driver as cuda
+
+            cuda.init()
+            n = cuda.Device.count()
+            out.append(BackendStatus("pycuda", n > 0, f"pycuda, {n} CUDA device(s)" if n else "pycuda imported but no CUDA device"))
+        except Exception as e:  # noqa: BLE001
+            out.append(BackendStatus("pycuda", False, f"pycuda imported but CUDA init failed: {e}"))
+    return out
