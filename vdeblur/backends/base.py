@@ -15,6 +15,9 @@ class Backend(abc.ABC):
     """
 
     name: str = "backend"
+    #: True if ``run`` also takes uint16 NHWC (full-range 16-bit RGB) and returns uint16, so
+    #: 10-bit video keeps its precision through the model; otherwise the pipeline feeds uint8.
+    accepts_uint16: bool = False
 
     @abc.abstractmethod
     def run(self, frames: np.ndarray) -> np.ndarray:
