@@ -34,14 +34,26 @@ class Report:
     frames: int
     expected_frames: int | None
     seconds: float
-    corrupt_packets: int
-    corrupt_frames: int
-    copied_streams: tuple[str, ...]
+    corrupt_packets: int      # unreadable, or timestamps out of order: skipped
+    corrupt_frames: int       # decoded with errors (concealed by the decoder) and kept
+    dropped_frames: int       # decoded, but timestamps out of order: not encoded
+    copied_streams: list[str]
+    skipped_streams: list[str]
     backend: dict = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def warnings(self) -> list[str]:
+        out = [f"stream {s} not copied" for s in self.skipped_streams]
+        if self.corrupt_packets or self.corrupt_frames or self.dropped_frames:
+            out.append(f"damaged input: {self.corrupt_packets} packet(s) skipped, {self.corrupt_frames} frame(s) "
+                       f"decoded with errors, {self.dropped_frames} frame(s) with out-of-order timestamps dropped")
+        expected = self.expected_frames
+        if expected and self.frames + self.dropped_frames < expected - max(2, expected // 20):
+            out.append(f"the input ended after {self.frames} frames but announced about {expected} (truncated file?)")
+        return out
 
 
 class _Failure:
@@ -229,8 +241,9 @@ def _run(reader: VideoReader, backend: Backend, dst: Path, *, batch: int, quiet:
     seconds = time.perf_counter() - started
     os.replace(tmp, dst)
     return Report(output=str(dst), frames=writer.frames, expected_frames=reader.info.frames, seconds=seconds,
-                  corrupt_packets=reader.corrupt_packets, corrupt_frames=reader.corrupt_frames,
-                  copied_streams=reader.info.copied, backend=backend.describe())
+                  corrupt_packets=reader.corrupt_packets + writer.dropped_packets,
+                  corrupt_frames=reader.corrupt_frames, dropped_frames=writer.dropped_frames,
+                  copied_streams=writer.copied, skipped_streams=writer.skipped, backend=backend.describe())
 
 
 # -- the `deblur` subcommand ---------------------------------------------------------------------
@@ -273,9 +286,8 @@ def run(args) -> int:
         precision=args.precision, batch=args.batch, compile=args.compile, engine=args.engine, onnx=args.onnx,
         tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
         pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite, quiet=args.quiet)
-    if report.corrupt_packets or report.corrupt_frames:
-        print(f"vdeblur: warning: {report.corrupt_packets} corrupt packet(s) skipped, "
-              f"{report.corrupt_frames} damaged frame(s) in the input", file=sys.stderr)
+    for warning in report.warnings():
+        print(f"vdeblur: warning: {warning}", file=sys.stderr)
     if not args.quiet:
         b = report.backend
         copied = f", copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
