@@ -20,6 +20,7 @@ import numpy as np
 
 from .backends import BACKENDS, Backend, BackendOptions, open_backend
 from .errors import VdeblurError
+from .tiling import TiledBackend, check_tiling
 from .video import DecodedFrame, VideoReader, VideoWriter
 
 _END = object()          # sentinel closing a queue
@@ -183,32 +184,40 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     _check_paths(src, dst, overwrite)
     if batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {batch}")
-    owned = not isinstance(backend, Backend)
-    if owned:
-        options = BackendOptions(weights=weights, device=device, precision=precision, batch=batch,
-                                 compile=compile, engine=engine, onnx=onnx)
-        backend = open_backend(backend, options)
-    try:
-        if tile:
-            from .tiling import TiledBackend
-
-            runner: Backend = TiledBackend(backend, tile, tile_overlap)
-        else:
-            runner = backend
-        reader = VideoReader(src, start=start, duration=duration, rgb16=runner.accepts_uint16)
-        try:
-            return _run(reader, runner, dst, batch=batch, codec=codec, crf=crf, preset=preset,
-                        pix_fmt=pix_fmt, quiet=quiet)
-        finally:
-            reader.close()
-    finally:
-        if owned:
-            backend.close()
-
-
-def _run(reader: VideoReader, backend: Backend, dst: Path, *, batch: int, quiet: bool, **encode) -> Report:
+    if tile:
+        check_tiling(tile, tile_overlap)
+    # Cheap checks first (input, encoder options), then the backend, which may take long to load.
+    reader = VideoReader(src, start=start, duration=duration)
     tmp = _temp_path(dst)
-    writer = VideoWriter(tmp, reader, **encode)
+    writer = None
+    owned = not isinstance(backend, Backend)
+    runner = None
+    finished = False
+    try:
+        writer = VideoWriter(tmp, reader, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
+        if owned:
+            backend = open_backend(backend, BackendOptions(weights=weights, device=device, precision=precision,
+                                                           batch=batch, compile=compile, engine=engine, onnx=onnx))
+            runner = backend
+        if tile:
+            backend = TiledBackend(backend, tile, tile_overlap)
+        reader.use_rgb16(backend.accepts_uint16)
+        report = _run(reader, writer, backend, batch=batch, quiet=quiet)
+        os.replace(tmp, dst)
+        finished = True
+        report.output = str(dst)
+        return report
+    finally:
+        if not finished:
+            if writer is not None:
+                writer.abort()
+            tmp.unlink(missing_ok=True)
+        reader.close()
+        if runner is not None:
+            runner.close()
+
+
+def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool) -> Report:
     stop = threading.Event()
     errors: list[BaseException] = []
     inq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
@@ -218,7 +227,6 @@ def _run(reader: VideoReader, backend: Backend, dst: Path, *, batch: int, quiet:
     encoder = threading.Thread(target=_encode_stage, args=(writer, outq, stop, progress, errors),
                                name="vdeblur-encode", daemon=True)
     started = time.perf_counter()
-    finished = False
     try:
         decoder.start()
         encoder.start()
@@ -229,18 +237,13 @@ def _run(reader: VideoReader, backend: Backend, dst: Path, *, batch: int, quiet:
         if errors:
             raise errors[0]
         writer.close()
-        finished = True
     finally:
         stop.set()
         decoder.join()
         encoder.join()
         progress.close()
-        if not finished:
-            writer.abort()
-            tmp.unlink(missing_ok=True)
-    seconds = time.perf_counter() - started
-    os.replace(tmp, dst)
-    return Report(output=str(dst), frames=writer.frames, expected_frames=reader.info.frames, seconds=seconds,
+    return Report(output=writer.path, frames=writer.frames, expected_frames=reader.info.frames,
+                  seconds=time.perf_counter() - started,
                   corrupt_packets=reader.corrupt_packets + writer.dropped_packets,
                   corrupt_frames=reader.corrupt_frames, dropped_frames=writer.dropped_frames,
                   copied_streams=writer.copied, skipped_streams=writer.skipped, backend=backend.describe())

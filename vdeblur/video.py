@@ -97,8 +97,7 @@ class VideoReader:
     part starts at 0. Use ``items()`` once, from one thread.
     """
 
-    def __init__(self, path: str | os.PathLike, start: float | None = None, duration: float | None = None,
-                 rgb16: bool = False):
+    def __init__(self, path: str | os.PathLike, start: float | None = None, duration: float | None = None):
         self.path = str(path)
         if start is not None and start < 0:
             raise VdeblurError(f"--start must be >= 0, got {start}")
@@ -109,12 +108,12 @@ class VideoReader:
         except (av.error.FFmpegError, OSError) as e:
             raise _open_error(self.path, e) from None
         try:
-            self._setup(start, duration, rgb16)
+            self._setup(start, duration)
         except BaseException:
             self.container.close()
             raise
 
-    def _setup(self, start, duration, rgb16):
+    def _setup(self, start, duration):
         c = self.container
         if not c.streams.video:
             kinds = ", ".join(sorted({s.type for s in c.streams})) or "no streams"
@@ -142,7 +141,7 @@ class VideoReader:
             raise VdeblurError(f"{self.path}: no decodable video frame{where} (truncated or corrupt file?)") from None
         self._first = first
         fmt = first.format
-        self.rgb_format = "rgb48le" if rgb16 and _bit_depth(fmt) > 8 else "rgb24"
+        self.rgb_format = "rgb24"
         sd = first.side_data.get("DISPLAYMATRIX")
         cc = vs.codec_context
         self.info = VideoInfo(
@@ -154,6 +153,10 @@ class VideoReader:
             sample_aspect_ratio=cc.sample_aspect_ratio,
             display_matrix=struct.unpack("=9i", bytes(sd)) if sd is not None else None,
         )
+
+    def use_rgb16(self, wide: bool) -> None:
+        """Deliver deeper-than-8-bit video as uint16 RGB (for a backend that takes it)."""
+        self.rgb_format = "rgb48le" if wide and self.info.high_bit_depth else "rgb24"
 
     def _expected_frames(self, duration: float | None) -> int | None:
         vs, rate = self.stream, self.stream.average_rate or self.stream.guessed_rate
@@ -304,7 +307,6 @@ class VideoWriter:
         info = reader.info
         enc = _encoder(codec)
         self.pix_fmt = choose_pix_fmt(enc, info, pix_fmt)
-        self.rgb_format = reader.rgb_format
         options = {}
         try:
             self.out = av.open(self.path, "w", container_options=self._container_options(self.path, info))
@@ -407,7 +409,7 @@ class VideoWriter:
             self.dropped_frames += 1
             return
         self._last_pts = pts
-        frame = av.VideoFrame.from_ndarray(image, format=self.rgb_format)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if image.dtype == np.uint16 else "rgb24")
         # Explicit matrix: an untagged RGB frame would otherwise be converted with BT.601 (notes 5.6).
         frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
                                dst_color_range=self.dst_color_range, interpolation=INTERPOLATION, threads=1)
