@@ -162,3 +162,18 @@ def test_backend_factory(weights):
     assert y16.dtype == np.uint16 and np.abs(y16 / 257.0 - y).max() <= 1.0   # same picture at 16 bits
     with pytest.raises(VdeblurError, match="fp16 is not supported on the CPU"):
         open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="fp16"))
+
+
+@pytest.mark.gpu
+def test_cuda_fp16_agrees_with_cpu_fp32(weights):
+    x = np.random.default_rng(0).integers(0, 256, (3, 74, 130, 3), dtype=np.uint8)
+    reference = open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="fp32")).run(x)
+    cuda = open_backend("torch", BackendOptions(weights=str(weights), device="cuda"))
+    assert cuda.precision == "fp16" and cuda.describe()["device"].startswith("cuda")
+    for _ in range(2):   # second call reuses the pinned upload buffer
+        out = cuda.run(x)
+        assert out.shape == x.shape and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - reference).mean() < 2.0
+    wide = cuda.run(x.astype(np.uint16) * 257)
+    assert wide.dtype == np.uint16 and np.abs(wide / 257.0 - reference).mean() < 2.0
+    cuda.close()

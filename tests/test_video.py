@@ -163,3 +163,13 @@ def test_damaged_and_truncated_streams_are_counted_not_fatal(tmp_path):
     assert any("damaged input" in w for w in report.warnings())
     report = identity(truncated, tmp_path / "t.mkv")
     assert report.frames < 25 and any("truncated" in w for w in report.warnings())
+
+
+def test_elementary_stream_without_timestamps_gets_its_frame_rate(tmp_path):
+    src = tmp_path / "raw.h264"
+    make_video(src, frames=10, rate=25)
+    out = tmp_path / "raw.mp4"
+    assert identity(src, out).frames == 10
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert v.average_rate == 25 and [float(f.time) for f in c.decode(v)] == pytest.approx([i / 25 for i in range(10)])

@@ -238,14 +238,17 @@ class VideoReader:
         image = frame.to_ndarray(format=self.rgb_format, width=self.info.width, height=self.info.height,
                                  interpolation=INTERPOLATION, threads=1)
         tb = frame.time_base or self.stream.time_base
-        pts = frame.pts if frame.pts is not None else self._next_pts
-        duration = frame.duration or 0
-        self._next_pts = pts + (duration or 1)
+        pts, duration = frame.pts, frame.duration or 0
+        if pts is None:
+            # Elementary streams (.h264, .hevc) have no timestamps: frame n is at n / rate.
+            step = 1 / (self.info.rate or 25) / tb
+            pts, duration = round(self._index * step), round(step)
+        self._index += 1
         return DecodedFrame(image, self._shifted(pts, tb), duration, tb)
 
     def items(self) -> Iterator[DecodedFrame | av.Packet]:
         """RGB frames and pass-through packets, in file order, timestamps shifted for a part."""
-        self._next_pts = 0
+        self._index = 0
         frame = self._first
         while frame is not None:
             yield from self._drain_packets()
