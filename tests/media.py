@@ -45,12 +45,17 @@ def pattern(i: int, height: int, width: int, high: bool = False) -> np.ndarray:
 
 def make_video(path, *, width=64, height=48, frames=8, rate=25, codec="libx264", pix_fmt="yuv420p",
                audio=False, subtitles=False, vfr=False, rotation=None, bt709=False, full_range=False,
-               sar=None, options=None, metadata=None):
+               untagged=False, sar=None, options=None, metadata=None, chapters=None, attachment=None):
     """Write a test clip; returns the list of video pts written."""
     high = "10" in pix_fmt
     out = av.open(str(path), "w")
     if metadata:
         out.metadata.update(metadata)
+    if attachment:   # (name, mimetype, data)
+        out.add_attachment(*attachment)
+    if chapters:   # [(start_s, end_s, title)]
+        out.set_chapters([{"id": k + 1, "start": round(a * 1000), "end": round(b * 1000), "time_base": Fraction(1, 1000),
+                           "metadata": {"title": t}} for k, (a, b, t) in enumerate(chapters)])
     v = out.add_stream(codec, rate=rate, options=options or {"preset": "ultrafast", "crf": "10"})
     v.width, v.height, v.pix_fmt = width, height, pix_fmt
     tb = Fraction(1, 90000) if vfr else Fraction(1, rate * 512)
@@ -60,7 +65,8 @@ def make_video(path, *, width=64, height=48, frames=8, rate=25, codec="libx264",
     if full_range:
         rng = 2
     cc = v.codec_context
-    cc.colorspace, cc.color_range = cs, rng
+    if not untagged:
+        cc.colorspace, cc.color_range = cs, rng
     if bt709:
         cc.color_primaries, cc.color_trc = 1, 1
     if sar:
@@ -74,7 +80,10 @@ def make_video(path, *, width=64, height=48, frames=8, rate=25, codec="libx264",
     for i in range(frames):
         img = pattern(i, height, width, high)
         f = av.VideoFrame.from_ndarray(img, format="rgb48le" if high else "rgb24")
-        f = f.reformat(format=pix_fmt, dst_colorspace=cs if cs == 1 else 5, dst_color_range=rng)
+        if untagged:   # swscale's defaults (BT.601, limited), no tags in the stream
+            f = f.reformat(format=pix_fmt)
+        else:
+            f = f.reformat(format=pix_fmt, dst_colorspace=cs if cs == 1 else 5, dst_color_range=rng)
         step = int(90000 / rate * rng_gen.choice([1, 1, 2, 3])) + int(rng_gen.integers(-900, 900)) if vfr else 512
         f.pts, f.time_base = t, tb
         pts_list.append(t)

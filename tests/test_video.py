@@ -19,9 +19,10 @@ def clips(tmp_path_factory):
         "vfr.mp4": dict(vfr=True, audio=True, frames=12),
         "rot.mp4": dict(rotation=90, width=130, height=74, sar=Fraction(4, 3)),
         "10bit.mp4": dict(pix_fmt="yuv420p10le", bt709=True),
-        "srt.mkv": dict(audio=True, subtitles=True),
+        "srt.mkv": dict(audio=True, subtitles=True, attachment=("font.ttf", "font/ttf", b"\x00\x01not a real font")),
         "full.mp4": dict(full_range=True),
-        "long.mp4": dict(frames=25, audio=True),
+        "long.mp4": dict(frames=25, audio=True, chapters=[(0, 0.6, "one"), (0.6, 1.0, "two")]),
+        "untagged.mkv": dict(untagged=True),
     }
     return {name: (d / name, make_video(d / name, **kw)) for name, kw in spec.items()}
 
@@ -78,9 +79,17 @@ def test_mkv_with_srt_subtitles(clips, tmp_path):
     assert video_pts(out) == video_pts(src) and len(pts) == 8   # mkv counts in ms
     assert packets(out, "subtitle") == packets(src, "subtitle")
     assert packets(out, "audio") == packets(src, "audio")
+    with av.open(str(out)) as c:
+        (att,) = [s for s in c.streams if s.type == "attachment"]
+        assert (att.name, att.mimetype, bytes(att.data)) == ("font.ttf", "font/ttf", b"\x00\x01not a real font")
+    report = identity(src, tmp_path / "out.mp4")   # mp4 holds neither srt nor attachments: said, not fatal
+    assert report.skipped_streams == ["#2 subtitle srt (srt cannot be stored in .mp4; try .mkv)",
+                                      "#3 attachment font.ttf (attachments need an .mkv output)"]
+    assert packets(tmp_path / "out.mp4", "audio") == packets(src, "audio")
 
 
-@pytest.mark.parametrize("name", ["av.mp4", "full.mp4", "rot.mp4"])   # BT.709 limited, BT.601 full, BT.601 limited
+# BT.709 limited, BT.601 full, BT.601 limited, no tags at all
+@pytest.mark.parametrize("name", ["av.mp4", "full.mp4", "rot.mp4", "untagged.mkv"])
 def test_colour_round_trip_uses_the_source_matrix_and_range(clips, tmp_path, name):
     """Identity model + lossless encode: what is left is the YUV->RGB->YUV round trip. A wrong matrix
     (BT.601 for BT.709) measured Y 27 dB, a wrong range 30 dB; the right ones give ~46 dB."""
@@ -128,6 +137,18 @@ def test_start_and_duration_select_a_part_starting_at_zero(clips, tmp_path):
     assert got[0] == 0 and np.all(np.diff(got) == pts[1] - pts[0])
     audio = packets(out, "audio")
     assert audio and 0 <= audio[0][0] < 0.05 and audio[-1][0] < 0.4
+    with av.open(str(out)) as c:   # chapters clipped to the part and shifted with it
+        assert [(float(ch["start"] * ch["time_base"]), float(ch["end"] * ch["time_base"]), ch["metadata"]["title"])
+                for ch in c.chapters()] == [(0.0, 0.2, "one"), (0.2, 0.4, "two")]
+
+
+def test_chapters_kept(clips, tmp_path):
+    src, _ = clips["long.mp4"]
+    out = tmp_path / "chapters.mkv"
+    identity(src, out)
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        titles = [[ch["metadata"]["title"] for ch in c.chapters()] for c in (a, b)]
+        assert titles == [["one", "two"]] * 2
 
 
 def test_reader_reports_source_facts(clips):

@@ -138,7 +138,11 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
     def flush():
         if not pending:
             return
-        images = backend.run(np.stack([f.image for f in pending]))
+        frames = np.stack([f.image for f in pending])
+        images = backend.run(frames)
+        if images.shape != frames.shape or images.dtype != frames.dtype:
+            raise VdeblurError(f"backend {backend.name} returned {images.dtype} {images.shape} "
+                               f"for {frames.dtype} {frames.shape} frames")
         for f, image in zip(pending, images):
             if not _put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base), stop):
                 break
@@ -190,15 +194,14 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     reader = VideoReader(src, start=start, duration=duration)
     tmp = _temp_path(dst)
     writer = None
-    owned = not isinstance(backend, Backend)
-    runner = None
+    owned_backend = None   # opened here, so closed here; a Backend passed in is the caller's
     finished = False
     try:
         writer = VideoWriter(tmp, reader, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
-        if owned:
-            backend = open_backend(backend, BackendOptions(weights=weights, device=device, precision=precision,
-                                                           batch=batch, compile=compile, engine=engine, onnx=onnx))
-            runner = backend
+        if not isinstance(backend, Backend):
+            backend = owned_backend = open_backend(backend, BackendOptions(
+                weights=weights, device=device, precision=precision, batch=batch, compile=compile,
+                engine=engine, onnx=onnx))
         if tile:
             backend = TiledBackend(backend, tile, tile_overlap)
         reader.use_rgb16(backend.accepts_uint16)
@@ -213,8 +216,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                 writer.abort()
             tmp.unlink(missing_ok=True)
         reader.close()
-        if runner is not None:
-            runner.close()
+        if owned_backend is not None:
+            owned_backend.close()
 
 
 def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool) -> Report:

@@ -23,6 +23,7 @@ from .errors import VdeblurError
 
 # Streams copied packet for packet (attachments are not packets; FFmpeg cannot demux them that way).
 COPY_TYPES = ("audio", "subtitle", "data")
+_DISCARD_ALL = 48   # AVDISCARD_ALL
 # Container/stream tags the muxer writes itself or that would be stale after re-encoding.
 _STALE_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands", "duration", "number_of_frames",
                "number_of_bytes", "bps", "_statistics")
@@ -120,9 +121,11 @@ class VideoReader:
             raise VdeblurError(f"{self.path}: has no video stream ({kinds})")
         self.stream = vs = c.streams.video[0]
         if vs.codec_context is None:
-            raise VdeblurError(f"{self.path}: video codec {vs.codec.name if vs.codec else '?'} cannot be decoded by this FFmpeg build")
+            raise VdeblurError(f"{self.path}: its video codec cannot be decoded by this FFmpeg build")
         vs.thread_type = "AUTO"   # frame + slice threads: 496 -> 721 fps decode at 720p (notes 5.1)
-        self.copy_streams = [s for s in c.streams if s.type in COPY_TYPES]
+        # The demuxer marks streams it will never deliver (mp4 chapter text tracks: the chapters are
+        # copied as chapters) with discard=all.
+        self.copy_streams = [s for s in c.streams if s.type in COPY_TYPES and int(s.discard) < _DISCARD_ALL]
         self.corrupt_packets = 0
         self.corrupt_frames = 0
         self.start = float(start or 0.0)
@@ -175,11 +178,10 @@ class VideoReader:
 
     def _decode(self, packet) -> list:
         try:
-            frames = self.stream.decode(packet)
-        except av.error.InvalidDataError:
+            return self.stream.decode(packet)
+        except av.error.FFmpegError:
             self.corrupt_packets += 1   # damaged packet mid-stream: counted, the rest still decodes
             return []
-        return frames
 
     def _decoded_frames(self) -> Iterator[av.VideoFrame]:
         """Video frames inside [start, end), with the other streams' packets queued in ``_pending``."""
@@ -264,13 +266,29 @@ class VideoReader:
                 packet.dts = self._shifted(packet.dts, packet.time_base)
             yield packet
 
+    def chapters(self) -> list[dict]:
+        """The input's chapters; for a part, those overlapping it, clipped and shifted to start at 0."""
+        out = []
+        for ch in self.container.chapters():
+            tb = ch["time_base"]
+            lo = round(self.start / tb) if self._shift else 0
+            hi = round(self.end / tb) if self.end is not None else None
+            start, end = max(ch["start"], lo), ch["end"] if hi is None else min(ch["end"], hi)
+            if end > start:
+                out.append({**ch, "start": start - lo, "end": end - lo})
+        return out
+
     def close(self) -> None:
         self.container.close()
 
 
-def describe_stream(stream) -> str:
+def codec_name(stream) -> str:
     cc = stream.codec_context
-    name = cc.name if cc else (stream.codec.name if stream.codec else "none")
+    return cc.name if cc else (getattr(stream, "name", None) or "none")
+
+
+def describe_stream(stream) -> str:
+    name = codec_name(stream)
     lang = stream.metadata.get("language")
     return f"#{stream.index} {stream.type} {name}" + (f" [{lang}]" if lang and lang != "und" else "")
 
@@ -340,9 +358,10 @@ class VideoWriter:
                 else:
                     self.stream_map[stream.index] = self._copy_stream(stream)
                     self.copied.append(describe_stream(stream))
+            self._copy_attachments(reader)
             self.out.metadata.update(_clean_tags(reader.container.metadata))
-            chapters = reader.container.chapters()
-            if chapters and not reader._shift:
+            chapters = reader.chapters()
+            if chapters:
                 self.out.set_chapters(chapters)
             self.out.start_encoding()   # header now: a stream the muxer refuses fails here, not mid-run
         except av.error.FFmpegError as e:
@@ -388,7 +407,7 @@ class VideoWriter:
         """Why ``stream`` cannot go into this container, or None. Dropping it with a warning beats
         failing the whole job over, say, a GoPro telemetry track."""
         cc = stream.codec_context
-        name = cc.name if cc else (stream.codec.name if stream.codec else "none")
+        name = codec_name(stream)
         if name == "none":
             return "unknown codec"
         if stream.type == "audio" and not (cc.sample_rate and cc.channels):
@@ -400,6 +419,19 @@ class VideoWriter:
             if name not in known:
                 return f"{name} cannot be stored in {Path(self.path).suffix or 'this container'}; try .mkv"
         return None
+
+    def _copy_attachments(self, reader: VideoReader) -> None:
+        """Attached files (fonts for styled subtitles, cover art) live in the header; only Matroska
+        stores them (other muxers refuse the header or drop them silently)."""
+        for stream in reader.container.streams:
+            if stream.type != "attachment":
+                continue
+            what = f"#{stream.index} attachment {stream.name}"
+            if "matroska" not in self.out.format.name:
+                self.skipped.append(f"{what} (attachments need an .mkv output)")
+                continue
+            self.out.add_attachment(stream.name, stream.mimetype or "application/octet-stream", bytes(stream.data))
+            self.copied.append(what)
 
     def _copy_stream(self, stream):
         out = self.out.add_stream_from_template(stream)
@@ -417,8 +449,14 @@ class VideoWriter:
         frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
                                dst_color_range=self.dst_color_range, interpolation=INTERPOLATION, threads=1)
         frame.pts, frame.duration, frame.time_base = pts, duration, time_base
-        self._mux(self.video.encode(frame))
+        self._mux(self._encode(frame))
         self.frames += 1
+
+    def _encode(self, frame: av.VideoFrame | None) -> list:
+        try:
+            return self.video.encode(frame)
+        except av.error.FFmpegError as e:
+            raise VdeblurError(f"{self.path}: encoder {self.video.codec_context.name} failed ({e.strerror or e})") from None
 
     def write_packet(self, packet: av.Packet) -> None:
         index = packet.stream_index
@@ -442,7 +480,7 @@ class VideoWriter:
 
     def close(self) -> None:
         """Flush the encoder and write the trailer; without this the last frames and the index are lost."""
-        self._mux(self.video.encode(None))
+        self._mux(self._encode(None))
         self.out.close()
 
     def abort(self) -> None:
