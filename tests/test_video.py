@@ -197,3 +197,25 @@ def test_elementary_stream_without_timestamps_gets_its_frame_rate(tmp_path):
     with av.open(str(out)) as c:
         v = c.streams.video[0]
         assert v.average_rate == 25 and [float(f.time) for f in c.decode(v)] == pytest.approx([i / 25 for i in range(10)])
+
+
+def test_second_video_stream_is_copied_untouched(tmp_path):
+    src = tmp_path / "two.mkv"
+    with av.open(str(src), "w") as c:
+        main, other = c.add_stream("libx264", rate=25), c.add_stream("libx264", rate=25)
+        main.width, main.height, other.width, other.height = 64, 48, 32, 32
+        for i in range(5):
+            for s in (main, other):
+                f = av.VideoFrame.from_ndarray(np.full((s.height, s.width, 3), 10 * i, np.uint8), format="rgb24")
+                f.pts = i
+                c.mux(s.encode(f))
+        c.mux(main.encode(None))
+        c.mux(other.encode(None))
+    out = tmp_path / "out.mkv"
+    report = identity(src, out)
+    assert report.frames == 5 and report.copied_streams == ["#1 video h264"]
+
+    def second(path):
+        with av.open(str(path)) as c:
+            return [bytes(p) for p in c.demux(video=1) if p.size]
+    assert second(out) == second(src) and len(second(src)) == 5

@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import VdeblurError
 
-# Streams copied packet for packet (attachments are not packets; FFmpeg cannot demux them that way).
+# Streams copied packet for packet (attachments are not packets: they are copied from the header).
 COPY_TYPES = ("audio", "subtitle", "data")
 _DISCARD_ALL = 48   # AVDISCARD_ALL
 # Container/stream tags the muxer writes itself or that would be stale after re-encoding.
@@ -116,16 +116,21 @@ class VideoReader:
 
     def _setup(self, start, duration):
         c = self.container
-        if not c.streams.video:
+        # Cover art is a one-picture "video" stream; the movie is the first stream that is not.
+        movies = [s for s in c.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        if not movies:
             kinds = ", ".join(sorted({s.type for s in c.streams})) or "no streams"
-            raise VdeblurError(f"{self.path}: has no video stream ({kinds})")
-        self.stream = vs = c.streams.video[0]
+            art = " and cover art" if c.streams.video else ""
+            raise VdeblurError(f"{self.path}: has no video stream ({kinds}{art})")
+        self.stream = vs = movies[0]
         if vs.codec_context is None:
             raise VdeblurError(f"{self.path}: its video codec cannot be decoded by this FFmpeg build")
         vs.thread_type = "AUTO"   # frame + slice threads: 496 -> 721 fps decode at 720p (notes 5.1)
         # The demuxer marks streams it will never deliver (mp4 chapter text tracks: the chapters are
         # copied as chapters) with discard=all.
-        self.copy_streams = [s for s in c.streams if s.type in COPY_TYPES and int(s.discard) < _DISCARD_ALL]
+        # Other video streams (a second angle, cover art) are copied as they are.
+        self.copy_streams = [s for s in c.streams if s is not vs and int(s.discard) < _DISCARD_ALL
+                             and (s.type in COPY_TYPES or s.type == "video")]
         self.corrupt_packets = 0
         self.corrupt_frames = 0
         self.start = float(start or 0.0)
