@@ -87,7 +87,7 @@ class Failing(IdentityBackend):
         return super().run(frames)
 
 
-@pytest.mark.parametrize("exc", [KeyboardInterrupt(), VdeblurError("backend broke"), RuntimeError("CUDA out of memory")])
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), VdeblurError("backend broke"), RuntimeError("a bug")])
 def test_failure_or_ctrl_c_midway_leaves_nothing(clip, tmp_path, exc):
     out = tmp_path / "out.mp4"
     with pytest.raises(type(exc)):
@@ -177,3 +177,16 @@ def test_cuda_fp16_agrees_with_cpu_fp32(weights):
     wide = cuda.run(x.astype(np.uint16) * 257)
     assert wide.dtype == np.uint16 and np.abs(wide / 257.0 - reference).mean() < 2.0
     cuda.close()
+
+
+def test_ctrl_c_from_the_cli_says_so_and_leaves_nothing(clip, tmp_path, capsys, monkeypatch):
+    import vdeblur.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "open_backend", lambda name, options: Failing(KeyboardInterrupt()))
+    out = tmp_path / "out.mp4"
+    assert main(["deblur", str(clip), "-o", str(out), "-q"]) == 130
+    assert capsys.readouterr().err == f"vdeblur: interrupted; {out} was not written\n"
+    monkeypatch.setattr(pipeline, "open_backend", lambda name, options: Failing(RuntimeError("CUDA out of memory. Tried")))
+    assert main(["deblur", str(clip), "-o", str(out), "-q", "--batch", "2"]) == 1
+    assert "out of memory running the model on 2 frame(s) of 64x48; try --batch 1 or --tile 512" in capsys.readouterr().err
+    assert files(tmp_path) == []

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import numpy as np
 
 from .backends import BACKENDS, Backend, BackendOptions, open_backend
@@ -110,6 +111,8 @@ def _decode_stage(reader: VideoReader, q: queue.Queue, stop: threading.Event) ->
             if not _put(q, item, stop):
                 return
         _put(q, _END, stop)
+    except (av.error.FFmpegError, OSError) as e:
+        _put(q, _Failure(VdeblurError(f"{reader.path}: reading failed ({getattr(e, 'strerror', None) or e})")), stop)
     except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
         _put(q, _Failure(e), stop)
 
@@ -139,7 +142,14 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
         if not pending:
             return
         frames = np.stack([f.image for f in pending])
-        images = backend.run(frames)
+        try:
+            images = backend.run(frames)
+        except MemoryError:
+            raise _out_of_memory(frames.shape) from None
+        except RuntimeError as e:
+            if "out of memory" not in str(e).lower():
+                raise
+            raise _out_of_memory(frames.shape) from None
         if images.shape != frames.shape or images.dtype != frames.dtype:
             raise VdeblurError(f"backend {backend.name} returned {images.dtype} {images.shape} "
                                f"for {frames.dtype} {frames.shape} frames")
@@ -162,6 +172,12 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
             break
     if not errors and not stop.is_set():
         flush()
+
+
+def _out_of_memory(shape) -> VdeblurError:
+    n, h, w, _ = shape
+    hint = "--batch 1 or " if n > 1 else ""
+    return VdeblurError(f"out of memory running the model on {n} frame(s) of {w}x{h}; try {hint}--tile 512")
 
 
 def _progress(total: int | None, quiet: bool):
@@ -287,16 +303,22 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    report = deblur_video(
-        args.input, args.output, backend=args.backend, weights=args.weights, device=args.device,
-        precision=args.precision, batch=args.batch, compile=args.compile, engine=args.engine, onnx=args.onnx,
-        tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
-        pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite, quiet=args.quiet)
+    try:
+        report = deblur_video(
+            args.input, args.output, backend=args.backend, weights=args.weights, device=args.device,
+            precision=args.precision, batch=args.batch, compile=args.compile, engine=args.engine, onnx=args.onnx,
+            tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
+            pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
+            quiet=args.quiet)
+    except KeyboardInterrupt:
+        print(f"vdeblur: interrupted; {args.output} was not written", file=sys.stderr)
+        return 130
     for warning in report.warnings():
         print(f"vdeblur: warning: {warning}", file=sys.stderr)
     if not args.quiet:
         b = report.backend
         copied = f", copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
         print(f"{report.output}: {report.frames} frames in {report.seconds:.1f} s ({report.fps:.2f} fps) "
-              f"with {b.get('backend', '?')} on {b.get('device', '?')} {b.get('precision', '')}{copied}", file=sys.stderr)
+              f"with {b.get('backend', '?')} on {b.get('device', '?')} {b.get('precision', '')}{copied}",
+              file=sys.stderr)
     return 0
