@@ -190,3 +190,12 @@ def test_ctrl_c_from_the_cli_says_so_and_leaves_nothing(clip, tmp_path, capsys, 
     assert main(["deblur", str(clip), "-o", str(out), "-q", "--batch", "2"]) == 1
     assert "out of memory running the model on 2 frame(s) of 64x48; try --batch 1 or --tile 512" in capsys.readouterr().err
     assert files(tmp_path) == []
+
+
+def test_backend_specific_options_need_their_backend(weights):
+    for option, name in (("engine", "tensorrt"), ("onnx", "onnxruntime")):
+        options = BackendOptions(weights=str(weights), **{option: "model.bin"})
+        if name in BACKENDS:
+            continue   # that backend's own tests cover it
+        with pytest.raises(VdeblurError, match=f"--{option} needs the {name} backend"):
+            open_backend("auto", options)

@@ -286,8 +286,11 @@ def register(subparsers) -> None:
                    help="auto = fp16 on CUDA, bf16 on a CPU with AMX/AVX-512-BF16, else fp32")
     m.add_argument("--batch", type=int, default=1, metavar="N", help="frames per model call (default: 1)")
     m.add_argument("--compile", action="store_true", help="torch.compile the model (torch backend; slow start)")
-    m.add_argument("--engine", metavar="PATH", help="TensorRT engine file (tensorrt backend)")
-    m.add_argument("--onnx", metavar="PATH", help="ONNX model file (onnxruntime backend)")
+    # Options of backends that are registered only (a backend added to BACKENDS brings its option).
+    if "tensorrt" in BACKENDS:
+        m.add_argument("--engine", metavar="PATH", help="TensorRT engine file (tensorrt backend)")
+    if "onnxruntime" in BACKENDS:
+        m.add_argument("--onnx", metavar="PATH", help="ONNX model file (onnxruntime backend)")
     m.add_argument("--tile", type=int, default=0, metavar="N", help="process frames in N x N tiles to save memory (default: whole frames)")
     m.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="pixels shared by neighbouring tiles, blended (default: 32)")
     e = p.add_argument_group("output encoding")
@@ -306,7 +309,8 @@ def run(args) -> int:
     try:
         report = deblur_video(
             args.input, args.output, backend=args.backend, weights=args.weights, device=args.device,
-            precision=args.precision, batch=args.batch, compile=args.compile, engine=args.engine, onnx=args.onnx,
+            precision=args.precision, batch=args.batch, compile=args.compile,
+            engine=getattr(args, "engine", None), onnx=getattr(args, "onnx", None),
             tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
             quiet=args.quiet)
