@@ -199,3 +199,12 @@ def test_backend_specific_options_need_their_backend(weights):
             continue   # that backend's own tests cover it
         with pytest.raises(VdeblurError, match=f"--{option} needs the {name} backend"):
             open_backend("auto", options)
+
+
+def test_bf16_on_cpu_agrees_with_fp32(weights):
+    x = np.random.default_rng(1).integers(0, 256, (1, 40, 56, 3), dtype=np.uint8)
+    ref = open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="fp32")).run(x)
+    bf16 = open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="bf16"))
+    assert bf16.describe()["precision"] == "bf16"
+    out = bf16.run(x.astype(np.uint16) * 257)   # full 16-bit scale through bf16 stays finite and right
+    assert out.dtype == np.uint16 and np.abs(out / 257.0 - ref).mean() < 3.0
