@@ -219,3 +219,30 @@ def test_second_video_stream_is_copied_untouched(tmp_path):
         with av.open(str(path)) as c:
             return [bytes(p) for p in c.demux(video=1) if p.size]
     assert second(out) == second(src) and len(second(src)) == 5
+
+
+def test_video_starting_late_keeps_its_offset_against_audio(tmp_path):
+    src = tmp_path / "late.mp4"
+    tb = Fraction(1, 90000)
+    with av.open(str(src), "w") as c:
+        v, a = c.add_stream("libx264", rate=25), c.add_stream("aac", rate=48000)
+        v.width, v.height = 64, 48
+        v.codec_context.time_base = v.time_base = tb
+        for i in range(10):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 10 * i, np.uint8), format="rgb24")
+            f.pts, f.time_base = 45000 + 3600 * i, tb   # video starts at 0.5 s, audio at 0
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+        for k in range(30):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 48000, 1024 * k
+            c.mux(a.encode(af))
+        c.mux(a.encode(None))
+    out = tmp_path / "out.mp4"
+    identity(src, out)
+
+    def times(path):
+        with av.open(str(path)) as c:
+            return [float(f.time) for f in c.decode(video=0)]
+    assert times(out) == times(src) and times(src)[0] == 0.5
+    assert packets(out, "audio") == packets(src, "audio")
