@@ -327,8 +327,8 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
 class VideoWriter:
     """Encode RGB frames and remux the copied streams into ``path`` (container chosen by its suffix)."""
 
-    def __init__(self, path: str | os.PathLike, reader: VideoReader, *, codec: str = "libx264", crf: float | None = None, preset: str | None = None,
-                 pix_fmt: str | None = None):
+    def __init__(self, path: str | os.PathLike, reader: VideoReader, *, codec: str = "libx264",
+                 crf: float | None = None, preset: str | None = None, pix_fmt: str | None = None):
         self.path = str(path)
         info = reader.info
         enc = _encoder(codec)
@@ -421,7 +421,7 @@ class VideoWriter:
         # Muxers with a codec table (mp4, mov, mkv) list what they take; for the others the list is
         # not meaningful (it does not even hold the video codec), so the header write decides.
         if video_codec.canonical_name in known:
-            if name not in known:
+            if name not in known and (cc is None or cc.codec.canonical_name not in known):
                 return f"{name} cannot be stored in {Path(self.path).suffix or 'this container'}; try .mkv"
         return None
 
