@@ -80,6 +80,7 @@ class TorchBackend(Backend):
             "weights": self.weights or "shipped default",
             "channels_last": True,
             "compile": self.compiled,
+            "cpu_threads": torch.get_num_threads(),
             "torch": torch.__version__,
         }
 
