@@ -49,7 +49,7 @@ PRECISIONS = ("fp32", "fp16", "bf16")
 _NP_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 
 
-def _onnx():
+def require_onnx():
     try:
         import onnx
     except ImportError:
@@ -310,7 +310,7 @@ def attention_functions(onnx, opset: int) -> list:
 
 def build_onnx(model: DeblurNet, spec: ExportSpec, metadata: dict | None = None):
     """The ModelProto for ``model`` (eval-mode weights are read, never changed)."""
-    onnx = _onnx()
+    onnx = require_onnx()
     helper = onnx.helper
     g = _GraphBuilder(onnx, spec.precision)
     h = spec.height if not spec.dynamic else "height"
@@ -383,7 +383,7 @@ def export(weights: str | None, output: str | os.PathLike, spec: ExportSpec, ove
     sha = file_sha256(weights_path)
     t0 = time.perf_counter()
     proto = build_onnx(model, spec, {"weights_sha256": sha, "weights": weights_path.name})
-    _onnx().checker.check_model(proto)
+    require_onnx().checker.check_model(proto)
     path = write_model(proto, output, overwrite)
     return {"path": str(path), "seconds": time.perf_counter() - t0, "bytes": path.stat().st_size,
             "weights_sha256": sha, "custom_nodes": count_custom_nodes(proto), "nodes": len(proto.graph.node)}
