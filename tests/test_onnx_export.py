@@ -72,7 +72,8 @@ def test_onnxruntime_matches_torch_fp32(tiny_model, plugin, size):
     spec = ExportSpec(plugin=plugin, height=size and size[0], width=size and size[1])
     proto = _float_output(build_onnx(tiny_model, spec))
     onnx.checker.check_model(proto, full_check=True)
-    out_u8, out_f = _session(proto).run(None, {"frames": frames})
+    out_u8, nonfinite, out_f = _session(proto).run(None, {"frames": frames})
+    assert nonfinite.shape == (len(frames),) and not nonfinite.any()
     ref = _torch_restore(tiny_model, frames)
     assert np.abs(out_f - ref.numpy()).max() < 1e-4
     ref_u8 = (ref * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
@@ -88,11 +89,24 @@ def test_fp16_export_runs_close_and_bf16_passes_checker(tiny_model):
     onnx.checker.check_model(proto, full_check=True)
     init_types = {i.data_type for i in proto.graph.initializer if i.name.startswith("module.")}
     assert init_types == {onnx.TensorProto.FLOAT16}
-    _, out_f = _session(proto).run(None, {"frames": frames})
+    _, _, out_f = _session(proto).run(None, {"frames": frames})
     assert np.abs(out_f.astype(np.float32) - ref).max() < 2e-2
     bf16 = build_onnx(tiny_model, ExportSpec(precision="bf16"))
     onnx.checker.check_model(bf16, full_check=True)
     assert {i.data_type for i in bf16.graph.initializer if i.name.startswith("module.")} == {onnx.TensorProto.BFLOAT16}
+
+
+def test_nonfinite_output_counts_nan_and_inf(tiny_model):
+    """The guard output sees NaN/Inf that the clamp would turn into ordinary pixels."""
+    broken = build_model(TINY).eval()
+    broken.load_state_dict(tiny_model.state_dict())
+    with torch.no_grad():
+        broken.module.dg3.out.bias[0] = float("nan")
+        broken.module.dg3.out.bias[1] = float("inf")
+    out_u8, nonfinite = _session(build_onnx(broken, ExportSpec(height=32, width=48))).run(None, {"frames": _frames(h=32, w=48)})
+    assert out_u8.shape == (2, 32, 48, 3)
+    # The coarse scales' broken prediction feeds the finer ones, so every value ends up non-finite.
+    assert nonfinite.tolist() == [3 * 32 * 48] * 2
 
 
 def test_export_cli_writes_and_refuses_overwrite(tiny_model, tmp_path, capsys):

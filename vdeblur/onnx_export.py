@@ -44,6 +44,8 @@ POOL_OP = "DeblurSAPool"
 APPLY_OP = "DeblurSAApply"
 INPUT = "frames"
 OUTPUT = "restored"
+#: float32 [N]: NaN/Inf values in each restored frame before clamping (the runtime's guard reads it).
+NONFINITE = "nonfinite"
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 _NP_DTYPES = {"fp32": np.float32, "fp16": np.float16}
@@ -97,8 +99,10 @@ class _GraphBuilder:
         self._count += 1
         return f"{hint}_{self._count}"
 
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, domain: str = "", **attrs) -> str:
-        out = self.fresh(hint or op_type.lower())
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, domain: str = "", out: str | None = None,
+           **attrs) -> str:
+        """Append one node; its output is named ``out`` (a graph output) or a fresh name."""
+        out = out or self.fresh(hint or op_type.lower())
         self.nodes.append(self.helper.make_node(op_type, inputs, [out], name=out, domain=domain, **attrs))
         return out
 
@@ -247,15 +251,21 @@ class _GraphBuilder:
         pads = self.op("Concat", [self.ints([0, 0, 0, 0, 0, 0]), pad_hw], axis=0)
         return self.op("Pad", [x, pads], mode="edge"), ends
 
-    def frames_out(self, y: str, ends: str) -> str:
-        """Crop, clamp to [0, 1], *255 in float32, round half to even, uint8 NHWC."""
+    def frames_out(self, y: str, ends: str) -> tuple[str, str]:
+        """Crop, clamp to [0, 1], *255 in float32, round half to even, uint8 NHWC; plus the count
+        of non-finite values per frame (clamping would hide them)."""
         y = self.op("Slice", [y, self.ints([0, 0]), ends, self.ints([2, 3])])
+        yf = self.op("Cast", [y], to=self.onnx.TensorProto.FLOAT)  # IsInf takes float32 in every opset
+        bad = self.op("Or", [self.op("IsNaN", [yf]), self.op("IsInf", [yf])])
+        nonfinite = self.op("ReduceSum", [self.op("Cast", [bad], to=self.onnx.TensorProto.FLOAT), self.ints([1, 2, 3])],
+                            keepdims=0, out=NONFINITE)
         y = self.op("Clip", [y, self.scalar(0.0), self.scalar(1.0)])
         if self.precision != "fp32":
             y = self.op("Cast", [y], to=self.onnx.TensorProto.FLOAT)
         y = self.op("Round", [self.op("Mul", [y, self.const("f32_255", np.asarray(255.0, dtype=np.float32))])])
         y = self.op("Transpose", [y], perm=[0, 2, 3, 1])
-        return self.op("Cast", [y], to=self.onnx.TensorProto.UINT8)
+        # The uint8 tensor must be the graph output itself: TensorRT allows UINT8 only at the boundary.
+        return self.op("Cast", [y], to=self.onnx.TensorProto.UINT8, out=OUTPUT), nonfinite
 
 
 def _gate_body(helper, TP, x: str, prefix: str = "") -> list:
@@ -318,16 +328,14 @@ def build_onnx(model: DeblurNet, spec: ExportSpec, metadata: dict | None = None)
     with torch.no_grad():
         x, ends = g.frames_in(INPUT, model.config.size_multiple, spec)
         y = g.network(x, model, spec.plugin)
-        out = g.frames_out(y, ends)
-    # The last node writes the graph output under its public name.
-    g.nodes[-1].output[0] = OUTPUT
+        g.frames_out(y, ends)
     graph = helper.make_graph(
         g.nodes, "vdeblur",
         [helper.make_tensor_value_info(INPUT, onnx.TensorProto.UINT8, ["batch", h, w, 3])],
-        [helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.UINT8, ["batch", h, w, 3])],
+        [helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.UINT8, ["batch", h, w, 3]),
+         helper.make_tensor_value_info(NONFINITE, onnx.TensorProto.FLOAT, ["batch"])],
         initializer=list(g.initializers.values()),
     )
-    del out
     opset = OPSET_BF16 if spec.precision == "bf16" else OPSET
     opsets = [helper.make_opsetid("", opset)]
     functions = []

@@ -90,7 +90,7 @@ class OnnxRuntimeBackend(Backend):
             raise VdeblurError(f"{path}: not a readable ONNX file ({type(e).__name__})") from None
         meta = {p.key: p.value for p in model.metadata_props}
         names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
-        if names != (["frames"], ["restored"]):
+        if names != (["frames"], ["restored", "nonfinite"]):
             raise VdeblurError(f"{path}: not a vdeblur export (inputs {names[0]}, outputs {names[1]}); make one with `vdeblur export`")
         return model.SerializeToString(), meta
 
@@ -121,7 +121,7 @@ class OnnxRuntimeBackend(Backend):
             h, w = self.fixed_size
             raise VdeblurError(f"{self.source} is built for {h}x{w} frames, got {frames.shape[1]}x{frames.shape[2]}; "
                                "export it with --dynamic or the video's size")
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(frames)})[0]
+        return self.session.run(["restored"], {self.input_name: np.ascontiguousarray(frames)})[0]
 
     def describe(self) -> dict:
         ort = _ort()
