@@ -50,7 +50,7 @@ def plugin_layer_count(trt, network) -> int:
 
 
 def build_engine(onnx_bytes: bytes, profile: ShapeProfile, timing_cache: Path, *, plugin: bool,
-                 capability: int | None = None, source: str = "the ONNX model", log=print) -> tuple[bytes, dict]:
+                 capability: int | None = None, source: str = "the ONNX model") -> tuple[bytes, dict]:
     """Build a serialized engine; reads and updates ``timing_cache``. Returns (plan, facts)."""
     trt = import_tensorrt()
     if plugin:
