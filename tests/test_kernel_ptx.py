@@ -27,7 +27,8 @@ for cc in (80, 86, 89, 90):
                 params = re.findall(r"\.param\s+\.(u64|u32|b64|b32)", entry.group(2))
                 target = re.search(r"\.target\s+(\S+)", ck.ptx).group(1)
                 out.append(dict(cc=cc, kernel=kernel, dtype=dtype, name=ck.name, entry=entry.group(1),
-                                params=params, target=target, bytes=len(ck.ptx), threads=ck.threads, shared=ck.shared))
+                                params=params, target=target, bytes=len(ck.ptx), threads=ck.threads, shared=ck.shared,
+                                scratch=ck.global_scratch))
 print(json.dumps(out))
 """
 
@@ -47,6 +48,7 @@ def test_ptx_for_every_target(compiled):
     for r in compiled:
         assert r["entry"] == r["name"] == f"{r['kernel']}_kernel"
         assert r["bytes"] > 1000 and r["threads"] == 128
+        assert r["scratch"] == 0  # TensorRT passes nothing for Triton's hidden scratch pointers
 
 
 def test_entry_signature_is_the_plugin_abi(compiled):

@@ -136,7 +136,7 @@ def compile_engine(weights: str | None, profile: ShapeProfile, precision: str = 
 
     log(f"building {path.name} (TensorRT {trt.__version__}, {gpu_name} sm_{cc}, {precision}, "
         f"{'fused attention plugin' if plugin else 'plain ops'}); this takes minutes the first time")
-    cache = Path(engine_dir) / f"timing-{key.compute_capability.replace('.', '')}-trt{key.tensorrt_version}.cache"
+    cache = Path(engine_dir) / f"timing-{key.gpu_slug}-sm{key.compute_capability.replace('.', '')}-trt{key.tensorrt_version}.cache"
     plan, facts = build_engine(onnx_bytes, profile, cache, plugin=plugin,
                                capability=int(cc.replace(".", "")), source=path.name)
     if check_frames is None:

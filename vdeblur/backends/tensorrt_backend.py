@@ -9,6 +9,7 @@ backend so one bad frame never reaches the output.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,10 @@ class TensorRTBackend(Backend):
         self.bad_frames = 0
         if engine:
             self._load(Path(engine))
+        elif importlib.util.find_spec("triton") is None:
+            # Building needs triton for the plugin's PTX; say so now, so "auto" can move on to torch.
+            raise VdeblurError("no --engine given and triton is missing to build one: pip install 'vdeblur[tensorrt]' "
+                               "or run `vdeblur compile` where it is installed")
 
     @classmethod
     def from_options(cls, options) -> "TensorRTBackend":

@@ -134,6 +134,8 @@ class CompiledKernel:
     threads: int
     shared: int
     block_pixels: int
+    #: Bytes of Triton's global scratch; must be 0, since TensorRT passes no pointer for it.
+    global_scratch: int = 0
 
 
 def signature(kernel: str, dtype: str) -> dict:
@@ -160,7 +162,8 @@ def compile_kernel(kernel: str, dtype: str, channels: int, hidden: int, capabili
         from triton.backends.compiler import GPUTarget
 
         target = GPUTarget("cuda", int(capability), 32)
-    compiled = triton.compile(src, target=target, options={"num_warps": NUM_WARPS})
+    compiled = triton.compile(src, target=target, options={"num_warps": NUM_WARPS, "enable_fp_fusion": True})
     return CompiledKernel(name=compiled.metadata.name, ptx=compiled.asm["ptx"],
                           threads=compiled.metadata.num_warps * 32, shared=compiled.metadata.shared,
-                          block_pixels=consts["BLOCK"])
+                          block_pixels=consts["BLOCK"],
+                          global_scratch=int(getattr(compiled.metadata, "global_scratch_size", 0) or 0))

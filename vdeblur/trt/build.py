@@ -69,8 +69,10 @@ def build_engine(onnx_bytes: bytes, profile: ShapeProfile, timing_cache: Path, *
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
     cache_bytes = timing_cache.read_bytes() if timing_cache.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, False)  # ignore_mismatch=False: a cache from another GPU is not used
+    # ignore_mismatch=False: a cache recorded on a different device is refused; then start afresh.
+    if not config.set_timing_cache(config.create_timing_cache(cache_bytes), False):
+        cache_bytes = b""
+        config.set_timing_cache(config.create_timing_cache(b""), False)
 
     opt_profile = builder.create_optimization_profile()
     opt_profile.set_shape(INPUT, profile.nhwc("min"), profile.nhwc("opt"), profile.nhwc("max"))

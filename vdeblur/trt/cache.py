@@ -104,9 +104,12 @@ class EngineKey:
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
+    @property
+    def gpu_slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.gpu_name.lower()).strip("-") or "gpu"
+
     def filename(self) -> str:
-        gpu = re.sub(r"[^a-z0-9]+", "-", self.gpu_name.lower()).strip("-") or "gpu"
-        return (f"vdeblur-{self.precision}-{self.profile.label()}-{gpu}-sm{self.compute_capability.replace('.', '')}"
+        return (f"vdeblur-{self.precision}-{self.profile.label()}-{self.gpu_slug}-sm{self.compute_capability.replace('.', '')}"
                 f"-trt{self.tensorrt_version}-{self.digest[:12]}.engine")
 
     def mismatches(self, other: dict) -> list[str]:
