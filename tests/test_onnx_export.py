@@ -16,11 +16,12 @@ TINY = ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4)
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    torch.manual_seed(0)
-    model = build_model(TINY).eval()
-    for m in model.modules():  # non-zero biases, so a misplaced bias cannot hide
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            torch.nn.init.normal_(m.bias, 0.0, 0.1)
+    with torch.random.fork_rng():  # leave the global RNG as other tests expect it
+        torch.manual_seed(0)
+        model = build_model(TINY).eval()
+        for m in model.modules():  # non-zero biases, so a misplaced bias cannot hide
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                torch.nn.init.normal_(m.bias, 0.0, 0.1)
     return model
 
 

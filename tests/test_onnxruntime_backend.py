@@ -13,8 +13,9 @@ from vdeblur.cli import main  # noqa: E402
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    torch.manual_seed(1)
-    model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4))
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4))
     return save_checkpoint(tmp_path_factory.mktemp("w") / "tiny.safetensors", model)
 
 

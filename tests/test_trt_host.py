@@ -297,13 +297,10 @@ def test_runner_rejects_unloadable_plan(fake_runtime):
 @pytest.mark.skipif(not HAVE_TRT, reason="needs TensorRT (pip install 'vdeblur[tensorrt]')")
 def test_compile_and_run_engine_on_gpu(tmp_path):
     """Build with the plugin, verify (>= 40 dB vs fp32 torch inside compile), run through the backend."""
-    import torch
-
     from vdeblur import ModelConfig, build_model, save_checkpoint
     from vdeblur.backends.tensorrt_backend import TensorRTBackend
     from vdeblur.compile import compile_engine, synthetic_frames
 
-    torch.manual_seed(0)
     weights = save_checkpoint(tmp_path / "w.safetensors", build_model(ModelConfig(widths=(8, 16, 32), blocks_per_group=1)))
     path, doc = compile_engine(str(weights), ShapeProfile.fixed(72, 120, 2), "fp16", engine_dir=tmp_path / "engines")
     assert doc["plugin_layers"] == 2 * 6 * 3  # two fused nodes per block, 6 blocks, 3 scales
