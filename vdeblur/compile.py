@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import VdeblurError
-from .trt.cache import EngineKey, ShapeProfile, atomic_write, parse_shape, read_sidecar, write_sidecar
+from .fileio import atomic_write
+from .trt.cache import EngineKey, ShapeProfile, parse_shape, read_sidecar, write_sidecar
 
 DEFAULT_ENGINE_DIR = Path("engines")
 MIN_PSNR_DB = 40.0

@@ -22,7 +22,6 @@ prefers a registered plugin over a same-named local function) and the body other
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 from .errors import VdeblurError
+from .fileio import atomic_write
 from .kernels import POOL_PROGRAMS, spatial_weights
 from .network import (DecoderGroup, DeblurNet, EncoderDecoder, EncoderGroup, ResidualAttentionBlock,
                       StridedConv)
@@ -367,17 +367,7 @@ def write_model(proto, path: str | os.PathLike, overwrite: bool = False) -> Path
         raise VdeblurError(f"{path}: exists; pass --force to overwrite it")
     if path.is_dir():
         raise VdeblurError(f"{path}: is a directory")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = proto.SerializeToString()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, proto.SerializeToString())
 
 
 def export(weights: str | None, output: str | os.PathLike, spec: ExportSpec, overwrite: bool = False) -> dict:

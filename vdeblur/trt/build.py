@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..errors import VdeblurError
 from . import import_tensorrt, version_tuple
-from .cache import INPUT, ShapeProfile, atomic_write
+from ..fileio import atomic_write
+from .cache import INPUT, ShapeProfile
 
 WORKSPACE_BYTES = 4 << 30
 

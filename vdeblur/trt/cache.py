@@ -12,11 +12,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import VdeblurError
+from ..fileio import atomic_write
 
 SIDECAR_SUFFIX = ".json"
 SIDECAR_FORMAT = "vdeblur-engine"
@@ -129,18 +129,6 @@ def kernel_sha256() -> str:
 
 def sidecar_path(engine: str | os.PathLike) -> Path:
     return Path(str(engine) + SIDECAR_SUFFIX)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_sidecar(engine: Path, key: EngineKey, facts: dict) -> Path:
