@@ -61,7 +61,7 @@ def build_engine(onnx_bytes: bytes, profile: ShapeProfile, timing_cache: Path, *
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt))
-    _parse(trt, network, logger, onnx_bytes, source)
+    parser = _parse(trt, network, logger, onnx_bytes, source)  # owns the weights: keep it until the build is done
     plugins = plugin_layer_count(trt, network)
     if plugin and plugins == 0:
         raise VdeblurError("the fused-attention plugin was not used (TensorRT imported the reference function bodies); "
@@ -71,9 +71,12 @@ def build_engine(onnx_bytes: bytes, profile: ShapeProfile, timing_cache: Path, *
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
     cache_bytes = timing_cache.read_bytes() if timing_cache.is_file() else b""
     # ignore_mismatch=False: a cache recorded on a different device is refused; then start afresh.
-    if not config.set_timing_cache(config.create_timing_cache(cache_bytes), False):
+    # The cache object must outlive the build, hence the name.
+    cache = config.create_timing_cache(cache_bytes)
+    if not config.set_timing_cache(cache, False):
         cache_bytes = b""
-        config.set_timing_cache(config.create_timing_cache(b""), False)
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, False)
 
     opt_profile = builder.create_optimization_profile()
     opt_profile.set_shape(INPUT, profile.nhwc("min"), profile.nhwc("opt"), profile.nhwc("max"))
@@ -84,7 +87,8 @@ def build_engine(onnx_bytes: bytes, profile: ShapeProfile, timing_cache: Path, *
     seconds = time.perf_counter() - t0
     if plan is None:
         raise VdeblurError("TensorRT failed to build the engine (see the TensorRT messages above)")
-    atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
+    del parser
+    atomic_write(timing_cache, bytes(cache.serialize()))
     facts = {"build_seconds": round(seconds, 1), "plugin_layers": plugins, "layers": network.num_layers,
              "timing_cache": str(timing_cache), "timing_cache_reused": bool(cache_bytes)}
     return bytes(plan), facts
