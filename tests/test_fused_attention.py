@@ -69,3 +69,27 @@ def test_pool_contract_is_split_independent():
     sw = [t.detach() for t in spatial_weights(att.spatial)]
     assert 72 * 64 > POOL_PROGRAMS * fa.block_pixels(128)
     torch.testing.assert_close(fa.sa_pool(x, *sw).sum(1), sa_pool_reference(x, *sw).sum(1), rtol=1e-5, atol=1e-3)
+
+
+def test_torch_custom_ops_fuse_a_network_and_unfuse_it():
+    """The CUDA path's custom ops (Triton under the interpreter here) reproduce the unfused model."""
+    from vdeblur import ModelConfig, build_model
+    from vdeblur.kernels.torch_ops import fuse_attention, unfuse_attention
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        # One scale keeps the interpreter's work small (each pool call interprets POOL_PROGRAMS programs).
+        model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4, num_scales=1)).eval()
+        x = torch.rand(1, 3, 16, 24)
+    with torch.no_grad():
+        expected = model(x)
+        assert fuse_attention(model) == 6
+        fused = model(x)
+        assert unfuse_attention(model) == 6
+        again = model(x)
+    torch.testing.assert_close(fused, expected, rtol=1e-4, atol=1e-5)
+    assert torch.equal(again, expected)
+    x16 = torch.randn(1, 8, 5, 7)
+    w = [torch.randn(2, 8), torch.randn(2), torch.randn(2), torch.randn(1)]
+    torch.library.opcheck(torch.ops.vdeblur.sa_pool.default, (x16, *w))
+    torch.library.opcheck(torch.ops.vdeblur.sa_apply.default, (x16, torch.randn_like(x16), torch.rand(1, 8, 1, 1), *w))
