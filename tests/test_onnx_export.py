@@ -121,7 +121,7 @@ def test_export_cli_writes_and_refuses_overwrite(tiny_model, tmp_path, capsys):
     before = out.read_bytes()
     assert main(["export", "--weights", str(weights), "-o", str(out), "--no-plugin"]) == 1
     assert "exists" in capsys.readouterr().err and out.read_bytes() == before
-    assert main(["export", "--weights", str(weights), "-o", str(out), "--no-plugin", "--force"]) == 0
+    assert main(["export", "--weights", str(weights), "-o", str(out), "--no-plugin", "--overwrite"]) == 0
     assert count_custom_nodes(onnx.load(out)) == {}
     assert main(["export", "--weights", str(weights), "-o", str(out), "--height", "64"]) == 1
     assert "both --height and --width" in capsys.readouterr().err

@@ -103,7 +103,7 @@ def verify_engine(plan: bytes, weights: Path, frames: np.ndarray, source: str) -
 
 def compile_engine(weights: str | None, profile: ShapeProfile, precision: str = "fp16", plugin: bool = True,
                    engine_dir: Path = DEFAULT_ENGINE_DIR, output: Path | None = None, check_frames: np.ndarray | None = None,
-                   force: bool = False, log=print) -> tuple[Path, dict]:
+                   overwrite: bool = False, log=print) -> tuple[Path, dict]:
     """Return an up-to-date engine for these inputs, building (and verifying) it if needed."""
     from . import load_model
     from .checkpoint import file_sha256
@@ -123,7 +123,7 @@ def compile_engine(weights: str | None, profile: ShapeProfile, precision: str = 
     key = engine_key(sha, onnx_bytes, precision, profile, plugin, trt.__version__, gpu_name, cc)
     path = Path(output) if output else Path(engine_dir) / key.filename()
 
-    if path.is_file() and not force:
+    if path.is_file() and not overwrite:
         try:
             doc = read_sidecar(path)
         except VdeblurError:
@@ -133,7 +133,7 @@ def compile_engine(weights: str | None, profile: ShapeProfile, precision: str = 
             return path, doc
         if output:
             what = ", ".join(key.mismatches(doc["key"])) if doc else "its sidecar is missing"
-            raise VdeblurError(f"{path}: exists and does not match this build ({what}); pass --force to replace it")
+            raise VdeblurError(f"{path}: exists and does not match this build ({what}); pass --overwrite to replace it")
 
     log(f"building {path.name} (TensorRT {trt.__version__}, {gpu_name} sm_{cc}, {precision}, "
         f"{'fused attention plugin' if plugin else 'plain ops'}); this takes minutes the first time")
@@ -166,7 +166,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-plugin", action="store_true", help="plain TensorRT layers instead of the fused attention kernels")
     p.add_argument("--engine-dir", default=str(DEFAULT_ENGINE_DIR), help="where engines and the timing cache live (default ./engines)")
     p.add_argument("-o", "--output", help="engine file (default: a name in --engine-dir that encodes what it was built for)")
-    p.add_argument("--force", action="store_true", help="rebuild even if an up-to-date engine exists")
+    p.add_argument("--overwrite", action="store_true", help="rebuild and replace the engine even if an up-to-date one exists")
     p.set_defaults(func=run)
 
 
@@ -197,7 +197,7 @@ def run(args) -> int:
     frames = video_frames(args.video, VERIFY_FRAMES) if args.video else None
     profile = profile_from_args(args, frames.shape[1:3] if frames is not None else None)
     path, doc = compile_engine(args.weights, profile, args.precision, not args.no_plugin, Path(args.engine_dir),
-                               Path(args.output) if args.output else None, frames, args.force)
+                               Path(args.output) if args.output else None, frames, args.overwrite)
     print(f"engine: {path}")
     if "verify_psnr_db" in doc:
         print(f"checked against fp32 torch on {doc['verify_frames']} frames: PSNR {doc['verify_psnr_db']} dB, "

@@ -364,7 +364,7 @@ def write_model(proto, path: str | os.PathLike, overwrite: bool = False) -> Path
     """Atomic write: a partial file never takes the final name; an existing file needs ``overwrite``."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise VdeblurError(f"{path}: exists; pass --force to overwrite it")
+        raise VdeblurError(f"{path}: exists; pass --overwrite to replace it")
     if path.is_dir():
         raise VdeblurError(f"{path}: is a directory")
     return atomic_write(path, proto.SerializeToString())
@@ -396,7 +396,7 @@ def register(subparsers) -> None:
     p.add_argument("--dynamic", action="store_true", help="any frame size (the default when no size is given)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="numeric type inside the graph (default fp32)")
     p.add_argument("--no-plugin", action="store_true", help="plain ONNX ops instead of the fused-attention custom nodes")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=run)
 
 
@@ -404,7 +404,7 @@ def run(args) -> int:
     if args.dynamic and (args.height or args.width):
         raise VdeblurError("--dynamic conflicts with --height/--width")
     spec = ExportSpec(precision=args.precision, plugin=not args.no_plugin, height=args.height, width=args.width)
-    info = export(args.weights, args.output, spec, overwrite=args.force)
+    info = export(args.weights, args.output, spec, overwrite=args.overwrite)
     nodes = ", ".join(f"{v} {k}" for k, v in sorted(info["custom_nodes"].items())) or "no custom nodes"
     print(f"wrote {info['path']} ({info['bytes'] / 2**20:.1f} MiB, {info['nodes']} nodes: {nodes}; "
           f"{spec.precision}, {'dynamic size' if spec.dynamic else f'{spec.height}x{spec.width}'}) in {info['seconds']:.2f} s")

@@ -40,12 +40,13 @@ class TensorRTBackend(Backend):
         self.engine_dir = Path(engine_dir) if engine_dir else None
         self.engine_path: Path | None = None
         self.sidecar: dict = {}
-        self.runner = None
+        self.runner = None          # the --engine file's runner, if one was given
+        self._built: dict = {}      # (H, W) -> runner of an engine built here (tiles may come in several sizes)
         self._torch = None
         self.frames_done = 0
         self.bad_frames = 0
         if engine:
-            self._load(Path(engine))
+            self.runner = self._load(Path(engine))
         elif importlib.util.find_spec("triton") is None:
             # Building needs triton for the plugin's PTX; say so now, so "auto" can move on to torch.
             raise VdeblurError("no --engine given and triton is missing to build one: pip install 'vdeblur[tensorrt]' "
@@ -57,7 +58,7 @@ class TensorRTBackend(Backend):
             raise VdeblurError(f"the tensorrt backend runs on the GPU; --device {options.device} asks for something else")
         return cls(engine=options.engine, weights=options.weights, precision=options.precision, batch=options.batch)
 
-    def _load(self, path: Path) -> None:
+    def _load(self, path: Path):
         from ..checkpoint import file_sha256
         from ..trt.build import gpu_facts
         from ..trt.cache import check_runtime_match, read_sidecar
@@ -69,19 +70,22 @@ class TensorRTBackend(Backend):
         gpu_name, cc = gpu_facts()
         check_runtime_match(path, doc, tensorrt_version=self.trt.__version__, gpu_name=gpu_name, compute_capability=cc,
                             weights_sha256=file_sha256(self.weights) if self.weights else None)
-        self.runner = EngineRunner(path.read_bytes(), str(path))
         self.engine_path, self.sidecar = path, doc
         self.precision = doc["key"].get("precision", self.precision)
+        return EngineRunner(path.read_bytes(), str(path))
 
-    def _ensure_engine(self, height: int, width: int) -> None:
+    def _runner_for(self, height: int, width: int):
+        """The --engine file's runner, or the one for this size, picked or built under engines/."""
         if self.runner is not None:
-            return
-        from ..compile import DEFAULT_ENGINE_DIR, compile_engine
-        from ..trt.cache import ShapeProfile
+            return self.runner
+        if (height, width) not in self._built:
+            from ..compile import DEFAULT_ENGINE_DIR, compile_engine
+            from ..trt.cache import ShapeProfile
 
-        path, _ = compile_engine(self.weights, ShapeProfile.fixed(height, width, self.batch), self.precision,
-                                 engine_dir=self.engine_dir or DEFAULT_ENGINE_DIR)
-        self._load(path)
+            path, _ = compile_engine(self.weights, ShapeProfile.fixed(height, width, self.batch), self.precision,
+                                     engine_dir=self.engine_dir or DEFAULT_ENGINE_DIR)
+            self._built[(height, width)] = self._load(path)
+        return self._built[(height, width)]
 
     def _torch_backend(self):
         if self._torch is None:
@@ -96,8 +100,7 @@ class TensorRTBackend(Backend):
 
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise VdeblurError(f"tensorrt backend: expected uint8 (N, H, W, 3) frames, got {frames.dtype} {frames.shape}")
-        self._ensure_engine(*frames.shape[1:3])
-        out, nonfinite = self.runner.run(frames)
+        out, nonfinite = self._runner_for(*frames.shape[1:3]).run(frames)
         bad = bad_frames(frames, out, nonfinite)
         self.frames_done += len(frames)
         if len(bad):
@@ -121,9 +124,10 @@ class TensorRTBackend(Backend):
         }
 
     def close(self) -> None:
-        if self.runner is not None:
-            self.runner.close()
-            self.runner = None
+        for runner in [self.runner, *self._built.values()]:
+            if runner is not None:
+                runner.close()
+        self.runner, self._built = None, {}
         if self._torch is not None:
             self._torch.close()
             self._torch = None
