@@ -310,3 +310,44 @@ def test_compile_and_run_engine_on_gpu(tmp_path):
     with TensorRTBackend(engine=str(path), weights=str(weights)) as backend:
         out = backend.run(synthetic_frames(3, 72, 120))
         assert out.shape == (3, 72, 120, 3) and backend.describe()["bad_frames"] == 0
+
+
+def test_backend_guard_replaces_bad_frames_with_the_fallback(monkeypatch):
+    import vdeblur.trt as trt_pkg
+    from vdeblur.backends.tensorrt_backend import TensorRTBackend
+
+    pytest.importorskip("triton")
+    monkeypatch.setattr(trt_pkg, "import_tensorrt", lambda: _FakeTrt)
+    monkeypatch.setattr(trt_pkg, "import_pycuda", lambda: (_FakeCuda, None))
+
+    class Runner:
+        def run(self, frames):
+            out = 255 - frames
+            out[1] = 0  # black result for a non-black frame
+            return out, np.array([0, 0, 7], np.float32)  # and NaNs in frame 2
+
+        def close(self):
+            self.closed = True
+
+    class Torch:
+        def run(self, frames):
+            return np.full_like(frames, 42)
+
+        def close(self):
+            pass
+
+    backend = TensorRTBackend(weights=None)
+    backend.runner = runner = Runner()
+    monkeypatch.setattr(backend, "_torch_backend", lambda: Torch())
+    frames = np.full((3, 4, 6, 3), 100, np.uint8)
+    out = backend.run(frames)
+    assert (out[0] == 155).all() and (out[1:] == 42).all()
+    assert backend.describe()["bad_frames"] == 2
+    backend.fallback = "none"
+    assert (backend.run(frames)[1] == 0).all() and backend.bad_frames == 4
+    with pytest.raises(VdeblurError, match="expected uint8"):
+        backend.run(frames.astype(np.float32))
+    backend.close()
+    assert runner.closed and backend.runner is None
+    with pytest.raises(VdeblurError, match="unknown fallback"):
+        TensorRTBackend(fallback="cpu")
