@@ -122,6 +122,18 @@ def test_compile_profile_arguments():
             profile_from_args(parse(argv), None)
 
 
+def test_plugin_launch_geometry_covers_every_pixel():
+    from vdeblur.kernels import POOL_PROGRAMS
+    from vdeblur.trt.plugin import launch_geometry
+
+    def cdiv(a, b):
+        return -(-a // b)
+
+    assert launch_geometry("sa_pool", 2, 720 * 1280, 128, cdiv) == (POOL_PROGRAMS, 2)
+    gx, gy = launch_geometry("sa_apply", 3, 45 * 80, 32, cdiv)
+    assert gy == 3 and gx * 32 >= 45 * 80 > (gx - 1) * 32
+
+
 def test_psnr_and_synthetic_frames():
     from vdeblur.compile import psnr, synthetic_frames
 

@@ -45,7 +45,7 @@ def ensure_registered(capability: int | None = None) -> None:
 
     _state["capability"] = capability
 
-    def _aot(kernel: str, x, w1, batch_hw_outputs):
+    def _aot(kernel: str, x, w1):
         """Compile ``kernel`` for x's dtype/channels and describe its launch symbolically."""
         from ..kernels.fused_attention import compile_kernel
 
@@ -75,7 +75,7 @@ def ensure_registered(capability: int | None = None) -> None:
     def sa_pool_aot(x: trtp.TensorDesc, w1: trtp.TensorDesc, b1: trtp.TensorDesc, w2: trtp.TensorDesc,
                     b2: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc], tactic: int
                     ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
-        return _aot("sa_pool", x, w1, outputs)
+        return _aot("sa_pool", x, w1)
 
     @trtp.register(f"{DOMAIN}::{APPLY_OP}")
     def sa_apply_desc(x: trtp.TensorDesc, res: trtp.TensorDesc, ca: trtp.TensorDesc, w1: trtp.TensorDesc,
@@ -86,6 +86,6 @@ def ensure_registered(capability: int | None = None) -> None:
     def sa_apply_aot(x: trtp.TensorDesc, res: trtp.TensorDesc, ca: trtp.TensorDesc, w1: trtp.TensorDesc,
                      b1: trtp.TensorDesc, w2: trtp.TensorDesc, b2: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc],
                      tactic: int) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymExprs]:
-        return _aot("sa_apply", x, w1, outputs)
+        return _aot("sa_apply", x, w1)
 
     _state["registered"] = True
