@@ -360,14 +360,19 @@ def count_custom_nodes(proto) -> dict[str, int]:
     return counts
 
 
-def write_model(proto, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Atomic write: a partial file never takes the final name; an existing file needs ``overwrite``."""
+def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
+    """An existing file is replaced only when asked; a directory never."""
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise VdeblurError(f"{path}: exists; pass --overwrite to replace it")
     if path.is_dir():
         raise VdeblurError(f"{path}: is a directory")
-    return atomic_write(path, proto.SerializeToString())
+    if path.exists() and not overwrite:
+        raise VdeblurError(f"{path}: exists; pass --overwrite to replace it")
+    return path
+
+
+def write_model(proto, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Atomic write: a partial file never takes the final name."""
+    return atomic_write(check_output(path, overwrite), proto.SerializeToString())
 
 
 def export(weights: str | None, output: str | os.PathLike, spec: ExportSpec, overwrite: bool = False) -> dict:
@@ -376,6 +381,7 @@ def export(weights: str | None, output: str | os.PathLike, spec: ExportSpec, ove
     from .checkpoint import file_sha256
     from .weights import default_weights_path
 
+    check_output(output, overwrite)  # fail before the work, not after
     weights_path = Path(weights) if weights else default_weights_path()
     model = load_model(weights_path)
     sha = file_sha256(weights_path)
