@@ -51,6 +51,18 @@ def test_kernels_match_reference(dtype, channels, h, w):
     assert err <= TOL[dtype] * max(1.0, ref.float().abs().max().item())
 
 
+def test_channels_last_tensors_take_the_nhwc_kernels():
+    """torch on CUDA runs channels_last: the kernels read and write it without a layout copy."""
+    att, x, res = _case(12, 6, 10, torch.float32)
+    sw = [t.detach() for t in spatial_weights(att.spatial)]
+    ca = torch.rand(2, 12, 1, 1)
+    xl, rl = x.to(memory_format=torch.channels_last), res.to(memory_format=torch.channels_last)
+    torch.testing.assert_close(fa.sa_pool(xl, *sw).sum(1), sa_pool_reference(x, *sw).sum(1), rtol=1e-5, atol=1e-4)
+    y = fa.sa_apply(xl, rl, ca, *sw)
+    assert y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+    torch.testing.assert_close(y, sa_apply_reference(x, res, ca, *sw), rtol=1e-5, atol=1e-5)
+
+
 def test_fused_block_equals_serial_attention_module():
     """Pool -> channel MLP on the means -> apply reproduces ``res + SerialAttention(x)`` (fp32)."""
     att, x, res = _case(16, 11, 12, torch.float32)
@@ -85,9 +97,12 @@ def test_torch_custom_ops_fuse_a_network_and_unfuse_it():
         expected = model(x)
         assert fuse_attention(model) == 6
         fused = model(x)
+        fused_nhwc = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
+        model.to(memory_format=torch.contiguous_format)
         assert unfuse_attention(model) == 6
         again = model(x)
     torch.testing.assert_close(fused, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fused_nhwc, expected, rtol=1e-4, atol=1e-5)
     assert torch.equal(again, expected)
     x16 = torch.randn(1, 8, 5, 7)
     w = [torch.randn(2, 8), torch.randn(2), torch.randn(2), torch.randn(1)]

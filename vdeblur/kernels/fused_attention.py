@@ -49,20 +49,29 @@ def _spatial_gate(x, w1_ptr, b1_ptr, w2_ptr, b2_ptr, offs_c, cmask,
 
 
 @triton.jit
+def _tile_offsets(b, offs_c, offs_p, hw, C: tl.constexpr, CHANNELS_LAST: tl.constexpr):
+    """Element offsets of a [channels, pixels] tile of image b, NCHW or NHWC (channels_last)."""
+    base = b.to(tl.int64) * C * hw
+    if CHANNELS_LAST:
+        return base + offs_p[None, :] * C + offs_c[:, None]
+    return base + offs_c[:, None] * hw + offs_p[None, :]
+
+
+@triton.jit
 def sa_pool_kernel(x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, hw, part_ptr,
                    C: tl.constexpr, HID: tl.constexpr, CP: tl.constexpr,
-                   BLOCK: tl.constexpr, PROGRAMS: tl.constexpr):
+                   BLOCK: tl.constexpr, PROGRAMS: tl.constexpr, CHANNELS_LAST: tl.constexpr):
     """Pass 1: program p of image b sums x * SA(x) over pixel blocks p, p + PROGRAMS, ..."""
     pid = tl.program_id(0)
     b = tl.program_id(1)
     offs_c = tl.arange(0, CP)
     cmask = offs_c < C
-    base = b.to(tl.int64) * C * hw
     acc = tl.zeros([CP], dtype=tl.float32)
     for start in range(pid * BLOCK, hw, PROGRAMS * BLOCK):
         offs_p = start + tl.arange(0, BLOCK)
         mask = cmask[:, None] & (offs_p < hw)[None, :]
-        x = tl.load(x_ptr + base + offs_c[:, None] * hw + offs_p[None, :], mask=mask, other=0.0).to(tl.float32)
+        offs = _tile_offsets(b, offs_c, offs_p, hw, C, CHANNELS_LAST)
+        x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         gate = _spatial_gate(x, w1_ptr, b1_ptr, w2_ptr, b2_ptr, offs_c, cmask, C, HID, BLOCK)
         acc += tl.sum(x * gate[None, :], axis=1)
     tl.store(part_ptr + (b * PROGRAMS + pid) * C + offs_c, acc, mask=cmask)
@@ -70,7 +79,8 @@ def sa_pool_kernel(x_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, hw, part_ptr,
 
 @triton.jit
 def sa_apply_kernel(x_ptr, res_ptr, ca_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, hw, y_ptr,
-                    C: tl.constexpr, HID: tl.constexpr, CP: tl.constexpr, BLOCK: tl.constexpr):
+                    C: tl.constexpr, HID: tl.constexpr, CP: tl.constexpr, BLOCK: tl.constexpr,
+                    CHANNELS_LAST: tl.constexpr):
     """Pass 2: y = res + x * SA(x) * ca for one block of pixels of image b."""
     pid = tl.program_id(0)
     b = tl.program_id(1)
@@ -78,7 +88,7 @@ def sa_apply_kernel(x_ptr, res_ptr, ca_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, hw, 
     cmask = offs_c < C
     offs_p = pid * BLOCK + tl.arange(0, BLOCK)
     mask = cmask[:, None] & (offs_p < hw)[None, :]
-    offs = b.to(tl.int64) * C * hw + offs_c[:, None] * hw + offs_p[None, :]
+    offs = _tile_offsets(b, offs_c, offs_p, hw, C, CHANNELS_LAST)
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     gate = _spatial_gate(x, w1_ptr, b1_ptr, w2_ptr, b2_ptr, offs_c, cmask, C, HID, BLOCK)
     ca = tl.load(ca_ptr + b * C + offs_c, mask=cmask, other=0.0).to(tl.float32)
@@ -87,9 +97,11 @@ def sa_apply_kernel(x_ptr, res_ptr, ca_ptr, w1_ptr, b1_ptr, w2_ptr, b2_ptr, hw, 
     tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-def constexprs(kernel: str, channels: int, hidden: int) -> dict:
-    """The compile-time constants of one specialisation (both the launchers and the AOT path)."""
-    out = {"C": channels, "HID": hidden, "CP": next_pow2(channels), "BLOCK": block_pixels(channels)}
+def constexprs(kernel: str, channels: int, hidden: int, channels_last: bool = False) -> dict:
+    """The compile-time constants of one specialisation (both the launchers and the AOT path;
+    TensorRT's LINEAR format is NCHW, torch on CUDA runs channels_last)."""
+    out = {"C": channels, "HID": hidden, "CP": next_pow2(channels), "BLOCK": block_pixels(channels),
+           "CHANNELS_LAST": bool(channels_last)}
     if kernel == "sa_pool":
         out["PROGRAMS"] = POOL_PROGRAMS
     return out
@@ -97,28 +109,37 @@ def constexprs(kernel: str, channels: int, hidden: int) -> dict:
 
 # --- torch launchers (CUDA, or CPU tensors under TRITON_INTERPRET=1) ---------------------------
 
+def _dense(x):
+    """x as a dense NCHW or channels_last tensor (whichever it nearly is), and which one."""
+    import torch
+
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format), channels_last
+
+
 def sa_pool(x, w1, b1, w2, b2):
     """Pass 1 on torch tensors: float32 [B, POOL_PROGRAMS, C] partial channel sums of x * SA(x)."""
     import torch
 
     b, c, h, w = x.shape
-    x = x.contiguous()
+    x, channels_last = _dense(x)
     part = torch.empty(b, POOL_PROGRAMS, c, dtype=torch.float32, device=x.device)
-    sa_pool_kernel[(POOL_PROGRAMS, b)](x, w1.contiguous(), b1.contiguous(), w2.contiguous(), b2.contiguous(),
-                                        h * w, part, **constexprs("sa_pool", c, w1.shape[0]), num_warps=NUM_WARPS)
+    sa_pool_kernel[(POOL_PROGRAMS, b)](x, w1.contiguous(), b1.contiguous(), w2.contiguous(), b2.contiguous(), h * w,
+                                        part, **constexprs("sa_pool", c, w1.shape[0], channels_last), num_warps=NUM_WARPS)
     return part
 
 
 def sa_apply(x, res, ca, w1, b1, w2, b2):
-    """Pass 2 on torch tensors: res + x * SA(x) * ca, in x's dtype."""
+    """Pass 2 on torch tensors: res + x * SA(x) * ca, in x's dtype and x's memory format."""
     import torch
 
     b, c, h, w = x.shape
-    x = x.contiguous()
+    x, channels_last = _dense(x)
+    res = res.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     y = torch.empty_like(x)
-    consts = constexprs("sa_apply", c, w1.shape[0])
+    consts = constexprs("sa_apply", c, w1.shape[0], channels_last)
     grid = (triton.cdiv(h * w, consts["BLOCK"]), b)
-    sa_apply_kernel[grid](x, res.contiguous(), ca.contiguous(), w1.contiguous(), b1.contiguous(), w2.contiguous(),
+    sa_apply_kernel[grid](x, res, ca.contiguous(), w1.contiguous(), b1.contiguous(), w2.contiguous(),
                           b2.contiguous(), h * w, y, **consts, num_warps=NUM_WARPS)
     return y
 
