@@ -31,13 +31,16 @@ for dtype in (torch.float32, torch.float16, torch.bfloat16):
             pool = (fa.sa_pool(xl, *sw).sum(1) - sa_pool_reference(x, *sw).sum(1)).abs().max() / (h * w)
             y = (fa.sa_apply(xl, rl, ca, *sw).float() - sa_apply_reference(x, res, ca, *sw).float()).abs().max()
             out[f"{dtype}-{c}-{layout}"] = [pool.item(), y.item()]
-model = build_model(ModelConfig()).cuda().eval().half().to(memory_format=torch.channels_last)
-x = torch.rand(1, 3, 256, 448, device="cuda").half().to(memory_format=torch.channels_last)
+model = build_model(ModelConfig()).cuda().eval().to(memory_format=torch.channels_last)
+x = torch.rand(1, 3, 256, 448, device="cuda").to(memory_format=torch.channels_last)
 with torch.no_grad():
-    ref = model(x).float()
+    torch.backends.cudnn.allow_tf32 = False
+    ref32 = model(x)
+    model.half()
+    eager = model(x.half()).float()
     fuse_attention(model)
-    fused = model(x).float()
-out["model_fp16_maxdiff"] = (fused - ref).abs().max().item()
+    fused = model(x.half()).float()
+out["model_fp16_error"] = {"eager": (eager - ref32).abs().max().item(), "fused": (fused - ref32).abs().max().item()}
 print(json.dumps(out))
 """
 
@@ -51,7 +54,9 @@ def test_kernels_on_cuda_match_reference():
     errors = json.loads(proc.stdout.strip().splitlines()[-1])
     print(errors)
     tol = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 8e-2}
-    for name, (pool, y) in ((k, v) for k, v in errors.items() if k != "model_fp16_maxdiff"):
+    model = errors.pop("model_fp16_error")
+    for name, (pool, y) in errors.items():
         t = tol[name.split("-")[0].replace("torch.", "")]
         assert pool < t and y < t * 8, (name, pool, y)
-    assert errors["model_fp16_maxdiff"] < 2e-2
+    # The fused path rounds once per block where eager fp16 rounds after every op: no worse than eager.
+    assert model["fused"] <= 2 * model["eager"] + 1e-3, model
