@@ -363,3 +363,62 @@ def test_backend_guard_replaces_bad_frames_with_the_fallback(monkeypatch):
     assert runner.closed and backend.runner is None
     with pytest.raises(VdeblurError, match="unknown fallback"):
         TensorRTBackend(fallback="cpu")
+
+
+def test_compile_engine_reuses_rebuilds_and_never_keeps_a_failed_engine(tmp_path, monkeypatch):
+    """compile's bookkeeping with the TensorRT calls faked: build once, reuse by key, rebuild when
+    the weights change, and leave nothing under the final name when verification fails."""
+    import vdeblur.compile as comp
+    import vdeblur.trt as trt_pkg
+    import vdeblur.trt.build as build
+    from vdeblur import ModelConfig, build_model, save_checkpoint
+
+    pytest.importorskip("triton")
+    monkeypatch.setattr(trt_pkg, "import_tensorrt", lambda: _FakeTrt)
+    monkeypatch.setattr(trt_pkg, "import_pycuda", lambda: (_FakeCuda, None))
+    monkeypatch.setattr(build, "gpu_facts", lambda: ("NVIDIA H100 80GB HBM3", "9.0"))
+    builds = []
+
+    def fake_build(onnx_bytes, profile, timing_cache, *, plugin, capability=None, source=""):
+        builds.append((profile, plugin, capability))
+        return b"PLAN" + onnx_bytes[:16], {"plugin_layers": 36, "build_seconds": 1.0}
+
+    verdict = {"psnr": 52.0}
+
+    def fake_verify(plan, weights, frames, source):
+        if verdict["psnr"] < comp.MIN_PSNR_DB:
+            raise VdeblurError(f"{source}: engine output is {verdict['psnr']} dB from the fp32 torch model")
+        return {"verify_psnr_db": verdict["psnr"], "verify_frames": len(frames)}
+
+    monkeypatch.setattr(build, "build_engine", fake_build)
+    monkeypatch.setattr(comp, "verify_engine", fake_verify)
+    cfg = ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4)
+    w1 = save_checkpoint(tmp_path / "a.safetensors", build_model(cfg))
+    w2 = save_checkpoint(tmp_path / "b.safetensors", build_model(cfg))
+    engines = tmp_path / "engines"
+    profile = ShapeProfile.fixed(48, 64)
+    logs = []
+
+    path, doc = comp.compile_engine(str(w1), profile, "fp16", engine_dir=engines, log=logs.append)
+    assert path.is_file() and path.read_bytes().startswith(b"PLAN") and doc["verify_psnr_db"] == 52.0
+    assert builds == [(profile, True, 90)] and cache.read_sidecar(path)["key"]["precision"] == "fp16"
+    again, _ = comp.compile_engine(str(w1), profile, "fp16", engine_dir=engines, log=logs.append)
+    assert again == path and len(builds) == 1 and "up to date" in logs[-1]
+    other, _ = comp.compile_engine(str(w2), profile, "fp16", engine_dir=engines, log=logs.append)
+    assert other != path and len(builds) == 2
+    bf16, _ = comp.compile_engine(str(w1), profile, "bf16", engine_dir=engines, log=logs.append)
+    assert bf16 not in (path, other) and len(builds) == 3
+
+    verdict["psnr"] = 31.0
+    with pytest.raises(VdeblurError, match="31.0 dB"):
+        comp.compile_engine(str(w1), ShapeProfile.fixed(32, 32), "fp16", engine_dir=engines, log=logs.append)
+    assert sorted(p.name for p in engines.glob("*.engine")) == sorted(p.name for p in (path, other, bf16))
+    assert not list(engines.glob(".*partial"))
+    target = tmp_path / "mine.engine"
+    target.write_bytes(b"someone else's file")
+    verdict["psnr"] = 50.0
+    with pytest.raises(VdeblurError, match="--overwrite"):
+        comp.compile_engine(str(w1), profile, "fp16", engine_dir=engines, output=target, log=logs.append)
+    assert target.read_bytes() == b"someone else's file"
+    comp.compile_engine(str(w1), profile, "fp16", engine_dir=engines, output=target, overwrite=True, log=logs.append)
+    assert target.read_bytes().startswith(b"PLAN")
