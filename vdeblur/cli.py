@@ -13,6 +13,8 @@ from .errors import VdeblurError
 COMMAND_MODULES = [
     "vdeblur.pipeline",
     "vdeblur.info",
+    "vdeblur.onnx_export",
+    "vdeblur.compile",
 ]
 
 

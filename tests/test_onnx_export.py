@@ -1,0 +1,128 @@
+"""The exported graph: structure, checker, and ONNX Runtime against torch (with and without plugins)."""
+
+import numpy as np
+import pytest
+import torch
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from vdeblur import ModelConfig, build_model, save_checkpoint  # noqa: E402
+from vdeblur.cli import main  # noqa: E402
+from vdeblur.onnx_export import DOMAIN, ExportSpec, build_onnx, count_custom_nodes  # noqa: E402
+
+TINY = ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    with torch.random.fork_rng():  # leave the global RNG as other tests expect it
+        torch.manual_seed(0)
+        model = build_model(TINY).eval()
+        for m in model.modules():  # non-zero biases, so a misplaced bias cannot hide
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                torch.nn.init.normal_(m.bias, 0.0, 0.1)
+    return model
+
+
+def _frames(n=2, h=64, w=96, seed=0):
+    return np.random.RandomState(seed).randint(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+def _torch_restore(model, frames):
+    with torch.no_grad():
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+        return model.restore(x)
+
+
+def _float_output(proto):
+    """Expose the clamped [0, 1] image (before *255 and rounding) as a second graph output."""
+    clip = next(n for n in proto.graph.node if n.op_type == "Clip")
+    elem = next(i.data_type for i in proto.graph.initializer if i.name.startswith("module."))
+    proto.graph.output.append(onnx.helper.make_tensor_value_info(clip.output[0], elem, ["batch", 3, "h", "w"]))
+    return proto
+
+
+def _session(proto):
+    return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_default_config_custom_nodes_and_checker():
+    with torch.device("meta"):
+        n_blocks = 6 * ModelConfig().blocks_per_group * ModelConfig().num_scales
+    assert n_blocks == 54  # 18 blocks per encoder-decoder, run at 3 scales
+    model = build_model(ModelConfig()).eval()
+    proto = build_onnx(model, ExportSpec(height=64, width=96))
+    assert count_custom_nodes(proto) == {"DeblurSAPool": n_blocks, "DeblurSAApply": n_blocks}
+    for node in proto.graph.node:
+        if node.domain == DOMAIN:
+            assert {a.name: a.s for a in node.attribute} == {"plugin_namespace": DOMAIN.encode()}
+            assert len(node.input) == (5 if node.op_type == "DeblurSAPool" else 7)
+    assert {f.name for f in proto.functions} == {"DeblurSAPool", "DeblurSAApply"}
+    assert {(o.domain, o.version) for o in proto.opset_import} == {("", 18), (DOMAIN, 1)}
+    onnx.checker.check_model(proto, full_check=True)
+    plain = build_onnx(model, ExportSpec(height=64, width=96, plugin=False))
+    assert count_custom_nodes(plain) == {} and not plain.functions
+    onnx.checker.check_model(plain, full_check=True)
+
+
+@pytest.mark.parametrize("plugin", [True, False])
+@pytest.mark.parametrize("size", [(64, 96), None])
+def test_onnxruntime_matches_torch_fp32(tiny_model, plugin, size):
+    frames = _frames(h=70, w=90) if size is None else _frames()
+    spec = ExportSpec(plugin=plugin, height=size and size[0], width=size and size[1])
+    proto = _float_output(build_onnx(tiny_model, spec))
+    onnx.checker.check_model(proto, full_check=True)
+    out_u8, nonfinite, out_f = _session(proto).run(None, {"frames": frames})
+    assert nonfinite.shape == (len(frames),) and not nonfinite.any()
+    ref = _torch_restore(tiny_model, frames)
+    assert np.abs(out_f - ref.numpy()).max() < 1e-4
+    ref_u8 = (ref * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert out_u8.dtype == np.uint8 and out_u8.shape == frames.shape
+    diff = np.abs(out_u8.astype(int) - ref_u8)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # only values on a rounding boundary
+
+
+def test_fp16_export_runs_close_and_bf16_passes_checker(tiny_model):
+    frames = _frames(n=1)
+    ref = _torch_restore(tiny_model, frames).numpy()
+    proto = _float_output(build_onnx(tiny_model, ExportSpec(precision="fp16", height=64, width=96)))
+    onnx.checker.check_model(proto, full_check=True)
+    init_types = {i.data_type for i in proto.graph.initializer if i.name.startswith("module.")}
+    assert init_types == {onnx.TensorProto.FLOAT16}
+    _, _, out_f = _session(proto).run(None, {"frames": frames})
+    assert np.abs(out_f.astype(np.float32) - ref).max() < 2e-2
+    bf16 = build_onnx(tiny_model, ExportSpec(precision="bf16"))
+    onnx.checker.check_model(bf16, full_check=True)
+    assert {i.data_type for i in bf16.graph.initializer if i.name.startswith("module.")} == {onnx.TensorProto.BFLOAT16}
+
+
+def test_nonfinite_output_counts_nan_and_inf(tiny_model):
+    """The guard output sees NaN/Inf that the clamp would turn into ordinary pixels."""
+    broken = build_model(TINY).eval()
+    broken.load_state_dict(tiny_model.state_dict())
+    with torch.no_grad():
+        broken.module.dg3.out.bias[0] = float("nan")
+        broken.module.dg3.out.bias[1] = float("inf")
+    out_u8, nonfinite = _session(build_onnx(broken, ExportSpec(height=32, width=48))).run(None, {"frames": _frames(h=32, w=48)})
+    assert out_u8.shape == (2, 32, 48, 3)
+    # The coarse scales' broken prediction feeds the finer ones, so every value ends up non-finite.
+    assert nonfinite.tolist() == [3 * 32 * 48] * 2
+
+
+def test_export_cli_writes_and_refuses_overwrite(tiny_model, tmp_path, capsys):
+    weights = save_checkpoint(tmp_path / "tiny.safetensors", tiny_model)
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--weights", str(weights), "-o", str(out), "--height", "64", "--width", "96"]) == 0
+    assert "18 DeblurSAApply" in capsys.readouterr().out
+    proto = onnx.load(out)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["shape"] == "64x96" and meta["precision"] == "fp32" and len(meta["weights_sha256"]) == 64
+    before = out.read_bytes()
+    assert main(["export", "--weights", str(weights), "-o", str(out), "--no-plugin"]) == 1
+    assert "exists" in capsys.readouterr().err and out.read_bytes() == before
+    assert main(["export", "--weights", str(weights), "-o", str(out), "--no-plugin", "--overwrite"]) == 0
+    assert count_custom_nodes(onnx.load(out)) == {}
+    assert main(["export", "--weights", str(weights), "-o", str(out), "--height", "64"]) == 1
+    assert "both --height and --width" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".*partial"))

@@ -1,0 +1,139 @@
+"""The ONNX Runtime backend: a CPU/CUDA alternative to torch, and the oracle for the exported graph.
+
+It runs the file `vdeblur export` writes (uint8 NHWC in and out, normalisation inside), or, with
+no file given, exports the checkpoint in memory first. The fused-attention custom nodes run
+through their model-local function bodies, so the very file TensorRT compiles is checked here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import VdeblurError
+from .base import Backend
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise VdeblurError("the onnxruntime backend needs ONNX Runtime: pip install 'vdeblur[onnx]'") from None
+    return onnxruntime
+
+
+def _providers(ort, device: str) -> list[str]:
+    available = ort.get_available_providers()
+    if device == "auto":
+        return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+    if device.startswith("cuda"):
+        if "CUDAExecutionProvider" not in available:
+            raise VdeblurError("--device cuda with onnxruntime needs the onnxruntime-gpu package and a CUDA GPU "
+                               f"(this onnxruntime offers {', '.join(available)})")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    raise VdeblurError(f"unknown device {device!r}; use auto, cpu or cuda")
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an exported vdeblur ONNX model with ONNX Runtime."""
+
+    name = "onnxruntime"
+
+    def __init__(self, onnx: str | None = None, weights: str | None = None, device: str = "auto",
+                 precision: str = "auto", threads: int = 0):
+        ort = _ort()
+        self.device = device
+        self.weights = weights
+        self.source = onnx or "exported in memory"
+        if onnx:
+            data, meta = self._read_file(onnx)
+            if weights:
+                self._check_weights(meta, weights, onnx)
+        else:
+            data, meta = self._export(weights, precision)
+        self.meta = meta
+        self.precision = meta.get("precision", "fp32")
+        if precision not in ("auto", self.precision):
+            raise VdeblurError(f"{self.source}: the model is {self.precision}; re-export with --precision {precision}")
+        if self.precision == "bf16":
+            raise VdeblurError(f"{self.source}: ONNX Runtime has no bf16 convolutions; export fp32 or fp16 for it")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(threads)
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(data, sess_options=opts, providers=_providers(ort, device))
+        except VdeblurError:
+            raise
+        except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for bad files
+            raise VdeblurError(f"{self.source}: ONNX Runtime cannot load it: {str(e).splitlines()[0]}") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.fixed_size = tuple(inp.shape[1:3]) if all(isinstance(d, int) for d in inp.shape[1:3]) else None
+
+    @classmethod
+    def from_options(cls, options) -> "OnnxRuntimeBackend":
+        return cls(onnx=options.onnx, weights=options.weights, device=options.device, precision=options.precision)
+
+    @staticmethod
+    def _read_file(path: str) -> tuple[bytes, dict]:
+        from ..onnx_export import require_onnx
+
+        onnx = require_onnx()
+        try:
+            model = onnx.load(path, load_external_data=False)
+        except FileNotFoundError:
+            raise VdeblurError(f"{path}: no such ONNX file") from None
+        except Exception as e:  # noqa: BLE001 - protobuf decode errors have no common base
+            raise VdeblurError(f"{path}: not a readable ONNX file ({type(e).__name__})") from None
+        meta = {p.key: p.value for p in model.metadata_props}
+        names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
+        if names != (["frames"], ["restored", "nonfinite"]):
+            raise VdeblurError(f"{path}: not a vdeblur export (inputs {names[0]}, outputs {names[1]}); make one with `vdeblur export`")
+        return model.SerializeToString(), meta
+
+    @staticmethod
+    def _check_weights(meta: dict, weights: str, path: str) -> None:
+        from ..checkpoint import file_sha256
+
+        sha = file_sha256(weights)
+        if meta.get("weights_sha256") not in (None, sha):
+            raise VdeblurError(f"{path} was exported from other weights than {weights}; re-export it")
+
+    @staticmethod
+    def _export(weights: str | None, precision: str) -> tuple[bytes, dict]:
+        from .. import load_model
+        from ..checkpoint import file_sha256
+        from ..onnx_export import ExportSpec, build_onnx
+        from ..weights import default_weights_path
+
+        path = Path(weights) if weights else default_weights_path()
+        spec = ExportSpec(precision="fp32" if precision == "auto" else precision, plugin=False)
+        proto = build_onnx(load_model(path), spec, {"weights_sha256": file_sha256(path)})
+        return proto.SerializeToString(), {p.key: p.value for p in proto.metadata_props}
+
+    def run(self, frames: np.ndarray) -> np.ndarray:
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise VdeblurError(f"onnxruntime backend: expected uint8 (N, H, W, 3) frames, got {frames.dtype} {frames.shape}")
+        if self.fixed_size and tuple(frames.shape[1:3]) != self.fixed_size:
+            h, w = self.fixed_size
+            raise VdeblurError(f"{self.source} is built for {h}x{w} frames, got {frames.shape[1]}x{frames.shape[2]}; "
+                               "export it with --dynamic or the video's size")
+        return self.session.run(["restored"], {self.input_name: np.ascontiguousarray(frames)})[0]
+
+    def describe(self) -> dict:
+        ort = _ort()
+        return {
+            "backend": self.name,
+            "device": self.session.get_providers()[0],
+            "precision": self.precision,
+            "onnx": self.source,
+            "weights": self.weights or self.meta.get("weights", "shipped default"),
+            "plugin_nodes": self.meta.get("plugin") == "true",
+            "onnxruntime": ort.__version__,
+        }
+
+    def close(self) -> None:
+        self.session = None

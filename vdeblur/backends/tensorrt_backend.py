@@ -1,0 +1,133 @@
+"""The TensorRT backend: a compiled engine with the fused attention plugin, run with pycuda.
+
+With ``--engine`` it runs that file after checking its sidecar against this machine (TensorRT
+version, GPU, and the weights when given). Without, it picks or builds the engine for the first
+batch's frame size under ``engines/`` (`vdeblur compile` does the same ahead of time). A guard
+counts frames with NaN/Inf or an all-black result and, by default, redoes them with the torch
+backend so one bad frame never reaches the output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import VdeblurError
+from .base import Backend
+
+FALLBACKS = ("torch", "none")
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(self, engine: str | None = None, weights: str | None = None, precision: str = "auto",
+                 batch: int = 1, fallback: str = "torch", engine_dir: str | None = None):
+        from ..trt import import_pycuda, import_tensorrt
+
+        self.trt = import_tensorrt()  # a one-line error here lets "auto" move on to torch
+        import_pycuda()
+        if fallback not in FALLBACKS:
+            raise VdeblurError(f"unknown fallback {fallback!r}; use {' or '.join(FALLBACKS)}")
+        if precision not in ("auto", "fp16", "bf16", "fp32"):
+            raise VdeblurError(f"unknown precision {precision!r} for TensorRT; use fp16, bf16 or fp32")
+        self.precision = "fp16" if precision == "auto" else precision
+        self.weights = weights
+        self.batch = max(1, int(batch))
+        self.fallback = fallback
+        self.engine_dir = Path(engine_dir) if engine_dir else None
+        self.engine_path: Path | None = None
+        self.sidecar: dict = {}
+        self.runner = None          # the --engine file's runner, if one was given
+        self._built: dict = {}      # (H, W) -> runner of an engine built here (tiles may come in several sizes)
+        self._torch = None
+        self.frames_done = 0
+        self.bad_frames = 0
+        if engine:
+            self.runner = self._load(Path(engine))
+        elif importlib.util.find_spec("triton") is None:
+            # Building needs triton for the plugin's PTX; say so now, so "auto" can move on to torch.
+            raise VdeblurError("no --engine given and triton is missing to build one: pip install 'vdeblur[tensorrt]' "
+                               "or run `vdeblur compile` where it is installed")
+
+    @classmethod
+    def from_options(cls, options) -> "TensorRTBackend":
+        if options.device not in ("auto", "cuda") and not options.device.startswith("cuda"):
+            raise VdeblurError(f"the tensorrt backend runs on the GPU; --device {options.device} asks for something else")
+        return cls(engine=options.engine, weights=options.weights, precision=options.precision, batch=options.batch)
+
+    def _load(self, path: Path):
+        from ..checkpoint import file_sha256
+        from ..trt.build import gpu_facts
+        from ..trt.cache import check_runtime_match, read_sidecar
+        from ..trt.runtime import EngineRunner
+
+        if not path.is_file():
+            raise VdeblurError(f"{path}: no such engine file; build one with `vdeblur compile`")
+        doc = read_sidecar(path)
+        gpu_name, cc = gpu_facts()
+        check_runtime_match(path, doc, tensorrt_version=self.trt.__version__, gpu_name=gpu_name, compute_capability=cc,
+                            weights_sha256=file_sha256(self.weights) if self.weights else None)
+        self.engine_path, self.sidecar = path, doc
+        self.precision = doc["key"].get("precision", self.precision)
+        return EngineRunner(path.read_bytes(), str(path))
+
+    def _runner_for(self, height: int, width: int):
+        """The --engine file's runner, or the one for this size, picked or built under engines/."""
+        if self.runner is not None:
+            return self.runner
+        if (height, width) not in self._built:
+            from ..compile import DEFAULT_ENGINE_DIR, compile_engine
+            from ..trt.cache import ShapeProfile
+
+            path, _ = compile_engine(self.weights, ShapeProfile.fixed(height, width, self.batch), self.precision,
+                                     engine_dir=self.engine_dir or DEFAULT_ENGINE_DIR)
+            self._built[(height, width)] = self._load(path)
+        return self._built[(height, width)]
+
+    def _torch_backend(self):
+        if self._torch is None:
+            from .. import load_model
+            from .torch_backend import TorchBackend
+
+            self._torch = TorchBackend(load_model(self.weights), device="cuda", precision="fp32", weights=self.weights)
+        return self._torch
+
+    def run(self, frames: np.ndarray) -> np.ndarray:
+        from ..trt.runtime import bad_frames
+
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise VdeblurError(f"tensorrt backend: expected uint8 (N, H, W, 3) frames, got {frames.dtype} {frames.shape}")
+        out, nonfinite = self._runner_for(*frames.shape[1:3]).run(frames)
+        bad = bad_frames(frames, out, nonfinite)
+        self.frames_done += len(frames)
+        if len(bad):
+            self.bad_frames += len(bad)
+            if self.fallback == "torch":
+                out[bad] = self._torch_backend().run(frames[bad])
+        return out
+
+    def describe(self) -> dict:
+        key = self.sidecar.get("key", {})
+        return {
+            "backend": self.name,
+            "device": f"cuda ({key.get('gpu_name', '?')}, sm_{key.get('compute_capability', '?')})",
+            "precision": self.precision,
+            "engine": str(self.engine_path) if self.engine_path else "built on first frames",
+            "plugin": key.get("plugin"),
+            "tensorrt": self.trt.__version__,
+            "weights": self.weights or "shipped default",
+            "bad_frames": self.bad_frames,
+            "bad_frame_fallback": self.fallback,
+        }
+
+    def close(self) -> None:
+        for runner in [self.runner, *self._built.values()]:
+            if runner is not None:
+                runner.close()
+        self.runner, self._built = None, {}
+        if self._torch is not None:
+            self._torch.close()
+            self._torch = None
