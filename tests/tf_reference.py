@@ -122,7 +122,9 @@ def tiny_input() -> np.ndarray:
 
 def make_fixture(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    out = save_reference(folder / TINY_PREFIX, tiny_config(), tiny_input(), seed=1, step=TINY_STEP)
+    inputs = tiny_input()
+    out = save_reference(folder / TINY_PREFIX, tiny_config(), inputs, seed=1, step=TINY_STEP)
+    np.save(folder / "input.npy", inputs)
     np.save(folder / "tf_output.npy", out)
 
 

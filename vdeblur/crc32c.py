@@ -9,6 +9,8 @@ is installed; the result is the same.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 _POLY = 0x82F63B78  # reflected Castagnoli polynomial
@@ -52,6 +54,7 @@ def _lanes(words: np.ndarray) -> np.ndarray:
     return reg
 
 
+@lru_cache(maxsize=64)
 def _shift_table(nbytes: int) -> list[list[int]]:
     """Byte-indexed tables of the linear map 'register after nbytes zero bytes' (4 x 256)."""
     cols = _zeros_operator(nbytes)  # image of each register bit

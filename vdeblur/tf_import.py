@@ -108,7 +108,8 @@ def infer_config(shapes: dict[str, tuple[int, ...]]) -> ModelConfig:
 
 
 def _attention_reduction(shapes: dict[str, tuple[int, ...]], widths: tuple[int, int, int]) -> int:
-    """The smallest r with max(width // r, 1) equal to every group's attention width (16 in the paper)."""
+    """An r with max(width // r, 1) equal to every group's attention width: the paper's 16 if it
+    fits (15 would fit the official shapes too), else the smallest that does."""
     hidden = {}
     for g, width in enumerate(widths, start=1):
         for part in ("channel_attention", "blur_attention"):
@@ -118,7 +119,8 @@ def _attention_reduction(shapes: dict[str, tuple[int, ...]], widths: tuple[int, 
                 break
     if not hidden:
         return ModelConfig.attention_reduction
-    for r in range(1, max(widths) + 1):
+    default = ModelConfig.attention_reduction
+    for r in [default, *range(1, max(widths) + 1)]:
         if all(max(w // r, 1) == h for w, h in hidden.items()):
             return r
     return ModelConfig.attention_reduction  # no fit: the shape check names the mismatch
