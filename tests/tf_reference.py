@@ -7,8 +7,10 @@ convs, ``tf.compat.v1.image.resize_images`` (bilinear, no half-pixel offset), se
 then channel attention, variables under ``g_net/...`` shared across scales, a global step named
 ``Variable`` and Adam slots, saved by ``tf.compat.v1.train.Saver`` as a real bundle checkpoint.
 
-Run as a script to regenerate the committed fixture (needs ``pip install tensorflow-cpu``):
-    python tests/tf_reference.py tests/data/tf_tiny
+Run as a script (needs ``pip install tensorflow-cpu``); the oracle test runs it in a child
+process, because importing TensorFlow next to torch aborts later tests (two LLVMs clash).
+Regenerate the committed fixture with:
+    python tests/tf_reference.py tests/data/tf_tiny --preset tiny
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-# The fixture's architecture: tiny, so that the committed files stay small.
-TINY = dict(widths=(2, 4, 8), blocks_per_group=1, kernel_size=3, attention_reduction=2)
-TINY_PREFIX = "model.ckpt-42"
-TINY_STEP = 42
-TINY_SHAPE = (1, 32, 48, 3)
+# What the script writes: the committed tiny fixture, or the paper configuration for the oracle test.
+PRESETS = {
+    "tiny": dict(config=dict(widths=(2, 4, 8), blocks_per_group=1, kernel_size=3, attention_reduction=2),
+                 shape=(1, 32, 48, 3), prefix="model.ckpt-42", step=42, seed=1),
+    "paper": dict(config={}, shape=(1, 64, 96, 3), prefix="deblur.model-675000", step=675000, seed=3),
+}
 
 
 def save_reference(prefix: str | Path, config, inputs: np.ndarray, seed: int = 0, step: int = 675000,
@@ -110,24 +113,24 @@ def save_reference(prefix: str | Path, config, inputs: np.ndarray, seed: int = 0
     return result
 
 
-def tiny_config():
+def make(folder: Path, preset: str) -> None:
+    """Write PREFIX.index/.data, input.npy and TensorFlow's output tf_output.npy into ``folder``."""
     from vdeblur.network import ModelConfig
 
-    return ModelConfig(**TINY)
-
-
-def tiny_input() -> np.ndarray:
-    return np.random.default_rng(7).random(TINY_SHAPE, dtype=np.float32)
-
-
-def make_fixture(folder: Path) -> None:
+    p = PRESETS[preset]
     folder.mkdir(parents=True, exist_ok=True)
-    inputs = tiny_input()
-    out = save_reference(folder / TINY_PREFIX, tiny_config(), inputs, seed=1, step=TINY_STEP)
+    inputs = np.random.default_rng(7).random(p["shape"], dtype=np.float32)
+    out = save_reference(folder / p["prefix"], ModelConfig(**p["config"]), inputs, seed=p["seed"], step=p["step"])
     np.save(folder / "input.npy", inputs)
     np.save(folder / "tf_output.npy", out)
 
 
 if __name__ == "__main__":
+    import argparse
+
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    make_fixture(Path(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
+    args = parser.parse_args()
+    make(args.folder, args.preset)
