@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import os
 import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from vdeblur.checkpoint import file_sha256, load_checkpoint, read_checkpoint
 from vdeblur.cli import main
 from vdeblur.errors import VdeblurError
 from vdeblur.network import ModelConfig
-from vdeblur.tf_checkpoint import TFCheckpoint, resolve_prefix
+from vdeblur.tf_checkpoint import TFCheckpoint, _varint, resolve_prefix
 from vdeblur.tf_import import check_architecture, infer_config, is_model_variable, variable_map
 
 FIXTURE = Path(__file__).parent / "data" / "tf_tiny"
@@ -115,10 +116,14 @@ def test_fixture_converts_and_matches_tensorflow(tiny, tmp_path, capsys):
     assert np.abs(y - np.load(FIXTURE / "tf_output.npy")).max() <= 1e-5
 
 
-def test_prefix_forms():
+def test_prefix_forms(tiny):
     assert resolve_prefix("a/deblur.model-675000.index") == Path("a/deblur.model-675000")
     assert resolve_prefix("a/deblur.model-675000.data-00000-of-00001") == Path("a/deblur.model-675000")
     assert resolve_prefix("a/deblur.model-675000") == Path("a/deblur.model-675000")
+    assert resolve_prefix(tiny.parent) == tiny  # a folder with one checkpoint
+    shutil.copy(f"{tiny}.index", tiny.parent / "other.index")
+    with pytest.raises(VdeblurError, match="give the checkpoint prefix"):
+        resolve_prefix(tiny.parent)
 
 
 def test_every_tensor_checksum_verifies(tiny):
@@ -155,6 +160,23 @@ def test_corrupt_tensor_is_a_checksum_error(tiny, tmp_path, capsys):
 def test_corrupt_index_is_a_checksum_error(tiny, tmp_path, capsys):
     _flip(Path(f"{tiny}.index"), 40)
     _expect_error(capsys, tiny, tmp_path / "o.safetensors", "checksum mismatch in the index")
+
+
+@pytest.mark.parametrize("kind, needle", [(1, "snappy-compressed, which this reader does not support"),
+                                          (7, "unknown block compression type 7")])
+def test_compressed_blocks_are_rejected(tiny, tmp_path, capsys, kind, needle):
+    """Bundles are written uncompressed; a table with another block type gets a clear refusal."""
+    index = Path(f"{tiny}.index")
+    data = bytearray(index.read_bytes())
+    footer = data[-48:]
+    _, pos = _varint(footer, 0)
+    _, pos = _varint(footer, pos)
+    offset, pos = _varint(footer, pos)
+    size, _ = _varint(footer, pos)
+    data[offset + size] = kind  # the index block's compression byte, checksum recomputed to match
+    struct.pack_into("<I", data, offset + size + 1, crc.mask(crc.crc32c(bytes(data[offset:offset + size + 1]))))
+    index.write_bytes(bytes(data))
+    _expect_error(capsys, tiny, tmp_path / "o.safetensors", needle)
 
 
 def test_truncated_data_file(tiny, tmp_path, capsys):

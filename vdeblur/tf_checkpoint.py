@@ -71,8 +71,16 @@ class BundleHeader:
 
 
 def resolve_prefix(path: str | os.PathLike) -> Path:
-    """Accept the checkpoint prefix, or the path of its ``.index`` or ``.data-*`` file."""
+    """Accept the checkpoint prefix, the path of its ``.index`` or ``.data-*`` file, or a folder
+    holding exactly one checkpoint (the authors' ``checkpoints/RDAN/checkpoints/``)."""
     p = str(path)
+    if os.path.isdir(p):
+        indexes = sorted(Path(p).glob("*.index"))
+        if len(indexes) != 1:
+            found = ", ".join(i.name for i in indexes[:4]) if indexes else "no .index file"
+            raise VdeblurError(f"{p}: is a folder with {found}; give the checkpoint prefix, "
+                               f"e.g. {p.rstrip('/')}/deblur.model-675000")
+        return indexes[0].with_suffix("")
     if p.endswith(".index"):
         return Path(p[: -len(".index")])
     marker = p.rfind(".data-")
@@ -283,7 +291,7 @@ class TFCheckpoint:
             raise VdeblurError(f"{self.index_path}: no such file (give the checkpoint prefix, e.g. "
                                f"'deblur.model-675000', with its .index and .data-00000-of-00001 files beside it)") from None
         except IsADirectoryError:
-            raise VdeblurError(f"{self.index_path}: is a directory, not a checkpoint index") from None
+            raise VdeblurError(f"{self.index_path}: is a folder, not a checkpoint index") from None
         except OSError as e:
             raise VdeblurError(f"{self.index_path}: cannot read ({e.strerror})") from None
         self.header = BundleHeader()
