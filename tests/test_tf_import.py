@@ -248,6 +248,14 @@ def test_misshaped_variable_is_rejected(tiny):
         check_architecture(infer_config(shapes), shapes)
 
 
+def test_ablation_without_decoder_spatial_attention_maps(tiny):
+    shapes = {n: s for n, s in _shapes(tiny).items() if not (n.startswith("g_net/dec") and "blur_attention" in n)}
+    config = infer_config(shapes)
+    assert config.spatial_attention_encoder and not config.spatial_attention_decoder and config.channel_attention
+    mapping = check_architecture(config, shapes)
+    assert not any("spatial" in key for name, key in mapping.items() if name.startswith("g_net/dec"))
+
+
 def test_foreign_network_is_rejected():
     with pytest.raises(VdeblurError, match="no 4-D variable g_net/enc1_1/weights"):
         infer_config({"generator/conv1/kernel": (3, 3, 3, 64)})

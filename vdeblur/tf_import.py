@@ -100,9 +100,16 @@ def infer_config(shapes: dict[str, tuple[int, ...]]) -> ModelConfig:
     while f"{SCOPE}/enc1_{blocks + 2}/conv2d-1/weights" in shapes:
         blocks += 1
     reduction = _attention_reduction(shapes, widths)
+
+    def present(layer: str) -> bool:  # attention switched off in an ablation leaves no variables
+        return blocks == 0 or f"{SCOPE}/{layer}/conv2d-1/weights" in shapes
+
     try:
         return ModelConfig(widths=widths, blocks_per_group=blocks, kernel_size=first[0],
-                           attention_reduction=reduction, global_residual=False)
+                           attention_reduction=reduction, global_residual=False,
+                           channel_attention=present("enc1_2/channel_attention"),
+                           spatial_attention_encoder=present("enc1_2/blur_attention"),
+                           spatial_attention_decoder=present("dec1_1/blur_attention"))
     except ValueError as e:
         raise VdeblurError(f"not a checkpoint of the paper's network ({e})") from None
 
