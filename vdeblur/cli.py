@@ -12,9 +12,10 @@ from .errors import VdeblurError
 # Modules with a ``register(subparsers)`` function, in the order `--help` lists them.
 COMMAND_MODULES = [
     "vdeblur.pipeline",
-    "vdeblur.info",
-    "vdeblur.onnx_export",
     "vdeblur.compile",
+    "vdeblur.onnx_export",
+    "vdeblur.tf_import",
+    "vdeblur.info",
 ]
 
 

@@ -32,6 +32,8 @@ class BackendOptions:
 # name -> "module:Class", imported lazily.
 BACKENDS: dict[str, str] = {
     "torch": "vdeblur.backends.torch_backend:TorchBackend",
+    "onnxruntime": "vdeblur.backends.onnxruntime_backend:OnnxRuntimeBackend",
+    "tensorrt": "vdeblur.backends.tensorrt_backend:TensorRTBackend",
 }
 
 # What "auto" tries, fastest first; names not in BACKENDS are skipped.
