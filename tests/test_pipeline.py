@@ -208,3 +208,12 @@ def test_bf16_on_cpu_agrees_with_fp32(weights):
     assert bf16.describe()["precision"] == "bf16"
     out = bf16.run(x.astype(np.uint16) * 257)   # full 16-bit scale through bf16 stays finite and right
     assert out.dtype == np.uint16 and np.abs(out / 257.0 - ref).mean() < 3.0
+
+
+def test_fused_attention_on_cpu_is_a_clear_error(tmp_path):
+    from vdeblur.backends.torch_backend import TorchBackend
+    from vdeblur.network import ModelConfig, build_model
+
+    model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4))
+    with pytest.raises(VdeblurError, match="CUDA"):
+        TorchBackend(model, device="cpu", fused_attention=True)

@@ -25,6 +25,7 @@ class BackendOptions:
     precision: str = "auto"
     batch: int = 1
     compile: bool = False
+    fused_attention: bool = False   # torch on CUDA: the Triton fused attention ops
     engine: str | None = None       # TensorRT engine path (tensorrt backend)
     onnx: str | None = None         # ONNX file (onnxruntime backend)
 

@@ -26,7 +26,7 @@ class TorchBackend(Backend):
     accepts_uint16 = True
 
     def __init__(self, model: DeblurNet, device: str = "auto", precision: str = "auto",
-                 compile: bool = False, weights: str | None = None):
+                 compile: bool = False, weights: str | None = None, fused_attention: bool = False):
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.dtype = DTYPES[self.precision]
@@ -35,6 +35,9 @@ class TorchBackend(Backend):
         model = model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
         for p in model.parameters():
             p.requires_grad_(False)
+        self.fused_attention = fused_attention
+        if fused_attention:
+            _fuse(model, self.device)
         if compile:
             model.compile()  # nn.Module.compile: restore() calls self(...), so the compiled forward is used
         self.model = model
@@ -46,7 +49,7 @@ class TorchBackend(Backend):
 
         model = load_model(options.weights)
         return cls(model, device=options.device, precision=options.precision,
-                   compile=options.compile, weights=options.weights)
+                   compile=options.compile, weights=options.weights, fused_attention=options.fused_attention)
 
     def _upload(self, frames: np.ndarray) -> torch.Tensor:
         host = torch.from_numpy(frames)
@@ -80,6 +83,7 @@ class TorchBackend(Backend):
             "weights": self.weights or "shipped default",
             "channels_last": True,
             "compile": self.compiled,
+            "fused_attention": self.fused_attention,
             "cpu_threads": torch.get_num_threads(),
             "torch": torch.__version__,
         }
@@ -89,3 +93,16 @@ class TorchBackend(Backend):
         self._pinned = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _fuse(model: DeblurNet, device: torch.device) -> None:
+    """Swap the blocks' attention for the Triton kernels the TensorRT plugin also carries (CUDA only)."""
+    if device.type != "cuda":
+        raise VdeblurError("--fused-attention runs Triton kernels on CUDA; on the CPU the reference attention is used")
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        raise VdeblurError("--fused-attention needs Triton: pip install 'vdeblur[kernels]'") from None
+    from ..kernels.torch_ops import fuse_attention
+
+    fuse_attention(model)
