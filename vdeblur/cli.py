@@ -12,6 +12,7 @@ from .errors import VdeblurError
 # Modules with a ``register(subparsers)`` function, in the order `--help` lists them.
 COMMAND_MODULES = [
     "vdeblur.info",
+    "vdeblur.training",
 ]
 
 
