@@ -13,6 +13,7 @@ from .errors import VdeblurError
 COMMAND_MODULES = [
     "vdeblur.info",
     "vdeblur.training",
+    "vdeblur.evaluate",
 ]
 
 

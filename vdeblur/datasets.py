@@ -55,7 +55,7 @@ def read_image(path) -> np.ndarray:
         a = np.repeat(a[:, :, None], 3, axis=2)
     if a.dtype != np.uint8:  # 16-bit PNGs
         a = (a.astype(np.float32) / np.iinfo(a.dtype).max * 255.0 + 0.5).astype(np.uint8)
-    return np.ascontiguousarray(a[:, :, :3])
+    return np.array(a[:, :, :3], order="C")  # a writable copy (Pillow's buffer is read-only)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
