@@ -101,6 +101,7 @@ def run(args) -> int:
     from .checkpoint import file_sha256
     from .hardware import resolve_device
     from .training import training_precision
+    from .weights import default_weights_path
 
     if not args.data and args.synthetic <= 0:
         raise VdeblurError("nothing to evaluate: give --data DIR and/or --synthetic N")
@@ -115,8 +116,8 @@ def run(args) -> int:
             raise VdeblurError(f"{folder}: no such folder")
     device = resolve_device(args.device)
     precision = training_precision(args.precision, device)
-    model = load_model(args.weights).to(device)
-    weights_path = args.weights or __import__("vdeblur.weights", fromlist=["x"]).default_weights_path()
+    weights_path = args.weights or default_weights_path()
+    model = load_model(weights_path).to(device)
     start = time.monotonic()
     sets = []
     for folder in args.data or []:

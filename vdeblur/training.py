@@ -312,7 +312,12 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
     stop = {"signal": None}
 
     def on_signal(signum, _frame):
+        if stop["signal"] is not None:  # asked twice: stop now, without the checkpoint
+            raise KeyboardInterrupt
         stop["signal"] = signum
+        if main_thread:
+            print(f"\nvdeblur train: signal {signum}: saving a checkpoint after this step (again to stop at once)",
+                  file=sys.stderr, flush=True)
 
     main_thread = rank == 0
     old_handlers = {}
