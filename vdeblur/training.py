@@ -21,7 +21,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -31,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import read_checkpoint, save_state
+from .checkpoint import atomic_write, read_checkpoint, save_state
 from .errors import VdeblurError
 from .hardware import cpu_bf16_kind, cpu_description, resolve_device, resolve_precision
 from .network import DeblurNet, ModelConfig, count_parameters, resize_bilinear
@@ -184,32 +183,6 @@ class Trainer:
         self.elapsed = float(state["elapsed_s"])
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_run_checkpoint(run_dir: Path, trainer: Trainer) -> Path:
     """Weights + sidecar for the current step, then point latest.json at them; keep the last few."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -219,9 +192,10 @@ def save_run_checkpoint(run_dir: Path, trainer: Trainer) -> Path:
              "training_seconds": round(trainer.elapsed, 1), "recipe": asdict(r)}
     weights = save_state(run_dir / f"{stem}.safetensors", trainer.model.config,
                          {k: v.float() if v.is_floating_point() else v for k, v in trainer.model.state_dict().items()}, extra)
-    _atomic_torch_save(trainer.state(), run_dir / f"{stem}.state.pt")
-    _atomic_write_text(run_dir / "latest.json", json.dumps(
-        {"step": trainer.step, "weights": weights.name, "state": f"{stem}.state.pt"}, indent=2) + "\n")
+    state = trainer.state()
+    atomic_write(run_dir / f"{stem}.state.pt", lambda f: torch.save(state, f))
+    index = json.dumps({"step": trainer.step, "weights": weights.name, "state": f"{stem}.state.pt"}, indent=2) + "\n"
+    atomic_write(run_dir / "latest.json", lambda f: f.write(index.encode()))
     old = sorted(run_dir.glob("step-*.safetensors"))[:-KEEP_CHECKPOINTS]
     for w in old:
         w.unlink(missing_ok=True)
