@@ -184,11 +184,15 @@ class StepBatches(torch.utils.data.Sampler):
         return max(0, (self.total or 2**62) - self.start)
 
 
-def loader(samples: TrainingSamples, batches: StepBatches, workers: int = 0) -> torch.utils.data.DataLoader:
+def loader(samples: TrainingSamples, batches: StepBatches, workers: int = 0, pin_memory: bool = False) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(samples, batch_sampler=batches, num_workers=workers,
-                                       persistent_workers=workers > 0, pin_memory=False)
+                                       persistent_workers=workers > 0, pin_memory=pin_memory)
 
 
-def default_workers() -> int:
-    """Loader processes: none on a small CPU (they would steal the training's cores)."""
-    return min(8, max(0, (os.cpu_count() or 1) // 2 - 1))
+def default_workers(device: torch.device, world: int = 1) -> int:
+    """Loader processes: none for CPU training (they would take the cores the model needs); on a
+    GPU enough to decode full-size PNGs as fast as the GPU trains, shared among the local ranks."""
+    if device.type != "cuda":
+        return 0
+    local = max(1, min(world, torch.cuda.device_count()))
+    return max(1, min(8, (os.cpu_count() or 2) // local - 1))

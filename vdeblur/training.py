@@ -262,12 +262,12 @@ def _init_distributed() -> tuple[int, int, torch.device | None]:
 
 def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = "auto",
           checkpoint_minutes: float = 10.0, time_limit_minutes: float | None = None,
-          workers: int = 0, progress: bool = True, log_every: int = 50, stop_at_step: int | None = None) -> Trainer:
+          workers: int | None = None, progress: bool = True, log_every: int = 50, stop_at_step: int | None = None) -> Trainer:
     """Run (or continue) training until ``recipe.steps``, a time limit, a signal, or ``stop_at_step``."""
     import torch.distributed as dist
     from tqdm import tqdm
 
-    from .datasets import StepBatches, loader
+    from .datasets import StepBatches, default_workers, loader
 
     rank, world, ddp_device = _init_distributed()
     dev = ddp_device or resolve_device(device)
@@ -280,7 +280,9 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
         trainer.load(weights, state)
     samples = build_samples(recipe)
     end = min(recipe.steps, stop_at_step) if stop_at_step is not None else recipe.steps
-    batches = loader(samples, StepBatches(recipe.batch, trainer.step, rank, world, end), workers)
+    if workers is None:
+        workers = default_workers(dev, world)
+    batches = loader(samples, StepBatches(recipe.batch, trainer.step, rank, world, end), workers, pin_memory=dev.type == "cuda")
 
     stop = {"signal": None}
 
@@ -395,7 +397,7 @@ def register(subparsers) -> None:
     r.add_argument("--resume", action="store_true", help="continue the run in the run directory exactly where its last checkpoint left off")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda")
     r.add_argument("--threads", type=int, help="torch CPU threads")
-    r.add_argument("--workers", type=int, default=0, help="data loader processes (default 0: in the training process)")
+    r.add_argument("--workers", type=int, help="data loader processes (default: 0 on a CPU, up to 8 per GPU)")
     r.add_argument("--checkpoint-minutes", type=float, default=10.0, help="minutes between checkpoints (and one at the end)")
     r.add_argument("--time-limit", type=float, metavar="MINUTES", help="checkpoint and stop after this many minutes")
     r.add_argument("--log-every", type=int, default=50, help="steps between log lines (run_dir/log.jsonl)")
@@ -446,6 +448,8 @@ def recipe_from_args(args) -> Recipe:
 
 def run(args) -> int:
     run_dir = (args.out or DEFAULT_RUNS / args.name).expanduser()
+    if args.workers is not None and args.workers < 0:
+        raise VdeblurError(f"--workers must be 0 or more, got {args.workers}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.resume:
