@@ -70,6 +70,9 @@ def test_unpadded_forward_rejects_bad_size():
 
 
 def test_gradients_reach_every_parameter():
+    # LIGHT's attentions have one hidden unit; with zero biases about half of the random draws
+    # leave one of them dead (no gradient at all), so fix a draw where none is.
+    torch.manual_seed(4)
     model = build_model(LIGHT)
     # with zero biases and xavier weights some ReLUs may be dead for a tiny input; use a real-sized one
     outs = model.forward_pyramid(torch.rand(2, 3, 32, 32))
