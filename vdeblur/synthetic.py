@@ -68,6 +68,11 @@ class PhotoBank:
             paths = _split(list_images(folder), split)
             self.entries += [(str(p), Path(p)) for p in paths]
         if builtin:
+            try:
+                import skimage.data  # noqa: F401 - bundled photos, no download
+            except ImportError:
+                raise VdeblurError("scikit-image's photos need scikit-image: pip install 'vdeblur[train]' "
+                                   "(or --no-builtin-photos)") from None
             self.entries += [(f"skimage:{n}", n) for n in _split(list(BUILTIN_PHOTOS), split)]
         self._cache: dict[int, np.ndarray] = {}
 
