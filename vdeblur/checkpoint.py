@@ -66,14 +66,25 @@ def save_state(path, config: ModelConfig, state: dict[str, torch.Tensor], extra:
     header["__metadata__"] = meta
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)
+
+    def write(f) -> None:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for chunk in chunks:
+            f.write(chunk)
+
+    return atomic_write(path, write)
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(binary_file)`` on a temp file beside ``path``, fsync, rename over ``path``:
+    a crash leaves the old file or the new one, never a partial file under the final name."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(struct.pack("<Q", len(blob)))
-            f.write(blob)
-            for chunk in chunks:
-                f.write(chunk)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -14,6 +14,8 @@ COMMAND_MODULES = [
     "vdeblur.pipeline",
     "vdeblur.compile",
     "vdeblur.onnx_export",
+    "vdeblur.training",
+    "vdeblur.evaluate",
     "vdeblur.tf_import",
     "vdeblur.info",
 ]

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vdeblur.datasets import PairedCrops, StepBatches, TrainingSamples, find_pairs, load_pair, read_image
+from vdeblur.errors import VdeblurError
+from vdeblur.synthetic import BlurParams, SyntheticBlur
+
+
+def _png(path, h=40, w=48, seed=0):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+
+
+def _gopro_tree(root):
+    for seq in ("GOPR0001_11_00", "GOPR0002_11_01"):
+        for i in range(2):
+            _png(root / "train" / seq / "blur" / f"{i:06d}.png", seed=i)
+            _png(root / "train" / seq / "sharp" / f"{i:06d}.png", seed=10 + i)
+            _png(root / "train" / seq / "blur_gamma" / f"{i:06d}.png", seed=20 + i)
+    return root / "train"
+
+
+def test_gopro_layout(tmp_path):
+    pairs = find_pairs(_gopro_tree(tmp_path / "GOPRO_Large"))
+    assert len(pairs) == 4
+    assert all(p.blur.parent.name == "blur" and p.sharp.parent.name == "sharp" for p in pairs)
+    assert pairs[0].name == "GOPR0001_11_00/000000.png"
+    blur, sharp = load_pair(pairs[0])
+    assert blur.shape == sharp.shape == (40, 48, 3)
+
+
+def test_flat_layout_and_crops(tmp_path):
+    for i in range(3):
+        _png(tmp_path / f"s{i}_blur.png", seed=i)
+        _png(tmp_path / f"s{i}_sharp.png", seed=i)
+    crops = PairedCrops([tmp_path], crop=32)
+    assert len(crops) == 3
+    blur, sharp = crops.sample(np.random.default_rng(0))
+    assert blur.shape == (3, 32, 32) and torch.equal(blur, sharp)  # same pixels, same crop
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(VdeblurError, match="no images found"):
+        find_pairs(tmp_path)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(VdeblurError, match="no such folder"):
+        find_pairs(tmp_path / "missing")
+
+
+def test_wrong_folder(tmp_path):
+    _png(tmp_path / "holiday.png")
+    with pytest.raises(VdeblurError, match="no blur/sharp pairs"):
+        find_pairs(tmp_path)
+
+
+def test_blur_without_partner(tmp_path):
+    _png(tmp_path / "a_blur.png")
+    with pytest.raises(VdeblurError, match="a_blur.png: blurry image has no sharp partner"):
+        find_pairs(tmp_path)
+
+
+def test_mismatched_sizes(tmp_path):
+    _png(tmp_path / "a_blur.png", 40, 48)
+    _png(tmp_path / "a_sharp.png", 40, 40)
+    with pytest.raises(VdeblurError, match="a_blur.png: size 48x40 differs"):
+        load_pair(find_pairs(tmp_path)[0])
+
+
+def test_unreadable_image(tmp_path):
+    (tmp_path / "a_blur.png").write_bytes(b"not a png")
+    _png(tmp_path / "a_sharp.png")
+    with pytest.raises(VdeblurError, match="a_blur.png: unreadable image"):
+        load_pair(find_pairs(tmp_path)[0])
+    with pytest.raises(VdeblurError, match="no such image file"):
+        read_image(tmp_path / "gone.png")
+
+
+def test_crop_larger_than_images(tmp_path):
+    _png(tmp_path / "a_blur.png")
+    _png(tmp_path / "a_sharp.png")
+    with pytest.raises(VdeblurError, match="smaller than --crop 64"):
+        PairedCrops([tmp_path], crop=64).sample(np.random.default_rng(0))
+
+
+def test_samples_are_a_function_of_seed_and_index(tmp_path):
+    _png(tmp_path / "a_blur.png", 64, 64)
+    _png(tmp_path / "a_sharp.png", 64, 64, seed=1)
+    synth = SyntheticBlur(None, 32, BlurParams())
+    ds = TrainingSamples(3, PairedCrops([tmp_path], 32), synth, 0.5)
+    for i in (0, 7):
+        a, b = ds[i], ds[i]
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(ds[1][0], ds[2][0])
+
+
+def test_step_batches_partition_samples_over_ranks():
+    r0 = iter(StepBatches(2, start_step=3, rank=0, world=2))
+    r1 = iter(StepBatches(2, start_step=3, rank=1, world=2))
+    assert next(r0) == [12, 13] and next(r1) == [14, 15]
+    assert next(r0) == [16, 17]
+    assert list(StepBatches(1, start_step=2, total_steps=4)) == [[2], [3]]

@@ -1,0 +1,66 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vdeblur.checkpoint import save_checkpoint
+from vdeblur.cli import main
+from vdeblur.network import ModelConfig, build_model
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture()
+def identity_weights(tmp_path):
+    """A residual model whose correction is zero: its output is exactly its input."""
+    model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4, global_residual=True))
+    torch.nn.init.zeros_(model.module.dg3.out.weight)
+    torch.nn.init.zeros_(model.module.dg3.out.bias)
+    return save_checkpoint(tmp_path / "identity.safetensors", model)
+
+
+@pytest.fixture()
+def pair_set(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "pairs"
+    d.mkdir()
+    for i in range(2):
+        sharp = rng.integers(0, 255, (40, 56, 3), dtype=np.uint8)
+        noisy = np.clip(sharp.astype(int) + rng.integers(-20, 21, sharp.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(d / f"f{i}_blur.png")
+        Image.fromarray(sharp).save(d / f"f{i}_sharp.png")
+    return d
+
+
+def test_eval_json_on_a_pair_set(identity_weights, pair_set, capsys):
+    assert main(["eval", "--data", str(pair_set), "--weights", str(identity_weights), "--json", "--precision", "fp32",
+                 "--synthetic", "2", "--size", "48"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    real, synth = report["sets"]
+    assert real["images"] == 2 and synth["images"] == 2
+    assert [r["image"] for r in real["per_image"]] == ["f0.png", "f1.png"]
+    # Identity model: its numbers are the input's own.
+    assert real["model"]["psnr"] == pytest.approx(real["input"]["psnr"], abs=1e-3)
+    assert real["model"]["ssim"] == pytest.approx(real["input"]["ssim"], abs=1e-4)
+    assert real["gain_db"] == pytest.approx(0.0, abs=1e-3)
+    assert 20 < real["input"]["psnr"] < 30  # uniform noise of +-20 levels: about 24.8 dB
+
+
+def test_eval_table(identity_weights, pair_set, capsys):
+    assert main(["eval", "--data", str(pair_set), "--weights", str(identity_weights), "--precision", "fp32"]) == 0
+    out = capsys.readouterr().out
+    assert "input PSNR" in out and "pairs" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "nothing to evaluate"),
+    (["--data", "/nonexistent"], "no such folder"),
+    (["--synthetic", "1", "--weights", "/nonexistent.safetensors"], "no such checkpoint file"),
+])
+def test_eval_errors(args, message, capsys):
+    assert main(["eval", *args]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,125 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vdeblur.checkpoint import load_checkpoint
+from vdeblur.cli import main
+from vdeblur.network import ModelConfig
+from vdeblur.training import Recipe, Trainer, gradient_loss, load_run_state, poly_lr, recipe_loss, train
+
+TINY = ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4, global_residual=True).to_dict()
+REPO = Path(__file__).resolve().parents[1]
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _recipe(**kw):
+    base = dict(steps=6, batch=2, crop=32, lr=1e-3, model=TINY, seed=1)
+    base.update(kw)
+    return Recipe(**base)
+
+
+def test_gradient_loss_is_zero_for_equal_images_and_sees_edges():
+    x = torch.rand(1, 3, 16, 16)
+    assert float(gradient_loss(x, x)) == 0.0
+    flat = torch.full_like(x, 0.5)
+    assert float(gradient_loss(flat, x)) > 0.0
+    assert float(gradient_loss(flat, flat + 0.1)) == pytest.approx(0.0, abs=1e-12)  # offsets have no gradient
+
+
+def test_multiscale_loss_covers_every_scale():
+    sharp = torch.rand(1, 3, 32, 32)
+    outs = [torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 16, 16), sharp.clone()]
+    loss, parts = recipe_loss(outs, sharp, grad_weight=2.5)
+    assert parts["grad"] == 0.0 and parts["mse"] > 0.0
+    assert float(loss) == pytest.approx(parts["mse"])
+
+
+def test_poly_decay():
+    assert poly_lr(0, 1e-4, 100, 0.3) == 1e-4
+    assert poly_lr(50, 1e-4, 100, 0.3) == pytest.approx(1e-4 * 0.5**0.3)
+    assert poly_lr(100, 1e-4, 100, 0.3) == 0.0
+
+
+def test_loss_goes_down_on_a_fixed_batch():
+    torch.manual_seed(0)
+    sharp = torch.rand(2, 3, 32, 32)
+    blur = torch.nn.functional.avg_pool2d(sharp, 5, stride=1, padding=2, count_include_pad=False)
+    trainer = Trainer(_recipe(steps=1000, lr=3e-3), torch.device("cpu"), "fp32")
+    losses = [trainer.train_step(blur, sharp)[0] for _ in range(40)]
+    assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:5]) / 5
+
+
+def test_resume_is_exact(tmp_path):
+    recipe = _recipe()
+    straight = train(recipe, tmp_path / "a", progress=False)
+    train(recipe, tmp_path / "b", progress=False, stop_at_step=3)
+    resumed = train(recipe, tmp_path / "b", resume=True, progress=False)
+    assert straight.step == resumed.step == 6
+    sa, sb = straight.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    oa, ob = straight.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+    assert all(torch.equal(oa[i]["exp_avg_sq"], ob[i]["exp_avg_sq"]) for i in oa)
+
+
+def test_checkpoint_files(tmp_path):
+    run = tmp_path / "run"
+    train(_recipe(steps=2), run, progress=False)
+    latest = json.loads((run / "latest.json").read_text())
+    assert latest["step"] == 2
+    model = load_checkpoint(run / latest["weights"])  # a normal vdeblur checkpoint
+    assert model.config.global_residual and model.config.widths == (4, 8, 16)
+    weights, state = load_run_state(run)  # the sidecar loads with weights_only=True
+    assert state["step"] == 2 and "optimizer" in state
+    assert not list(run.glob("*.partial"))
+
+
+def test_cli_trains_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "cli"
+    args = ["train", "--out", str(out), "--widths", "4", "8", "16", "--blocks", "1", "--crop", "32",
+            "--batch", "1", "--steps", "2", "--no-progress", "--seed", "3"]
+    assert main(args) == 0
+    assert (out / "step-0000002.safetensors").is_file()
+    assert main(args) == 1
+    assert "already holds a run" in capsys.readouterr().err
+    assert main(["train", "--out", str(out), "--resume", "--steps", "5"]) == 1
+    assert "drop --steps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--crop", "40"], "multiple of 16"),
+    (["--data", "/nonexistent/dir"], "no such folder"),
+    (["--synthetic-fraction", "2"], "--synthetic-fraction"),
+    (["--no-synthetic"], "needs --data"),
+])
+def test_cli_bad_options(tmp_path, capsys, extra, message):
+    rc = main(["train", "--out", str(tmp_path / "x"), "--widths", "4", "8", "16", "--blocks", "1",
+               "--steps", "1", "--batch", "1", "--no-progress", *extra])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_of_a_non_run(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path), "--resume"]) == 1
+    assert "not a vdeblur training run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_processes(tmp_path):
+    """Two CPU processes (gloo) through torchrun: gradients are averaged, so both ranks agree."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+           "-m", "vdeblur", "train", "--out", str(tmp_path / "ddp"), "--widths", "4", "8", "16", "--blocks", "1",
+           "--crop", "32", "--batch", "1", "--steps", "2", "--no-progress", "--device", "cpu"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "x2" in proc.stderr
+    weights, state = load_run_state(tmp_path / "ddp")
+    assert state["step"] == 2

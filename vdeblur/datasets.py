@@ -1,0 +1,198 @@
+"""Training and validation data: real blur/sharp pairs on disk and the synthetic source, mixed.
+
+Pairs on disk come in two layouts, found anywhere below the folder given:
+- GoPro: ``<sequence>/blur/*.png`` beside ``<sequence>/sharp/*.png`` with the same file names
+  (``GOPRO_Large/train`` or ``GOPRO_Large/test``);
+- flat: ``<name>_blur.png`` beside ``<name>_sharp.png`` (``gopro-resynth``).
+
+A training sample is a pure function of (seed, sample index): which source, which pair, the crop
+and the flips all come from a generator seeded with both. That is what makes ``--resume`` exact
+and lets any number of DataLoader workers or DDP ranks produce the same stream.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import VdeblurError
+from .synthetic import IMAGE_SUFFIXES, SyntheticBlur
+
+_CACHE_LIMIT_PAIRS = 64  # small sets (like gopro-resynth) stay decoded in memory
+
+
+def list_images(folder) -> list[Path]:
+    """Image files below ``folder``, sorted; an error naming the folder when there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VdeblurError(f"{folder}: no such folder")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise VdeblurError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+def read_image(path) -> np.ndarray:
+    """HxWx3 uint8 RGB; a one-line error naming the file when it cannot be decoded."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise VdeblurError("reading images needs Pillow: pip install 'vdeblur[train]'") from None
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("RGB", "L"):
+                im = im.convert("RGB")
+            a = np.asarray(im)
+    except FileNotFoundError:
+        raise VdeblurError(f"{path}: no such image file") from None
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types for broken files
+        raise VdeblurError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    if a.dtype != np.uint8:  # 16-bit PNGs
+        a = (a.astype(np.float32) / np.iinfo(a.dtype).max * 255.0 + 0.5).astype(np.uint8)
+    return np.array(a[:, :, :3], order="C")  # a writable copy (Pillow's buffer is read-only)
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 3xHxW float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255.0
+
+
+@dataclass(frozen=True)
+class Pair:
+    blur: Path
+    sharp: Path
+
+    @property
+    def name(self) -> str:
+        if self.blur.parent.name == "blur":  # GoPro: <seq>/blur/000001.png
+            return f"{self.blur.parent.parent.name}/{self.blur.name}"
+        return self.blur.name.replace("_blur", "")
+
+
+def find_pairs(root) -> list[Pair]:
+    """All blur/sharp pairs below ``root`` (GoPro layout and/or ``*_blur``/``*_sharp`` files)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise VdeblurError(f"{root}: no such folder")
+    images = list_images(root)
+    pairs: list[Pair] = []
+    for p in images:
+        if p.parent.name == "blur":
+            partner = p.parent.parent / "sharp" / p.name
+        elif p.stem.endswith("_blur"):
+            partner = p.with_name(p.stem[: -len("_blur")] + "_sharp" + p.suffix)
+        else:
+            continue
+        if not partner.is_file():
+            raise VdeblurError(f"{p}: blurry image has no sharp partner (expected {partner})")
+        pairs.append(Pair(p, partner))
+    if not pairs:
+        raise VdeblurError(
+            f"{root}: no blur/sharp pairs found (expected <seq>/blur/*.png + <seq>/sharp/*.png as in "
+            "GOPRO_Large/train, or *_blur.png + *_sharp.png)")
+    return pairs
+
+
+def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
+    blur, sharp = read_image(pair.blur), read_image(pair.sharp)
+    if blur.shape != sharp.shape:
+        raise VdeblurError(f"{pair.blur}: size {blur.shape[1]}x{blur.shape[0]} differs from its sharp "
+                           f"partner's {sharp.shape[1]}x{sharp.shape[0]} ({pair.sharp})")
+    return blur, sharp
+
+
+class PairedCrops:
+    """Random aligned crops from blur/sharp pairs on disk."""
+
+    def __init__(self, roots, crop: int):
+        self.pairs = [p for root in roots for p in find_pairs(root)]
+        self.crop = int(crop)
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _get(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        got = self._cache.get(i)
+        if got is None:
+            got = load_pair(self.pairs[i])
+            c = self.crop
+            if got[0].shape[0] < c or got[0].shape[1] < c:
+                raise VdeblurError(f"{self.pairs[i].blur}: {got[0].shape[1]}x{got[0].shape[0]} is smaller than --crop {c}")
+            if len(self.pairs) <= _CACHE_LIMIT_PAIRS:
+                self._cache[i] = got
+        return got
+
+    def sample(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        blur, sharp = self._get(int(rng.integers(len(self.pairs))))
+        c = self.crop
+        y = int(rng.integers(blur.shape[0] - c + 1))
+        x = int(rng.integers(blur.shape[1] - c + 1))
+        return to_tensor(blur[y:y + c, x:x + c]), to_tensor(sharp[y:y + c, x:x + c])
+
+
+class TrainingSamples(torch.utils.data.Dataset):
+    """Sample ``index`` -> (blurry, sharp) crops, each a pure function of (seed, index).
+
+    A share ``synthetic_fraction`` of samples comes from the synthetic source, the rest from the
+    real pairs; horizontal and vertical flips as in the paper.
+    """
+
+    def __init__(self, seed: int, real: PairedCrops | None, synthetic: SyntheticBlur | None,
+                 synthetic_fraction: float):
+        if real is None and synthetic is None:
+            raise VdeblurError("no training data: give --data and/or keep the synthetic source")
+        self.seed = int(seed)
+        self.real, self.synthetic = real, synthetic
+        self.synthetic_fraction = 1.0 if real is None else (0.0 if synthetic is None else float(synthetic_fraction))
+
+    def __len__(self) -> int:  # an endless stream; the sampler decides the indices
+        return 2**62
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(index)])
+        use_synthetic = rng.uniform() < self.synthetic_fraction
+        blur, sharp = (self.synthetic if use_synthetic else self.real).sample(rng)
+        if rng.uniform() < 0.5:
+            blur, sharp = blur.flip(-1), sharp.flip(-1)
+        if rng.uniform() < 0.5:
+            blur, sharp = blur.flip(-2), sharp.flip(-2)
+        return blur.contiguous(), sharp.contiguous()
+
+
+class StepBatches(torch.utils.data.Sampler):
+    """Index batches for steps ``start_step, start_step + 1, ...``: rank r of w takes samples
+    [(step*w + r)*B, (step*w + r + 1)*B). Resuming at a step replays exactly the same data."""
+
+    def __init__(self, batch: int, start_step: int = 0, rank: int = 0, world: int = 1, total_steps: int | None = None):
+        self.batch, self.start, self.rank, self.world, self.total = batch, start_step, rank, world, total_steps
+
+    def __iter__(self):
+        step = self.start
+        while self.total is None or step < self.total:
+            base = (step * self.world + self.rank) * self.batch
+            yield list(range(base, base + self.batch))
+            step += 1
+
+    def __len__(self) -> int:
+        return max(0, (self.total or 2**62) - self.start)
+
+
+def loader(samples: TrainingSamples, batches: StepBatches, workers: int = 0, pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(samples, batch_sampler=batches, num_workers=workers,
+                                       persistent_workers=workers > 0, pin_memory=pin_memory)
+
+
+def default_workers(device: torch.device, world: int = 1) -> int:
+    """Loader processes: none for CPU training (they would take the cores the model needs); on a
+    GPU enough to decode full-size PNGs as fast as the GPU trains, shared among the local ranks."""
+    if device.type != "cuda":
+        return 0
+    local = max(1, min(world, torch.cuda.device_count()))
+    return max(1, min(8, (os.cpu_count() or 2) // local - 1))

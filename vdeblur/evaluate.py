@@ -1,0 +1,142 @@
+"""`vdeblur eval`: PSNR and SSIM of a model on paired images, beside the blurry input's own.
+
+The paper's protocol: whole frames, RGB, values in [0, 1]; the model's output is rounded to
+8 bits first, as a saved frame would be. Sets: folders of real pairs (``--data``, GoPro layout or
+``*_blur``/``*_sharp`` files) and a fixed synthetic set (``--synthetic N``) drawn from the
+held-out split of the photos, which `vdeblur train` never sees.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import VdeblurError
+from .metrics import psnr, quantize, ssim
+
+DEFAULT_SYNTHETIC_SEED = 2026
+
+
+def _pairs_from_folder(folder):
+    from .datasets import find_pairs, load_pair, to_tensor
+
+    for pair in find_pairs(folder):
+        blur, sharp = load_pair(pair)
+        yield pair.name, to_tensor(blur), to_tensor(sharp)
+
+
+def _pairs_synthetic(count: int, seed: int, size: int, photos):
+    from .synthetic import make_generator
+
+    gen = make_generator(photos, builtin=True, split="val", size=size)
+    for i in range(count):
+        blur, sharp = gen.sample(np.random.default_rng([seed, i]))
+        yield f"synthetic-{seed}-{i:04d}", blur, sharp
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _num(x: float):
+    """JSON has no infinity: identical images (PSNR inf) are reported as null."""
+    return round(x, 4) if math.isfinite(x) else None
+
+
+def evaluate_set(model, pairs, device: torch.device, precision: str, name: str, progress: bool = False) -> dict:
+    """Mean and per-image PSNR/SSIM of the input and of the model's output."""
+    from .training import autocast
+
+    rows = []
+    for image_name, blur, sharp in pairs:
+        x = blur.unsqueeze(0).to(device)
+        with torch.no_grad(), autocast(device, precision):
+            out = model.restore(x)
+        out = quantize(out.float().cpu())
+        target = sharp.unsqueeze(0)
+        row = {"image": image_name,
+               "input_psnr": float(psnr(blur, sharp)), "input_ssim": float(ssim(blur, sharp)),
+               "psnr": float(psnr(out, target)), "ssim": float(ssim(out, target))}
+        rows.append(row)
+        if progress:
+            print(f"  {name} {image_name}: {row['input_psnr']:.2f} -> {row['psnr']:.2f} dB", file=sys.stderr, flush=True)
+    if not rows:
+        raise VdeblurError(f"{name}: no images to evaluate")
+    means = {k: _mean([r[k] for r in rows]) for k in ("input_psnr", "input_ssim", "psnr", "ssim")}
+    return {
+        "name": name,
+        "images": len(rows),
+        "input": {"psnr": _num(means["input_psnr"]), "ssim": _num(means["input_ssim"])},
+        "model": {"psnr": _num(means["psnr"]), "ssim": _num(means["ssim"])},
+        "gain_db": _num(means["psnr"] - means["input_psnr"]),
+        "per_image": [{k: (_num(v) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+    }
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="PSNR/SSIM of a model on blur/sharp pairs (and a held-out synthetic set)",
+                              description="Full-frame RGB PSNR and SSIM of the model's output and of the blurry input.")
+    p.add_argument("--data", action="append", type=Path, metavar="DIR", help="folder of blur/sharp pairs (repeatable): GoPro layout or *_blur/*_sharp files")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="also evaluate N synthetic pairs from the held-out photos")
+    p.add_argument("--seed", type=int, default=DEFAULT_SYNTHETIC_SEED, help=f"seed of the synthetic set (default {DEFAULT_SYNTHETIC_SEED})")
+    p.add_argument("--size", type=int, default=256, help="side of the synthetic images (default 256)")
+    p.add_argument("--photos", action="append", metavar="DIR", help="photo folders for the synthetic set (their held-out split is used)")
+    p.add_argument("--weights", type=Path, help="checkpoint (default: the shipped default weights)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--json", action="store_true", help="print JSON (with per-image numbers)")
+    p.add_argument("--verbose", action="store_true", help="print each image's numbers as it is done")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from . import load_model
+    from .checkpoint import file_sha256
+    from .hardware import resolve_device
+    from .training import training_precision
+    from .weights import default_weights_path
+
+    if not args.data and args.synthetic <= 0:
+        raise VdeblurError("nothing to evaluate: give --data DIR and/or --synthetic N")
+    if args.synthetic < 0:
+        raise VdeblurError(f"--synthetic must be positive, got {args.synthetic}")
+    if args.size < 16:
+        raise VdeblurError(f"--size must be at least 16, got {args.size}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for folder in args.data or []:
+        if not folder.is_dir():
+            raise VdeblurError(f"{folder}: no such folder")
+    device = resolve_device(args.device)
+    precision = training_precision(args.precision, device)
+    weights_path = args.weights or default_weights_path()
+    model = load_model(weights_path).to(device)
+    start = time.monotonic()
+    sets = []
+    for folder in args.data or []:
+        sets.append(evaluate_set(model, _pairs_from_folder(folder), device, precision, str(folder), args.verbose))
+    if args.synthetic:
+        name = f"synthetic held-out (n={args.synthetic}, seed={args.seed}, {args.size}px)"
+        sets.append(evaluate_set(model, _pairs_synthetic(args.synthetic, args.seed, args.size, args.photos or []),
+                                 device, precision, name, args.verbose))
+    report = {"weights": str(weights_path), "sha256": file_sha256(weights_path), "device": str(device),
+              "precision": precision, "seconds": round(time.monotonic() - start, 1), "sets": sets}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"weights: {weights_path} ({precision} on {device})")
+    header = f"{'set':<48} {'images':>6}  {'input PSNR':>10} {'SSIM':>7}  {'model PSNR':>10} {'SSIM':>7}  {'gain dB':>7}"
+    print(header)
+    print("-" * len(header))
+    for s in sets:
+        fmt = lambda v, spec: "inf" if v is None else format(v, spec)  # noqa: E731
+        print(f"{s['name'][-48:]:<48} {s['images']:>6}  {fmt(s['input']['psnr'], '10.2f')} {fmt(s['input']['ssim'], '7.4f')}  "
+              f"{fmt(s['model']['psnr'], '10.2f')} {fmt(s['model']['ssim'], '7.4f')}  {fmt(s['gain_db'], '+7.2f')}")
+    return 0
