@@ -17,6 +17,7 @@ __all__ = [
     "__version__",
     "build_model",
     "count_parameters",
+    "deblur_video",
     "flops_per_frame",
     "load_checkpoint",
     "load_model",
@@ -32,3 +33,10 @@ def load_model(path: str | os.PathLike | None = None) -> DeblurNet:
 
         path = default_weights_path()
     return load_checkpoint(path)
+
+
+def deblur_video(src, dst, **options):
+    """Deblur a video file; see :func:`vdeblur.pipeline.deblur_video` (imported on first use: PyAV)."""
+    from .pipeline import deblur_video as run
+
+    return run(src, dst, **options)

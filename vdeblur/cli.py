@@ -11,6 +11,7 @@ from .errors import VdeblurError
 
 # Modules with a ``register(subparsers)`` function, in the order `--help` lists them.
 COMMAND_MODULES = [
+    "vdeblur.pipeline",
     "vdeblur.info",
 ]
 

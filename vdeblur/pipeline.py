@@ -1,0 +1,284 @@
+"""`vdeblur deblur`: decode -> model -> encode as three overlapping stages with constant memory.
+
+A decode thread fills a bounded queue with RGB frames and pass-through packets; the calling thread
+runs the backend on batches (torch and the GPU runtimes release the GIL while they compute); an
+encode thread re-encodes and muxes. Bounded queues keep memory flat whatever the video length.
+The output is written under a temporary name beside the target and renamed only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .backends import BACKENDS, Backend, BackendOptions, open_backend
+from .errors import VdeblurError
+from .video import DecodedFrame, VideoReader, VideoWriter
+
+_END = object()          # sentinel closing a queue
+_QUEUE_FRAMES = 8        # frames buffered between stages (beyond one batch), ~22 MB at 720p
+
+
+@dataclass
+class Report:
+    """What a finished run did; returned by :func:`deblur_video` and printed by the CLI."""
+
+    output: str
+    frames: int
+    expected_frames: int | None
+    seconds: float
+    corrupt_packets: int
+    corrupt_frames: int
+    copied_streams: tuple[str, ...]
+    backend: dict = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Failure:
+    """An exception raised in a worker thread, carried through the queue to the main thread."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
+    """Put unless the run is being stopped (a full queue must not hang a cancelled run)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue, stop: threading.Event):
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return _END
+
+
+def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
+    if not src.exists():
+        raise VdeblurError(f"{src}: no such file")
+    if src.resolve() == dst.resolve() or (dst.exists() and os.path.samefile(src, dst)):
+        raise VdeblurError(f"{dst}: the output would overwrite the input; choose another name")
+    if dst.is_dir():
+        raise VdeblurError(f"{dst}: is a directory; give an output file name such as {dst / src.name}")
+    if dst.exists() and not overwrite:
+        raise VdeblurError(f"{dst}: already exists; pass --overwrite to replace it")
+    if not dst.suffix:
+        raise VdeblurError(f"{dst}: give the output a container suffix such as .mp4 or .mkv")
+    if not dst.parent.is_dir():
+        raise VdeblurError(f"{dst.parent}: output directory does not exist")
+
+
+def _temp_path(dst: Path) -> Path:
+    """Beside the target (same filesystem, so the final rename is atomic), same suffix (same muxer)."""
+    return dst.with_name(f".{dst.stem}.vdeblur-{os.getpid()}.partial{dst.suffix}")
+
+
+def _decode_stage(reader: VideoReader, q: queue.Queue, stop: threading.Event) -> None:
+    try:
+        for item in reader.items():
+            if not _put(q, item, stop):
+                return
+        _put(q, _END, stop)
+    except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
+        _put(q, _Failure(e), stop)
+
+
+def _encode_stage(writer: VideoWriter, q: queue.Queue, stop: threading.Event, progress, errors: list) -> None:
+    try:
+        while True:
+            item = _get(q, stop)
+            if item is _END:
+                return
+            if isinstance(item, DecodedFrame):
+                writer.write_frame(item.image, item.pts, item.duration, item.time_base)
+                progress.update(1)
+            else:
+                writer.write_packet(item)
+    except BaseException as e:  # noqa: BLE001
+        errors.append(e)
+        stop.set()
+
+
+def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue.Queue,
+                     stop: threading.Event, errors: list) -> None:
+    """Main-thread stage: frames through the backend in batches, packets straight on to the writer."""
+    pending: list[DecodedFrame] = []
+
+    def flush():
+        if not pending:
+            return
+        images = backend.run(np.stack([f.image for f in pending]))
+        for f, image in zip(pending, images):
+            if not _put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base), stop):
+                break
+        pending.clear()
+
+    while not errors:
+        item = _get(inq, stop)
+        if item is _END:
+            break
+        if isinstance(item, _Failure):
+            raise item.error
+        if isinstance(item, DecodedFrame):
+            pending.append(item)
+            if len(pending) >= batch:
+                flush()
+        elif not _put(outq, item, stop):
+            break
+    if not errors and not stop.is_set():
+        flush()
+
+
+def _progress(total: int | None, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", disable=quiet, dynamic_ncols=True, file=sys.stderr,
+                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} frames [{elapsed}<{remaining}, {rate_fmt}]"
+                if total else None)
+
+
+def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str | Backend = "auto",
+                 weights: str | None = None, device: str = "auto", precision: str = "auto", batch: int = 1,
+                 compile: bool = False, engine: str | None = None, onnx: str | None = None,
+                 tile: int = 0, tile_overlap: int = 32, codec: str = "libx264", crf: float | None = None,
+                 preset: str | None = None, pix_fmt: str | None = None, start: float | None = None,
+                 duration: float | None = None, overwrite: bool = False, quiet: bool = True) -> Report:
+    """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
+
+    ``backend`` is a name from ``vdeblur.backends.BACKENDS`` (or "auto"), or a ready
+    :class:`~vdeblur.backends.Backend` (not closed here). Raises VdeblurError on bad input; on
+    any failure or Ctrl-C nothing is left under ``dst``.
+    """
+    src, dst = Path(src), Path(dst)
+    _check_paths(src, dst, overwrite)
+    if batch < 1:
+        raise VdeblurError(f"--batch must be >= 1, got {batch}")
+    owned = not isinstance(backend, Backend)
+    if owned:
+        options = BackendOptions(weights=weights, device=device, precision=precision, batch=batch,
+                                 compile=compile, engine=engine, onnx=onnx)
+        backend = open_backend(backend, options)
+    try:
+        if tile:
+            from .tiling import TiledBackend
+
+            runner: Backend = TiledBackend(backend, tile, tile_overlap)
+        else:
+            runner = backend
+        reader = VideoReader(src, start=start, duration=duration, rgb16=runner.accepts_uint16)
+        try:
+            return _run(reader, runner, dst, batch=batch, codec=codec, crf=crf, preset=preset,
+                        pix_fmt=pix_fmt, quiet=quiet)
+        finally:
+            reader.close()
+    finally:
+        if owned:
+            backend.close()
+
+
+def _run(reader: VideoReader, backend: Backend, dst: Path, *, batch: int, quiet: bool, **encode) -> Report:
+    tmp = _temp_path(dst)
+    writer = VideoWriter(tmp, reader, **encode)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    inq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
+    outq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
+    progress = _progress(reader.info.frames, quiet)
+    decoder = threading.Thread(target=_decode_stage, args=(reader, inq, stop), name="vdeblur-decode", daemon=True)
+    encoder = threading.Thread(target=_encode_stage, args=(writer, outq, stop, progress, errors),
+                               name="vdeblur-encode", daemon=True)
+    started = time.perf_counter()
+    finished = False
+    try:
+        decoder.start()
+        encoder.start()
+        _process_batches(backend, batch, inq, outq, stop, errors)
+        if not errors:
+            _put(outq, _END, stop)
+        encoder.join()
+        if errors:
+            raise errors[0]
+        writer.close()
+        finished = True
+    finally:
+        stop.set()
+        decoder.join()
+        encoder.join()
+        progress.close()
+        if not finished:
+            writer.abort()
+            tmp.unlink(missing_ok=True)
+    seconds = time.perf_counter() - started
+    os.replace(tmp, dst)
+    return Report(output=str(dst), frames=writer.frames, expected_frames=reader.info.frames, seconds=seconds,
+                  corrupt_packets=reader.corrupt_packets, corrupt_frames=reader.corrupt_frames,
+                  copied_streams=reader.info.copied, backend=backend.describe())
+
+
+# -- the `deblur` subcommand ---------------------------------------------------------------------
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "deblur", help="deblur a video file (audio, subtitles, timestamps and colour tags kept)",
+        description="Deblur every frame of INPUT into OUTPUT. Audio, subtitle and data streams are copied "
+                    "bit-exact; timestamps (VFR too), rotation, aspect ratio and colour tags are kept.")
+    p.add_argument("input", metavar="INPUT", help="video file to read")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="file to write; the suffix picks the container (.mp4, .mkv, .mov)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    m = p.add_argument_group("model")
+    m.add_argument("--weights", metavar="PATH", help="checkpoint to use (default: the shipped weights)")
+    m.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help="inference backend (default: auto)")
+    m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    m.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto = fp16 on CUDA, bf16 on a CPU with AMX/AVX-512-BF16, else fp32")
+    m.add_argument("--batch", type=int, default=1, metavar="N", help="frames per model call (default: 1)")
+    m.add_argument("--compile", action="store_true", help="torch.compile the model (torch backend; slow start)")
+    m.add_argument("--engine", metavar="PATH", help="TensorRT engine file (tensorrt backend)")
+    m.add_argument("--onnx", metavar="PATH", help="ONNX model file (onnxruntime backend)")
+    m.add_argument("--tile", type=int, default=0, metavar="N", help="process frames in N x N tiles to save memory (default: whole frames)")
+    m.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="pixels shared by neighbouring tiles, blended (default: 32)")
+    e = p.add_argument_group("output encoding")
+    e.add_argument("--codec", default="libx264", help="video encoder: libx264 (default), libx265, libsvtav1, ffv1, ... any PyAV has")
+    e.add_argument("--crf", type=float, help="constant rate factor (default: 18 x264, 20 x265, 30 SVT-AV1)")
+    e.add_argument("--preset", help="encoder preset, e.g. veryfast, medium, slow (x264/x265) or 0-13 (SVT-AV1)")
+    e.add_argument("--pix-fmt", help="output pixel format (default: the input's; 10-bit stays 10-bit)")
+    s = p.add_argument_group("part of the input")
+    s.add_argument("--start", type=float, metavar="SEC", help="start at this time (seconds)")
+    s.add_argument("--duration", type=float, metavar="SEC", help="process this many seconds")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    report = deblur_video(
+        args.input, args.output, backend=args.backend, weights=args.weights, device=args.device,
+        precision=args.precision, batch=args.batch, compile=args.compile, engine=args.engine, onnx=args.onnx,
+        tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
+        pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite, quiet=args.quiet)
+    if report.corrupt_packets or report.corrupt_frames:
+        print(f"vdeblur: warning: {report.corrupt_packets} corrupt packet(s) skipped, "
+              f"{report.corrupt_frames} damaged frame(s) in the input", file=sys.stderr)
+    if not args.quiet:
+        b = report.backend
+        copied = f", copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
+        print(f"{report.output}: {report.frames} frames in {report.seconds:.1f} s ({report.fps:.2f} fps) "
+              f"with {b.get('backend', '?')} on {b.get('device', '?')} {b.get('precision', '')}{copied}", file=sys.stderr)
+    return 0

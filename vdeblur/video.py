@@ -1,0 +1,388 @@
+"""Video in and out with PyAV, losing nothing the model does not touch.
+
+The reader decodes one video stream to RGB in the *source's* colour matrix and range (10-bit and
+deeper sources to 16-bit RGB), and hands over the packets of every other stream untouched. The
+writer re-encodes the RGB frames with the source's tags, timestamps, rotation and aspect ratio,
+and remuxes the other packets bit-exact. Pitfall numbers (#NNNN) are PyAV issues; see
+``notes/video-io.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .errors import VdeblurError
+
+# Streams copied packet for packet (attachments are not packets; FFmpeg cannot demux them that way).
+COPY_TYPES = ("audio", "subtitle", "data")
+# Container/stream tags the muxer writes itself or that would be stale after re-encoding.
+_STALE_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands", "duration", "number_of_frames",
+               "number_of_bytes", "bps", "_statistics")
+# mp4/mov store a non-zero start in an edit list in movie_timescale units (#2324).
+_MOV_SUFFIXES = (".mp4", ".mov", ".m4v", ".3gp", ".3g2", ".ismv", ".psp", ".f4v")
+# Encoder-specific CRF defaults, about "visually lossless" for each (x264's own default is 23).
+DEFAULT_CRF = {"libx264": 18, "libx264rgb": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 24}
+
+
+def _open_error(path: str, e: Exception) -> VdeblurError:
+    if isinstance(e, FileNotFoundError):
+        return VdeblurError(f"{path}: no such file")
+    if isinstance(e, IsADirectoryError):
+        return VdeblurError(f"{path}: is a directory, not a video file")
+    if isinstance(e, PermissionError):
+        return VdeblurError(f"{path}: permission denied")
+    reason = getattr(e, "strerror", None) or str(e)
+    return VdeblurError(f"{path}: not a readable video file ({reason})")
+
+
+def _clean_tags(tags: dict) -> dict:
+    return {k: v for k, v in tags.items() if not k.lower().startswith(_STALE_TAGS)}
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """One RGB frame and the timing it must keep (pts/duration in ``time_base`` units)."""
+
+    image: np.ndarray
+    pts: int
+    duration: int
+    time_base: Fraction
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the writer needs to reproduce the source faithfully; read from the first decoded frame."""
+
+    width: int
+    height: int
+    pix_fmt: str
+    bit_depth: int
+    codec: str
+    time_base: Fraction
+    rate: Fraction | None
+    frames: int | None          # expected frame count (container's count, else duration x rate), None if unknown
+    color_range: int
+    colorspace: int
+    color_primaries: int
+    color_trc: int
+    sample_aspect_ratio: Fraction | None
+    display_matrix: tuple[int, ...] | None
+    copied: tuple[str, ...] = field(default_factory=tuple)   # "#1 audio aac", ... for the summary
+
+    @property
+    def high_bit_depth(self) -> bool:
+        return self.bit_depth > 8
+
+
+def _bit_depth(fmt: av.VideoFormat) -> int:
+    return max(c.bits for c in fmt.components) if fmt.components else 8
+
+
+class VideoReader:
+    """Decode the first video stream of ``path`` to RGB; pass the other streams' packets through.
+
+    ``start``/``duration`` (seconds) select a part; output timestamps are then shifted so the
+    part starts at 0. Use ``items()`` once, from one thread.
+    """
+
+    def __init__(self, path: str | os.PathLike, start: float | None = None, duration: float | None = None,
+                 rgb16: bool = False):
+        self.path = str(path)
+        if start is not None and start < 0:
+            raise VdeblurError(f"--start must be >= 0, got {start}")
+        if duration is not None and duration <= 0:
+            raise VdeblurError(f"--duration must be > 0, got {duration}")
+        try:
+            self.container = av.open(self.path, "r")
+        except (av.error.FFmpegError, OSError) as e:
+            raise _open_error(self.path, e) from None
+        try:
+            self._setup(start, duration, rgb16)
+        except BaseException:
+            self.container.close()
+            raise
+
+    def _setup(self, start, duration, rgb16):
+        c = self.container
+        if not c.streams.video:
+            kinds = ", ".join(sorted({s.type for s in c.streams})) or "no streams"
+            raise VdeblurError(f"{self.path}: has no video stream ({kinds})")
+        self.stream = vs = c.streams.video[0]
+        if vs.codec_context is None:
+            raise VdeblurError(f"{self.path}: video codec {vs.codec.name if vs.codec else '?'} cannot be decoded by this FFmpeg build")
+        vs.thread_type = "AUTO"   # frame + slice threads: 496 -> 721 fps decode at 720p (notes 5.1)
+        self.copy_streams = [s for s in c.streams if s.type in COPY_TYPES]
+        self.corrupt_packets = 0
+        self.corrupt_frames = 0
+        self.start = float(start or 0.0)
+        self.end = self.start + duration if duration is not None else None
+        self._shift = start is not None   # a part starts at 0; a whole file keeps its own timeline
+        if start:
+            try:
+                c.seek(int(start / vs.time_base), stream=vs, backward=True)
+            except av.error.FFmpegError as e:
+                raise VdeblurError(f"{self.path}: cannot seek to {start} s ({e.strerror})") from None
+        self._frames = self._decoded_frames()
+        try:
+            first = next(self._frames)
+        except StopIteration:
+            where = f" after {start} s" if start else ""
+            raise VdeblurError(f"{self.path}: no decodable video frame{where} (truncated or corrupt file?)") from None
+        self._first = first
+        fmt = first.format
+        self.rgb_format = "rgb48le" if rgb16 and _bit_depth(fmt) > 8 else "rgb24"
+        sd = first.side_data.get("DISPLAYMATRIX")
+        cc = vs.codec_context
+        self.info = VideoInfo(
+            width=first.width, height=first.height, pix_fmt=fmt.name, bit_depth=_bit_depth(fmt),
+            codec=cc.name, time_base=vs.time_base, rate=vs.average_rate or vs.guessed_rate,
+            frames=self._expected_frames(duration),
+            color_range=int(first.color_range), colorspace=int(first.colorspace),
+            color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
+            sample_aspect_ratio=cc.sample_aspect_ratio,
+            display_matrix=struct.unpack("=9i", bytes(sd)) if sd is not None else None,
+            copied=tuple(f"#{s.index} {s.type} {s.codec_context.name if s.codec_context else s.codec.name}"
+                         for s in self.copy_streams),
+        )
+
+    def _expected_frames(self, duration: float | None) -> int | None:
+        vs, rate = self.stream, self.stream.average_rate or self.stream.guessed_rate
+        if duration is None and not self.start and vs.frames > 0:
+            return vs.frames
+        total = float(vs.duration * vs.time_base) if vs.duration else (
+            self.container.duration / av.time_base if self.container.duration else None)
+        if total is None or not rate:
+            return None
+        span = max(0.0, total - self.start)
+        if duration is not None:
+            span = min(span, duration)
+        return max(1, round(span * float(rate)))
+
+    # -- decoding --------------------------------------------------------------------------------
+
+    def _decode(self, packet) -> list:
+        try:
+            frames = self.stream.decode(packet)
+        except av.error.InvalidDataError:
+            self.corrupt_packets += 1   # damaged packet mid-stream: counted, the rest still decodes
+            return []
+        return frames
+
+    def _decoded_frames(self) -> Iterator[av.VideoFrame]:
+        """Video frames inside [start, end), with the other streams' packets queued in ``_pending``."""
+        self._pending: list = []
+        self._video_done = False
+        for packet in self._demux():
+            if packet.stream is not self.stream:
+                if packet.size and self._wanted(packet.pts, packet.time_base):
+                    self._pending.append(packet)
+                continue
+            if self._video_done:
+                continue
+            for frame in self._decode(packet):
+                if frame.is_corrupt:
+                    self.corrupt_frames += 1
+                t = frame.time
+                if t is not None and t < self.start - 1e-6:
+                    continue
+                if self.end is not None and t is not None and t >= self.end - 1e-6:
+                    self._video_done = True
+                    break
+                yield frame
+
+    def _demux(self):
+        """Packets in file order; a damaged container stops here with what was read, counted as corrupt."""
+        demux = self.container.demux(self.stream, *self.copy_streams)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                return
+            except av.error.EOFError:
+                return
+            except av.error.FFmpegError:
+                self.corrupt_packets += 1
+                return
+            if self._video_done and self.end is not None and packet.pts is not None and packet.time_base \
+                    and float(packet.pts * packet.time_base) > self.end + 2.0:
+                return   # every stream is past the selected part
+            yield packet
+
+    def _wanted(self, pts, time_base) -> bool:
+        if pts is None or not time_base:
+            return True
+        t = float(pts * time_base)
+        return t >= self.start - 1e-6 and (self.end is None or t < self.end)
+
+    def _shifted(self, ts: int | None, time_base: Fraction) -> int | None:
+        if ts is None or not self._shift:
+            return ts
+        return ts - round(self.start / time_base)
+
+    def _to_rgb(self, frame: av.VideoFrame) -> DecodedFrame:
+        # Source matrix and range come from the frame's tags (PyAV >= 17, #2230/#2149); threads=1
+        # is faster than swscale's auto threads while decode threads run (621 vs 396 fps, #2200).
+        image = frame.to_ndarray(format=self.rgb_format, width=self.info.width, height=self.info.height, threads=1)
+        tb = frame.time_base or self.stream.time_base
+        pts = frame.pts if frame.pts is not None else self._next_pts
+        duration = frame.duration or 0
+        self._next_pts = pts + (duration or 1)
+        return DecodedFrame(image, self._shifted(pts, tb), duration, tb)
+
+    def items(self) -> Iterator[DecodedFrame | av.Packet]:
+        """RGB frames and pass-through packets, in file order, timestamps shifted for a part."""
+        self._next_pts = 0
+        frame = self._first
+        while frame is not None:
+            yield from self._drain_packets()
+            yield self._to_rgb(frame)
+            frame = next(self._frames, None)
+        yield from self._drain_packets()
+
+    def _drain_packets(self):
+        pending, self._pending = self._pending, []
+        for packet in pending:
+            if self._shift:
+                packet.pts = self._shifted(packet.pts, packet.time_base)
+                packet.dts = self._shifted(packet.dts, packet.time_base)
+            yield packet
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def _encoder(name: str) -> av.codec.Codec:
+    try:
+        codec = av.codec.Codec(name, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise VdeblurError(f"unknown encoder {name!r}; this PyAV build has e.g. libx264, libx265, libsvtav1, ffv1") from None
+    if codec.type != "video":
+        raise VdeblurError(f"{name!r} is a {codec.type} encoder, not a video encoder")
+    return codec
+
+
+def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None) -> str:
+    """The source's pixel format where the encoder takes it (10-bit stays 10-bit), else the nearest."""
+    supported = [f.name for f in codec.video_formats or ()]
+    if requested:
+        if supported and requested not in supported:
+            raise VdeblurError(f"--pix-fmt {requested}: {codec.name} takes {', '.join(supported)}")
+        return requested
+    wanted = info.pix_fmt.replace("yuvj", "yuv")   # full range is a tag, not a format (yuvj* are deprecated)
+    if not supported or wanted in supported:
+        return wanted
+    for fallback in (("yuv420p10le", "yuv420p12le") if info.high_bit_depth else ()) + ("yuv420p",):
+        if fallback in supported:
+            return fallback
+    return supported[0]
+
+
+class VideoWriter:
+    """Encode RGB frames and remux the copied streams into ``path`` (container chosen by its suffix)."""
+
+    def __init__(self, path: str | os.PathLike, reader: VideoReader, *, codec: str = "libx264", crf: float | None = None, preset: str | None = None,
+                 pix_fmt: str | None = None):
+        self.path = str(path)
+        info = reader.info
+        enc = _encoder(codec)
+        self.pix_fmt = choose_pix_fmt(enc, info, pix_fmt)
+        self.rgb_format = reader.rgb_format
+        options = {}
+        try:
+            self.out = av.open(self.path, "w", container_options=self._container_options(self.path, info))
+        except (av.error.FFmpegError, ValueError, OSError) as e:
+            raise VdeblurError(f"{self.path}: cannot create output ({getattr(e, 'strerror', None) or e})") from None
+        try:
+            vout = self.out.add_stream(enc.name, rate=info.rate or 25)
+            opts = vout.codec_context.supported_options
+            supported = {o.name for o in (*opts.generic, *opts.private)}
+            crf = DEFAULT_CRF.get(enc.name) if crf is None else crf
+            if crf is not None:
+                if "crf" not in supported:
+                    raise VdeblurError(f"--crf: encoder {enc.name} has no crf option")
+                options["crf"] = f"{crf:g}"
+            if preset is not None:
+                if "preset" not in supported:
+                    raise VdeblurError(f"--preset: encoder {enc.name} has no preset option")
+                options["preset"] = str(preset)
+            vout.options = options
+            self._setup_video(vout, info, reader.stream)
+            self.stream_map = {s.index: self._copy_stream(s) for s in reader.copy_streams}
+            self.out.metadata.update(_clean_tags(reader.container.metadata))
+            chapters = reader.container.chapters()
+            if chapters and not reader._shift:
+                self.out.set_chapters(chapters)
+        except BaseException:
+            self.abort()
+            raise
+        self.video = vout
+        self.frames = 0
+
+    @staticmethod
+    def _container_options(path: str, info: VideoInfo) -> dict:
+        if Path(path).suffix.lower() in _MOV_SUFFIXES and info.time_base.denominator <= 2**31 - 1:
+            return {"movie_timescale": str(info.time_base.denominator)}
+        return {}
+
+    def _setup_video(self, vout, info: VideoInfo, source_stream) -> None:
+        vout.width, vout.height, vout.pix_fmt = info.width, info.height, self.pix_fmt
+        cc = vout.codec_context
+        # Codec tb = source tb so every pts/duration passes through exactly (VFR kept, #1959/#1090).
+        cc.time_base = info.time_base
+        vout.time_base = info.time_base
+        cc.flags |= av.codec.context.Flags.frame_duration   # honour frame.duration (#2241, #2335)
+        cc.color_range, cc.colorspace = info.color_range, info.colorspace
+        cc.color_primaries, cc.color_trc = info.color_primaries, info.color_trc
+        if info.sample_aspect_ratio:
+            cc.sample_aspect_ratio = info.sample_aspect_ratio
+        if info.display_matrix is not None:
+            vout.set_display_matrix(list(info.display_matrix))
+        vout.metadata.update(_clean_tags(source_stream.metadata))
+        self.dst_colorspace = info.colorspace if info.colorspace not in (0, 2) else None  # unspecified: swscale's default both ways
+        self.dst_color_range = info.color_range or None
+
+    def _copy_stream(self, stream):
+        out = self.out.add_stream_from_template(stream)
+        out.metadata.update(_clean_tags(stream.metadata))
+        out.disposition = stream.disposition
+        return out
+
+    def write_frame(self, image: np.ndarray, pts: int, duration: int, time_base: Fraction) -> None:
+        frame = av.VideoFrame.from_ndarray(image, format=self.rgb_format)
+        # Explicit matrix: an untagged RGB frame would otherwise be converted with BT.601 (notes 5.6).
+        frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
+                               dst_color_range=self.dst_color_range, threads=1)
+        frame.pts, frame.duration, frame.time_base = pts, duration, time_base
+        self._mux(self.video.encode(frame))
+        self.frames += 1
+
+    def write_packet(self, packet: av.Packet) -> None:
+        packet.stream = self.stream_map[packet.stream_index]
+        self._mux(packet)
+
+    def _mux(self, packets) -> None:
+        try:
+            self.out.mux(packets)
+        except av.error.FFmpegError as e:
+            raise VdeblurError(f"{self.path}: writing failed ({e.strerror or e}); "
+                               "if a copied stream does not fit this container, try an .mkv output") from None
+
+    def close(self) -> None:
+        """Flush the encoder and write the trailer; without this the last frames and the index are lost."""
+        self._mux(self.video.encode(None))
+        self.out.close()
+
+    def abort(self) -> None:
+        try:
+            self.out.close()
+        except Exception:  # noqa: BLE001 - the partial file is deleted anyway
+            pass
+
