@@ -286,3 +286,442 @@ def open_model_backend(name: str, options, random_weights: bool):
 
     return TorchBackend(build_model(ModelConfig()), device=options.device, precision=options.precision,
                         compile=options.compile)
+
+
+# --------------------------------------------------------------------------------------------------
+# the stages, each through the pipeline's own reader and writer
+
+
+def decode_frames_from(reader, limit: int) -> list:
+    frames = []
+    for frame in reader.video_frames():
+        frames.append(frame)
+        if len(frames) >= limit:
+            break
+    return frames
+
+
+def decode_frames(path: Path, limit: int) -> list:
+    """Demux + decode the first ``limit`` frames with the pipeline's reader settings (no RGB yet)."""
+    from .video import VideoReader
+
+    reader = VideoReader(path)
+    try:
+        return decode_frames_from(reader, limit)
+    finally:
+        reader.close()
+
+
+@dataclass
+class ClipStages:
+    """Decode, conversion and encode timings for one clip, and its RGB frames for the model stage."""
+
+    decode: Timing
+    convert: Timing
+    encode: Timing
+    rgb: list
+
+
+def measure_clip_stages(path: Path, frames: int, repeats: int, warmup: int, workdir: Path, encode_opts: dict) -> ClipStages:
+    from .video import VideoReader, VideoWriter
+
+    decode = time_runs(lambda: decode_frames(path, frames), frames, repeats, warmup)
+    decoded = decode_frames(path, frames)
+    n = len(decoded)
+    decode.frames = n
+    reader = VideoReader(path)
+    try:
+        out_path = workdir / "encode-stage.mp4"
+        writer = VideoWriter(out_path, reader, **encode_opts)
+        try:
+            rgb = [reader.to_rgb(f) for f in decoded]
+            yuv_to_rgb = time_runs(lambda: [reader.to_rgb(f) for f in decoded], n, repeats, warmup)
+            rgb_to_yuv = time_runs(lambda: [writer.to_frame(d.image) for d in rgb], n, repeats, warmup)
+        finally:
+            writer.abort()
+        yuv = [writer.to_frame(d.image) for d in rgb]
+
+        def encode_once():
+            w = VideoWriter(out_path, reader, **encode_opts)
+            try:
+                for f, d in zip(yuv, rgb):
+                    w.encode_frame(f, d.pts, d.duration, d.time_base)
+                w.close()
+            except BaseException:
+                w.abort()
+                raise
+
+        encode = time_runs(encode_once, n, repeats, warmup)
+    finally:
+        reader.close()
+    out_path.unlink(missing_ok=True)
+    convert = Timing(n, [a + b for a, b in zip(yuv_to_rgb.seconds, rgb_to_yuv.seconds)],
+                     {"yuv_to_rgb_ms_per_frame": 1e3 * yuv_to_rgb.median_s / n,
+                      "rgb_to_yuv_ms_per_frame": 1e3 * rgb_to_yuv.median_s / n})
+    return ClipStages(decode, convert, encode, [d.image for d in rgb])
+
+
+# --------------------------------------------------------------------------------------------------
+# the model stage: every (size, precision) variant interleaved with the peak probes
+
+
+@dataclass
+class ModelVariant:
+    width: int
+    height: int
+    precision: str
+    runner: object           # a Backend (possibly tiled)
+    batch: np.ndarray        # uint8 (N, H, W, 3)
+    flops_per_frame: int
+    timing: Timing | None = None
+    first_call_s: float = 0.0
+    gpu: dict | None = None
+
+    def to_dict(self, peak: "PeakProbe | None") -> dict:
+        d = self.timing.to_dict()
+        tflops = self.flops_per_frame * self.timing.fps / 1e12
+        d.update({"size": [self.width, self.height], "precision": self.precision, "batch": len(self.batch),
+                  "flops_per_frame": self.flops_per_frame, "tflops": tflops,
+                  "first_call_s": self.first_call_s, "backend": self.runner.describe()})
+        if peak is not None:
+            d["peak_tflops"] = peak.tflops
+            d["fraction_of_peak"] = tflops / peak.tflops
+        if self.gpu:
+            d["gpu_memory"] = self.gpu
+        return d
+
+
+def measure_models(variants: list[ModelVariant], peaks: dict, device: torch.device, repeats: int, warmup: int) -> None:
+    """Warm every variant up, then time them round-robin with a peak probe per round: a machine
+    shared with other work slows all of them alike instead of whichever ran during a busy spell."""
+    sync = synchronizer(device)
+    for v in variants:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        for i in range(max(warmup, 1)):
+            t0 = time.perf_counter()
+            v.runner.run(v.batch)
+            sync()
+            if i == 0:
+                v.first_call_s = time.perf_counter() - t0
+        v.gpu = gpu_memory(device)
+        v.timing = Timing(len(v.batch))
+    for _ in range(repeats):
+        for v in variants:
+            t0 = time.perf_counter()
+            v.runner.run(v.batch)
+            sync()
+            v.timing.seconds.append(time.perf_counter() - t0)
+        for probe in peaks.values():
+            probe.run()
+
+
+def model_batch(frames: list, batch: int) -> np.ndarray:
+    return np.stack([frames[i % len(frames)] for i in range(batch)])
+
+
+# --------------------------------------------------------------------------------------------------
+# end to end, and memory against video length
+
+
+def measure_end_to_end(clip: Path, frames: int, rate, runner, batch: int, repeats: int, workdir: Path, encode_opts: dict) -> Timing:
+    """The real `vdeblur deblur` pipeline (threads, queues, writer) on an already warm backend."""
+    from .pipeline import deblur_video
+
+    duration = frames / float(rate) if rate else None
+    out = workdir / "end-to-end.mp4"
+    timing = None
+    for _ in range(repeats):
+        report = deblur_video(clip, out, backend=runner, batch=batch, duration=duration, overwrite=True,
+                              quiet=True, **encode_opts)
+        timing = timing or Timing(report.frames)
+        timing.seconds.append(report.seconds)
+    out.unlink(missing_ok=True)
+    return timing
+
+
+def memory_check(clips: dict[int, Path], argv_common: list[str]) -> dict:
+    """Peak RSS (and GPU memory) of a fresh process running the pipeline on each clip length:
+    a streaming pipeline's peak does not grow with the number of frames."""
+    import subprocess
+
+    runs = {}
+    for frames, clip in clips.items():
+        cmd = [sys.executable, "-m", "vdeblur", "bench", str(clip), "--frames", str(frames), "--stages", "end_to_end",
+               "--repeats", "1", "--warmup", "0", "--json", *argv_common]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise VdeblurError(f"memory check with {frames} frames failed: {tail}")
+        child = json.loads(proc.stdout)
+        e2e = child["sizes"][0]["stages"]["end_to_end"]
+        runs[str(frames)] = {"frames": e2e["frames_per_run"], "peak_rss_bytes": child["peak_rss_bytes"],
+                             "fps": e2e["fps"], "gpu_memory": child.get("gpu_memory")}
+    lengths = sorted(runs, key=int)
+    short, long = runs[lengths[0]]["peak_rss_bytes"], runs[lengths[-1]]["peak_rss_bytes"]
+    return {"runs": runs, "growth_bytes": long - short, "growth_ratio": long / short}
+
+
+# --------------------------------------------------------------------------------------------------
+# the whole run
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise VdeblurError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 640x368") from None
+    if w < 16 or h < 16 or w % 2 or h % 2:
+        raise VdeblurError(f"--size {text!r}: width and height must be even and at least 16")
+    return w, h
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def run_bench(args) -> dict:
+    if args.frames < 1 or args.repeats < 1 or args.warmup < 0 or args.batch < 1:
+        raise VdeblurError("--frames, --repeats and --batch must be >= 1, --warmup >= 0")
+    stages = _split(args.stages)
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise VdeblurError(f"--stages: unknown {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    precisions = list(dict.fromkeys(resolve_precision(p, device) for p in _split(args.precision)))
+    weights, weights_note = weights_source(args.weights, args.backend)
+    random_weights = weights is None and weights_note.startswith("random")
+    encode_opts = {"codec": args.codec, "crf": args.crf, "preset": args.preset}
+    cfg = ModelConfig()
+    with torch.device("meta"):
+        from .network import build_model
+
+        params = count_parameters(build_model(cfg))
+
+    result = {
+        "vdeblur": __version__, "torch": torch.__version__, "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": "vdeblur " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith(("vdeblur", "__main__.py")) else None,
+        "device": device_facts(device),
+        "weights": weights_note,
+        "model": {"config": cfg.to_dict(), "parameters": params},
+        "settings": {"backend": args.backend, "precisions": precisions, "batch": args.batch, "repeats": args.repeats,
+                     "warmup": args.warmup, "compile": args.compile, "tile": args.tile, "encode": encode_opts},
+        "sizes": [],
+    }
+    from .backends import BackendOptions
+
+    with tempfile.TemporaryDirectory(prefix="vdeblur-bench-") as tmp:
+        workdir = Path(tmp)
+        clips = _clips(args, workdir)
+        runners = {}
+        for precision in precisions:
+            options = BackendOptions(weights=weights, device=args.device, precision=precision, batch=args.batch,
+                                     compile=args.compile, engine=args.engine, onnx=args.onnx)
+            backend = open_model_backend(args.backend, options, random_weights)
+            if args.tile:
+                from .tiling import TiledBackend
+
+                backend = TiledBackend(backend, args.tile, args.tile_overlap)
+            runners[precision] = backend
+        result["backend"] = runners[precisions[0]].describe()
+        try:
+            per_size, variants = [], []
+            for clip in clips:
+                entry = {"size": [clip["width"], clip["height"]], "input": clip["label"], "stages": {}}
+                rgb = None
+                if {"decode", "convert", "encode"} & set(stages):
+                    cs = measure_clip_stages(clip["path"], clip["frames"], args.repeats, args.warmup, workdir, encode_opts)
+                    for name in ("decode", "convert", "encode"):
+                        if name in stages:
+                            entry["stages"][name] = getattr(cs, name).to_dict()
+                    rgb = cs.rgb
+                if "model" in stages:
+                    rgb = rgb or _first_rgb_images(clip["path"], args.batch)
+                    fl = flops_per_frame(cfg, clip["height"], clip["width"])
+                    for precision in precisions:
+                        variants.append(ModelVariant(clip["width"], clip["height"], precision, runners[precision],
+                                                     model_batch(rgb, args.batch), fl))
+                per_size.append((clip, entry))
+            peaks = {p: PeakProbe(device, p) for p in precisions} if "model" in stages else {}
+            measure_models(variants, peaks, device, args.repeats, args.warmup)
+            for clip, entry in per_size:
+                models = [v for v in variants if (v.width, v.height) == (clip["width"], clip["height"])]
+                if models:
+                    entry["stages"]["model"] = {v.precision: v.to_dict(peaks.get(v.precision)) for v in models}
+                if "end_to_end" in stages:
+                    runner = runners[precisions[0]]
+                    if "model" not in stages:   # warm the backend up so the first frame's setup is not counted
+                        for _ in range(args.warmup):
+                            runner.run(np.stack(_first_rgb_images(clip["path"], args.batch)))
+                    e2e = measure_end_to_end(clip["path"], clip["frames"], clip["rate"], runner, args.batch,
+                                             args.repeats, workdir, encode_opts)
+                    d = e2e.to_dict()
+                    d["precision"] = precisions[0]
+                    model = entry["stages"].get("model", {}).get(precisions[0])
+                    if model:
+                        d["fraction_of_model_fps"] = d["fps"] / model["fps"]
+                    entry["stages"]["end_to_end"] = d
+                result["sizes"].append(entry)
+            result["peaks"] = {p: probe.to_dict() for p, probe in peaks.items()}
+        finally:
+            for runner in runners.values():
+                runner.close()
+        if args.memory_check:
+            result["memory_check"] = _memory_check(args, workdir, precisions[0])
+    result["peak_rss_bytes"] = peak_rss_bytes()
+    if device.type == "cuda":
+        result["gpu_memory"] = gpu_memory(device)
+    return result
+
+
+def _first_rgb_images(path: Path, n: int) -> list[np.ndarray]:
+    from .video import VideoReader
+
+    reader = VideoReader(path)
+    try:
+        return [reader.to_rgb(frame).image for frame in decode_frames_from(reader, n)]
+    finally:
+        reader.close()
+
+
+def _clips(args, workdir: Path) -> list[dict]:
+    """The user's INPUT, or a generated clip at each --size."""
+    from .video import VideoReader
+
+    if args.input:
+        reader = VideoReader(args.input)
+        info = reader.info
+        reader.close()
+        frames = min(args.frames, info.frames) if info.frames else args.frames
+        return [{"path": Path(args.input), "width": info.width, "height": info.height, "frames": frames,
+                 "rate": info.rate, "label": str(args.input)}]
+    clips = []
+    for text in _split(args.size):
+        w, h = parse_size(text)
+        path = make_clip(workdir / f"clip-{w}x{h}.mp4", w, h, args.frames)
+        clips.append({"path": path, "width": w, "height": h, "frames": args.frames, "rate": 30,
+                      "label": f"generated {w}x{h} H.264 clip, {args.frames} frames"})
+    return clips
+
+
+def _memory_check(args, workdir: Path, precision: str) -> dict:
+    w, h = parse_size(args.memory_size)
+    lengths = (30, 300)
+    clips = {n: make_clip(workdir / f"memory-{n}.mp4", w, h, n) for n in lengths}
+    common = ["--backend", args.backend, "--device", args.device, "--precision", precision, "--batch", str(args.batch)]
+    for flag, value in (("--weights", args.weights), ("--engine", args.engine), ("--onnx", args.onnx),
+                        ("--threads", args.threads), ("--tile", args.tile or None)):
+        if value:
+            common += [flag, str(value)]
+    if args.compile:
+        common.append("--compile")
+    out = memory_check(clips, common)
+    out["size"] = [w, h]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# the `bench` subcommand
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def format_table(r: dict) -> str:
+    s = r["settings"]
+    extras = (", torch.compile" if s["compile"] else "") + (f", {s['tile']}px tiles" if s["tile"] else "")
+    lines = [
+        f"vdeblur {r['vdeblur']} bench, torch {r['torch']}, {r['date']}",
+        f"device: {r['device']['description']}",
+        f"backend: {r['backend'].get('backend')} on {r['backend'].get('device')}, batch {s['batch']}{extras}",
+        f"weights: {r['weights']}",
+        f"times: medians of {s['repeats']} runs after {s['warmup']} warm-up run(s)",
+    ]
+    for p, peak in r.get("peaks", {}).items():
+        lines.append(f"peak {p}: {peak['tflops']:.3f} TFLOP/s ({peak['size']}^3 matrix product via {peak['via']})")
+    for entry in r["sizes"]:
+        w, h = entry["size"]
+        lines += ["", f"{w}x{h} ({entry['input']})",
+                  f"  {'stage':<22}{'ms/frame':>11}{'fps':>10}{'spread':>8}  notes"]
+        st = entry["stages"]
+        rows = []
+        for name in ("decode", "convert", "encode"):
+            if name in st:
+                note = ""
+                if name == "convert":
+                    note = f"yuv->rgb {st[name]['yuv_to_rgb_ms_per_frame']:.2f} + rgb->yuv {st[name]['rgb_to_yuv_ms_per_frame']:.2f} ms"
+                if name == "encode":
+                    e = s["encode"]
+                    note = f"{e['codec']}" + (f" crf {e['crf']:g}" if e["crf"] is not None else "") + (f" {e['preset']}" if e["preset"] else "")
+                rows.append((name, st[name], note))
+        for p, m in st.get("model", {}).items():
+            note = f"{m['flops_per_frame'] / 1e9:.0f} GFLOP/frame, {m['tflops']:.3f} TFLOP/s"
+            if "fraction_of_peak" in m:
+                note += f", {100 * m['fraction_of_peak']:.0f}% of {p} peak"
+            if "gpu_memory" in m:
+                note += f", GPU {_gib(m['gpu_memory']['max_allocated_bytes'])}"
+            note += f"; first call {m['first_call_s']:.1f} s"
+            rows.append((f"model {p}", m, note))
+        if "end_to_end" in st:
+            e = st["end_to_end"]
+            note = f"{e['precision']}, real pipeline"
+            if "fraction_of_model_fps" in e:
+                note += f", {100 * e['fraction_of_model_fps']:.0f}% of model-only fps"
+            rows.append(("end to end", e, note))
+        for name, d, note in rows:
+            lines.append(f"  {name:<22}{d['ms_per_frame']:>11.2f}{d['fps']:>10.2f}{100 * d['spread']:>7.0f}%  {note}")
+    mc = r.get("memory_check")
+    if mc:
+        runs = "; ".join(f"{v['frames']} frames: {_gib(v['peak_rss_bytes'])}" for v in mc["runs"].values())
+        lines += ["", f"memory ({mc['size'][0]}x{mc['size'][1]}, peak RSS of a fresh process): {runs}; "
+                      f"growth {mc['growth_bytes'] / 2**20:+.1f} MiB ({100 * (mc['growth_ratio'] - 1):+.1f}%)"]
+    lines.append(f"peak RSS of this run: {_gib(r['peak_rss_bytes'])}")
+    return "\n".join(lines)
+
+
+def register(subparsers) -> None:
+    from .backends import BACKENDS
+
+    p = subparsers.add_parser(
+        "bench", help="frames per second per stage and end to end, and the model's share of the device's peak",
+        description="Time decode, yuv<->rgb conversion, the model and encode on their own, then the real "
+                    "pipeline end to end (medians over repeats, warm-up excluded). Without INPUT a clip is "
+                    "generated. Lists (640x368,1280x720 / fp32,bf16) are measured side by side in one run.")
+    p.add_argument("input", nargs="?", metavar="INPUT", help="video to measure on (default: a generated clip)")
+    p.add_argument("--size", default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}", metavar="WxH[,WxH...]",
+                   help=f"generated clip size(s) (default: {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, metavar="N",
+                   help=f"frames per clip, or the first N frames of INPUT (default: {DEFAULT_FRAMES})")
+    p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help="inference backend (default: auto)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--precision", default="auto", metavar="P[,P...]",
+                   help="auto, fp32, bf16, fp16, or a list measured side by side; the first one runs end to end")
+    p.add_argument("--batch", type=int, default=1, metavar="N", help="frames per model call (default: 1)")
+    p.add_argument("--repeats", type=int, default=3, metavar="R", help="timed runs per stage (default: 3)")
+    p.add_argument("--warmup", type=int, default=1, metavar="W", help="untimed runs before timing (default: 1)")
+    p.add_argument("--stages", default=",".join(STAGES), metavar="S[,S...]", help=f"which stages (default: all: {','.join(STAGES)})")
+    p.add_argument("--weights", metavar="PATH", help="checkpoint (default: shipped weights, else random ones)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (its time shows as the first call)")
+    p.add_argument("--tile", type=int, default=0, metavar="N", help="run the model on N x N tiles")
+    p.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="tile overlap (default: 32)")
+    p.add_argument("--threads", type=int, default=0, metavar="T", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--engine", metavar="PATH", help="TensorRT engine file (tensorrt backend)")
+    p.add_argument("--onnx", metavar="PATH", help="ONNX model file (onnxruntime backend)")
+    p.add_argument("--codec", default="libx264", help="encoder for the encode and end-to-end stages (default: libx264)")
+    p.add_argument("--crf", type=float, help="encoder crf (default: the pipeline's)")
+    p.add_argument("--preset", help="encoder preset (default: the encoder's)")
+    p.add_argument("--memory-check", action="store_true",
+                   help="also run the pipeline on 30 and 300 frames in fresh processes and compare their peak RSS")
+    p.add_argument("--memory-size", default="128x128", metavar="WxH", help="frame size for --memory-check (default: 128x128)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the table")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    result = run_bench(args)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0

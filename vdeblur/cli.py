@@ -13,6 +13,7 @@ from .errors import VdeblurError
 COMMAND_MODULES = [
     "vdeblur.pipeline",
     "vdeblur.info",
+    "vdeblur.bench",
 ]
 
 

@@ -227,7 +227,7 @@ class VideoReader:
             return ts
         return ts - round(self.start / time_base)
 
-    def _to_rgb(self, frame: av.VideoFrame) -> DecodedFrame:
+    def to_rgb(self, frame: av.VideoFrame) -> DecodedFrame:
         # Source matrix and range come from the frame's tags (PyAV >= 17, #2230/#2149); threads=1
         # is faster than swscale's auto threads while decode threads run (621 vs 396 fps, #2200).
         image = frame.to_ndarray(format=self.rgb_format, width=self.info.width, height=self.info.height, threads=1)
@@ -237,13 +237,19 @@ class VideoReader:
         self._next_pts = pts + (duration or 1)
         return DecodedFrame(image, self._shifted(pts, tb), duration, tb)
 
+    def video_frames(self) -> Iterator[av.VideoFrame]:
+        """The decoded frames alone, before RGB conversion (`vdeblur bench` times the two apart).
+        Use instead of ``items()``, not with it."""
+        yield self._first
+        yield from self._frames
+
     def items(self) -> Iterator[DecodedFrame | av.Packet]:
         """RGB frames and pass-through packets, in file order, timestamps shifted for a part."""
         self._next_pts = 0
         frame = self._first
         while frame is not None:
             yield from self._drain_packets()
-            yield self._to_rgb(frame)
+            yield self.to_rgb(frame)
             frame = next(self._frames, None)
         yield from self._drain_packets()
 
@@ -356,10 +362,16 @@ class VideoWriter:
         return out
 
     def write_frame(self, image: np.ndarray, pts: int, duration: int, time_base: Fraction) -> None:
+        self.encode_frame(self.to_frame(image), pts, duration, time_base)
+
+    def to_frame(self, image: np.ndarray) -> av.VideoFrame:
+        """RGB array -> frame in the output pixel format (split out so `vdeblur bench` can time it)."""
         frame = av.VideoFrame.from_ndarray(image, format=self.rgb_format)
         # Explicit matrix: an untagged RGB frame would otherwise be converted with BT.601 (notes 5.6).
-        frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
-                               dst_color_range=self.dst_color_range, threads=1)
+        return frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
+                              dst_color_range=self.dst_color_range, threads=1)
+
+    def encode_frame(self, frame: av.VideoFrame, pts: int, duration: int, time_base: Fraction) -> None:
         frame.pts, frame.duration, frame.time_base = pts, duration, time_base
         self._mux(self.video.encode(frame))
         self.frames += 1
