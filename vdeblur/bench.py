@@ -123,8 +123,9 @@ class PeakProbe:
     timed with :meth:`run` between the model's repeats, so both see the same machine load.
     """
 
-    def __init__(self, device: torch.device, precision: str, n: int | None = None, seconds: float = 0.2):
-        self.device, self.precision = device, precision
+    def __init__(self, device: torch.device, precision: str, n: int | None = None, seconds: float = 0.2,
+                 clock=time.perf_counter):
+        self.device, self.precision, self.clock = device, precision, clock
         self.n = n or (8192 if device.type == "cuda" else 2048)
         self.sync = synchronizer(device)
         dtype = DTYPES[precision]
@@ -155,11 +156,11 @@ class PeakProbe:
 
     def _time(self, fn, calls: int) -> float:
         self.sync()
-        t0 = time.perf_counter()
+        t0 = self.clock()
         for _ in range(calls):
             fn()
         self.sync()
-        return max(time.perf_counter() - t0, 1e-9)
+        return max(self.clock() - t0, 1e-9)
 
     def run(self) -> None:
         with torch.inference_mode(), self._tf32_like_convs():
@@ -483,8 +484,8 @@ def _split(text: str) -> list[str]:
 
 
 def run_bench(args) -> dict:
-    if args.frames < 1 or args.repeats < 1 or args.warmup < 0 or args.batch < 1:
-        raise VdeblurError("--frames, --repeats and --batch must be >= 1, --warmup >= 0")
+    if args.frames < 1 or args.repeats < 1 or args.warmup < 0 or args.batch < 1 or args.e2e_repeats < 0:
+        raise VdeblurError("--frames, --repeats and --batch must be >= 1, --warmup and --e2e-repeats >= 0")
     stages = _split(args.stages)
     unknown = set(stages) - set(STAGES)
     if unknown:
@@ -513,6 +514,7 @@ def run_bench(args) -> dict:
         "weights": weights_note,
         "model": {"config": cfg.to_dict(), "parameters": params},
         "settings": {"backend": args.backend, "precisions": precisions, "batch": args.batch, "repeats": args.repeats,
+                     "e2e_repeats": args.e2e_repeats or args.repeats,
                      "warmup": args.warmup, "compile": args.compile, "tile": args.tile, "encode": encode_opts},
         "sizes": [],
     }
@@ -562,7 +564,7 @@ def run_bench(args) -> dict:
                         for _ in range(args.warmup):
                             runner.run(np.stack(_first_rgb_images(clip["path"], args.batch)))
                     e2e = measure_end_to_end(clip["path"], clip["frames"], clip["rate"], runner, args.batch,
-                                             args.repeats, workdir, encode_opts)
+                                             args.e2e_repeats or args.repeats, workdir, encode_opts)
                     d = e2e.to_dict()
                     d["precision"] = precisions[0]
                     model = entry["stages"].get("model", {}).get(precisions[0])
@@ -597,6 +599,8 @@ def _clips(args, workdir: Path) -> list[dict]:
     from .video import VideoReader
 
     if args.input:
+        if args.size:
+            raise VdeblurError("give INPUT or --size, not both (--size is for the generated clip)")
         reader = VideoReader(args.input)
         info = reader.info
         reader.close()
@@ -604,7 +608,7 @@ def _clips(args, workdir: Path) -> list[dict]:
         return [{"path": Path(args.input), "width": info.width, "height": info.height, "frames": frames,
                  "rate": info.rate, "label": str(args.input)}]
     clips = []
-    for text in _split(args.size):
+    for text in _split(args.size or f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}"):
         w, h = parse_size(text)
         path = make_clip(workdir / f"clip-{w}x{h}.mp4", w, h, args.frames)
         clips.append({"path": path, "width": w, "height": h, "frames": args.frames, "rate": 30,
@@ -644,7 +648,7 @@ def format_table(r: dict) -> str:
         f"device: {r['device']['description']}",
         f"backend: {r['backend'].get('backend')} on {r['backend'].get('device')}, batch {s['batch']}{extras}",
         f"weights: {r['weights']}",
-        f"times: medians of {s['repeats']} runs after {s['warmup']} warm-up run(s)",
+        f"times: medians of {s['repeats']} runs ({s['e2e_repeats']} end to end) after {s['warmup']} warm-up run(s)",
     ]
     for p, peak in r.get("peaks", {}).items():
         lines.append(f"peak {p}: {peak['tflops']:.3f} TFLOP/s ({peak['size']}^3 matrix product via {peak['via']})")
@@ -697,7 +701,7 @@ def register(subparsers) -> None:
                     "pipeline end to end (medians over repeats, warm-up excluded). Without INPUT a clip is "
                     "generated. Lists (640x368,1280x720 / fp32,bf16) are measured side by side in one run.")
     p.add_argument("input", nargs="?", metavar="INPUT", help="video to measure on (default: a generated clip)")
-    p.add_argument("--size", default=f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}", metavar="WxH[,WxH...]",
+    p.add_argument("--size", metavar="WxH[,WxH...]",
                    help=f"generated clip size(s) (default: {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
     p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, metavar="N",
                    help=f"frames per clip, or the first N frames of INPUT (default: {DEFAULT_FRAMES})")
@@ -707,6 +711,8 @@ def register(subparsers) -> None:
                    help="auto, fp32, bf16, fp16, or a list measured side by side; the first one runs end to end")
     p.add_argument("--batch", type=int, default=1, metavar="N", help="frames per model call (default: 1)")
     p.add_argument("--repeats", type=int, default=3, metavar="R", help="timed runs per stage (default: 3)")
+    p.add_argument("--e2e-repeats", type=int, default=0, metavar="R",
+                   help="end-to-end runs over the whole clip (default: --repeats); each is already many frames")
     p.add_argument("--warmup", type=int, default=1, metavar="W", help="untimed runs before timing (default: 1)")
     p.add_argument("--stages", default=",".join(STAGES), metavar="S[,S...]", help=f"which stages (default: all: {','.join(STAGES)})")
     p.add_argument("--weights", metavar="PATH", help="checkpoint (default: shipped weights, else random ones)")
