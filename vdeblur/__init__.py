@@ -35,8 +35,10 @@ def load_model(path: str | os.PathLike | None = None) -> DeblurNet:
     return load_checkpoint(path)
 
 
-def deblur_video(src, dst, **options):
-    """Deblur a video file; see :func:`vdeblur.pipeline.deblur_video` (imported on first use: PyAV)."""
-    from .pipeline import deblur_video as run
+def __getattr__(name: str):
+    """``vdeblur.deblur_video`` is imported on first use, so ``import vdeblur`` stays light (no PyAV)."""
+    if name == "deblur_video":
+        from .pipeline import deblur_video
 
-    return run(src, dst, **options)
+        return deblur_video
+    raise AttributeError(f"module 'vdeblur' has no attribute {name!r}")

@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import av
 import numpy as np
 
 from .backends import BACKENDS, Backend, BackendOptions, open_backend
 from .errors import VdeblurError
+from .tiling import TiledBackend, check_tiling
 from .video import DecodedFrame, VideoReader, VideoWriter
 
 _END = object()          # sentinel closing a queue
@@ -34,14 +36,26 @@ class Report:
     frames: int
     expected_frames: int | None
     seconds: float
-    corrupt_packets: int
-    corrupt_frames: int
-    copied_streams: tuple[str, ...]
+    corrupt_packets: int      # unreadable, or timestamps out of order: skipped
+    corrupt_frames: int       # decoded with errors (concealed by the decoder) and kept
+    dropped_frames: int       # decoded, but timestamps out of order: not encoded
+    copied_streams: list[str]
+    skipped_streams: list[str]
     backend: dict = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def warnings(self) -> list[str]:
+        out = [f"stream {s} not copied" for s in self.skipped_streams]
+        if self.corrupt_packets or self.corrupt_frames or self.dropped_frames:
+            out.append(f"damaged input: {self.corrupt_packets} packet(s) skipped, {self.corrupt_frames} frame(s) "
+                       f"decoded with errors, {self.dropped_frames} frame(s) with out-of-order timestamps dropped")
+        expected = self.expected_frames
+        if expected and self.frames + self.dropped_frames < expected - max(2, expected // 20):
+            out.append(f"the input ended after {self.frames} frames but announced about {expected} (truncated file?)")
+        return out
 
 
 class _Failure:
@@ -97,6 +111,8 @@ def _decode_stage(reader: VideoReader, q: queue.Queue, stop: threading.Event) ->
             if not _put(q, item, stop):
                 return
         _put(q, _END, stop)
+    except (av.error.FFmpegError, OSError) as e:
+        _put(q, _Failure(VdeblurError(f"{reader.path}: reading failed ({getattr(e, 'strerror', None) or e})")), stop)
     except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
         _put(q, _Failure(e), stop)
 
@@ -125,7 +141,18 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
     def flush():
         if not pending:
             return
-        images = backend.run(np.stack([f.image for f in pending]))
+        frames = np.stack([f.image for f in pending])
+        try:
+            images = backend.run(frames)
+        except MemoryError:
+            raise _out_of_memory(frames.shape) from None
+        except RuntimeError as e:
+            if "out of memory" not in str(e).lower():
+                raise
+            raise _out_of_memory(frames.shape) from None
+        if images.shape != frames.shape or images.dtype != frames.dtype:
+            raise VdeblurError(f"backend {backend.name} returned {images.dtype} {images.shape} "
+                               f"for {frames.dtype} {frames.shape} frames")
         for f, image in zip(pending, images):
             if not _put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base), stop):
                 break
@@ -145,6 +172,12 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
             break
     if not errors and not stop.is_set():
         flush()
+
+
+def _out_of_memory(shape) -> VdeblurError:
+    n, h, w, _ = shape
+    hint = "--batch 1 or " if n > 1 else ""
+    return VdeblurError(f"out of memory running the model on {n} frame(s) of {w}x{h}; try {hint}--tile 512")
 
 
 def _progress(total: int | None, quiet: bool):
@@ -171,32 +204,39 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     _check_paths(src, dst, overwrite)
     if batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {batch}")
-    owned = not isinstance(backend, Backend)
-    if owned:
-        options = BackendOptions(weights=weights, device=device, precision=precision, batch=batch,
-                                 compile=compile, engine=engine, onnx=onnx)
-        backend = open_backend(backend, options)
-    try:
-        if tile:
-            from .tiling import TiledBackend
-
-            runner: Backend = TiledBackend(backend, tile, tile_overlap)
-        else:
-            runner = backend
-        reader = VideoReader(src, start=start, duration=duration, rgb16=runner.accepts_uint16)
-        try:
-            return _run(reader, runner, dst, batch=batch, codec=codec, crf=crf, preset=preset,
-                        pix_fmt=pix_fmt, quiet=quiet)
-        finally:
-            reader.close()
-    finally:
-        if owned:
-            backend.close()
-
-
-def _run(reader: VideoReader, backend: Backend, dst: Path, *, batch: int, quiet: bool, **encode) -> Report:
+    if tile:
+        check_tiling(tile, tile_overlap)
+    # Cheap checks first (input, encoder options), then the backend, which may take long to load.
+    reader = VideoReader(src, start=start, duration=duration)
     tmp = _temp_path(dst)
-    writer = VideoWriter(tmp, reader, **encode)
+    writer = None
+    owned_backend = None   # opened here, so closed here; a Backend passed in is the caller's
+    finished = False
+    try:
+        writer = VideoWriter(tmp, reader, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
+        if not isinstance(backend, Backend):
+            backend = owned_backend = open_backend(backend, BackendOptions(
+                weights=weights, device=device, precision=precision, batch=batch, compile=compile,
+                engine=engine, onnx=onnx))
+        if tile:
+            backend = TiledBackend(backend, tile, tile_overlap)
+        reader.use_rgb16(backend.accepts_uint16)
+        report = _run(reader, writer, backend, batch=batch, quiet=quiet)
+        os.replace(tmp, dst)
+        finished = True
+        report.output = str(dst)
+        return report
+    finally:
+        if not finished:
+            if writer is not None:
+                writer.abort()
+            tmp.unlink(missing_ok=True)
+        reader.close()
+        if owned_backend is not None:
+            owned_backend.close()
+
+
+def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool) -> Report:
     stop = threading.Event()
     errors: list[BaseException] = []
     inq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
@@ -206,7 +246,6 @@ def _run(reader: VideoReader, backend: Backend, dst: Path, *, batch: int, quiet:
     encoder = threading.Thread(target=_encode_stage, args=(writer, outq, stop, progress, errors),
                                name="vdeblur-encode", daemon=True)
     started = time.perf_counter()
-    finished = False
     try:
         decoder.start()
         encoder.start()
@@ -217,20 +256,16 @@ def _run(reader: VideoReader, backend: Backend, dst: Path, *, batch: int, quiet:
         if errors:
             raise errors[0]
         writer.close()
-        finished = True
     finally:
         stop.set()
         decoder.join()
         encoder.join()
         progress.close()
-        if not finished:
-            writer.abort()
-            tmp.unlink(missing_ok=True)
-    seconds = time.perf_counter() - started
-    os.replace(tmp, dst)
-    return Report(output=str(dst), frames=writer.frames, expected_frames=reader.info.frames, seconds=seconds,
-                  corrupt_packets=reader.corrupt_packets, corrupt_frames=reader.corrupt_frames,
-                  copied_streams=reader.info.copied, backend=backend.describe())
+    return Report(output=writer.path, frames=writer.frames, expected_frames=reader.info.frames,
+                  seconds=time.perf_counter() - started,
+                  corrupt_packets=reader.corrupt_packets + writer.dropped_packets,
+                  corrupt_frames=reader.corrupt_frames, dropped_frames=writer.dropped_frames,
+                  copied_streams=writer.copied, skipped_streams=writer.skipped, backend=backend.describe())
 
 
 # -- the `deblur` subcommand ---------------------------------------------------------------------
@@ -251,8 +286,11 @@ def register(subparsers) -> None:
                    help="auto = fp16 on CUDA, bf16 on a CPU with AMX/AVX-512-BF16, else fp32")
     m.add_argument("--batch", type=int, default=1, metavar="N", help="frames per model call (default: 1)")
     m.add_argument("--compile", action="store_true", help="torch.compile the model (torch backend; slow start)")
-    m.add_argument("--engine", metavar="PATH", help="TensorRT engine file (tensorrt backend)")
-    m.add_argument("--onnx", metavar="PATH", help="ONNX model file (onnxruntime backend)")
+    # Options of backends that are registered only (a backend added to BACKENDS brings its option).
+    if "tensorrt" in BACKENDS:
+        m.add_argument("--engine", metavar="PATH", help="TensorRT engine file (tensorrt backend)")
+    if "onnxruntime" in BACKENDS:
+        m.add_argument("--onnx", metavar="PATH", help="ONNX model file (onnxruntime backend)")
     m.add_argument("--tile", type=int, default=0, metavar="N", help="process frames in N x N tiles to save memory (default: whole frames)")
     m.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="pixels shared by neighbouring tiles, blended (default: 32)")
     e = p.add_argument_group("output encoding")
@@ -268,17 +306,23 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    report = deblur_video(
-        args.input, args.output, backend=args.backend, weights=args.weights, device=args.device,
-        precision=args.precision, batch=args.batch, compile=args.compile, engine=args.engine, onnx=args.onnx,
-        tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
-        pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite, quiet=args.quiet)
-    if report.corrupt_packets or report.corrupt_frames:
-        print(f"vdeblur: warning: {report.corrupt_packets} corrupt packet(s) skipped, "
-              f"{report.corrupt_frames} damaged frame(s) in the input", file=sys.stderr)
+    try:
+        report = deblur_video(
+            args.input, args.output, backend=args.backend, weights=args.weights, device=args.device,
+            precision=args.precision, batch=args.batch, compile=args.compile,
+            engine=getattr(args, "engine", None), onnx=getattr(args, "onnx", None),
+            tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
+            pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
+            quiet=args.quiet)
+    except KeyboardInterrupt:
+        print(f"vdeblur: interrupted; {args.output} was not written", file=sys.stderr)
+        return 130
+    for warning in report.warnings():
+        print(f"vdeblur: warning: {warning}", file=sys.stderr)
     if not args.quiet:
         b = report.backend
         copied = f", copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
         print(f"{report.output}: {report.frames} frames in {report.seconds:.1f} s ({report.fps:.2f} fps) "
-              f"with {b.get('backend', '?')} on {b.get('device', '?')} {b.get('precision', '')}{copied}", file=sys.stderr)
+              f"with {b.get('backend', '?')} on {b.get('device', '?')} {b.get('precision', '')}{copied}",
+              file=sys.stderr)
     return 0

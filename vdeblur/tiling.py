@@ -35,14 +35,18 @@ def _ramp(size: int, overlap: int, rise: bool, fall: bool) -> np.ndarray:
     return w
 
 
+def check_tiling(tile: int, overlap: int) -> None:
+    if tile < 16:
+        raise VdeblurError(f"--tile must be at least 16 pixels, got {tile}")
+    if not 0 <= overlap < tile // 2:
+        raise VdeblurError(f"--tile-overlap must be between 0 and half the tile ({tile // 2 - 1}), got {overlap}")
+
+
 class TiledBackend(Backend):
     """Wraps a backend: frames larger than ``tile`` go through it as overlapping tile x tile crops."""
 
     def __init__(self, inner: Backend, tile: int, overlap: int = 32):
-        if tile < 16:
-            raise VdeblurError(f"--tile must be at least 16 pixels, got {tile}")
-        if not 0 <= overlap < tile // 2:
-            raise VdeblurError(f"--tile-overlap must be between 0 and half the tile ({tile // 2 - 1}), got {overlap}")
+        check_tiling(tile, overlap)
         self.inner, self.tile, self.overlap = inner, tile, overlap
         self.name = inner.name
         self.accepts_uint16 = inner.accepts_uint16

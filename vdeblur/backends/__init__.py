@@ -59,7 +59,9 @@ def open_backend(name: str, options: BackendOptions) -> Backend:
     if name != "auto":
         return backend_class(name).from_options(options)
     for option, implied in _IMPLIED_BY_OPTION.items():
-        if getattr(options, option) and implied in BACKENDS:
+        if getattr(options, option):
+            if implied not in BACKENDS:
+                raise VdeblurError(f"--{option} needs the {implied} backend, which this vdeblur does not have")
             return backend_class(implied).from_options(options)
     candidates = [n for n in AUTO_ORDER if n in BACKENDS]
     last_error: VdeblurError | None = None

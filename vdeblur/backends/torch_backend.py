@@ -63,8 +63,9 @@ class TorchBackend(Backend):
         scale = _SCALE[frames.dtype]
         with torch.inference_mode():
             x = self._upload(np.ascontiguousarray(frames))
-            # NHWC -> NCHW view: the strides are already channels_last, no copy.
-            x = x.permute(0, 3, 1, 2).to(self.dtype).div_(scale)
+            # NHWC -> NCHW view: the strides are already channels_last, no copy. Normalise in fp32:
+            # 65535 overflows fp16 and bf16 would round the division.
+            x = x.permute(0, 3, 1, 2).float().div_(scale).to(self.dtype)
             y = self.model.restore(x)
             y = y.float().mul_(scale).round_()
             out_type = torch.uint8 if frames.dtype == np.uint8 else torch.int32
@@ -79,6 +80,7 @@ class TorchBackend(Backend):
             "weights": self.weights or "shipped default",
             "channels_last": True,
             "compile": self.compiled,
+            "cpu_threads": torch.get_num_threads(),
             "torch": torch.__version__,
         }
 

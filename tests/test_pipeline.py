@@ -1,0 +1,210 @@
+"""The `deblur` job: CLI, backends, safety rules (no clobbering, nothing partial under the final name)."""
+
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from media import IdentityBackend, make_video, video_pts
+from vdeblur import VdeblurError, deblur_video, save_checkpoint
+from vdeblur.backends import BACKENDS, BackendOptions, backend_class, open_backend
+from vdeblur.backends.torch_backend import TorchBackend
+from vdeblur.cli import main
+from vdeblur.network import ModelConfig, build_model
+
+TINY = ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4, global_residual=True)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("src") / "in.mp4"
+    make_video(path, frames=6, audio=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path_factory.mktemp("w") / "tiny.safetensors", build_model(TINY))
+
+
+def files(d):
+    return sorted(p.name for p in d.iterdir())
+
+
+def test_cli_deblurs_with_the_torch_backend(clip, weights, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    rc = main(["deblur", str(clip), "-o", str(out), "--weights", str(weights), "--backend", "torch",
+               "--device", "cpu", "--precision", "fp32", "--batch", "4"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "6/6" in err and "6 frames" in err and "torch on cpu fp32" in err and "#1 audio aac" in err
+    assert video_pts(out) == video_pts(clip)
+    with av.open(str(clip)) as a, av.open(str(out)) as b:
+        fa, fb = next(a.decode(video=0)), next(b.decode(video=0))
+        assert not np.array_equal(fa.to_ndarray(format="rgb24"), fb.to_ndarray(format="rgb24"))   # the model ran
+    assert files(tmp_path) == ["out.mp4"]
+
+
+def test_python_api_batches_and_tiles(clip, tmp_path):
+    backend = IdentityBackend()
+    report = deblur_video(clip, tmp_path / "o.mkv", backend=backend, batch=4, tile=32, tile_overlap=8)
+    assert report.frames == 6 and backend.calls == 2 * 6   # 2 batches (4 + 2) x 6 tiles (3 x 2) of 64x48
+    assert report.backend["tile"] == 32 and report.fps > 0
+
+
+def test_existing_output_needs_overwrite(clip, tmp_path, capsys):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"precious")
+    assert main(["deblur", str(clip), "-o", str(out), "-q"]) == 1
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"precious"
+    deblur_video(clip, out, backend=IdentityBackend(), overwrite=True)
+    assert len(video_pts(out)) == 6 and files(tmp_path) == ["out.mp4"]
+
+
+def test_refuses_to_write_onto_the_input(clip, tmp_path, capsys):
+    link = tmp_path / "link.mp4"
+    link.symlink_to(clip)
+    before = clip.read_bytes()
+    for target in (clip, link):
+        assert main(["deblur", str(clip), "-o", str(target), "--overwrite", "-q"]) == 1
+        assert "would overwrite the input" in capsys.readouterr().err
+    assert clip.read_bytes() == before
+
+
+class Failing(IdentityBackend):
+    def __init__(self, exc):
+        super().__init__()
+        self.exc = exc
+
+    def run(self, frames):
+        if self.calls == 2:
+            raise self.exc
+        return super().run(frames)
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), VdeblurError("backend broke"), RuntimeError("a bug")])
+def test_failure_or_ctrl_c_midway_leaves_nothing(clip, tmp_path, exc):
+    out = tmp_path / "out.mp4"
+    with pytest.raises(type(exc)):
+        deblur_video(clip, out, backend=Failing(exc))
+    assert files(tmp_path) == []
+
+
+def _bad_inputs(tmp):
+    text = tmp / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    audio_only = tmp / "audio.m4a"
+    with av.open(str(audio_only), "w") as c:
+        a = c.add_stream("aac", rate=48000)
+        for k in range(5):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts = 48000, k * 1024
+            c.mux(a.encode(f))
+        c.mux(a.encode(None))
+    full = tmp / "full.mp4"
+    make_video(full, frames=10)
+    truncated = tmp / "truncated.mp4"
+    truncated.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    return {
+        "missing": (tmp / "nope.mp4", [], "no such file"),
+        "text": (text, [], "not a readable video file"),
+        "audio-only": (audio_only, [], "has no video stream (audio)"),
+        "truncated": (truncated, [], "truncated/damaged"),
+        "directory": (tmp, [], "not a video file"),
+        "codec": (full, ["--codec", "nosuchcodec"], "unknown encoder 'nosuchcodec'"),
+        "audio-codec": (full, ["--codec", "aac"], "not a video encoder"),
+        "crf": (full, ["--codec", "ffv1", "--crf", "10"], "ffv1 has no crf option"),
+        "pix-fmt": (full, ["--pix-fmt", "rgb24"], "--pix-fmt rgb24: libx264 takes"),
+        "tile": (full, ["--tile", "64", "--tile-overlap", "40"], "--tile-overlap"),
+        "start": (full, ["--start", "100"], "no decodable video frame after 100.0 s"),
+        "backend-weights": (full, ["--backend", "torch", "--weights", str(tmp / "none.safetensors")], "no such checkpoint file"),
+    }
+
+
+def test_bad_inputs_get_one_line_and_leave_nothing(tmp_path, capsys):
+    src_dir = tmp_path / "src"
+    src_dir.mkdir()
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    for name, (src, extra, message) in _bad_inputs(src_dir).items():
+        rc = main(["deblur", str(src), "-o", str(out_dir / "out.mp4"), "-q", *extra])
+        err = capsys.readouterr().err
+        assert rc == 1, name
+        assert err.startswith("vdeblur: error: ") and err.count("\n") == 1 and message in err, (name, err)
+        assert files(out_dir) == [], name
+
+
+def test_no_traceback_from_the_real_command(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00" * 1000)
+    run = subprocess.run([sys.executable, "-m", "vdeblur", "deblur", str(bad), "-o", str(tmp_path / "o.mp4")],
+                         capture_output=True, text=True)
+    assert run.returncode == 1 and "Traceback" not in run.stderr and run.stderr.count("\n") == 1
+    assert files(tmp_path) == ["bad.mp4"]
+
+
+def test_backend_factory(weights):
+    assert set(BACKENDS) >= {"torch"}
+    with pytest.raises(VdeblurError, match="unknown backend 'nope'"):
+        backend_class("nope")
+    options = BackendOptions(weights=str(weights), device="cpu", precision="fp32")
+    backend = open_backend("auto", options)
+    assert isinstance(backend, TorchBackend) and backend.describe()["weights"] == str(weights)
+    x = np.random.default_rng(0).integers(0, 256, (2, 37, 50, 3), dtype=np.uint8)
+    y = backend.run(x)
+    assert y.shape == x.shape and y.dtype == np.uint8
+    y16 = backend.run(x.astype(np.uint16) * 257)
+    assert y16.dtype == np.uint16 and np.abs(y16 / 257.0 - y).max() <= 1.0   # same picture at 16 bits
+    with pytest.raises(VdeblurError, match="fp16 is not supported on the CPU"):
+        open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="fp16"))
+
+
+@pytest.mark.gpu
+def test_cuda_fp16_agrees_with_cpu_fp32(weights):
+    x = np.random.default_rng(0).integers(0, 256, (3, 74, 130, 3), dtype=np.uint8)
+    reference = open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="fp32")).run(x)
+    cuda = open_backend("torch", BackendOptions(weights=str(weights), device="cuda"))
+    assert cuda.precision == "fp16" and cuda.describe()["device"].startswith("cuda")
+    for _ in range(2):   # second call reuses the pinned upload buffer
+        out = cuda.run(x)
+        assert out.shape == x.shape and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - reference).mean() < 2.0
+    wide = cuda.run(x.astype(np.uint16) * 257)
+    assert wide.dtype == np.uint16 and np.abs(wide / 257.0 - reference).mean() < 2.0
+    cuda.close()
+
+
+def test_ctrl_c_from_the_cli_says_so_and_leaves_nothing(clip, tmp_path, capsys, monkeypatch):
+    import vdeblur.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "open_backend", lambda name, options: Failing(KeyboardInterrupt()))
+    out = tmp_path / "out.mp4"
+    assert main(["deblur", str(clip), "-o", str(out), "-q"]) == 130
+    assert capsys.readouterr().err == f"vdeblur: interrupted; {out} was not written\n"
+    monkeypatch.setattr(pipeline, "open_backend", lambda name, options: Failing(RuntimeError("CUDA out of memory. Tried")))
+    assert main(["deblur", str(clip), "-o", str(out), "-q", "--batch", "2"]) == 1
+    assert "out of memory running the model on 2 frame(s) of 64x48; try --batch 1 or --tile 512" in capsys.readouterr().err
+    assert files(tmp_path) == []
+
+
+def test_backend_specific_options_need_their_backend(weights):
+    for option, name in (("engine", "tensorrt"), ("onnx", "onnxruntime")):
+        options = BackendOptions(weights=str(weights), **{option: "model.bin"})
+        if name in BACKENDS:
+            continue   # that backend's own tests cover it
+        with pytest.raises(VdeblurError, match=f"--{option} needs the {name} backend"):
+            open_backend("auto", options)
+
+
+def test_bf16_on_cpu_agrees_with_fp32(weights):
+    x = np.random.default_rng(1).integers(0, 256, (1, 40, 56, 3), dtype=np.uint8)
+    ref = open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="fp32")).run(x)
+    bf16 = open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="bf16"))
+    assert bf16.describe()["precision"] == "bf16"
+    out = bf16.run(x.astype(np.uint16) * 257)   # full 16-bit scale through bf16 stays finite and right
+    assert out.dtype == np.uint16 and np.abs(out / 257.0 - ref).mean() < 3.0
