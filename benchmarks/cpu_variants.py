@@ -99,7 +99,9 @@ def main() -> None:
         for probe in peaks.values():
             probe.run()
     peak = {k: v.tflops for k, v in peaks.items()}
-    best_peak = {k: v.flops_per_call * v.inner / min(v.seconds) / 1e12 for k, v in peaks.items()}
+    best_peak = {k: max(flops * calls / min(v.seconds[m]) / 1e12 for m, (_, flops, calls) in v.methods.items())
+                 for k, v in peaks.items()}
+    mm_peak = {k: v.mm_tflops for k, v in peaks.items()}
     rows = []
     for n in names:
         med, best = statistics.median(times[n]), min(times[n])
@@ -107,17 +109,19 @@ def main() -> None:
         rows.append({"variant": n, "size": [w, h], "median_s": med, "best_s": best, "fps": 1 / med,
                      "tflops": flops / med / 1e12, "best_tflops": flops / best / 1e12,
                      "fraction_of_peak": flops / med / 1e12 / peak[prec],
+                     "fraction_of_mm_peak": flops / med / 1e12 / mm_peak[prec],
                      "best_fraction_of_best_peak": flops / best / 1e12 / best_peak[prec],
                      "tile_work": variants[n][2], "compile_s": variants[n][1], "runs_s": [round(t, 3) for t in times[n]]})
     if a.json:
-        print(json.dumps({"threads": torch.get_num_threads(), "peak_tflops": peak, "best_peak_tflops": best_peak, "rows": rows}, indent=2))
+        print(json.dumps({"threads": torch.get_num_threads(), "peak_tflops": peak, "mm_peak_tflops": mm_peak, "best_peak_tflops": best_peak, "rows": rows}, indent=2))
         return
     print(f"{w}x{h}, {torch.get_num_threads()} threads, {a.repeats} rounds, {'CPU' if a.cpu_time else 'wall'} time; peak TFLOP/s median/best: "
-          + ", ".join(f"{k} {peak[k]:.3f}/{best_peak[k]:.3f}" for k in peak))
+          + ", ".join(f"{k} {peak[k]:.3f}/{best_peak[k]:.3f} (mm {mm_peak[k]:.3f})" for k in peak))
     for r in rows:
         extra = f" compile {r['compile_s']:.0f} s" if r["compile_s"] else ""
         extra += f" work x{r['tile_work']:.2f}" if r["tile_work"] != 1 else ""
-        print(f"  {r['variant']:<20} median {r['median_s']:.3f} s ({r['tflops']:.3f} TFLOP/s, {100 * r['fraction_of_peak']:.0f}% of peak)"
+        print(f"  {r['variant']:<20} median {r['median_s']:.3f} s ({r['tflops']:.3f} TFLOP/s, {100 * r['fraction_of_peak']:.0f}% of peak, "
+              f"{100 * r['fraction_of_mm_peak']:.0f}% of mm)"
               f"  best {r['best_s']:.3f} s ({r['best_tflops']:.3f}, {100 * r['best_fraction_of_best_peak']:.0f}%){extra}  runs {r['runs_s']}")
 
 

@@ -48,7 +48,7 @@ def test_json_has_every_stage_with_positive_numbers(capsys, tiny_model):
     assert model["tflops"] > 0 and model["peak_tflops"] > 0 and model["fraction_of_peak"] > 0
     assert st["end_to_end"]["fraction_of_model_fps"] > 0
     peak = r["peaks"]["fp32"]
-    assert peak["tflops"] > 0 and peak["via"] in ("mm", "conv1x1")
+    assert peak["tflops"] >= peak["mm_tflops"] > 0 and peak["via"] in ("mm", "conv1x1", "conv5x5")
     assert r["peak_rss_bytes"] > 0
 
 
@@ -76,7 +76,7 @@ def test_peak_probe_times_a_real_product():
     probe.run()
     probe.run()
     d = probe.to_dict()
-    assert d["tflops"] > 0 and d["runs"] == 2 and d["size"] == 256
+    assert d["tflops"] > 0 and d["runs"] == 2 and d["size"] == 256 and set(d["tflops_by_method"]) == {"mm", "conv1x1", "conv5x5"}
 
 
 def test_memory_check_reports_both_lengths(tmp_path):
