@@ -217,9 +217,20 @@ class _Tf32:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """Peak resident set size of this process so far.
+
+    Linux: VmHWM of /proc/self/status. Not ``ru_maxrss``: that survives fork + exec, so a child
+    started by a big parent (the memory check) would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss if sys.platform == "darwin" else rss * 1024
+    return rss if sys.platform == "darwin" else rss * 1024   # KiB on Linux, bytes on macOS
 
 
 def gpu_memory(device: torch.device) -> dict | None:
