@@ -1,5 +1,5 @@
 #!/bin/sh
-# The numbers in BENCHMARKS.md (CPU), in one go on a quiet machine (about 10-15 minutes on 2 cores).
+# The numbers in BENCHMARKS.md (CPU), in one go on a quiet machine (about 12 minutes on 2 quiet cores).
 # Writes benchmarks/results/<date>-*.{json,txt}; paste the .txt tables into BENCHMARKS.md.
 set -eu
 cd "$(dirname "$0")/.."
@@ -12,8 +12,8 @@ python -m vdeblur bench --size 640x368,1280x720 --precision bf16,fp32 --frames 2
 python -c 'import json, sys; from vdeblur.bench import format_table; print(format_table(json.load(open(sys.argv[1]))))' \
     "$out-bench.json" > "$out-bench.txt"
 # 2. the CPU variants behind the backend's defaults (model only, round-robin).
-python benchmarks/cpu_variants.py --size 640x368 --repeats 5 \
-    --variants fp32,fp32-nchw,bf16-autocast,bf16,bf16-nchw,bf16-compile > "$out-variants-368.txt"
-python benchmarks/cpu_variants.py --size 1280x720 --repeats 5 \
-    --variants fp32,bf16-autocast,bf16,bf16-compile,bf16-tiles:2x2,bf16-tiles:2x3 > "$out-variants-720.txt"
+python benchmarks/cpu_variants.py --size 640x368 --repeats 3 \
+    --variants fp32,bf16-autocast,bf16,bf16-nchw,bf16-compile > "$out-variants-368.txt"
+python benchmarks/cpu_variants.py --size 1280x720 --repeats 3 \
+    --variants bf16,bf16-compile,bf16-tiles:2x2 > "$out-variants-720.txt"
 cat "$out-bench.txt" "$out-variants-368.txt" "$out-variants-720.txt"

@@ -4,16 +4,16 @@ model runs to this machine's peak.
 Every stage is timed on its own (decode, yuv<->rgb conversion, model, encode) and then the real
 pipeline runs end to end, so a user sees both where the time goes and what `vdeblur deblur` will
 really do. Times are medians over repeats after warm-up runs, because the first call of a model
-pays for kernel selection and memory allocation. The model's throughput is put against a large
-matrix product timed on the spot in the same precision: that is the ceiling the convolutions can
-hope for on this device, and the ratio says how much is left on the table.
+pays for kernel selection and memory allocation. The model's throughput is put against large
+products timed on the spot in the same precision (the best of a matrix product and, on CPUs, the
+same work through oneDNN): that is the ceiling the convolutions can hope for on this device, and
+the ratio says how much is left on the table.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import multiprocessing
 import os
 import platform
 import resource
@@ -29,7 +29,7 @@ import torch
 
 from . import __version__
 from .errors import VdeblurError
-from .hardware import DTYPES, cpu_bf16_kind, cpu_description, resolve_device, resolve_precision
+from .hardware import DTYPES, cpu_bf16_kind, cpu_description, cpu_name, resolve_device, resolve_precision
 from .network import ModelConfig, count_parameters, flops_per_frame
 
 DEFAULT_SIZE = (640, 368)
@@ -246,7 +246,7 @@ def device_facts(device: torch.device) -> dict:
         props = torch.cuda.get_device_properties(device)
         return {"type": "cuda", "name": props.name, "description": f"{props.name}, {props.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda}",
                 "cpu": cpu_description()}
-    return {"type": "cpu", "name": platform.processor() or "cpu", "description": cpu_description(),
+    return {"type": "cpu", "name": cpu_name(), "description": cpu_description(),
             "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "bf16": cpu_bf16_kind()}
 
 
@@ -529,6 +529,9 @@ def run_bench(args) -> dict:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     precisions = list(dict.fromkeys(resolve_precision(p, device) for p in _split(args.precision)))
+    if device.type == "cpu" and "bf16" in precisions and not cpu_bf16_kind():
+        print("vdeblur: warning: this CPU has no native bf16; bf16 is emulated and may be hundreds of times "
+              "slower than fp32", file=sys.stderr)
     weights, weights_note = weights_source(args.weights, args.backend)
     random_weights = weights is None and weights_note.startswith("random")
     encode_opts = {"codec": args.codec, "crf": args.crf, "preset": args.preset}
