@@ -134,7 +134,7 @@ class PeakProbe:
     :meth:`run` between the model's repeats, so they see the same machine load as the model.
     """
 
-    def __init__(self, device: torch.device, precision: str, n: int | None = None, seconds: float = 0.2,
+    def __init__(self, device: torch.device, precision: str, n: int | None = None, seconds: float = 0.3,
                  clock=time.perf_counter):
         self.device, self.precision, self.clock = device, precision, clock
         self.n = n or (8192 if device.type == "cuda" else 2048)
