@@ -107,3 +107,16 @@ def test_cuda_without_a_gpu_is_one_line(capsys):
     assert main(["bench", "--device", "cuda"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cuda" in err[0].lower()
+
+
+@pytest.mark.gpu
+def test_cuda_reports_gpu_memory_and_event_times(capsys, tiny_model):
+    r = _bench_json(capsys, "--device", "cuda", "--size", "64x64", "--frames", "4", "--precision", "fp16,fp32")
+    assert r["device"]["type"] == "cuda"
+    st = r["sizes"][0]["stages"]
+    for p in ("fp16", "fp32"):
+        m = st["model"][p]
+        assert m["gpu_memory"]["max_allocated_bytes"] > 0
+        assert m["gpu_event_ms_per_frame"] > 0 and m["fraction_of_peak"] > 0
+    assert r["peaks"]["fp16"]["via"] == "mm"
+    assert st["end_to_end"]["frames_per_run"] == 4

@@ -444,14 +444,31 @@ def measure_models(variants: list[ModelVariant], peaks: dict, device: torch.devi
                 v.first_call_s = time.perf_counter() - t0
         v.gpu = gpu_memory(device)
         v.timing = Timing(len(v.batch))
+    gpu_ms: dict[int, list[float]] = {id(v): [] for v in variants}
     for _ in range(repeats):
         for v in variants:
+            events = _cuda_events(device)
             t0 = time.perf_counter()
+            if events:
+                events[0].record()
             v.runner.run(v.batch)
+            if events:
+                events[1].record()
             sync()
             v.timing.seconds.append(time.perf_counter() - t0)
+            if events:
+                gpu_ms[id(v)].append(events[0].elapsed_time(events[1]))
         for probe in peaks.values():
             probe.run()
+    for v in variants:
+        if gpu_ms[id(v)]:   # device-side time of the same calls (uploads, kernels, downloads)
+            v.timing.extra["gpu_event_ms_per_frame"] = statistics.median(gpu_ms[id(v)]) / len(v.batch)
+
+
+def _cuda_events(device: torch.device):
+    if device.type != "cuda":
+        return None
+    return torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
 
 
 def model_batch(frames: list, batch: int) -> np.ndarray:
@@ -712,6 +729,8 @@ def format_table(r: dict) -> str:
                 note += f", {100 * m['fraction_of_peak']:.0f}% of {p} peak ({100 * m['fraction_of_mm_peak']:.0f}% of mm)"
             if "gpu_memory" in m:
                 note += f", GPU {_gib(m['gpu_memory']['max_allocated_bytes'])}"
+            if "gpu_event_ms_per_frame" in m:
+                note += f", CUDA events {m['gpu_event_ms_per_frame']:.2f} ms/frame"
             note += f"; first call {m['first_call_s']:.1f} s"
             rows.append((f"model {p}", m, note))
         if "end_to_end" in st:
