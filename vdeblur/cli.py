@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "vdeblur.evaluate",
     "vdeblur.tf_import",
     "vdeblur.info",
+    "vdeblur.bench",
 ]
 
 

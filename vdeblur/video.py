@@ -133,6 +133,7 @@ class VideoReader:
                              and (s.type in COPY_TYPES or s.type == "video")]
         self.corrupt_packets = 0
         self.corrupt_frames = 0
+        self._index = 0   # frames converted so far (timestamps for streams without them)
         self.start = float(start or 0.0)
         self.end = self.start + duration if duration is not None else None
         self._shift = start is not None   # a part starts at 0; a whole file keeps its own timeline
@@ -239,7 +240,7 @@ class VideoReader:
             return ts
         return ts - round(self.start / time_base)
 
-    def _to_rgb(self, frame: av.VideoFrame) -> DecodedFrame:
+    def to_rgb(self, frame: av.VideoFrame) -> DecodedFrame:
         # Source matrix and range come from the frame's tags (PyAV >= 17, #2230/#2149); threads=1
         # is faster than swscale's auto threads while decode threads run (621 vs 396 fps, #2200).
         image = frame.to_ndarray(format=self.rgb_format, width=self.info.width, height=self.info.height,
@@ -253,13 +254,19 @@ class VideoReader:
         self._index += 1
         return DecodedFrame(image, self._shifted(pts, tb), duration, tb)
 
+    def video_frames(self) -> Iterator[av.VideoFrame]:
+        """The decoded frames alone, before RGB conversion (`vdeblur bench` times the two apart).
+        Use instead of ``items()``, not with it."""
+        yield self._first
+        yield from self._frames
+
     def items(self) -> Iterator[DecodedFrame | av.Packet]:
         """RGB frames and pass-through packets, in file order, timestamps shifted for a part."""
         self._index = 0
         frame = self._first
         while frame is not None:
             yield from self._drain_packets()
-            yield self._to_rgb(frame)
+            yield self.to_rgb(frame)
             frame = next(self._frames, None)
         yield from self._drain_packets()
 
@@ -445,14 +452,20 @@ class VideoWriter:
         return out
 
     def write_frame(self, image: np.ndarray, pts: int, duration: int, time_base: Fraction) -> None:
+        self.encode_frame(self.to_frame(image), pts, duration, time_base)
+
+    def to_frame(self, image: np.ndarray) -> av.VideoFrame:
+        """RGB array -> frame in the output pixel format (split out so `vdeblur bench` can time it)."""
+        frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if image.dtype == np.uint16 else "rgb24")
+        # Explicit matrix: an untagged RGB frame would otherwise be converted with BT.601 (notes 5.6).
+        return frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
+                              dst_color_range=self.dst_color_range, interpolation=INTERPOLATION, threads=1)
+
+    def encode_frame(self, frame: av.VideoFrame, pts: int, duration: int, time_base: Fraction) -> None:
         if self._last_pts is not None and pts <= self._last_pts:
             self.dropped_frames += 1
             return
         self._last_pts = pts
-        frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if image.dtype == np.uint16 else "rgb24")
-        # Explicit matrix: an untagged RGB frame would otherwise be converted with BT.601 (notes 5.6).
-        frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
-                               dst_color_range=self.dst_color_range, interpolation=INTERPOLATION, threads=1)
         frame.pts, frame.duration, frame.time_base = pts, duration, time_base
         self._mux(self._encode(frame))
         self.frames += 1

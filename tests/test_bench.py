@@ -1,0 +1,122 @@
+"""`vdeblur bench` reports every stage with sane numbers. No speed is asserted: the machine is shared."""
+
+import json
+
+import pytest
+import torch
+
+from vdeblur import bench
+from vdeblur.cli import main
+from vdeblur.network import ModelConfig, flops_per_frame
+
+TINY = ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4)
+
+
+@pytest.fixture
+def tiny_model(monkeypatch):
+    """Bench always measures the paper's config; the tests swap in a tiny one to stay quick."""
+    monkeypatch.setattr(bench, "ModelConfig", lambda: TINY)
+    monkeypatch.setattr(bench, "weights_source", lambda weights, backend: (None, "random initialisation (test)"))
+
+
+def _bench_json(capsys, *argv):
+    assert main(["bench", "--json", "--repeats", "2", "--warmup", "1", "--threads", "1", *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _positive_timing(d, frames):
+    assert d["frames_per_run"] == frames
+    assert d["runs"] == 2 and len(d["runs_s"]) == 2
+    assert d["median_s"] > 0 and d["fps"] > 0 and d["ms_per_frame"] > 0
+    assert d["fps"] == pytest.approx(frames / d["median_s"])
+
+
+def test_json_has_every_stage_with_positive_numbers(capsys, tiny_model):
+    r = _bench_json(capsys, "--size", "64x64", "--frames", "4", "--precision", "fp32")
+    assert r["weights"].startswith("random")
+    assert r["device"]["type"] == "cpu" and r["device"]["description"]
+    (entry,) = r["sizes"]
+    assert entry["size"] == [64, 64]
+    st = entry["stages"]
+    assert set(st) == {"decode", "convert", "model", "encode", "end_to_end"}
+    for name in ("decode", "convert", "encode", "end_to_end"):
+        _positive_timing(st[name], 4)
+    assert st["convert"]["yuv_to_rgb_ms_per_frame"] > 0 and st["convert"]["rgb_to_yuv_ms_per_frame"] > 0
+    model = st["model"]["fp32"]
+    _positive_timing(model, 1)
+    assert model["flops_per_frame"] == flops_per_frame(TINY, 64, 64)
+    assert model["tflops"] > 0 and model["peak_tflops"] > 0 and model["fraction_of_peak"] > 0
+    assert st["end_to_end"]["fraction_of_model_fps"] > 0
+    peak = r["peaks"]["fp32"]
+    assert peak["tflops"] >= peak["mm_tflops"] > 0 and peak["via"] in ("mm", "conv1x1", "conv5x5")
+    assert r["peak_rss_bytes"] > 0
+
+
+def test_table_lists_stages_and_batch_counts_frames(capsys, tiny_model):
+    assert main(["bench", "--size", "32x48", "--frames", "3", "--batch", "2", "--precision", "fp32",
+                 "--repeats", "1", "--warmup", "0", "--threads", "1", "--stages", "model,end_to_end"]) == 0
+    out = capsys.readouterr().out
+    assert "32x48" in out and "model fp32" in out and "end to end" in out and "decode" not in out
+    assert "% of fp32 peak" in out
+
+
+def test_input_file_is_measured_on_its_own_frames(capsys, tiny_model, tmp_path):
+    clip = bench.make_clip(tmp_path / "in.mp4", 48, 32, 5)
+    before = clip.read_bytes()
+    r = _bench_json(capsys, str(clip), "--frames", "3", "--precision", "fp32", "--stages", "decode,end_to_end")
+    (entry,) = r["sizes"]
+    assert entry["size"] == [48, 32] and entry["input"] == str(clip)
+    assert entry["stages"]["decode"]["frames_per_run"] == 3
+    assert entry["stages"]["end_to_end"]["frames_per_run"] == 3
+    assert clip.read_bytes() == before
+
+
+def test_peak_probe_times_a_real_product():
+    probe = bench.PeakProbe(torch.device("cpu"), "fp32", n=256, seconds=0.01)
+    probe.run()
+    probe.run()
+    d = probe.to_dict()
+    assert d["tflops"] > 0 and d["runs"] == 2 and d["size"] == 256 and set(d["tflops_by_method"]) == {"mm", "conv1x1", "conv5x5"}
+
+
+def test_memory_check_reports_both_lengths(tmp_path):
+    clips = {n: bench.make_clip(tmp_path / f"m{n}.mp4", 32, 32, n) for n in (2, 4)}
+    out = bench.memory_check(clips, ["--precision", "fp32", "--threads", "1"])
+    assert set(out["runs"]) == {"2", "4"}
+    assert [out["runs"][k]["frames"] for k in ("2", "4")] == [2, 4]
+    assert all(v["peak_rss_bytes"] > 0 for v in out["runs"].values())
+    assert out["growth_ratio"] > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--size", "10x10"], "--size"),
+    (["--size", "abc"], "--size"),
+    (["--frames", "0"], "--frames"),
+    (["--stages", "model,nope"], "--stages"),
+    (["--precision", "fp64"], "precision"),
+    (["/no/such/file.mp4"], "no such file"),
+])
+def test_bad_options_are_one_line_errors(capsys, argv, message):
+    assert main(["bench", *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("vdeblur: error:") and message in err[0]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_without_a_gpu_is_one_line(capsys):
+    assert main(["bench", "--device", "cuda"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cuda" in err[0].lower()
+
+
+@pytest.mark.gpu
+def test_cuda_reports_gpu_memory_and_event_times(capsys, tiny_model):
+    r = _bench_json(capsys, "--device", "cuda", "--size", "64x64", "--frames", "4", "--precision", "fp16,fp32")
+    assert r["device"]["type"] == "cuda"
+    st = r["sizes"][0]["stages"]
+    for p in ("fp16", "fp32"):
+        m = st["model"][p]
+        assert m["gpu_memory"]["max_allocated_bytes"] > 0
+        assert m["gpu_event_ms_per_frame"] > 0 and m["fraction_of_peak"] > 0
+    assert r["peaks"]["fp16"]["via"] == "mm"
+    assert st["end_to_end"]["frames_per_run"] == 4

@@ -1,0 +1,796 @@
+"""`vdeblur bench`: frames per second for each stage on its own and end to end, and how close the
+model runs to this machine's peak.
+
+Every stage is timed on its own (decode, yuv<->rgb conversion, model, encode) and then the real
+pipeline runs end to end, so a user sees both where the time goes and what `vdeblur deblur` will
+really do. Times are medians over repeats after warm-up runs, because the first call of a model
+pays for kernel selection and memory allocation. The model's throughput is put against large
+products timed on the spot in the same precision (the best of a matrix product and, on CPUs, the
+same work through oneDNN): that is the ceiling the convolutions can hope for on this device, and
+the ratio says how much is left on the table.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import VdeblurError
+from .hardware import DTYPES, cpu_bf16_kind, cpu_description, cpu_name, resolve_device, resolve_precision
+from .network import ModelConfig, count_parameters, flops_per_frame
+
+DEFAULT_SIZE = (640, 368)
+DEFAULT_FRAMES = 24
+STAGES = ("decode", "convert", "model", "encode", "end_to_end")
+
+
+# --------------------------------------------------------------------------------------------------
+# timing
+
+
+@dataclass
+class Timing:
+    """Wall times of repeated runs of one stage, each run processing ``frames`` frames."""
+
+    frames: int
+    seconds: list[float] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.seconds)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.median_s
+
+    def to_dict(self) -> dict:
+        spread = (max(self.seconds) - min(self.seconds)) / self.median_s if len(self.seconds) > 1 else 0.0
+        return {
+            "frames_per_run": self.frames,
+            "runs": len(self.seconds),
+            "median_s": self.median_s,
+            "ms_per_frame": 1e3 * self.median_s / self.frames,
+            "fps": self.fps,
+            "best_s": min(self.seconds),   # steadier than the median on a loaded machine
+            "best_fps": self.frames / min(self.seconds),
+            "spread": spread,  # (max - min) / median: how noisy the machine was
+            "runs_s": [round(s, 6) for s in self.seconds],
+            **self.extra,
+        }
+
+
+def synchronizer(device: torch.device):
+    """Host-side timing is only true once queued GPU work has finished."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def time_runs(fn, frames: int, repeats: int, warmup: int, sync=lambda: None) -> Timing:
+    for _ in range(warmup):
+        fn()
+    sync()
+    timing = Timing(frames)
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        timing.seconds.append(time.perf_counter() - t0)
+    return timing
+
+
+# --------------------------------------------------------------------------------------------------
+# the device's peak: a large matrix product in the model's precision
+
+
+def _product_as_mm(n: int, dtype, device):
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    return (lambda: torch.mm(a, b)), 2 * n**3
+
+
+def _product_as_conv1x1(n: int, dtype, device):
+    """An n x n by n x n' product as a 1x1 convolution over n' ~ n pixels, channels_last.
+
+    On CPUs torch sends fp32 ``mm`` to MKL, which on AMD runs a fraction of the rate oneDNN
+    (the library that runs the model's convolutions) reaches; a 1x1 conv is a plain oneDNN GEMM.
+    """
+    side = int(n ** 0.5)
+    rows, cols = side, n // side
+    x = torch.randn(1, n, rows, cols, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(n, n, 1, 1, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    return (lambda: torch.nn.functional.conv2d(x, w)), 2 * n * n * rows * cols
+
+
+def _product_as_conv5x5(n: int, dtype, device):
+    """A 64 -> 64 channel 5x5 convolution over n x 28.75 pixels (184x320 for n = 2048), channels_last:
+    an implicit GEMM (K = 1600) like the model's own layers. With fp32 on CPUs oneDNN runs it near
+    the FMA peak while plain fp32 GEMMs of any shape stay at about half of it."""
+    rows, cols = 184 * n // 2048 or 8, 320
+    x = torch.randn(1, 64, rows, cols, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(64, 64, 5, 5, device=device).to(dtype).contiguous(memory_format=torch.channels_last)
+    return (lambda: torch.nn.functional.conv2d(x, w, padding=2)), 2 * rows * cols * 64 * 64 * 25
+
+
+class PeakProbe:
+    """The device's practical peak in one precision: the fastest of a few large products torch runs here.
+
+    ``mm`` is the plain matrix product; on CPUs the probe also times the same work through oneDNN
+    (the library that runs the model), as a 1x1 and as a 5x5 convolution. All are timed with
+    :meth:`run` between the model's repeats, so they see the same machine load as the model.
+    """
+
+    def __init__(self, device: torch.device, precision: str, n: int | None = None, seconds: float = 0.3,
+                 clock=time.perf_counter):
+        self.device, self.precision, self.clock = device, precision, clock
+        self.n = n or (8192 if device.type == "cuda" else 2048)
+        self.sync = synchronizer(device)
+        dtype = DTYPES[precision]
+        ways = {"mm": _product_as_mm}
+        if device.type == "cpu":
+            ways["conv1x1"] = _product_as_conv1x1
+            ways["conv5x5"] = _product_as_conv5x5
+        self.methods = {}   # name -> (fn, flops per call, calls per timed run)
+        with torch.inference_mode(), self._tf32_like_convs():
+            for name, make in ways.items():
+                fn, flops = make(self.n, dtype, device)
+                fn()
+                once = min(self._time(fn, 1) for _ in range(2))
+                self.methods[name] = (fn, flops, max(1, int(seconds / len(ways) / once)))
+        self.seconds: dict[str, list[float]] = {name: [] for name in self.methods}
+
+    def _tf32_like_convs(self):
+        """fp32 on CUDA: cuDNN convs use TF32 by default but matmuls do not; the peak must match."""
+        import contextlib
+
+        if self.device.type != "cuda" or self.precision != "fp32":
+            return contextlib.nullcontext()
+        return _Tf32(torch.backends.cudnn.allow_tf32)
+
+    def _time(self, fn, calls: int) -> float:
+        self.sync()
+        t0 = self.clock()
+        for _ in range(calls):
+            fn()
+        self.sync()
+        return max(self.clock() - t0, 1e-9)
+
+    def run(self) -> None:
+        with torch.inference_mode(), self._tf32_like_convs():
+            for name, (fn, _, calls) in self.methods.items():
+                self.seconds[name].append(self._time(fn, calls))
+
+    def by_method(self) -> dict[str, float]:
+        """Median TFLOP/s of each way of computing the product."""
+        return {name: flops * calls / statistics.median(self.seconds[name]) / 1e12
+                for name, (_, flops, calls) in self.methods.items()}
+
+    @property
+    def via(self) -> str:
+        rates = self.by_method()
+        return max(rates, key=rates.get)
+
+    @property
+    def tflops(self) -> float:
+        return max(self.by_method().values())
+
+    @property
+    def mm_tflops(self) -> float:
+        return self.by_method()["mm"]
+
+    def to_dict(self) -> dict:
+        return {"precision": self.precision, "size": self.n, "via": self.via, "tflops": self.tflops,
+                "mm_tflops": self.mm_tflops, "runs": len(self.seconds["mm"]),
+                "tflops_by_method": {k: round(v, 4) for k, v in self.by_method().items()}}
+
+
+class _Tf32:
+    """Temporarily set ``torch.backends.cuda.matmul.allow_tf32``."""
+
+    def __init__(self, value: bool):
+        self.value = value
+
+    def __enter__(self):
+        self.saved = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = self.value
+
+    def __exit__(self, *exc):
+        torch.backends.cuda.matmul.allow_tf32 = self.saved
+
+
+# --------------------------------------------------------------------------------------------------
+# memory
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far.
+
+    Linux: VmHWM of /proc/self/status. Not ``ru_maxrss``: that survives fork + exec, so a child
+    started by a big parent (the memory check) would report the parent's peak.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024   # KiB on Linux, bytes on macOS
+
+
+def gpu_memory(device: torch.device) -> dict | None:
+    if device.type != "cuda":
+        return None
+    return {"max_allocated_bytes": torch.cuda.max_memory_allocated(device),
+            "max_reserved_bytes": torch.cuda.max_memory_reserved(device),
+            "total_bytes": torch.cuda.get_device_properties(device).total_memory}
+
+
+def device_facts(device: torch.device) -> dict:
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        return {"type": "cuda", "name": props.name, "description": f"{props.name}, {props.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda}",
+                "cpu": cpu_description()}
+    return {"type": "cpu", "name": cpu_name(), "description": cpu_description(),
+            "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "bf16": cpu_bf16_kind()}
+
+
+# --------------------------------------------------------------------------------------------------
+# the clip bench makes when it is given none
+
+
+def synthetic_frames(width: int, height: int, frames: int, seed: int = 0):
+    """Moving textured RGB frames: a panning multi-scale noise texture with a drifting gradient,
+    so the encoder and decoder do realistic work (a flat or static clip would flatter them)."""
+    rng = np.random.default_rng(seed)
+    pan = 96  # the texture pans periodically, so memory does not grow with ``frames``
+    tex_h, tex_w = height + pan, width + pan
+    texture = np.zeros((tex_h, tex_w, 3), np.float32)
+    for cell, weight in ((32, 0.5), (8, 0.3), (2, 0.2)):
+        coarse = rng.random((tex_h // cell + 2, tex_w // cell + 2, 3), dtype=np.float32)
+        texture += weight * np.kron(coarse, np.ones((cell, cell, 1), np.float32))[:tex_h, :tex_w]
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    for i in range(frames):
+        oy, ox = (2 * i) % pan, (3 * i) % pan
+        crop = texture[oy:oy + height, ox:ox + width]
+        ramp = 0.5 + 0.5 * np.sin((xx + 5 * i) / 40.0 + yy / 60.0)
+        img = 0.75 * crop + 0.25 * ramp[..., None]
+        yield np.ascontiguousarray((img * 255).clip(0, 255).astype(np.uint8))
+
+
+def make_clip(path: Path, width: int, height: int, frames: int, fps: int = 30) -> Path:
+    """An H.264 yuv420p BT.709 clip like a user's, written with PyAV."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        cc = stream.codec_context
+        cc.color_range, cc.colorspace, cc.color_primaries, cc.color_trc = 1, 1, 1, 1
+        for rgb in synthetic_frames(width, height, frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = frame.reformat(format="yuv420p", dst_colorspace="ITU709", dst_color_range="MPEG")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# the model: which weights, and the backend under test
+
+
+def weights_source(weights: str | None, backend: str) -> tuple[str | None, str]:
+    """(path or None for random weights, how to say it). Speed does not depend on weight values, so
+    bench still runs, on random default-config weights, where no weights are shipped yet."""
+    if weights:
+        return weights, weights
+    from .weights import default_weights
+
+    entry = default_weights()
+    if entry is not None and entry.path.is_file():
+        return None, f"shipped default ({entry.name})"
+    if backend not in ("auto", "torch"):
+        return None, "backend's own model file"
+    return None, "random initialisation of the paper's default config (no default weights shipped; speed does not depend on weight values)"
+
+
+def open_model_backend(name: str, options, random_weights: bool):
+    """The backend under test; the torch backend on a freshly initialised network when asked."""
+    from .backends import open_backend
+
+    if not random_weights:
+        return open_backend(name, options)
+    from .backends.torch_backend import TorchBackend
+    from .network import build_model
+
+    return TorchBackend(build_model(ModelConfig()), device=options.device, precision=options.precision,
+                        compile=options.compile)
+
+
+# --------------------------------------------------------------------------------------------------
+# the stages, each through the pipeline's own reader and writer
+
+
+def decode_frames_from(reader, limit: int) -> list:
+    frames = []
+    for frame in reader.video_frames():
+        frames.append(frame)
+        if len(frames) >= limit:
+            break
+    return frames
+
+
+def decode_frames(path: Path, limit: int) -> list:
+    """Demux + decode the first ``limit`` frames with the pipeline's reader settings (no RGB yet)."""
+    from .video import VideoReader
+
+    reader = VideoReader(path)
+    try:
+        return decode_frames_from(reader, limit)
+    finally:
+        reader.close()
+
+
+@dataclass
+class ClipStages:
+    """Decode, conversion and encode timings for one clip, and its RGB frames for the model stage."""
+
+    decode: Timing
+    convert: Timing
+    encode: Timing
+    rgb: list
+
+
+def measure_clip_stages(path: Path, frames: int, repeats: int, warmup: int, workdir: Path, encode_opts: dict) -> ClipStages:
+    from .video import VideoReader, VideoWriter
+
+    decode = time_runs(lambda: decode_frames(path, frames), frames, repeats, warmup)
+    decoded = decode_frames(path, frames)
+    n = len(decoded)
+    decode.frames = n
+    reader = VideoReader(path)
+    try:
+        out_path = workdir / "encode-stage.mp4"
+        writer = VideoWriter(out_path, reader, **encode_opts)
+        try:
+            rgb = [reader.to_rgb(f) for f in decoded]
+            yuv_to_rgb = time_runs(lambda: [reader.to_rgb(f) for f in decoded], n, repeats, warmup)
+            rgb_to_yuv = time_runs(lambda: [writer.to_frame(d.image) for d in rgb], n, repeats, warmup)
+        finally:
+            writer.abort()
+        yuv = [writer.to_frame(d.image) for d in rgb]
+
+        def encode_once():
+            w = VideoWriter(out_path, reader, **encode_opts)
+            try:
+                for f, d in zip(yuv, rgb):
+                    w.encode_frame(f, d.pts, d.duration, d.time_base)
+                w.close()
+            except BaseException:
+                w.abort()
+                raise
+
+        encode = time_runs(encode_once, n, repeats, warmup)
+    finally:
+        reader.close()
+    out_path.unlink(missing_ok=True)
+    convert = Timing(n, [a + b for a, b in zip(yuv_to_rgb.seconds, rgb_to_yuv.seconds)],
+                     {"yuv_to_rgb_ms_per_frame": 1e3 * yuv_to_rgb.median_s / n,
+                      "rgb_to_yuv_ms_per_frame": 1e3 * rgb_to_yuv.median_s / n})
+    return ClipStages(decode, convert, encode, [d.image for d in rgb])
+
+
+# --------------------------------------------------------------------------------------------------
+# the model stage: every (size, precision) variant interleaved with the peak probes
+
+
+@dataclass
+class ModelVariant:
+    width: int
+    height: int
+    precision: str
+    runner: object           # a Backend (possibly tiled)
+    batch: np.ndarray        # uint8 (N, H, W, 3)
+    flops_per_frame: int
+    timing: Timing | None = None
+    first_call_s: float = 0.0
+    gpu: dict | None = None
+
+    def to_dict(self, peak: "PeakProbe | None") -> dict:
+        d = self.timing.to_dict()
+        tflops = self.flops_per_frame * self.timing.fps / 1e12
+        d.update({"size": [self.width, self.height], "precision": self.precision, "batch": len(self.batch),
+                  "flops_per_frame": self.flops_per_frame, "tflops": tflops,
+                  "first_call_s": self.first_call_s, "backend": self.runner.describe()})
+        if peak is not None:
+            d["peak_tflops"] = peak.tflops
+            d["fraction_of_peak"] = tflops / peak.tflops
+            d["fraction_of_mm_peak"] = tflops / peak.mm_tflops
+        if self.gpu:
+            d["gpu_memory"] = self.gpu
+        return d
+
+
+def measure_models(variants: list[ModelVariant], peaks: dict, device: torch.device, repeats: int, warmup: int) -> None:
+    """Warm every variant up, then time them round-robin with a peak probe per round: a machine
+    shared with other work slows all of them alike instead of whichever ran during a busy spell."""
+    sync = synchronizer(device)
+    for v in variants:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        for i in range(max(warmup, 1)):
+            t0 = time.perf_counter()
+            v.runner.run(v.batch)
+            sync()
+            if i == 0:
+                v.first_call_s = time.perf_counter() - t0
+        v.gpu = gpu_memory(device)
+        v.timing = Timing(len(v.batch))
+    gpu_ms: dict[int, list[float]] = {id(v): [] for v in variants}
+    for _ in range(repeats):
+        for v in variants:
+            events = _cuda_events(device)
+            t0 = time.perf_counter()
+            if events:
+                events[0].record()
+            v.runner.run(v.batch)
+            if events:
+                events[1].record()
+            sync()
+            v.timing.seconds.append(time.perf_counter() - t0)
+            if events:
+                gpu_ms[id(v)].append(events[0].elapsed_time(events[1]))
+        for probe in peaks.values():
+            probe.run()
+    for v in variants:
+        if gpu_ms[id(v)]:   # device-side time of the same calls (uploads, kernels, downloads)
+            v.timing.extra["gpu_event_ms_per_frame"] = statistics.median(gpu_ms[id(v)]) / len(v.batch)
+
+
+def _cuda_events(device: torch.device):
+    if device.type != "cuda":
+        return None
+    return torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+
+def model_batch(frames: list, batch: int) -> np.ndarray:
+    return np.stack([frames[i % len(frames)] for i in range(batch)])
+
+
+# --------------------------------------------------------------------------------------------------
+# end to end, and memory against video length
+
+
+def measure_end_to_end(clip: Path, frames: int, rate, runner, batch: int, repeats: int, workdir: Path, encode_opts: dict) -> Timing:
+    """The real `vdeblur deblur` pipeline (threads, queues, writer) on an already warm backend."""
+    from .pipeline import deblur_video
+
+    duration = frames / float(rate) if rate else None
+    out = workdir / "end-to-end.mp4"
+    timing = None
+    for _ in range(repeats):
+        report = deblur_video(clip, out, backend=runner, batch=batch, duration=duration, overwrite=True,
+                              quiet=True, **encode_opts)
+        timing = timing or Timing(report.frames)
+        timing.seconds.append(report.seconds)
+    out.unlink(missing_ok=True)
+    return timing
+
+
+def memory_check(clips: dict[int, Path], argv_common: list[str]) -> dict:
+    """Peak RSS (and GPU memory) of a fresh process running the pipeline on each clip length:
+    a streaming pipeline's peak does not grow with the number of frames."""
+    import subprocess
+
+    runs = {}
+    for frames, clip in clips.items():
+        cmd = [sys.executable, "-m", "vdeblur", "bench", str(clip), "--frames", str(frames), "--stages", "end_to_end",
+               "--repeats", "1", "--warmup", "0", "--json", *argv_common]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise VdeblurError(f"memory check with {frames} frames failed: {tail}")
+        child = json.loads(proc.stdout)
+        e2e = child["sizes"][0]["stages"]["end_to_end"]
+        runs[str(frames)] = {"frames": e2e["frames_per_run"], "peak_rss_bytes": child["peak_rss_bytes"],
+                             "fps": e2e["fps"], "gpu_memory": child.get("gpu_memory")}
+    lengths = sorted(runs, key=int)
+    short, long = runs[lengths[0]]["peak_rss_bytes"], runs[lengths[-1]]["peak_rss_bytes"]
+    return {"runs": runs, "growth_bytes": long - short, "growth_ratio": long / short}
+
+
+# --------------------------------------------------------------------------------------------------
+# the whole run
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise VdeblurError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 640x368") from None
+    if w < 16 or h < 16 or w % 2 or h % 2:
+        raise VdeblurError(f"--size {text!r}: width and height must be even and at least 16")
+    return w, h
+
+
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def run_bench(args) -> dict:
+    if args.frames < 1 or args.repeats < 1 or args.warmup < 0 or args.batch < 1 or args.e2e_repeats < 0:
+        raise VdeblurError("--frames, --repeats and --batch must be >= 1, --warmup and --e2e-repeats >= 0")
+    stages = _split(args.stages)
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise VdeblurError(f"--stages: unknown {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    precisions = list(dict.fromkeys(resolve_precision(p, device) for p in _split(args.precision)))
+    if device.type == "cpu" and "bf16" in precisions and not cpu_bf16_kind():
+        print("vdeblur: warning: this CPU has no native bf16; bf16 is emulated and may be hundreds of times "
+              "slower than fp32", file=sys.stderr)
+    weights, weights_note = weights_source(args.weights, args.backend)
+    random_weights = weights is None and weights_note.startswith("random")
+    encode_opts = {"codec": args.codec, "crf": args.crf, "preset": args.preset}
+    cfg = ModelConfig()
+    if args.weights:   # FLOPs follow the checkpoint's own config
+        from .checkpoint import read_checkpoint
+
+        cfg = read_checkpoint(args.weights).config
+    with torch.device("meta"):
+        from .network import build_model
+
+        params = count_parameters(build_model(cfg))
+
+    result = {
+        "vdeblur": __version__, "torch": torch.__version__, "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "device": device_facts(device),
+        "weights": weights_note,
+        "model": {"config": cfg.to_dict(), "parameters": params},
+        "settings": {"backend": args.backend, "precisions": precisions, "batch": args.batch, "repeats": args.repeats,
+                     "e2e_repeats": args.e2e_repeats or args.repeats,
+                     "warmup": args.warmup, "compile": args.compile, "tile": args.tile, "encode": encode_opts},
+        "sizes": [],
+    }
+    from .backends import BackendOptions
+
+    with tempfile.TemporaryDirectory(prefix="vdeblur-bench-") as tmp:
+        workdir = Path(tmp)
+        clips = _clips(args, workdir)
+        runners = {}
+        for precision in precisions:
+            options = BackendOptions(weights=weights, device=args.device, precision=precision, batch=args.batch,
+                                     compile=args.compile, engine=args.engine, onnx=args.onnx)
+            backend = open_model_backend(args.backend, options, random_weights)
+            if args.tile:
+                from .tiling import TiledBackend
+
+                backend = TiledBackend(backend, args.tile, args.tile_overlap)
+            runners[precision] = backend
+        result["backend"] = runners[precisions[0]].describe()
+        try:
+            per_size, variants = [], []
+            for clip in clips:
+                entry = {"size": [clip["width"], clip["height"]], "input": clip["label"], "stages": {}}
+                rgb = None
+                if {"decode", "convert", "encode"} & set(stages):
+                    cs = measure_clip_stages(clip["path"], clip["frames"], args.repeats, args.warmup, workdir, encode_opts)
+                    for name in ("decode", "convert", "encode"):
+                        if name in stages:
+                            entry["stages"][name] = getattr(cs, name).to_dict()
+                    rgb = cs.rgb
+                if "model" in stages:
+                    rgb = rgb or _first_rgb_images(clip["path"], args.batch)
+                    fl = flops_per_frame(cfg, clip["height"], clip["width"])
+                    for precision in precisions:
+                        variants.append(ModelVariant(clip["width"], clip["height"], precision, runners[precision],
+                                                     model_batch(rgb, args.batch), fl))
+                per_size.append((clip, entry))
+            peaks = {p: PeakProbe(device, p) for p in precisions} if "model" in stages else {}
+            measure_models(variants, peaks, device, args.repeats, args.warmup)
+            for clip, entry in per_size:
+                models = [v for v in variants if (v.width, v.height) == (clip["width"], clip["height"])]
+                if models:
+                    entry["stages"]["model"] = {v.precision: v.to_dict(peaks.get(v.precision)) for v in models}
+                if "end_to_end" in stages:
+                    runner = runners[precisions[0]]
+                    if "model" not in stages:   # warm the backend up so the first frame's setup is not counted
+                        for _ in range(args.warmup):
+                            runner.run(np.stack(_first_rgb_images(clip["path"], args.batch)))
+                    e2e = measure_end_to_end(clip["path"], clip["frames"], clip["rate"], runner, args.batch,
+                                             args.e2e_repeats or args.repeats, workdir, encode_opts)
+                    d = e2e.to_dict()
+                    d["precision"] = precisions[0]
+                    model = entry["stages"].get("model", {}).get(precisions[0])
+                    if model:
+                        d["fraction_of_model_fps"] = d["fps"] / model["fps"]
+                    entry["stages"]["end_to_end"] = d
+                result["sizes"].append(entry)
+            result["peaks"] = {p: probe.to_dict() for p, probe in peaks.items()}
+        finally:
+            for runner in runners.values():
+                runner.close()
+        if args.memory_check:
+            result["memory_check"] = _memory_check(args, workdir, precisions[0])
+    result["peak_rss_bytes"] = peak_rss_bytes()
+    if device.type == "cuda":
+        result["gpu_memory"] = gpu_memory(device)
+    return result
+
+
+def _first_rgb_images(path: Path, n: int) -> list[np.ndarray]:
+    from .video import VideoReader
+
+    reader = VideoReader(path)
+    try:
+        return [reader.to_rgb(frame).image for frame in decode_frames_from(reader, n)]
+    finally:
+        reader.close()
+
+
+def _clips(args, workdir: Path) -> list[dict]:
+    """The user's INPUT, or a generated clip at each --size."""
+    from .video import VideoReader
+
+    if args.input:
+        if args.size:
+            raise VdeblurError("give INPUT or --size, not both (--size is for the generated clip)")
+        reader = VideoReader(args.input)
+        info = reader.info
+        reader.close()
+        frames = min(args.frames, info.frames) if info.frames else args.frames
+        return [{"path": Path(args.input), "width": info.width, "height": info.height, "frames": frames,
+                 "rate": info.rate, "label": str(args.input)}]
+    clips = []
+    for text in _split(args.size or f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}"):
+        w, h = parse_size(text)
+        path = make_clip(workdir / f"clip-{w}x{h}.mp4", w, h, args.frames)
+        clips.append({"path": path, "width": w, "height": h, "frames": args.frames, "rate": 30,
+                      "label": f"generated {w}x{h} H.264 clip, {args.frames} frames"})
+    return clips
+
+
+def _memory_check(args, workdir: Path, precision: str) -> dict:
+    w, h = parse_size(args.memory_size)
+    lengths = (30, 300)
+    clips = {n: make_clip(workdir / f"memory-{n}.mp4", w, h, n) for n in lengths}
+    common = ["--backend", args.backend, "--device", args.device, "--precision", precision, "--batch", str(args.batch)]
+    for flag, value in (("--weights", args.weights), ("--engine", args.engine), ("--onnx", args.onnx),
+                        ("--threads", args.threads), ("--tile", args.tile or None)):
+        if value:
+            common += [flag, str(value)]
+    if args.compile:
+        common.append("--compile")
+    out = memory_check(clips, common)
+    out["size"] = [w, h]
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# the `bench` subcommand
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def format_table(r: dict) -> str:
+    s = r["settings"]
+    extras = (", torch.compile" if s["compile"] else "") + (f", {s['tile']}px tiles" if s["tile"] else "")
+    lines = [
+        f"vdeblur {r['vdeblur']} bench, torch {r['torch']}, {r['date']}",
+        f"device: {r['device']['description']}",
+        f"backend: {r['backend'].get('backend')} on {r['backend'].get('device')}, batch {s['batch']}{extras}",
+        f"weights: {r['weights']}",
+        f"times: medians of {s['repeats']} runs ({s['e2e_repeats']} end to end) after {s['warmup']} warm-up run(s)",
+    ]
+    for p, peak in r.get("peaks", {}).items():
+        ways = ", ".join(f"{k} {v:.3f}" for k, v in peak["tflops_by_method"].items())
+        lines.append(f"peak {p}: {peak['tflops']:.3f} TFLOP/s (best of: {ways})")
+    for entry in r["sizes"]:
+        w, h = entry["size"]
+        lines += ["", f"{w}x{h} ({entry['input']})",
+                  f"  {'stage':<22}{'ms/frame':>11}{'fps':>10}{'spread':>8}  notes"]
+        st = entry["stages"]
+        rows = []
+        for name in ("decode", "convert", "encode"):
+            if name in st:
+                note = ""
+                if name == "convert":
+                    note = f"yuv->rgb {st[name]['yuv_to_rgb_ms_per_frame']:.2f} + rgb->yuv {st[name]['rgb_to_yuv_ms_per_frame']:.2f} ms"
+                if name == "encode":
+                    e = s["encode"]
+                    note = f"{e['codec']}" + (f" crf {e['crf']:g}" if e["crf"] is not None else "") + (f" {e['preset']}" if e["preset"] else "")
+                rows.append((name, st[name], note))
+        for p, m in st.get("model", {}).items():
+            note = f"{m['flops_per_frame'] / 1e9:.0f} GFLOP/frame, {m['tflops']:.3f} TFLOP/s"
+            if "fraction_of_peak" in m:
+                note += f", {100 * m['fraction_of_peak']:.0f}% of {p} peak ({100 * m['fraction_of_mm_peak']:.0f}% of mm)"
+            if "gpu_memory" in m:
+                note += f", GPU {_gib(m['gpu_memory']['max_allocated_bytes'])}"
+            if "gpu_event_ms_per_frame" in m:
+                note += f", CUDA events {m['gpu_event_ms_per_frame']:.2f} ms/frame"
+            note += f"; first call {m['first_call_s']:.1f} s"
+            rows.append((f"model {p}", m, note))
+        if "end_to_end" in st:
+            e = st["end_to_end"]
+            note = f"{e['precision']}, real pipeline"
+            if "fraction_of_model_fps" in e:
+                note += f", {100 * e['fraction_of_model_fps']:.0f}% of model-only fps"
+            rows.append(("end to end", e, note))
+        for name, d, note in rows:
+            lines.append(f"  {name:<22}{d['ms_per_frame']:>11.2f}{d['fps']:>10.2f}{100 * d['spread']:>7.0f}%  {note}")
+    mc = r.get("memory_check")
+    if mc:
+        runs = "; ".join(f"{v['frames']} frames: {_gib(v['peak_rss_bytes'])}" for v in mc["runs"].values())
+        lines += ["", f"memory ({mc['size'][0]}x{mc['size'][1]}, peak RSS of a fresh process): {runs}; "
+                      f"growth {mc['growth_bytes'] / 2**20:+.1f} MiB ({100 * (mc['growth_ratio'] - 1):+.1f}%)"]
+    lines.append(f"peak RSS of this run: {_gib(r['peak_rss_bytes'])}")
+    return "\n".join(lines)
+
+
+def register(subparsers) -> None:
+    from .backends import BACKENDS
+
+    p = subparsers.add_parser(
+        "bench", help="frames per second per stage and end to end, and the model's share of the device's peak",
+        description="Time decode, yuv<->rgb conversion, the model and encode on their own, then the real "
+                    "pipeline end to end (medians over repeats, warm-up excluded). Without INPUT a clip is "
+                    "generated. Lists (640x368,1280x720 / fp32,bf16) are measured side by side in one run.")
+    p.add_argument("input", nargs="?", metavar="INPUT", help="video to measure on (default: a generated clip)")
+    p.add_argument("--size", metavar="WxH[,WxH...]",
+                   help=f"generated clip size(s) (default: {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
+    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, metavar="N",
+                   help=f"frames per clip, or the first N frames of INPUT (default: {DEFAULT_FRAMES})")
+    p.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help="inference backend (default: auto)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--precision", default="auto", metavar="P[,P...]",
+                   help="auto, fp32, bf16, fp16, or a list measured side by side; the first one runs end to end")
+    p.add_argument("--batch", type=int, default=1, metavar="N", help="frames per model call (default: 1)")
+    p.add_argument("--repeats", type=int, default=3, metavar="R", help="timed runs per stage (default: 3)")
+    p.add_argument("--e2e-repeats", type=int, default=0, metavar="R",
+                   help="end-to-end runs over the whole clip (default: --repeats); each is already many frames")
+    p.add_argument("--warmup", type=int, default=1, metavar="W", help="untimed runs before timing (default: 1)")
+    p.add_argument("--stages", default=",".join(STAGES), metavar="S[,S...]", help=f"which stages (default: all: {','.join(STAGES)})")
+    p.add_argument("--weights", metavar="PATH", help="checkpoint (default: shipped weights, else random ones)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (its time shows as the first call)")
+    p.add_argument("--tile", type=int, default=0, metavar="N", help="run the model on N x N tiles")
+    p.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="tile overlap (default: 32)")
+    p.add_argument("--threads", type=int, default=0, metavar="T", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--engine", metavar="PATH", help="TensorRT engine file (tensorrt backend)")
+    p.add_argument("--onnx", metavar="PATH", help="ONNX model file (onnxruntime backend)")
+    p.add_argument("--codec", default="libx264", help="encoder for the encode and end-to-end stages (default: libx264)")
+    p.add_argument("--crf", type=float, help="encoder crf (default: the pipeline's)")
+    p.add_argument("--preset", help="encoder preset (default: the encoder's)")
+    p.add_argument("--memory-check", action="store_true",
+                   help="also run the pipeline on 30 and 300 frames in fresh processes and compare their peak RSS")
+    p.add_argument("--memory-size", default="128x128", metavar="WxH", help="frame size for --memory-check (default: 128x128)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the table")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    result = run_bench(args)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
