@@ -13,12 +13,12 @@ from .errors import VdeblurError
 COMMAND_MODULES = [
     "vdeblur.pipeline",
     "vdeblur.compile",
+    "vdeblur.bench",
     "vdeblur.onnx_export",
     "vdeblur.training",
     "vdeblur.evaluate",
     "vdeblur.tf_import",
     "vdeblur.info",
-    "vdeblur.bench",
 ]
 
 
