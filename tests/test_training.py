@@ -123,3 +123,22 @@ def test_torchrun_ddp_two_processes(tmp_path):
     assert "x2" in proc.stderr
     weights, state = load_run_state(tmp_path / "ddp")
     assert state["step"] == 2
+
+
+def test_init_weights_starts_from_a_checkpoint(tmp_path, capsys):
+    from vdeblur.checkpoint import save_checkpoint
+    from vdeblur.network import build_model
+
+    start = build_model(ModelConfig.from_dict(TINY))
+    torch.nn.init.constant_(start.module.dg3.out.bias, 0.25)
+    ckpt = save_checkpoint(tmp_path / "start.safetensors", start)
+    out = tmp_path / "ft"
+    assert main(["train", "--out", str(out), "--init-weights", str(ckpt), "--crop", "32", "--batch", "1",
+                 "--steps", "1", "--lr", "1e-12", "--no-progress"]) == 0
+    tuned = load_checkpoint(out / "step-0000001.safetensors")
+    assert tuned.config == start.config
+    assert torch.allclose(tuned.module.dg3.out.bias, torch.full((3,), 0.25), atol=1e-6)
+    _, state = load_run_state(out)
+    assert json.loads(state["recipe"])["init_weights"] == str(ckpt.resolve())
+    assert main(["train", "--out", str(tmp_path / "x"), "--init-weights", str(ckpt), "--widths", "4", "8", "16"]) == 1
+    assert "--init-weights takes the network shape" in capsys.readouterr().err

@@ -57,6 +57,8 @@ class Recipe:
     synthetic_fraction: float = 0.75                     # share of synthetic samples when real pairs exist
     precision: str = "auto"
     model: dict = field(default_factory=lambda: ModelConfig(global_residual=True).to_dict())
+    init_weights: str = ""                               # start from these weights (fine-tuning), "" = fresh init
+    init_sha256: str = ""
 
     def config(self) -> ModelConfig:
         return ModelConfig.from_dict(self.model)
@@ -110,6 +112,16 @@ def autocast(device: torch.device, precision: str):
 
 # ----------------------------------------------------------------------------- the trainer
 
+def _init_checkpoint(recipe: Recipe):
+    """The checkpoint a fine-tuning run starts from, checked to be the file the recipe names."""
+    from .checkpoint import file_sha256
+
+    ckpt = read_checkpoint(recipe.init_weights)
+    if recipe.init_sha256 and file_sha256(recipe.init_weights) != recipe.init_sha256:
+        raise VdeblurError(f"{recipe.init_weights}: changed since the run started (sha256 differs)")
+    return ckpt
+
+
 class _Pyramid(nn.Module):
     """Exposes ``forward_pyramid`` as ``forward``, the only method DDP synchronises gradients for."""
 
@@ -127,7 +139,10 @@ class Trainer:
     def __init__(self, recipe: Recipe, device: torch.device, precision: str, ddp: bool = False):
         self.recipe, self.device, self.precision = recipe, device, precision
         torch.manual_seed(recipe.seed)
-        self.model = DeblurNet(recipe.config()).to(device)
+        self.model = DeblurNet(recipe.config())
+        if recipe.init_weights:
+            self.model.load_state_dict(_init_checkpoint(recipe).state, strict=True)
+        self.model = self.model.to(device)
         self.net: nn.Module = _Pyramid(self.model)
         if ddp:
             from torch.nn.parallel import DistributedDataParallel
@@ -364,7 +379,7 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
 
 _RECIPE_FLAGS = ("steps", "batch", "crop", "lr", "lr_power", "grad_weight", "seed", "data", "photos",
                  "no_builtin_photos", "no_synthetic", "synthetic_fraction", "precision", "widths", "blocks",
-                 "residual")
+                 "residual", "init_weights")
 
 
 def register(subparsers) -> None:
@@ -389,6 +404,7 @@ def register(subparsers) -> None:
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="auto: bf16 on native-bf16 CPUs and bf16 GPUs, fp16 AMP on older GPUs, else fp32")
     g.add_argument("--widths", type=int, nargs=3, metavar=("W1", "W2", "W3"), help="channel widths (paper: 32 64 128)")
     g.add_argument("--blocks", type=int, help="residual attention blocks per group (paper: 3)")
+    g.add_argument("--init-weights", type=Path, metavar="CKPT", help="start from these weights (fine-tune; fresh optimizer and schedule)")
     g.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None,
                    help="predict blurry + correction (default on: trains much faster; --no-residual is the paper's exact network)")
     r = p.add_argument_group("run")
@@ -416,6 +432,14 @@ def recipe_from_args(args) -> Recipe:
     r.builtin_photos = not args.no_builtin_photos
     r.synthetic = not args.no_synthetic
     cfg = r.config()
+    if args.init_weights:
+        from .checkpoint import file_sha256
+
+        if args.widths or args.blocks is not None or args.residual is not None:
+            raise VdeblurError("--init-weights takes the network shape from the checkpoint; drop --widths/--blocks/--residual")
+        r.init_weights = str(Path(args.init_weights).resolve())
+        cfg = read_checkpoint(r.init_weights).config
+        r.init_sha256 = file_sha256(r.init_weights)
     changes = {}
     if args.widths:
         changes["widths"] = tuple(args.widths)
