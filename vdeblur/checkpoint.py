@@ -12,13 +12,13 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .errors import VdeblurError
+from .fileio import atomic_write
 from .network import DeblurNet, ModelConfig
 
 FORMAT = "vdeblur-checkpoint"
@@ -74,24 +74,6 @@ def save_state(path, config: ModelConfig, state: dict[str, torch.Tensor], extra:
             f.write(chunk)
 
     return atomic_write(path, write)
-
-
-def atomic_write(path: str | os.PathLike, write) -> Path:
-    """Call ``write(binary_file)`` on a temp file beside ``path``, fsync, rename over ``path``:
-    a crash leaves the old file or the new one, never a partial file under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 class Checkpoint:

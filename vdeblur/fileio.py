@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> Path:
-    """Write to a temp file beside ``path``, then rename over it (atomic on one filesystem)."""
+def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], object]) -> Path:
+    """Write ``data`` (bytes, or a function given the open binary file) to a temp file beside
+    ``path``, fsync, then rename over ``path``: a crash leaves the old file or the new one, never a
+    partial file under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import atomic_write, read_checkpoint, save_state
+from .checkpoint import read_checkpoint, save_state
+from .fileio import atomic_write
 from .errors import VdeblurError
 from .hardware import cpu_bf16_kind, cpu_description, resolve_device, resolve_precision
 from .network import DeblurNet, ModelConfig, count_parameters, resize_bilinear
