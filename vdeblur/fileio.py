@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import VdeblurError
+
 
 def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], object]) -> Path:
     """Write ``data`` (bytes, or a function given the open binary file) to a temp file beside
@@ -28,4 +30,15 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], obj
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def check_output(path: str | os.PathLike, overwrite: bool, dir_hint: str = "") -> Path:
+    """The no-clobber rule every command shares: an existing file is replaced only when asked,
+    a directory never (``dir_hint`` says what to give instead)."""
+    path = Path(path)
+    if path.is_dir():
+        raise VdeblurError(f"{path}: is a directory{'; ' + dir_hint if dir_hint else ''}")
+    if path.exists() and not overwrite:
+        raise VdeblurError(f"{path}: already exists; pass --overwrite to replace it")
     return path

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .errors import VdeblurError
-from .fileio import atomic_write
+from .fileio import atomic_write, check_output
 from .kernels import POOL_PROGRAMS, spatial_weights
 from .network import (DecoderGroup, DeblurNet, EncoderDecoder, EncoderGroup, ResidualAttentionBlock,
                       StridedConv)
@@ -358,16 +358,6 @@ def count_custom_nodes(proto) -> dict[str, int]:
         if node.domain == DOMAIN:
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
-
-
-def check_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    """An existing file is replaced only when asked; a directory never."""
-    path = Path(path)
-    if path.is_dir():
-        raise VdeblurError(f"{path}: is a directory")
-    if path.exists() and not overwrite:
-        raise VdeblurError(f"{path}: exists; pass --overwrite to replace it")
-    return path
 
 
 def write_model(proto, path: str | os.PathLike, overwrite: bool = False) -> Path:

@@ -21,6 +21,7 @@ import numpy as np
 
 from .backends import BACKENDS, Backend, BackendOptions, open_backend
 from .errors import VdeblurError
+from .fileio import check_output
 from .tiling import TiledBackend, check_tiling
 from .video import DecodedFrame, VideoReader, VideoWriter
 
@@ -90,10 +91,7 @@ def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
         raise VdeblurError(f"{src}: no such file")
     if src.resolve() == dst.resolve() or (dst.exists() and os.path.samefile(src, dst)):
         raise VdeblurError(f"{dst}: the output would overwrite the input; choose another name")
-    if dst.is_dir():
-        raise VdeblurError(f"{dst}: is a directory; give an output file name such as {dst / src.name}")
-    if dst.exists() and not overwrite:
-        raise VdeblurError(f"{dst}: already exists; pass --overwrite to replace it")
+    check_output(dst, overwrite, dir_hint=f"give an output file name such as {dst / src.name}")
     if not dst.suffix:
         raise VdeblurError(f"{dst}: give the output a container suffix such as .mp4 or .mkv")
     if not dst.parent.is_dir():

@@ -21,6 +21,7 @@ import torch
 from . import __version__
 from .checkpoint import file_sha256, save_state
 from .errors import VdeblurError
+from .fileio import check_output
 from .network import DeblurNet, ModelConfig
 from .tf_checkpoint import TFCheckpoint
 
@@ -191,11 +192,7 @@ def convert(prefix: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], d
 
 def import_tf(prefix: str | Path, out: str | Path, overwrite: bool = False) -> dict:
     """Convert and write; returns the provenance record. Never replaces ``out`` unless asked."""
-    out = Path(out)
-    if out.is_dir():
-        raise VdeblurError(f"{out}: is a directory; give the output file name")
-    if out.exists() and not overwrite:
-        raise VdeblurError(f"{out}: already exists (pass --overwrite to replace it)")
+    out = check_output(out, overwrite, dir_hint="give the output file name")
     config, state, provenance = convert(prefix)
     save_state(out, config, state, extra={"provenance": provenance})
     return provenance
