@@ -30,22 +30,20 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def video_frames(path: str, count: int) -> np.ndarray:
-    """The first ``count`` frames of a video as uint8 RGB NHWC (for sizing and verification)."""
-    import av
+    """The first ``count`` frames of a video as uint8 RGB NHWC, converted exactly as `vdeblur deblur`
+    converts them (the pipeline's reader: its checks, its colour matrix), so the engine is verified
+    on the frames it will see."""
+    from .video import VideoReader
 
-    frames = []
+    reader = VideoReader(path)
     try:
-        with av.open(path) as container:
-            for frame in container.decode(video=0):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if len(frames) == count:
-                    break
-    except FileNotFoundError:
-        raise VdeblurError(f"{path}: no such video file") from None
-    except (av.error.FFmpegError, IndexError) as e:
-        raise VdeblurError(f"{path}: cannot decode video ({e})") from None
-    if not frames:
-        raise VdeblurError(f"{path}: no video frames")
+        frames = []
+        for frame in reader.video_frames():
+            frames.append(reader.to_rgb(frame).image)
+            if len(frames) == count:
+                break
+    finally:
+        reader.close()
     return np.stack(frames)
 
 
