@@ -6,6 +6,8 @@ import abc
 
 import numpy as np
 
+from ..errors import VdeblurError
+
 
 class Backend(abc.ABC):
     """Loads a model once, then deblurs batches of RGB frames.
@@ -18,6 +20,13 @@ class Backend(abc.ABC):
     #: True if ``run`` also takes uint16 NHWC (full-range 16-bit RGB) and returns uint16, so
     #: 10-bit video keeps its precision through the model; otherwise the pipeline feeds uint8.
     accepts_uint16: bool = False
+
+    def check_frames(self, frames: np.ndarray) -> None:
+        """Refuse anything but the NHWC RGB batches this backend takes, with a one-line error."""
+        allowed = (np.uint8, np.uint16) if self.accepts_uint16 else (np.uint8,)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype not in allowed:
+            kinds = "/".join(np.dtype(t).name for t in allowed)
+            raise VdeblurError(f"{self.name} backend: expected {kinds} (N, H, W, 3) frames, got {frames.dtype} {frames.shape}")
 
     @abc.abstractmethod
     def run(self, frames: np.ndarray) -> np.ndarray:

@@ -115,8 +115,7 @@ class OnnxRuntimeBackend(Backend):
         return proto.SerializeToString(), {p.key: p.value for p in proto.metadata_props}
 
     def run(self, frames: np.ndarray) -> np.ndarray:
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise VdeblurError(f"onnxruntime backend: expected uint8 (N, H, W, 3) frames, got {frames.dtype} {frames.shape}")
+        self.check_frames(frames)
         if self.fixed_size and tuple(frames.shape[1:3]) != self.fixed_size:
             h, w = self.fixed_size
             raise VdeblurError(f"{self.source} is built for {h}x{w} frames, got {frames.shape[1]}x{frames.shape[2]}; "

@@ -98,8 +98,7 @@ class TensorRTBackend(Backend):
     def run(self, frames: np.ndarray) -> np.ndarray:
         from ..trt.runtime import bad_frames
 
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise VdeblurError(f"tensorrt backend: expected uint8 (N, H, W, 3) frames, got {frames.dtype} {frames.shape}")
+        self.check_frames(frames)
         out, nonfinite = self._runner_for(*frames.shape[1:3]).run(frames)
         bad = bad_frames(frames, out, nonfinite)
         self.frames_done += len(frames)

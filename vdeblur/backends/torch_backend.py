@@ -61,8 +61,7 @@ class TorchBackend(Backend):
         return self._pinned.to(self.device, non_blocking=True)
 
     def run(self, frames: np.ndarray) -> np.ndarray:
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype not in _SCALE:
-            raise VdeblurError(f"torch backend: expected uint8/uint16 (N, H, W, 3) frames, got {frames.dtype} {frames.shape}")
+        self.check_frames(frames)
         scale = _SCALE[frames.dtype]
         with torch.inference_mode():
             x = self._upload(np.ascontiguousarray(frames))
