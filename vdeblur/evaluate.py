@@ -23,7 +23,7 @@ from .metrics import psnr, quantize, ssim
 DEFAULT_SYNTHETIC_SEED = 2026
 
 
-def _pairs_from_folder(folder):
+def pairs_from_folder(folder):
     from .datasets import find_pairs, load_pair, to_tensor
 
     for pair in find_pairs(folder):
@@ -31,7 +31,7 @@ def _pairs_from_folder(folder):
         yield pair.name, to_tensor(blur), to_tensor(sharp)
 
 
-def _pairs_synthetic(count: int, seed: int, size: int, photos):
+def pairs_synthetic(count: int, seed: int, size: int, photos):
     from .synthetic import make_generator
 
     gen = make_generator(photos, builtin=True, split="val", size=size)
@@ -121,10 +121,10 @@ def run(args) -> int:
     start = time.monotonic()
     sets = []
     for folder in args.data or []:
-        sets.append(evaluate_set(model, _pairs_from_folder(folder), device, precision, str(folder), args.verbose))
+        sets.append(evaluate_set(model, pairs_from_folder(folder), device, precision, str(folder), args.verbose))
     if args.synthetic:
         name = f"synthetic held-out (n={args.synthetic}, seed={args.seed}, {args.size}px)"
-        sets.append(evaluate_set(model, _pairs_synthetic(args.synthetic, args.seed, args.size, args.photos or []),
+        sets.append(evaluate_set(model, pairs_synthetic(args.synthetic, args.seed, args.size, args.photos or []),
                                  device, precision, name, args.verbose))
     report = {"weights": str(weights_path), "sha256": file_sha256(weights_path), "device": str(device),
               "precision": precision, "seconds": round(time.monotonic() - start, 1), "sets": sets}
