@@ -22,6 +22,7 @@ import numpy as np
 from .backends import BACKENDS, Backend, BackendOptions, open_backend
 from .errors import VdeblurError
 from .fileio import check_output
+from .signals import describe, exit_status
 from .tiling import TiledBackend, check_tiling
 from .video import DecodedFrame, VideoReader, VideoWriter
 
@@ -314,9 +315,9 @@ def run(args) -> int:
             tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
             quiet=args.quiet)
-    except KeyboardInterrupt:
-        print(f"vdeblur: interrupted; {args.output} was not written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
+        print(f"vdeblur: {describe(e)}; {args.output} was not written", file=sys.stderr)
+        return exit_status(e)
     for warning in report.warnings():
         print(f"vdeblur: warning: {warning}", file=sys.stderr)
     if not args.quiet:
