@@ -49,7 +49,7 @@ def parse_tile(value: int | str | TileSize | None) -> TileSize | None:
             sides = []
         if len(sides) not in (1, 2):
             raise VdeblurError(f"--tile {value!r}: expected N or WIDTHxHEIGHT, e.g. 512 or 672x400")
-        w, h = sides * (3 - len(sides))
+        w, h = sides if len(sides) == 2 else sides * 2
     else:
         w, h = value
     if w == h == 0:
