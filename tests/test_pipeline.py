@@ -53,7 +53,11 @@ def test_python_api_batches_and_tiles(clip, tmp_path):
     backend = IdentityBackend()
     report = deblur_video(clip, tmp_path / "o.mkv", backend=backend, batch=4, tile=32, tile_overlap=8)
     assert report.frames == 6 and backend.calls == 2 * 6   # 2 batches (4 + 2) x 6 tiles (3 x 2) of 64x48
-    assert report.backend["tile"] == 32 and report.fps > 0
+    assert report.backend["tile"] == [32, 32] and report.fps > 0
+    backend = IdentityBackend()
+    report = deblur_video(clip, tmp_path / "r.mkv", backend=backend, batch=4, tile="40x48", tile_overlap=8)
+    assert report.frames == 6 and backend.calls == 2 * 2   # 2 batches x 2 tiles (full height, 2 columns)
+    assert report.backend["tile"] == [40, 48]
 
 
 def test_existing_output_needs_overwrite(clip, tmp_path, capsys):
@@ -121,6 +125,7 @@ def _bad_inputs(tmp):
         "crf": (full, ["--codec", "ffv1", "--crf", "10"], "ffv1 has no crf option"),
         "pix-fmt": (full, ["--pix-fmt", "rgb24"], "--pix-fmt rgb24: libx264 takes"),
         "tile": (full, ["--tile", "64", "--tile-overlap", "40"], "--tile-overlap"),
+        "tile-shape": (full, ["--tile", "64x"], "--tile '64x': expected N or WIDTHxHEIGHT"),
         "start": (full, ["--start", "100"], "no decodable video frame after 100.0 s"),
         "backend-weights": (full, ["--backend", "torch", "--weights", str(tmp / "none.safetensors")], "no such checkpoint file"),
     }

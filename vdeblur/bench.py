@@ -31,6 +31,7 @@ from . import __version__
 from .errors import VdeblurError
 from .hardware import DTYPES, cpu_bf16_kind, cpu_description, cpu_name, resolve_device, resolve_precision
 from .network import ModelConfig, count_parameters, flops_per_frame
+from .tiling import TiledBackend, check_tiling, format_tile
 
 DEFAULT_SIZE = (640, 368)
 DEFAULT_FRAMES = 24
@@ -552,6 +553,7 @@ def run_bench(args) -> dict:
     weights, weights_note = weights_source(args.weights, args.backend)
     random_weights = weights is None and weights_note.startswith("random")
     encode_opts = {"codec": args.codec, "crf": args.crf, "preset": args.preset}
+    tile = check_tiling(args.tile, args.tile_overlap)   # (width, height) or None, checked before any work
     cfg = ModelConfig()
     if args.weights:   # FLOPs follow the checkpoint's own config
         from .checkpoint import read_checkpoint
@@ -570,7 +572,7 @@ def run_bench(args) -> dict:
         "model": {"config": cfg.to_dict(), "parameters": params},
         "settings": {"backend": args.backend, "precisions": precisions, "batch": args.batch, "repeats": args.repeats,
                      "e2e_repeats": args.e2e_repeats or args.repeats,
-                     "warmup": args.warmup, "compile": args.compile, "tile": args.tile, "encode": encode_opts},
+                     "warmup": args.warmup, "compile": args.compile, "tile": list(tile) if tile else None, "encode": encode_opts},
         "sizes": [],
     }
     from .backends import BackendOptions
@@ -583,10 +585,8 @@ def run_bench(args) -> dict:
             options = BackendOptions(weights=weights, device=args.device, precision=precision, batch=args.batch,
                                      compile=args.compile, engine=args.engine, onnx=args.onnx)
             backend = open_model_backend(args.backend, options, random_weights)
-            if args.tile:
-                from .tiling import TiledBackend
-
-                backend = TiledBackend(backend, args.tile, args.tile_overlap)
+            if tile:
+                backend = TiledBackend(backend, tile, args.tile_overlap)
             runners[precision] = backend
         result["backend"] = runners[precisions[0]].describe()
         try:
@@ -697,7 +697,7 @@ def _gib(n: float) -> str:
 
 def format_table(r: dict) -> str:
     s = r["settings"]
-    extras = (", torch.compile" if s["compile"] else "") + (f", {s['tile']}px tiles" if s["tile"] else "")
+    extras = (", torch.compile" if s["compile"] else "") + (f", {format_tile(s['tile'])} tiles" if s["tile"] else "")
     lines = [
         f"vdeblur {r['vdeblur']} bench, torch {r['torch']}, {r['date']}",
         f"device: {r['device']['description']}",
@@ -775,7 +775,7 @@ def register(subparsers) -> None:
     p.add_argument("--stages", default=",".join(STAGES), metavar="S[,S...]", help=f"which stages (default: all: {','.join(STAGES)})")
     p.add_argument("--weights", metavar="PATH", help="checkpoint (default: shipped weights, else random ones)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (its time shows as the first call)")
-    p.add_argument("--tile", type=int, default=0, metavar="N", help="run the model on N x N tiles")
+    p.add_argument("--tile", metavar="N|WxH", help="run the model on N x N or W x H tiles")
     p.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="tile overlap (default: 32)")
     p.add_argument("--threads", type=int, default=0, metavar="T", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--engine", metavar="PATH", help="TensorRT engine file (tensorrt backend)")

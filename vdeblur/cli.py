@@ -8,6 +8,7 @@ import sys
 
 from . import __version__
 from .errors import VdeblurError
+from .signals import describe, exit_status, terminate_as_interrupt
 
 # Modules with a ``register(subparsers)`` function, in the order `--help` lists them.
 COMMAND_MODULES = [
@@ -38,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with terminate_as_interrupt():   # SIGTERM/SIGHUP clean up like Ctrl-C (see vdeblur/signals.py)
+            return int(args.func(args) or 0)
     except VdeblurError as e:
         print(f"vdeblur: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("vdeblur: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"vdeblur: {describe(e)}", file=sys.stderr)
+        return exit_status(e)
     except BrokenPipeError:
         return 1
 

@@ -22,6 +22,7 @@ import numpy as np
 from .backends import BACKENDS, Backend, BackendOptions, open_backend
 from .errors import VdeblurError
 from .fileio import check_output
+from .signals import describe, exit_status
 from .tiling import TiledBackend, check_tiling
 from .video import DecodedFrame, VideoReader, VideoWriter
 
@@ -189,7 +190,7 @@ def _progress(total: int | None, quiet: bool):
 def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str | Backend = "auto",
                  weights: str | None = None, device: str = "auto", precision: str = "auto", batch: int = 1,
                  compile: bool = False, fused_attention: bool = False, engine: str | None = None, onnx: str | None = None,
-                 tile: int = 0, tile_overlap: int = 32, codec: str = "libx264", crf: float | None = None,
+                 tile: int | str | tuple[int, int] | None = 0, tile_overlap: int = 32, codec: str = "libx264", crf: float | None = None,
                  preset: str | None = None, pix_fmt: str | None = None, start: float | None = None,
                  duration: float | None = None, overwrite: bool = False, quiet: bool = True) -> Report:
     """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
@@ -202,8 +203,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     _check_paths(src, dst, overwrite)
     if batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {batch}")
-    if tile:
-        check_tiling(tile, tile_overlap)
+    tile_size = check_tiling(tile, tile_overlap)   # (width, height) or None
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
     reader = VideoReader(src, start=start, duration=duration)
     tmp = _temp_path(dst)
@@ -216,8 +216,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             backend = owned_backend = open_backend(backend, BackendOptions(
                 weights=weights, device=device, precision=precision, batch=batch, compile=compile,
                 fused_attention=fused_attention, engine=engine, onnx=onnx))
-        if tile:
-            backend = TiledBackend(backend, tile, tile_overlap)
+        if tile_size:
+            backend = TiledBackend(backend, tile_size, tile_overlap)
         reader.use_rgb16(backend.accepts_uint16)
         report = _run(reader, writer, backend, batch=batch, quiet=quiet)
         os.replace(tmp, dst)
@@ -291,7 +291,8 @@ def register(subparsers) -> None:
         m.add_argument("--engine", metavar="PATH", help="TensorRT engine file (tensorrt backend)")
     if "onnxruntime" in BACKENDS:
         m.add_argument("--onnx", metavar="PATH", help="ONNX model file (onnxruntime backend)")
-    m.add_argument("--tile", type=int, default=0, metavar="N", help="process frames in N x N tiles to save memory (default: whole frames)")
+    m.add_argument("--tile", metavar="N|WxH", help="process frames in N x N or W x H tiles to save memory; "
+                   "multiples of 16 waste nothing on padding (default: whole frames)")
     m.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="pixels shared by neighbouring tiles, blended (default: 32)")
     e = p.add_argument_group("output encoding")
     e.add_argument("--codec", default="libx264", help="video encoder: libx264 (default), libx265, libsvtav1, ffv1, ... any PyAV has")
@@ -314,9 +315,9 @@ def run(args) -> int:
             tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
             quiet=args.quiet)
-    except KeyboardInterrupt:
-        print(f"vdeblur: interrupted; {args.output} was not written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
+        print(f"vdeblur: {describe(e)}; {args.output} was not written", file=sys.stderr)
+        return exit_status(e)
     for warning in report.warnings():
         print(f"vdeblur: warning: {warning}", file=sys.stderr)
     if not args.quiet:

@@ -35,28 +35,61 @@ def _ramp(size: int, overlap: int, rise: bool, fall: bool) -> np.ndarray:
     return w
 
 
-def check_tiling(tile: int, overlap: int) -> None:
-    if tile < 16:
-        raise VdeblurError(f"--tile must be at least 16 pixels, got {tile}")
-    if not 0 <= overlap < tile // 2:
-        raise VdeblurError(f"--tile-overlap must be between 0 and half the tile ({tile // 2 - 1}), got {overlap}")
+TileSize = tuple[int, int]   # (width, height), the order of WxH on the command line
+
+
+def parse_tile(value: int | str | TileSize | None) -> TileSize | None:
+    """``--tile``'s value as (width, height): N is N x N, "WxH" a rectangle; 0 or None: whole frames."""
+    if value is None or isinstance(value, int):
+        w = h = value or 0
+    elif isinstance(value, str):
+        try:
+            sides = [int(v) for v in value.lower().split("x")]
+        except ValueError:
+            sides = []
+        if len(sides) not in (1, 2):
+            raise VdeblurError(f"--tile {value!r}: expected N or WIDTHxHEIGHT, e.g. 512 or 672x400")
+        w, h = sides if len(sides) == 2 else sides * 2
+    else:
+        w, h = value
+    if w == h == 0:
+        return None
+    if w < 16 or h < 16:
+        raise VdeblurError(f"--tile must be at least 16 pixels on each side, got {w if w == h else f'{w}x{h}'}")
+    return int(w), int(h)
+
+
+def check_tiling(tile: int | str | TileSize | None, overlap: int) -> TileSize | None:
+    """Parse and check ``--tile`` with ``--tile-overlap`` before any work; None: no tiling."""
+    size = parse_tile(tile)
+    if size is not None and not 0 <= overlap < min(size) // 2:
+        raise VdeblurError(f"--tile-overlap must be between 0 and half the tile's shorter side "
+                           f"({min(size) // 2 - 1}), got {overlap}")
+    return size
+
+
+def format_tile(size: TileSize) -> str:
+    return f"{size[0]}x{size[1]}"
 
 
 class TiledBackend(Backend):
-    """Wraps a backend: frames larger than ``tile`` go through it as overlapping tile x tile crops."""
+    """Wraps a backend: frames larger than the tile go through it as overlapping width x height crops."""
 
-    def __init__(self, inner: Backend, tile: int, overlap: int = 32):
-        check_tiling(tile, overlap)
-        self.inner, self.tile, self.overlap = inner, tile, overlap
+    def __init__(self, inner: Backend, tile: int | str | TileSize, overlap: int = 32):
+        size = check_tiling(tile, overlap)
+        if size is None:
+            raise VdeblurError("TiledBackend needs a tile size")
+        self.inner, self.overlap = inner, overlap
+        self.tile_w, self.tile_h = size
         self.name = inner.name
         self.accepts_uint16 = inner.accepts_uint16
 
     def run(self, frames: np.ndarray) -> np.ndarray:
         n, h, w, c = frames.shape
-        if h <= self.tile and w <= self.tile:
+        if h <= self.tile_h and w <= self.tile_w:
             return self.inner.run(frames)
-        ys, xs = tile_starts(h, self.tile, self.overlap), tile_starts(w, self.tile, self.overlap)
-        th, tw = min(self.tile, h), min(self.tile, w)
+        ys, xs = tile_starts(h, self.tile_h, self.overlap), tile_starts(w, self.tile_w, self.overlap)
+        th, tw = min(self.tile_h, h), min(self.tile_w, w)
         acc = np.zeros((n, h, w, c), np.float32)
         norm = np.zeros((h, w, 1), np.float32)
         for i, y in enumerate(ys):
@@ -71,7 +104,7 @@ class TiledBackend(Backend):
         return np.rint(acc).astype(frames.dtype)
 
     def describe(self) -> dict:
-        return {**self.inner.describe(), "tile": self.tile, "tile_overlap": self.overlap}
+        return {**self.inner.describe(), "tile": [self.tile_w, self.tile_h], "tile_overlap": self.overlap}
 
     def close(self) -> None:
         self.inner.close()

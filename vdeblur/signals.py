@@ -1,0 +1,67 @@
+"""SIGTERM and SIGHUP handled like Ctrl-C while a CLI command runs.
+
+Python's default for SIGTERM and SIGHUP is to die at once without running ``finally`` blocks, so
+``timeout``, ``kill``, a job scheduler or a closed terminal would leave the hidden temp file of an
+atomic write behind. The CLI turns them into :class:`Terminated`, a KeyboardInterrupt, so every path
+that already cleans up after Ctrl-C cleans up after them too. Only the CLI installs the handlers, in
+the main thread, for the length of one command: the library never takes an embedding program's signals.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+# Windows has no SIGHUP.
+TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class Terminated(KeyboardInterrupt):
+    """A terminating signal arrived; unwinds (and cleans up) exactly as Ctrl-C does."""
+
+    def __init__(self, signum: int):
+        self.signum = int(signum)
+        super().__init__(signal.Signals(signum).name)
+
+
+def exit_status(interrupt: KeyboardInterrupt) -> int:
+    """The shell's convention, 128 + the signal number: 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP."""
+    return 128 + int(getattr(interrupt, "signum", signal.SIGINT))
+
+
+def describe(interrupt: KeyboardInterrupt) -> str:
+    if isinstance(interrupt, Terminated):
+        return f"terminated by {signal.Signals(interrupt.signum).name}"
+    return "interrupted"
+
+
+@contextmanager
+def terminate_as_interrupt(signals: tuple[int, ...] = TERMINATING) -> Iterator[None]:
+    """Within the block, ``signals`` raise :class:`Terminated` in the main thread; the previous
+    handlers come back afterwards. A signal the process ignores (``nohup``) stays ignored, and
+    outside the main thread (where Python cannot set handlers) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    raised: list[int] = []
+
+    def on_signal(signum, _frame):
+        if raised:   # already unwinding: a second signal must not cut the cleanup short
+            return
+        raised.append(signum)
+        raise Terminated(signum)
+
+    previous = {}
+    for sig in signals:
+        before = signal.getsignal(sig)
+        if before == signal.SIG_IGN:
+            continue
+        signal.signal(sig, on_signal)
+        previous[sig] = signal.SIG_DFL if before is None else before   # None: set outside Python
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
