@@ -75,7 +75,7 @@ def model_rows(runs) -> list[str]:
                 gpu = m.get("gpu_memory", {}).get("max_allocated_bytes")
                 rows.append(
                     f"| {name} | {w}x{h} | {precision} | {m['batch']} | {options(s, m.get('backend', {}))} "
-                    f"| {m['ms_per_frame']:.2f} | {m['fps']:.2f} | {m['tflops']:.1f} "
+                    f"| {m['ms_per_frame']:.2f} | {m['fps']:.2f} | {m['tflops']:.3g} "
                     f"| {_num(m.get('fraction_of_peak') and 100 * m['fraction_of_peak'], '.0f')} "
                     f"| {_num(gpu and gpu / 2**30, '.2f')} | {m['first_call_s']:.1f} "
                     f"| {_num(m.get('compile_s'), '.1f')} | {e2e_text} |")
@@ -125,7 +125,7 @@ def header(runs) -> list[str]:
         for p, peak in r.get("peaks", {}).items():
             peaks.setdefault(p, []).append(peak["tflops"])
     for p, values in peaks.items():
-        lines.append(f"- measured {p} peak: {min(values):.1f}-{max(values):.1f} TFLOP/s ({len(values)} runs)")
+        lines.append(f"- {p} peak measured on the spot: {min(values):.3g}-{max(values):.3g} TFLOP/s ({len(values)} runs)")
     return lines
 
 

@@ -13,6 +13,7 @@
 # Usage:  benchmarks/run_gpu.sh [--dry-run] PHASE...
 #   --dry-run  on this CPU: tiny sizes, fp32, one repeat; compile steps only have their arguments
 #              checked (DRY_COMPILE=1 runs them too). GPU-only steps fail with their one-line error.
+#              No time budget (VDEBLUR_GPU_BUDGET_S sets one).
 #
 # Through the device tool (carry .whl, made by benchmarks/fetch_gpu_wheels.sh, for PyAV):
 #   run(command="bash benchmarks/run_gpu.sh test", carry=[".whl"], timeout_s=600)
@@ -40,7 +41,7 @@ for arg in "$@"; do
 done
 [ ${#PHASES[@]} -gt 0 ] || { usage >&2; exit 2; }
 
-BUDGET=${VDEBLUR_GPU_BUDGET_S:-570}
+BUDGET=${VDEBLUR_GPU_BUDGET_S:-$([ $DRY = 1 ] && echo 7200 || echo 570)}   # a dry run is about logic, not time
 STAMP=$(date -u +%Y%m%dT%H%MZ)
 if [ -z "${OUT:-}" ]; then
     OUT=$ROOT/benchmarks/results/gpu-$STAMP$([ $DRY = 1 ] && echo -dry)
@@ -62,10 +63,10 @@ $PY -c 'import av' 2>/dev/null || echo "run_gpu.sh: WARNING: PyAV is not importa
 
 # --- sizes: the issue's on a GPU, tiny on the CPU --------------------------------------------------
 if [ $DRY = 1 ]; then
-    DEV=cpu; SIZE=64x64; FRAMES=3; TIMED=(--repeats 1 --warmup 1 --e2e-repeats 1 --threads 1)
+    DEV=cpu; SIZE=64x64; FRAMES=3; TIMED=(--repeats 1 --warmup 1 --e2e-repeats 1 --threads 1); EAGER_LIMIT=600
     FP16=fp32; BOTH=fp32; CHECK=(--device cpu --variants fp32,bf16,fp32+graphs --size 64x64 --frames 3 --batch 2 --repeat 2)
 else
-    DEV=cuda; SIZE=1280x720; FRAMES=48; TIMED=(--repeats 20 --warmup 3 --e2e-repeats 3)
+    DEV=cuda; SIZE=1280x720; FRAMES=48; TIMED=(--repeats 20 --warmup 3 --e2e-repeats 3); EAGER_LIMIT=120
     FP16=fp16; BOTH=fp16,bf16; CHECK=(--size 1280x720 --frames 4 --batch 2 --repeat 3)
 fi
 BENCH=(bench --json --device "$DEV" --size "$SIZE" --frames "$FRAMES" "${TIMED[@]}")
@@ -120,7 +121,8 @@ step() {
         case $rc in
             0) status=ok ;;
             124|137) status="TIMED OUT after ${limit} s" ;;
-            *) status="FAILED (rc $rc): $(grep -v '^\s*$' "$W/$name.log" | tail -n 1 | cut -c1-160 | tr '|\t' '/ ')" ;;
+            *) status="FAILED (rc $rc): $(grep -v '^\s*$' "$W/$name.log" | tail -n 1 | cut -c1-160 | tr '|\t' '/ ')"
+               [ -f "$W/$name.json" ] && status="FAILED (rc $rc): see $name.json" ;;
         esac
     fi
     printf '%s\t%s\t%s\n' "$name" "$status" "$((SECONDS - t0))" >> "$W/steps.tsv"
@@ -173,7 +175,7 @@ phase_test() {
 
 phase_eager() {
     begin_phase eager
-    step eager "$((DRY ? 300 : 120))" bench "${BENCH[@]}" --precision "$BOTH"
+    step eager "$EAGER_LIMIT" bench "${BENCH[@]}" --precision "$BOTH"
     step fused 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --fused-attention
     step graphs 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs
     step graphs-fused 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs --fused-attention
