@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .backends import BackendOptions, torch_argv, torch_options
 from .errors import VdeblurError
 from .hardware import DTYPES, cpu_bf16_kind, cpu_description, cpu_name, resolve_device, resolve_precision
 from .network import ModelConfig, count_parameters, flops_per_frame
@@ -322,8 +323,7 @@ def open_model_backend(name: str, options, random_weights: bool):
     from .backends.torch_backend import TorchBackend
     from .network import build_model
 
-    return TorchBackend(build_model(ModelConfig()), device=options.device, precision=options.precision,
-                        compile=options.compile)
+    return TorchBackend.from_options(options, model=build_model(ModelConfig()))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -418,9 +418,13 @@ class ModelVariant:
     def to_dict(self, peak: "PeakProbe | None") -> dict:
         d = self.timing.to_dict()
         tflops = self.flops_per_frame * self.timing.fps / 1e12
+        backend = self.runner.describe()
         d.update({"size": [self.width, self.height], "precision": self.precision, "batch": len(self.batch),
                   "flops_per_frame": self.flops_per_frame, "tflops": tflops,
-                  "first_call_s": self.first_call_s, "backend": self.runner.describe()})
+                  "first_call_s": self.first_call_s, "backend": backend})
+        if backend.get("compile"):
+            # torch.compile works on the first call of a shape: what it cost beyond a steady call.
+            d["compile_s"] = max(0.0, self.first_call_s - self.timing.median_s)
         if peak is not None:
             d["peak_tflops"] = peak.tflops
             d["fraction_of_peak"] = tflops / peak.tflops
@@ -572,18 +576,16 @@ def run_bench(args) -> dict:
         "model": {"config": cfg.to_dict(), "parameters": params},
         "settings": {"backend": args.backend, "precisions": precisions, "batch": args.batch, "repeats": args.repeats,
                      "e2e_repeats": args.e2e_repeats or args.repeats,
-                     "warmup": args.warmup, "compile": args.compile, "tile": list(tile) if tile else None, "encode": encode_opts},
+                     "warmup": args.warmup, **torch_options(args), "tile": list(tile) if tile else None, "encode": encode_opts},
         "sizes": [],
     }
-    from .backends import BackendOptions
-
     with tempfile.TemporaryDirectory(prefix="vdeblur-bench-") as tmp:
         workdir = Path(tmp)
         clips = _clips(args, workdir)
         runners = {}
         for precision in precisions:
             options = BackendOptions(weights=weights, device=args.device, precision=precision, batch=args.batch,
-                                     compile=args.compile, engine=args.engine, onnx=args.onnx)
+                                     engine=args.engine, onnx=args.onnx, **torch_options(args))
             backend = open_model_backend(args.backend, options, random_weights)
             if tile:
                 backend = TiledBackend(backend, tile, args.tile_overlap)
@@ -680,8 +682,7 @@ def _memory_check(args, workdir: Path, precision: str) -> dict:
                         ("--threads", args.threads), ("--tile", args.tile or None)):
         if value:
             common += [flag, str(value)]
-    if args.compile:
-        common.append("--compile")
+    common += torch_argv(torch_options(args))
     out = memory_check(clips, common)
     out["size"] = [w, h]
     return out
@@ -697,7 +698,10 @@ def _gib(n: float) -> str:
 
 def format_table(r: dict) -> str:
     s = r["settings"]
-    extras = (", torch.compile" if s["compile"] else "") + (f", {format_tile(s['tile'])} tiles" if s["tile"] else "")
+    extras = (f", torch.compile {s.get('compile_mode') or 'default'}" if s["compile"] else "")
+    extras += ", fused attention" if s.get("fused_attention") else ""
+    extras += ", CUDA graphs" if s.get("cuda_graphs") else ""
+    extras += f", {format_tile(s['tile'])} tiles" if s["tile"] else ""
     lines = [
         f"vdeblur {r['vdeblur']} bench, torch {r['torch']}, {r['date']}",
         f"device: {r['device']['description']}",
@@ -732,6 +736,8 @@ def format_table(r: dict) -> str:
             if "gpu_event_ms_per_frame" in m:
                 note += f", CUDA events {m['gpu_event_ms_per_frame']:.2f} ms/frame"
             note += f"; first call {m['first_call_s']:.1f} s"
+            if "compile_s" in m:
+                note += f" (compile {m['compile_s']:.1f} s)"
             rows.append((f"model {p}", m, note))
         if "end_to_end" in st:
             e = st["end_to_end"]
@@ -751,7 +757,7 @@ def format_table(r: dict) -> str:
 
 
 def register(subparsers) -> None:
-    from .backends import BACKENDS
+    from .backends import BACKENDS, add_torch_arguments
 
     p = subparsers.add_parser(
         "bench", help="frames per second per stage and end to end, and the model's share of the device's peak",
@@ -774,7 +780,7 @@ def register(subparsers) -> None:
     p.add_argument("--warmup", type=int, default=1, metavar="W", help="untimed runs before timing (default: 1)")
     p.add_argument("--stages", default=",".join(STAGES), metavar="S[,S...]", help=f"which stages (default: all: {','.join(STAGES)})")
     p.add_argument("--weights", metavar="PATH", help="checkpoint (default: shipped weights, else random ones)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (its time shows as the first call)")
+    add_torch_arguments(p)
     p.add_argument("--tile", metavar="N|WxH", help="run the model on N x N or W x H tiles")
     p.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="tile overlap (default: 32)")
     p.add_argument("--threads", type=int, default=0, metavar="T", help="torch CPU threads (default: torch's choice)")

@@ -19,7 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .backends import BACKENDS, Backend, BackendOptions, open_backend
+from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, open_backend, torch_options
 from .errors import VdeblurError
 from .fileio import check_output
 from .signals import describe, exit_status
@@ -189,7 +189,8 @@ def _progress(total: int | None, quiet: bool):
 
 def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str | Backend = "auto",
                  weights: str | None = None, device: str = "auto", precision: str = "auto", batch: int = 1,
-                 compile: bool = False, fused_attention: bool = False, engine: str | None = None, onnx: str | None = None,
+                 compile: bool = False, compile_mode: str | None = None, fused_attention: bool = False,
+                 cuda_graphs: bool = False, engine: str | None = None, onnx: str | None = None,
                  tile: int | str | tuple[int, int] | None = 0, tile_overlap: int = 32, codec: str = "libx264", crf: float | None = None,
                  preset: str | None = None, pix_fmt: str | None = None, start: float | None = None,
                  duration: float | None = None, overwrite: bool = False, quiet: bool = True) -> Report:
@@ -214,8 +215,9 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         writer = VideoWriter(tmp, reader, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
         if not isinstance(backend, Backend):
             backend = owned_backend = open_backend(backend, BackendOptions(
-                weights=weights, device=device, precision=precision, batch=batch, compile=compile,
-                fused_attention=fused_attention, engine=engine, onnx=onnx))
+                weights=weights, device=device, precision=precision, batch=batch,
+                compile=compile or compile_mode is not None, compile_mode=compile_mode,
+                fused_attention=fused_attention, cuda_graphs=cuda_graphs, engine=engine, onnx=onnx))
         if tile_size:
             backend = TiledBackend(backend, tile_size, tile_overlap)
         reader.use_rgb16(backend.accepts_uint16)
@@ -283,9 +285,7 @@ def register(subparsers) -> None:
     m.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto = fp16 on CUDA, bf16 on a CPU with AMX/AVX-512-BF16, else fp32")
     m.add_argument("--batch", type=int, default=1, metavar="N", help="frames per model call (default: 1)")
-    m.add_argument("--compile", action="store_true", help="torch.compile the model (torch backend; slow start)")
-    m.add_argument("--fused-attention", action="store_true",
-                   help="torch backend on CUDA: run each block's attention as the fused Triton kernels")
+    add_torch_arguments(m)
     # Options of backends that are registered only (a backend added to BACKENDS brings its option).
     if "tensorrt" in BACKENDS:
         m.add_argument("--engine", metavar="PATH", help="TensorRT engine file (tensorrt backend)")
@@ -310,8 +310,8 @@ def run(args) -> int:
     try:
         report = deblur_video(
             args.input, args.output, backend=args.backend, weights=args.weights, device=args.device,
-            precision=args.precision, batch=args.batch, compile=args.compile,
-            fused_attention=args.fused_attention, engine=getattr(args, "engine", None), onnx=getattr(args, "onnx", None),
+            precision=args.precision, batch=args.batch, **torch_options(args),
+            engine=getattr(args, "engine", None), onnx=getattr(args, "onnx", None),
             tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
             quiet=args.quiet)

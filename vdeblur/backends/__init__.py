@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from ..errors import VdeblurError
 from .base import Backend
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "Backend", "BackendOptions", "backend_class", "open_backend"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "COMPILE_MODES", "Backend", "BackendOptions", "add_torch_arguments",
+           "backend_class", "open_backend", "torch_argv", "torch_options"]
+
+#: ``torch.compile`` modes the torch backend offers (``--compile`` alone is "default").
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -25,7 +29,9 @@ class BackendOptions:
     precision: str = "auto"
     batch: int = 1
     compile: bool = False
+    compile_mode: str | None = None  # torch.compile mode; set implies compile
     fused_attention: bool = False   # torch on CUDA: the Triton fused attention ops
+    cuda_graphs: bool = False       # torch on CUDA: replay the eager forward as captured CUDA graphs
     engine: str | None = None       # TensorRT engine path (tensorrt backend)
     onnx: str | None = None         # ONNX file (onnxruntime backend)
 
@@ -42,6 +48,36 @@ AUTO_ORDER: tuple[str, ...] = ("tensorrt", "torch")
 
 # An option that only one backend reads makes "auto" mean that backend (and its errors are shown).
 _IMPLIED_BY_OPTION = {"engine": "tensorrt", "onnx": "onnxruntime"}
+
+
+def add_torch_arguments(group) -> None:
+    """The torch backend's speed switches, shared by `deblur` and `bench` so both spell them alike."""
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile the model (torch backend; slow first call, cached on disk for later runs)")
+    group.add_argument("--compile-mode", choices=COMPILE_MODES, metavar="MODE",
+                       help=f"torch.compile mode, implies --compile: {', '.join(COMPILE_MODES)} (default: default)")
+    group.add_argument("--fused-attention", action="store_true",
+                       help="torch backend on CUDA: run each block's attention as the fused Triton kernels")
+    group.add_argument("--cuda-graphs", action="store_true",
+                       help="torch backend on CUDA: capture the forward pass once per frame size and replay it")
+
+
+def torch_options(args) -> dict:
+    """BackendOptions fields from the arguments :func:`add_torch_arguments` added."""
+    return {"compile": bool(args.compile or args.compile_mode), "compile_mode": args.compile_mode,
+            "fused_attention": args.fused_attention, "cuda_graphs": args.cuda_graphs}
+
+
+def torch_argv(options: dict) -> list[str]:
+    """The command-line flags that give back ``options`` (for child processes)."""
+    argv = []
+    if options.get("compile_mode"):
+        argv += ["--compile-mode", options["compile_mode"]]
+    elif options.get("compile"):
+        argv.append("--compile")
+    argv += [flag for flag, key in (("--fused-attention", "fused_attention"), ("--cuda-graphs", "cuda_graphs"))
+             if options.get(key)]
+    return argv
 
 
 def backend_class(name: str) -> type[Backend]:

@@ -10,8 +10,8 @@ from ..hardware import DTYPES, resolve_device, resolve_precision
 from ..network import DeblurNet
 from .base import Backend
 
-# Full scale of each integer frame type the pipeline hands over.
-_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+# Full scale of each integer frame type the pipeline hands over (as torch types, after upload).
+_SCALE = {torch.uint8: 255.0, torch.uint16: 65535.0}
 
 
 class TorchBackend(Backend):
@@ -26,30 +26,49 @@ class TorchBackend(Backend):
     accepts_uint16 = True
 
     def __init__(self, model: DeblurNet, device: str = "auto", precision: str = "auto",
-                 compile: bool = False, weights: str | None = None, fused_attention: bool = False):
+                 compile: bool = False, weights: str | None = None, fused_attention: bool = False,
+                 compile_mode: str | None = None, cuda_graphs: bool = False):
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.dtype = DTYPES[self.precision]
         self.weights = weights
-        self.compiled = compile
+        self.compile_mode = compile_mode or ("default" if compile else None)
+        self.compiled = self.compile_mode is not None
+        check_speed_options(self.device, self.compile_mode, cuda_graphs)
         model = model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
         for p in model.parameters():
             p.requires_grad_(False)
         self.fused_attention = fused_attention
         if fused_attention:
             _fuse(model, self.device)
-        if compile:
-            model.compile()  # nn.Module.compile: restore() calls self(...), so the compiled forward is used
+        self.compile_cache = None
+        self._mark_step = None
+        if self.compiled:
+            from .torch_compile import CUDAGRAPH_MODES, compile_model, mark_step
+
+            self.compile_cache = compile_model(model, self.compile_mode)
+            if self.compile_mode in CUDAGRAPH_MODES and self.device.type == "cuda":
+                self._mark_step = mark_step
         self.model = model
         self._pinned: torch.Tensor | None = None
+        self.graphs = None
+        if cuda_graphs:
+            from .cuda_graphs import GraphCache
+
+            self.graphs = GraphCache(self._forward)
 
     @classmethod
-    def from_options(cls, options) -> "TorchBackend":
-        from .. import load_model
+    def from_options(cls, options, model: DeblurNet | None = None) -> "TorchBackend":
+        """The backend for ``options``; ``model`` replaces loading ``options.weights`` (bench's random weights)."""
+        if model is None:   # refuse impossible options before the (possibly long) load
+            from .. import load_model
 
-        model = load_model(options.weights)
-        return cls(model, device=options.device, precision=options.precision,
-                   compile=options.compile, weights=options.weights, fused_attention=options.fused_attention)
+            check_speed_options(resolve_device(options.device), options.compile_mode, options.cuda_graphs)
+
+            model = load_model(options.weights)
+        return cls(model, device=options.device, precision=options.precision, compile=options.compile,
+                   weights=options.weights, fused_attention=options.fused_attention,
+                   compile_mode=options.compile_mode, cuda_graphs=options.cuda_graphs)
 
     def _upload(self, frames: np.ndarray) -> torch.Tensor:
         host = torch.from_numpy(frames)
@@ -60,18 +79,27 @@ class TorchBackend(Backend):
         self._pinned.copy_(host)
         return self._pinned.to(self.device, non_blocking=True)
 
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer NHWC frames on the device -> restored integer NHWC frames on the device.
+
+        Everything between upload and download, so CUDA graphs capture all of it. The NHWC -> NCHW
+        permute is a view with channels_last strides, no copy. Normalisation is in fp32: 65535
+        overflows fp16 and bf16 would round the division.
+        """
+        scale = _SCALE[x.dtype]
+        if self._mark_step is not None:
+            self._mark_step()
+        x = x.permute(0, 3, 1, 2).float().div_(scale).to(self.dtype)
+        y = self.model.restore(x).float().mul_(scale).round_()
+        return y.to(torch.uint8 if scale == 255.0 else torch.int32).permute(0, 2, 3, 1).contiguous()
+
     def run(self, frames: np.ndarray) -> np.ndarray:
         self.check_frames(frames)
-        scale = _SCALE[frames.dtype]
         with torch.inference_mode():
             x = self._upload(np.ascontiguousarray(frames))
-            # NHWC -> NCHW view: the strides are already channels_last, no copy. Normalise in fp32:
-            # 65535 overflows fp16 and bf16 would round the division.
-            x = x.permute(0, 3, 1, 2).float().div_(scale).to(self.dtype)
-            y = self.model.restore(x)
-            y = y.float().mul_(scale).round_()
-            out_type = torch.uint8 if frames.dtype == np.uint8 else torch.int32
-            y = y.to(out_type).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            y = (self.graphs or self._forward)(x)
+            # A graph's output is a static buffer the next replay overwrites: always copy it out.
+            y = y.to("cpu", copy=self.graphs is not None).numpy()
         return y if y.dtype == frames.dtype else y.astype(frames.dtype)
 
     def describe(self) -> dict:
@@ -82,7 +110,10 @@ class TorchBackend(Backend):
             "weights": self.weights or "shipped default",
             "channels_last": True,
             "compile": self.compiled,
+            "compile_mode": self.compile_mode,
+            "compile_cache": str(self.compile_cache) if self.compile_cache else None,
             "fused_attention": self.fused_attention,
+            "cuda_graphs": self.graphs.describe() if self.graphs else False,
             "cpu_threads": torch.get_num_threads(),
             "torch": torch.__version__,
         }
@@ -90,8 +121,22 @@ class TorchBackend(Backend):
     def close(self) -> None:
         self.model = None
         self._pinned = None
+        if self.graphs is not None:
+            self.graphs.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def check_speed_options(device: torch.device, compile_mode: str | None, cuda_graphs: bool) -> None:
+    """One-line errors for switch combinations that cannot work, before any work is done."""
+    from .torch_compile import CUDAGRAPH_MODES
+
+    if cuda_graphs and compile_mode in CUDAGRAPH_MODES:
+        raise VdeblurError(f"--cuda-graphs and --compile-mode {compile_mode} both capture CUDA graphs; use one of them")
+    if cuda_graphs:
+        from .cuda_graphs import require_cuda
+
+        require_cuda(device)
 
 
 def _fuse(model: DeblurNet, device: torch.device) -> None:
