@@ -134,7 +134,8 @@ def main(argv=None) -> int:
     device = resolve_device("auto")
     precision = training_precision("auto", device)
     model = read_checkpoint(target).build().float().eval().to(device)
-    sets = [evaluate_set(model, pairs_from_folder(args.val), device, precision, str(args.val), progress=True)]
+    sets = [evaluate_set(model, pairs_from_folder(args.val), device, precision,
+                         f"{args.val.resolve().parent.name}/{args.val.name}", progress=True)]
     if args.synthetic:
         name = f"synthetic held-out (n={args.synthetic}, seed={DEFAULT_SYNTHETIC_SEED}, 256px)"
         sets.append(evaluate_set(model, pairs_synthetic(args.synthetic, DEFAULT_SYNTHETIC_SEED, 256, args.photos),
