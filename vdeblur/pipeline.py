@@ -216,7 +216,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         if not isinstance(backend, Backend):
             backend = owned_backend = open_backend(backend, BackendOptions(
                 weights=weights, device=device, precision=precision, batch=batch,
-                compile=compile or compile_mode is not None, compile_mode=compile_mode,
+                compile=compile, compile_mode=compile_mode,
                 fused_attention=fused_attention, cuda_graphs=cuda_graphs, engine=engine, onnx=onnx))
         if tile_size:
             backend = TiledBackend(backend, tile_size, tile_overlap)
