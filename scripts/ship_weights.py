@@ -24,11 +24,11 @@ import torch
 
 from vdeblur.checkpoint import file_sha256, read_checkpoint, save_state
 from vdeblur.errors import VdeblurError
-from vdeblur.evaluate import DEFAULT_SYNTHETIC_SEED, evaluate_set, pairs_from_folder, pairs_synthetic
+from vdeblur.evaluate import DEFAULT_SYNTHETIC_SEED, evaluate_set, pairs_from_folder, pairs_synthetic, restore_image
 from vdeblur.fileio import atomic_write
 from vdeblur.hardware import cpu_description, resolve_device
-from vdeblur.metrics import psnr, quantize
-from vdeblur.training import autocast, training_precision
+from vdeblur.metrics import psnr
+from vdeblur.training import training_precision
 from vdeblur.weights import WEIGHTS_DIR
 
 STORAGE_MIN_PSNR = 50.0  # fp16-stored weights must reproduce the fp32 model's output this closely
@@ -59,17 +59,12 @@ def storage_check(fp32_model, stored_model, count: int = 4) -> float:
     return worst
 
 
-def restore(model, blur: torch.Tensor, device, precision) -> torch.Tensor:
-    with torch.no_grad(), autocast(device, precision):
-        return quantize(model.restore(blur[None].to(device)).float().cpu())[0]
-
-
 def before_after(model, real_dir: Path, photos, device, precision, out: Path, crop: int = 224) -> str:
     """Rows of blurry | model | sharp: a crop of the first real pair where the model gains most, and a synthetic one."""
     rows, notes = [], []
     candidates = []
     for name, blur, sharp in pairs_from_folder(real_dir):
-        restored = restore(model, blur, device, precision)
+        restored = restore_image(model, blur, device, precision)
         candidates.append((float(psnr(restored, sharp) - psnr(blur, sharp)), name, blur, restored, sharp))
     gain, name, blur, restored, sharp = max(candidates, key=lambda c: c[0])
     # The crop with the most detail in the sharp frame: where blur (and deblurring) shows.
@@ -81,7 +76,7 @@ def before_after(model, real_dir: Path, photos, device, precision, out: Path, cr
     notes.append(f"top: {real_dir.name}/{name}, crop x={x} y={y} of the full-frame result ({gain:+.2f} dB on the frame)")
     scored = []
     for sname, sblur, ssharp in pairs_synthetic(12, DEFAULT_SYNTHETIC_SEED, crop, photos):
-        srest = restore(model, sblur, device, precision)
+        srest = restore_image(model, sblur, device, precision)
         scored.append((float(psnr(srest, ssharp) - psnr(sblur, ssharp)), sname, sblur, srest, ssharp))
     median = sorted(scored, key=lambda c: c[0])[len(scored) // 2]
     rows.append(list(median[2:]))

@@ -49,16 +49,20 @@ def _num(x: float):
     return round(x, 4) if math.isfinite(x) else None
 
 
-def evaluate_set(model, pairs, device: torch.device, precision: str, name: str, progress: bool = False) -> dict:
-    """Mean and per-image PSNR/SSIM of the input and of the model's output."""
+def restore_image(model, blur: torch.Tensor, device: torch.device, precision: str) -> torch.Tensor:
+    """The model's output for one CHW image, on the CPU and rounded to 8 bits as a saved frame would be."""
     from .training import autocast
 
+    with torch.no_grad(), autocast(device, precision):
+        out = model.restore(blur.unsqueeze(0).to(device))
+    return quantize(out.float().cpu())[0]
+
+
+def evaluate_set(model, pairs, device: torch.device, precision: str, name: str, progress: bool = False) -> dict:
+    """Mean and per-image PSNR/SSIM of the input and of the model's output."""
     rows = []
     for image_name, blur, sharp in pairs:
-        x = blur.unsqueeze(0).to(device)
-        with torch.no_grad(), autocast(device, precision):
-            out = model.restore(x)
-        out = quantize(out.float().cpu())
+        out = restore_image(model, blur, device, precision).unsqueeze(0)
         target = sharp.unsqueeze(0)
         row = {"image": image_name,
                "input_psnr": float(psnr(blur, sharp)), "input_ssim": float(ssim(blur, sharp)),
