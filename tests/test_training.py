@@ -119,7 +119,8 @@ def test_torchrun_ddp_two_processes(tmp_path):
            "-m", "vdeblur", "train", "--out", str(tmp_path / "ddp"), "--widths", "4", "8", "16", "--blocks", "1",
            "--crop", "32", "--batch", "1", "--steps", "2", "--no-progress", "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    # Both ends of stderr: a rank's own error comes first, torchrun's summary last.
+    assert proc.returncode == 0, proc.stderr[:3000] + "\n...\n" + proc.stderr[-2000:]
     assert "x2" in proc.stderr
     weights, state = load_run_state(tmp_path / "ddp")
     assert state["step"] == 2
