@@ -115,7 +115,7 @@ def test_resume_of_a_non_run(tmp_path, capsys):
 def test_torchrun_ddp_two_processes(tmp_path):
     """Two CPU processes (gloo) through torchrun: gradients are averaged, so both ranks agree."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "vdeblur", "train", "--out", str(tmp_path / "ddp"), "--widths", "4", "8", "16", "--blocks", "1",
            "--crop", "32", "--batch", "1", "--steps", "2", "--no-progress", "--device", "cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
