@@ -388,7 +388,7 @@ def register(subparsers) -> None:
         "train", help="train the network (paper's recipe) on GoPro-style pairs and/or synthetic blur",
         description="Train with the paper's recipe. Real pairs from --data (GoPro layout or *_blur/*_sharp files), "
                     "synthetic GoPro-like pairs made on the fly from --photos (and scikit-image's photos). "
-                    "Multi-GPU: torchrun --nproc-per-node N -m vdeblur train ... (--batch is per process).")
+                    "Multi-GPU: torchrun --standalone --nproc-per-node N -m vdeblur train ... (--batch is per process).")
     g = p.add_argument_group("recipe (saved in the run; not allowed with --resume)")
     g.add_argument("--data", action="append", metavar="DIR", help="folder of blur/sharp pairs (repeatable), e.g. GOPRO_Large/train")
     g.add_argument("--photos", action="append", metavar="DIR", help="folder of sharp photos for synthetic blur (repeatable; every 6th is held out for `vdeblur eval --synthetic`)")
