@@ -33,12 +33,16 @@ class FakeGraph:
 
     def __init__(self, fn, example):
         self.fn, self.static_input = fn, example.clone()
-        self.static_output = fn(self.static_input).clone()
+        out = fn(self.static_input)
+        self.static_output = tuple(t.clone() for t in out) if isinstance(out, tuple) else out.clone()
         self.replays = 0
 
     def __call__(self, x):
         self.static_input.copy_(x)
-        self.static_output.copy_(self.fn(self.static_input))
+        out = self.fn(self.static_input)
+        statics, news = (self.static_output, out) if isinstance(out, tuple) else ((self.static_output,), (out,))
+        for static, new in zip(statics, news):
+            static.copy_(new)
         self.replays += 1
         return self.static_output
 

@@ -222,3 +222,44 @@ def test_fused_attention_on_cpu_is_a_clear_error(tmp_path):
     model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4))
     with pytest.raises(VdeblurError, match="CUDA"):
         TorchBackend(model, device="cpu", fused_attention=True)
+
+
+def _poison(backend, frame):
+    """Make the backend's own (reduced-precision) model give NaN in one pixel of batch frame ``frame``."""
+    original = backend.model.restore
+
+    def restore(frames):
+        y = original(frames).clone()
+        y[frame, 0, 5, 7] = float("nan")
+        return y
+
+    backend.model.restore = restore
+
+
+def test_frames_with_nan_in_reduced_precision_are_redone_in_fp32(weights, capsys):
+    from vdeblur.pipeline import Report
+
+    x = np.random.default_rng(2).integers(0, 256, (3, 40, 56, 3), dtype=np.uint8)
+    ref = open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="fp32")).run(x)
+    backend = open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="bf16"))
+    clean = backend.run(x)
+    _poison(backend, 1)
+    out = backend.run(x)
+    assert np.array_equal(out[[0, 2]], clean[[0, 2]]) and np.array_equal(out[1], ref[1])
+    facts = backend.describe()
+    assert (facts["bad_frames"], facts["bad_frame_fallback"], facts["nonfinite_frames"]) == (1, "fp32", 0)
+    assert capsys.readouterr().err.count("bf16 output had NaN/inf; such frames are redone in fp32") == 1
+    backend.run(x)
+    assert backend.describe()["bad_frames"] == 2 and capsys.readouterr().err == ""   # warned once only
+    report = Report(output="o.mp4", frames=3, expected_frames=3, seconds=1.0, corrupt_packets=0, corrupt_frames=0,
+                    dropped_frames=0, copied_streams=[], skipped_streams=[], backend=backend.describe())
+    assert "2 frame(s) came out NaN/inf (or black) in bf16 and were redone in fp32" in report.warnings()
+
+
+def test_nan_in_fp32_is_counted_and_reported(weights, capsys):
+    backend = open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="fp32"))
+    _poison(backend, 0)
+    backend.run(np.zeros((2, 32, 32, 3), np.uint8))
+    facts = backend.describe()
+    assert (facts["bad_frames"], facts["bad_frame_fallback"], facts["nonfinite_frames"]) == (0, None, 1)
+    assert "NaN/inf output in fp32" in capsys.readouterr().err

@@ -54,6 +54,12 @@ class Report:
         if self.corrupt_packets or self.corrupt_frames or self.dropped_frames:
             out.append(f"damaged input: {self.corrupt_packets} packet(s) skipped, {self.corrupt_frames} frame(s) "
                        f"decoded with errors, {self.dropped_frames} frame(s) with out-of-order timestamps dropped")
+        bad, fallback = self.backend.get("bad_frames"), self.backend.get("bad_frame_fallback")
+        if bad:
+            out.append(f"{bad} frame(s) came out NaN/inf (or black) in {self.backend.get('precision')}"
+                       + (f" and were redone in {fallback}" if fallback else " and were written as they came"))
+        if self.backend.get("nonfinite_frames"):
+            out.append(f"{self.backend['nonfinite_frames']} frame(s) had NaN/inf output even in fp32: damaged weights?")
         expected = self.expected_frames
         if expected and self.frames + self.dropped_frames < expected - max(2, expected // 20):
             out.append(f"the input ended after {self.frames} frames but announced about {expected} (truncated file?)")

@@ -119,7 +119,7 @@ class TensorRTBackend(Backend):
             "tensorrt": self.trt.__version__,
             "weights": self.weights or "shipped default",
             "bad_frames": self.bad_frames,
-            "bad_frame_fallback": self.fallback,
+            "bad_frame_fallback": "torch fp32" if self.fallback == "torch" else None,
         }
 
     def close(self) -> None:

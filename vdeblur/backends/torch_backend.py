@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import sys
+
 import numpy as np
 import torch
 
@@ -35,6 +38,12 @@ class TorchBackend(Backend):
         self.compile_mode = compile_mode or ("default" if compile else None)
         self.compiled = self.compile_mode is not None
         check_speed_options(self.device, self.compile_mode, cuda_graphs)
+        # An fp32 spare (host memory until needed) redoes any frame whose reduced-precision output is
+        # not finite: fp16 can overflow where fp32 cannot, and a NaN frame would be written black.
+        self._spare = copy.deepcopy(model).float().eval() if self.dtype != torch.float32 else None
+        self._spare_ready = False
+        self.bad_frames = 0         # frames redone in fp32 after a non-finite reduced-precision output
+        self.nonfinite = 0          # frames still not finite in fp32 (written as the model gave them)
         model = model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
         for p in model.parameters():
             p.requires_grad_(False)
@@ -79,28 +88,42 @@ class TorchBackend(Backend):
         self._pinned.copy_(host)
         return self._pinned.to(self.device, non_blocking=True)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Integer NHWC frames on the device -> restored integer NHWC frames on the device.
-
-        Everything between upload and download, so CUDA graphs capture all of it. The NHWC -> NCHW
-        permute is a view with channels_last strides, no copy. Normalisation is in fp32: 65535
-        overflows fp16 and bf16 would round the division.
-        """
-        scale = _SCALE[x.dtype]
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Everything between upload and download, so CUDA graphs capture all of it."""
         if self._mark_step is not None:
             self._mark_step()
-        x = x.permute(0, 3, 1, 2).float().div_(scale).to(self.dtype)
-        y = self.model.restore(x).float().mul_(scale).round_()
-        return y.to(torch.uint8 if scale == 255.0 else torch.int32).permute(0, 2, 3, 1).contiguous()
+        return _restore_integer(self.model, x, self.dtype)
 
     def run(self, frames: np.ndarray) -> np.ndarray:
         self.check_frames(frames)
         with torch.inference_mode():
             x = self._upload(np.ascontiguousarray(frames))
-            y = (self.graphs or self._forward)(x)
-            # A graph's output is a static buffer the next replay overwrites: always copy it out.
+            y, finite = (self.graphs or self._forward)(x)
+            # A graph's outputs are static buffers the next replay overwrites: always copy them out.
             y = y.to("cpu", copy=self.graphs is not None).numpy()
+            finite = finite.to("cpu", copy=self.graphs is not None).numpy()
+            if not finite.all():
+                self._redo(x, np.flatnonzero(~finite), y)
         return y if y.dtype == frames.dtype else y.astype(frames.dtype)
+
+    def _redo(self, x: torch.Tensor, bad: np.ndarray, y: np.ndarray) -> None:
+        """Frames ``bad`` of the batch came out NaN/inf: run them again in fp32 (in place in ``y``)."""
+        if self._spare is None:
+            self.nonfinite += len(bad)
+            if self.nonfinite == len(bad):
+                _warn(f"the model gave NaN/inf output in fp32 ({len(bad)} frame(s) so far): are the weights damaged?")
+            return
+        if not self._spare_ready:
+            self._spare = self._spare.to(self.device, memory_format=torch.channels_last)
+            self._spare_ready = True
+        again, finite = _restore_integer(self._spare, x[torch.from_numpy(bad).to(x.device)], torch.float32)
+        y[bad] = again.cpu().numpy()
+        first = self.bad_frames == 0
+        self.bad_frames += len(bad)
+        self.nonfinite += int((~finite.cpu()).sum())
+        if first:
+            _warn(f"{self.precision} output had NaN/inf; such frames are redone in fp32 (slower; "
+                  f"--precision fp32 avoids the retry)")
 
     def describe(self) -> dict:
         return {
@@ -115,16 +138,39 @@ class TorchBackend(Backend):
             "fused_attention": self.fused_attention,
             "cuda_graphs": self.graphs.describe() if self.graphs else False,
             "cpu_threads": torch.get_num_threads(),
+            "bad_frames": self.bad_frames,
+            "bad_frame_fallback": "fp32" if self._spare is not None else None,
+            "nonfinite_frames": self.nonfinite,
             "torch": torch.__version__,
         }
 
     def close(self) -> None:
         self.model = None
+        self._spare = None
         self._pinned = None
         if self.graphs is not None:
             self.graphs.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _restore_integer(model: DeblurNet, x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer NHWC frames -> (restored integer NHWC frames, per-frame "all finite" flags), on x's device.
+
+    The NHWC -> NCHW permute is a view with channels_last strides, no copy. Normalisation is in
+    fp32: 65535 overflows fp16 and bf16 would round the division. The flags cost one read of the
+    output and let the caller redo a frame that overflowed instead of writing it black.
+    """
+    scale = _SCALE[x.dtype]
+    x = x.permute(0, 3, 1, 2).float().div_(scale).to(dtype)
+    y = model.restore(x).float()
+    finite = torch.isfinite(y).flatten(1).all(1)
+    y = y.mul_(scale).round_()
+    return y.to(torch.uint8 if scale == 255.0 else torch.int32).permute(0, 2, 3, 1).contiguous(), finite
+
+
+def _warn(message: str) -> None:
+    print(f"vdeblur: warning: {message}", file=sys.stderr)
 
 
 def check_speed_options(device: torch.device, compile_mode: str | None, cuda_graphs: bool) -> None:
