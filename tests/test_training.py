@@ -143,3 +143,11 @@ def test_init_weights_starts_from_a_checkpoint(tmp_path, capsys):
     assert json.loads(state["recipe"])["init_weights"] == str(ckpt.resolve())
     assert main(["train", "--out", str(tmp_path / "x"), "--init-weights", str(ckpt), "--widths", "4", "8", "16"]) == 1
     assert "--init-weights takes the network shape" in capsys.readouterr().err
+
+
+def test_named_runs_live_under_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert main(["train", "--name", "tiny", "--widths", "4", "8", "16", "--blocks", "1", "--crop", "32", "--batch", "1",
+                 "--steps", "1", "--no-progress", "--no-builtin-photos", "--threads", "1"]) == 0
+    weights, state = load_run_state(tmp_path / "xdg" / "vdeblur" / "runs" / "tiny")
+    assert state["step"] == 1 and weights.is_file()

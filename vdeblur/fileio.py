@@ -11,6 +11,12 @@ from typing import BinaryIO
 from .errors import VdeblurError
 
 
+def cache_root(environ=os.environ) -> Path:
+    """``$XDG_CACHE_HOME/vdeblur`` (``~/.cache/vdeblur`` when unset): training runs and compile caches."""
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vdeblur"
+
+
 def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], object]) -> Path:
     """Write ``data`` (bytes, or a function given the open binary file) to a temp file beside
     ``path``, fsync, then rename over ``path``: a crash leaves the old file or the new one, never a

@@ -30,12 +30,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import read_checkpoint, save_state
-from .fileio import atomic_write
+from .fileio import atomic_write, cache_root
 from .errors import VdeblurError
 from .hardware import cpu_bf16_kind, cpu_description, resolve_device, resolve_precision
 from .network import DeblurNet, ModelConfig, count_parameters, resize_bilinear
 
-DEFAULT_RUNS = Path("~/.cache/vdeblur/runs").expanduser()
 KEEP_CHECKPOINTS = 3
 _GRAY = (0.299, 0.587, 0.114)
 
@@ -409,7 +408,7 @@ def register(subparsers) -> None:
     g.add_argument("--residual", action=argparse.BooleanOptionalAction, default=None,
                    help="predict blurry + correction (default on: trains much faster; --no-residual is the paper's exact network)")
     r = p.add_argument_group("run")
-    r.add_argument("--name", default="default", help="run name: state goes to ~/.cache/vdeblur/runs/NAME")
+    r.add_argument("--name", default="default", help="run name: state goes to $XDG_CACHE_HOME/vdeblur/runs/NAME (~/.cache/vdeblur/runs/NAME)")
     r.add_argument("--out", type=Path, help="run directory (overrides --name)")
     r.add_argument("--resume", action="store_true", help="continue the run in the run directory exactly where its last checkpoint left off")
     r.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -472,7 +471,7 @@ def recipe_from_args(args) -> Recipe:
 
 
 def run(args) -> int:
-    run_dir = (args.out or DEFAULT_RUNS / args.name).expanduser()
+    run_dir = (args.out or cache_root() / "runs" / args.name).expanduser()
     if args.workers is not None and args.workers < 0:
         raise VdeblurError(f"--workers must be 0 or more, got {args.workers}")
     if args.threads:

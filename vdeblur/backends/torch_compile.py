@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from ..errors import VdeblurError
+from ..fileio import cache_root
 from . import COMPILE_MODES
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
@@ -31,9 +32,7 @@ CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")
 
 
 def default_cache_dir(environ=os.environ) -> Path:
-    """``$XDG_CACHE_HOME/vdeblur/torchinductor``, XDG_CACHE_HOME defaulting to ``~/.cache``."""
-    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "vdeblur" / "torchinductor"
+    return cache_root(environ) / "torchinductor"
 
 
 def _torch_default() -> str | None:
