@@ -15,7 +15,7 @@ calls that wait and export the latest weights (split into parts that fit), and j
     here:   python scripts/device_train.py join FILES_AT --out ~/.cache/vdeblur/runs/h100
 
 `start` trains from scratch with the notes' 30-minute H100 recipe (crop 256, batch 16, Adam 2e-4,
-power-0.3 decay, synthetic pairs 3:1 with the real train pairs); arguments after `--` go to
+power-0.3 decay, synthetic pairs 3:1 with the real train pairs), compiled; arguments after `--` go to
 `vdeblur train` and override it. Its step count is sized so the learning rate reaches zero inside
 the time given (at --rate steps/s); --time-limit stops it regardless.
 """
@@ -46,7 +46,7 @@ CARRY_MARGIN = 2 * 2**20          # room for the tree to grow between packing an
 PART_LIMIT = 15 * 2**20           # the tool returns files of at most 16 MiB
 CARRIED = ROOT / ".carry" / "data"    # ignored by git; named in the call's carry
 DEFAULT_RUN = Path(os.environ.get("TMPDIR", "/tmp")) / "vdeblur-device-run"
-STARTUP_S = 90                    # worker start-up and cuDNN autotuning before steps flow
+STARTUP_S = 150                   # compiling (89 s measured on an H100), workers and cuDNN before steps flow
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -141,7 +141,7 @@ def train_command(args, extra: list[str]) -> list[str]:
            "--data", str(carry / "gopro-train"), "--photos", str(carry / "sharp"), "--synthetic-fraction", "0.75",
            "--crop", "256", "--batch", "16", "--steps", str(steps), "--lr", "2e-4", "--lr-power", "0.3",
            "--seed", str(args.seed), "--device", args.device, "--checkpoint-minutes", str(args.checkpoint_minutes),
-           "--time-limit", f"{args.minutes + 1.5:g}", "--no-progress"]
+           "--time-limit", f"{args.minutes + 1.5:g}", "--no-progress"] + ([] if args.eager else ["--compile"])
     if args.workers is not None:
         cmd += ["--workers", str(args.workers)]
     return cmd + extra
@@ -276,7 +276,9 @@ def main(argv=None) -> int:
         if name == "start":
             s.add_argument("--data", type=Path, default=CARRIED, help="the packed data")
             s.add_argument("--minutes", type=float, default=20, help="training time; the schedule is sized to it")
-            s.add_argument("--rate", type=float, default=7.5, help="expected steps/s (H100, batch 16, 256 px: 7.9 measured)")
+            s.add_argument("--rate", type=float, default=9.0,
+                           help="expected steps/s (H100, batch 16, 256 px: 10.6 compiled, 8.9 eager in the notes)")
+            s.add_argument("--eager", action="store_true", help="no torch.compile (then use --rate 7.5)")
             s.add_argument("--steps", type=int, help="total steps (default: from --minutes and --rate)")
             s.add_argument("--seed", type=int, default=11)
             s.add_argument("--device", default="cuda")

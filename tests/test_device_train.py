@@ -72,7 +72,7 @@ def test_start_exports_parts_that_join_to_the_checkpoint(dt, data, tmp_path, cap
     root, _ = data
     packed, run, got = tmp_path / "packed", tmp_path / "run", tmp_path / "got"
     dt.pack(root, packed, jobs=1)
-    tiny = ["--", "--widths", "4", "8", "16", "--blocks", "1", "--crop", "32", "--batch", "1", "--workers", "0",
+    tiny = ["--eager", "--", "--widths", "4", "8", "16", "--blocks", "1", "--crop", "32", "--batch", "1", "--workers", "0",
             "--no-builtin-photos", "--threads", "1"]
     common = ["--run", str(run), "--poll", "0.2", "--export", str(got), "--part-mib", "0.01"]
     assert dt.main(["start", "--data", str(packed), "--device", "cpu", "--steps", "3", "--wait", "180", *common, *tiny]) == 0
@@ -111,9 +111,9 @@ def test_wait_without_a_run_and_missing_data_are_one_line_errors(dt, tmp_path, c
 
 def test_schedule_is_sized_to_the_minutes(dt, tmp_path):
     args = type("A", (), dict(steps=None, rate=7.5, minutes=20, data=tmp_path, run=tmp_path / "r", seed=1,
-                              device="cuda", checkpoint_minutes=2.0, workers=12))()
+                              device="cuda", checkpoint_minutes=2.0, workers=12, eager=False))()
     cmd = dt.train_command(args, ["--lr", "1e-4"])
     steps = int(cmd[cmd.index("--steps") + 1])
-    assert steps == int(7.5 * (20 * 60 - dt.STARTUP_S))
+    assert steps == int(7.5 * (20 * 60 - dt.STARTUP_S)) and "--compile" in cmd
     assert cmd[cmd.index("--time-limit") + 1] == "21.5"
     assert cmd[-2:] == ["--lr", "1e-4"]   # given last: vdeblur train's parser lets it win

@@ -151,3 +151,25 @@ def test_named_runs_live_under_xdg_cache_home(tmp_path, monkeypatch):
                  "--steps", "1", "--no-progress", "--no-builtin-photos", "--threads", "1"]) == 0
     weights, state = load_run_state(tmp_path / "xdg" / "vdeblur" / "runs" / "tiny")
     assert state["step"] == 1 and weights.is_file()
+
+
+@pytest.mark.slow
+def test_compiled_training_follows_eager(tmp_path, monkeypatch):
+    """--compile runs the step through torch.compile (cache under XDG_CACHE_HOME) and trains the same
+    weights as eager up to rounding."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", os.path.abspath(default_cache_dir()))
+    recipe = _recipe(steps=3, precision="fp32", builtin_photos=False)
+    eager = train(recipe, tmp_path / "eager", progress=False)
+    compiled = train(recipe, tmp_path / "compiled", progress=False, compile=True)
+    assert type(compiled.net).__name__ == "OptimizedModule" and type(eager.net).__name__ != "OptimizedModule"
+    assert any((tmp_path / "xdg" / "vdeblur" / "torchinductor").iterdir())
+    for (name, a), b in zip(eager.model.state_dict().items(), compiled.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-4), name
+    assert any(not torch.equal(a, b) for a, b in zip(_recipe_start(recipe).values(), compiled.model.state_dict().values()))
+
+
+def _recipe_start(recipe):
+    return Trainer(recipe, torch.device("cpu"), "fp32").model.state_dict()

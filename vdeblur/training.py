@@ -277,8 +277,14 @@ def _init_distributed() -> tuple[int, int, torch.device | None]:
 
 def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = "auto",
           checkpoint_minutes: float = 10.0, time_limit_minutes: float | None = None,
-          workers: int | None = None, progress: bool = True, log_every: int = 50, stop_at_step: int | None = None) -> Trainer:
-    """Run (or continue) training until ``recipe.steps``, a time limit, a signal, or ``stop_at_step``."""
+          workers: int | None = None, progress: bool = True, log_every: int = 50, stop_at_step: int | None = None,
+          compile: bool = False) -> Trainer:
+    """Run (or continue) training until ``recipe.steps``, a time limit, a signal, or ``stop_at_step``.
+
+    ``compile``: torch.compile the forward pass (measured 1.16x per step on a 2-core CPU in bf16
+    after 161 s of compiling; the notes report 1.19x on an H100). Its caches persist like the
+    torch backend's.
+    """
     import torch.distributed as dist
     from tqdm import tqdm
 
@@ -293,6 +299,11 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
     if resume:
         weights, state = load_run_state(run_dir)
         trainer.load(weights, state)
+    if compile:
+        from .backends.torch_compile import use_compile_cache
+
+        use_compile_cache()
+        trainer.net = torch.compile(trainer.net)
     samples = build_samples(recipe)
     end = min(recipe.steps, stop_at_step) if stop_at_step is not None else recipe.steps
     if workers is None:
@@ -322,7 +333,8 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
         run_dir.mkdir(parents=True, exist_ok=True)
         print(f"vdeblur train: {'resuming' if resume else 'starting'} {run_dir} at step {trainer.step}/{recipe.steps}; "
               f"{count_parameters(trainer.model):,} parameters, {precision} on {dev}"
-              + (f" x{world}" if world > 1 else "") + (f" ({cpu_description()})" if dev.type == "cpu" else ""),
+              + (f" x{world}" if world > 1 else "") + (f" ({cpu_description()})" if dev.type == "cpu" else "")
+              + ("; torch.compile (the first step compiles)" if compile else ""),
               file=sys.stderr, flush=True)
     bar = tqdm(total=end, initial=trainer.step, disable=not (progress and main_thread), dynamic_ncols=True,
                mininterval=1.0 if sys.stderr.isatty() else 30.0, unit="step")
@@ -414,6 +426,8 @@ def register(subparsers) -> None:
     r.add_argument("--device", default="auto", help="auto, cpu or cuda")
     r.add_argument("--threads", type=int, help="torch CPU threads")
     r.add_argument("--workers", type=int, help="data loader processes (default: 0 on a CPU, up to 8 per GPU)")
+    r.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step: a few minutes of compiling first, then ~1.2x faster (CPU and GPU)")
     r.add_argument("--checkpoint-minutes", type=float, default=10.0, help="minutes between checkpoints (and one at the end)")
     r.add_argument("--time-limit", type=float, metavar="MINUTES", help="checkpoint and stop after this many minutes")
     r.add_argument("--log-every", type=int, default=50, help="steps between log lines (run_dir/log.jsonl)")
@@ -490,7 +504,8 @@ def run(args) -> int:
             print("vdeblur train: this CPU has no native bf16; training in fp32", file=sys.stderr)
     trainer = train(recipe, run_dir, resume=args.resume, device=args.device,
                     checkpoint_minutes=args.checkpoint_minutes, time_limit_minutes=args.time_limit,
-                    workers=args.workers, progress=not args.no_progress, log_every=max(1, args.log_every))
+                    workers=args.workers, progress=not args.no_progress, log_every=max(1, args.log_every),
+                    compile=args.compile)
     if trainer.step < recipe.steps:
         print(f"vdeblur train: continue with: vdeblur train --resume --out {run_dir}", file=sys.stderr)
     return 0
