@@ -42,6 +42,7 @@ class TorchBackend(Backend):
         # not finite: fp16 can overflow where fp32 cannot, and a NaN frame would be written black.
         self._spare = copy.deepcopy(model).float().eval() if self.dtype != torch.float32 else None
         self._spare_ready = False
+        self.bad_frame_fallback = "fp32" if self._spare is not None else None
         self.bad_frames = 0         # frames redone in fp32 after a non-finite reduced-precision output
         self.nonfinite = 0          # frames still not finite in fp32 (written as the model gave them)
         model = model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
@@ -139,7 +140,7 @@ class TorchBackend(Backend):
             "cuda_graphs": self.graphs.describe() if self.graphs else False,
             "cpu_threads": torch.get_num_threads(),
             "bad_frames": self.bad_frames,
-            "bad_frame_fallback": "fp32" if self._spare is not None else None,
+            "bad_frame_fallback": self.bad_frame_fallback,
             "nonfinite_frames": self.nonfinite,
             "torch": torch.__version__,
         }
