@@ -263,3 +263,24 @@ def test_nan_in_fp32_is_counted_and_reported(weights, capsys):
     facts = backend.describe()
     assert (facts["bad_frames"], facts["bad_frame_fallback"], facts["nonfinite_frames"]) == (0, None, 1)
     assert "NaN/inf output in fp32" in capsys.readouterr().err
+
+
+def test_without_pyav_only_the_video_commands_refuse(tmp_path):
+    """PyAV is imported on first use: train/eval/info work without it; deblur and bench say why in one line."""
+    blocker = ("import sys\n"
+               "class NoAV:\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name == 'av' or name.startswith('av.'):\n"
+               "            raise ImportError(\"No module named 'av'\", name='av')\n"
+               "sys.meta_path.insert(0, NoAV())\n"
+               "from vdeblur.cli import main\n"
+               "sys.exit(main(sys.argv[1:]))\n")
+    def vdeblur(*argv):
+        return subprocess.run([sys.executable, "-c", blocker, *argv], capture_output=True, text=True, timeout=120)
+
+    assert vdeblur("train", "--help").returncode == 0
+    (tmp_path / "in.mp4").write_bytes(b"not read")
+    for argv in (["deblur", str(tmp_path / "in.mp4"), "-o", str(tmp_path / "out.mp4")], ["bench", "--size", "32x32"]):
+        proc = vdeblur(*argv)
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
+            "vdeblur: error: reading and writing video needs PyAV (No module named 'av'): pip install 'av<19'"], proc.stderr

@@ -29,7 +29,7 @@ import torch
 
 from . import __version__
 from .backends import BackendOptions, torch_argv, torch_options
-from .errors import VdeblurError
+from .errors import VdeblurError, require_pyav
 from .hardware import DTYPES, cpu_bf16_kind, cpu_description, cpu_name, resolve_device, resolve_precision
 from .network import ModelConfig, count_parameters, flops_per_frame
 from .tiling import TiledBackend, check_tiling, format_tile
@@ -797,6 +797,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    require_pyav()   # every stage reads a real clip, made and decoded through the pipeline's own I/O
     result = run_bench(args)
     print(json.dumps(result, indent=2) if args.json else format_table(result))
     return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import VdeblurError
+from .errors import VdeblurError, require_pyav
 from .fileio import atomic_write
 from .trt.cache import EngineKey, ShapeProfile, parse_shape, read_sidecar, write_sidecar
 
@@ -33,6 +33,7 @@ def video_frames(path: str, count: int) -> np.ndarray:
     """The first ``count`` frames of a video as uint8 RGB NHWC, converted exactly as `vdeblur deblur`
     converts them (the pipeline's reader: its checks, its colour matrix), so the engine is verified
     on the frames it will see."""
+    require_pyav()
     from .video import VideoReader
 
     reader = VideoReader(path)

@@ -4,6 +4,7 @@ A decode thread fills a bounded queue with RGB frames and pass-through packets; 
 runs the backend on batches (torch and the GPU runtimes release the GIL while they compute); an
 encode thread re-encodes and muxes. Bounded queues keep memory flat whatever the video length.
 The output is written under a temporary name beside the target and renamed only when complete.
+PyAV is imported on first use, so the other commands (train, eval, ...) work on a machine without it.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 
 from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, open_backend, torch_options
-from .errors import VdeblurError
+from .errors import VdeblurError, require_pyav
 from .fileio import check_output
 from .signals import describe, exit_status
 from .tiling import TiledBackend, check_tiling
-from .video import DecodedFrame, VideoReader, VideoWriter
+
+if TYPE_CHECKING:
+    from .video import DecodedFrame, VideoReader, VideoWriter
 
 _END = object()          # sentinel closing a queue
 _QUEUE_FRAMES = 8        # frames buffered between stages (beyond one batch), ~22 MB at 720p
@@ -111,6 +114,8 @@ def _temp_path(dst: Path) -> Path:
 
 
 def _decode_stage(reader: VideoReader, q: queue.Queue, stop: threading.Event) -> None:
+    import av
+
     try:
         for item in reader.items():
             if not _put(q, item, stop):
@@ -123,6 +128,8 @@ def _decode_stage(reader: VideoReader, q: queue.Queue, stop: threading.Event) ->
 
 
 def _encode_stage(writer: VideoWriter, q: queue.Queue, stop: threading.Event, progress, errors: list) -> None:
+    from .video import DecodedFrame
+
     try:
         while True:
             item = _get(q, stop)
@@ -141,6 +148,8 @@ def _encode_stage(writer: VideoWriter, q: queue.Queue, stop: threading.Event, pr
 def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue.Queue,
                      stop: threading.Event, errors: list) -> None:
     """Main-thread stage: frames through the backend in batches, packets straight on to the writer."""
+    from .video import DecodedFrame
+
     pending: list[DecodedFrame] = []
 
     def flush():
@@ -211,6 +220,9 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     if batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {batch}")
     tile_size = check_tiling(tile, tile_overlap)   # (width, height) or None
+    require_pyav()
+    from .video import VideoReader, VideoWriter
+
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
     reader = VideoReader(src, start=start, duration=duration)
     tmp = _temp_path(dst)
