@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import av
 import numpy as np
@@ -284,3 +285,59 @@ def test_without_pyav_only_the_video_commands_refuse(tmp_path):
         proc = vdeblur(*argv)
         assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [
             "vdeblur: error: reading and writing video needs PyAV (No module named 'av'): pip install 'av<19'"], proc.stderr
+
+
+def _cli_torch(weights):
+    return ["--weights", str(weights), "--backend", "torch", "--device", "cpu", "--precision", "fp32", "-q"]
+
+
+def test_several_inputs_load_the_model_once_and_go_on_past_a_bad_file(clip, weights, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from vdeblur import pipeline
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.mp4", "c.mkv"):
+        shutil.copy(clip, src / name)
+    (src / "b.mp4").write_text("not a video")
+    opened = []
+    real_open = pipeline.open_backend
+    monkeypatch.setattr(pipeline, "open_backend", lambda *a, **k: opened.append(a) or real_open(*a, **k))
+    out = tmp_path / "out"   # made by the command
+    inputs = [str(src / n) for n in ("a.mp4", "b.mp4", "c.mkv")]
+    assert main(["deblur", *inputs, "-o", str(out), *_cli_torch(weights)]) == 1
+    err = capsys.readouterr().err
+    assert len(opened) == 1 and files(out) == ["a.mp4", "c.mkv"]
+    assert video_pts(out / "a.mp4") == video_pts(clip) and len(video_pts(out / "c.mkv")) == len(video_pts(clip))
+    assert f"{src / 'b.mp4'}:" in err and "2 of 3 file(s) written, 1 failed" in err
+
+    # Again: existing outputs are refused up front, or skipped when asked (an interrupted batch goes on).
+    assert main(["deblur", *inputs, "-o", str(out), *_cli_torch(weights)]) == 1
+    assert f"{out / 'a.mp4'}: already exists; pass --overwrite" in capsys.readouterr().err
+    (out / "c.mkv").unlink()
+    assert main(["deblur", inputs[0], inputs[2], "-o", str(out), "--skip-existing", *_cli_torch(weights)]) == 0
+    err = capsys.readouterr().err
+    assert f"{out / 'a.mp4'} exists, skipped" in err and "1 of 2 file(s) written, 1 skipped (existed)" in err
+    assert files(out) == ["a.mp4", "c.mkv"]
+
+
+def test_output_plans(tmp_path, clip, weights, capsys):
+    from vdeblur.pipeline import plan_outputs
+
+    (tmp_path / "d").mkdir()
+    assert plan_outputs(["x/in.mp4"], str(tmp_path / "o.mkv")) == [(Path("x/in.mp4"), tmp_path / "o.mkv")]
+    assert plan_outputs(["x/in.mp4"], str(tmp_path / "d")) == [(Path("x/in.mp4"), tmp_path / "d" / "in.mp4")]
+    assert plan_outputs(["in.mp4"], str(tmp_path / "new") + "/") == [(Path("in.mp4"), tmp_path / "new" / "in.mp4")]
+    with pytest.raises(VdeblurError, match="would both be written as"):
+        plan_outputs(["a/x.mp4", "b/x.mp4"], str(tmp_path / "d"))
+    with pytest.raises(VdeblurError, match="output directory does not exist"):
+        plan_outputs(["a.mp4", "b.mp4"], str(tmp_path / "no" / "such"))
+    (tmp_path / "f.mp4").write_text("")
+    with pytest.raises(VdeblurError, match="not a directory"):
+        plan_outputs(["a.mp4", "b.mp4"], str(tmp_path / "f.mp4"))
+    # One input into a directory: written there under its own name.
+    assert main(["deblur", str(clip), "-o", str(tmp_path / "d"), *_cli_torch(weights)]) == 0
+    assert files(tmp_path / "d") == [clip.name]
+    assert main(["deblur", str(clip), "-o", str(tmp_path / "d"), "--skip-existing", "--overwrite"]) == 1
+    assert "contradict" in capsys.readouterr().err

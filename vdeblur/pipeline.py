@@ -290,12 +290,17 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "deblur", help="deblur a video file (audio, subtitles, timestamps and colour tags kept)",
+        "deblur", help="deblur video files (audio, subtitles, timestamps and colour tags kept)",
         description="Deblur every frame of INPUT into OUTPUT. Audio, subtitle and data streams are copied "
-                    "bit-exact; timestamps (VFR too), rotation, aspect ratio and colour tags are kept.")
-    p.add_argument("input", metavar="INPUT", help="video file to read")
-    p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="file to write; the suffix picks the container (.mp4, .mkv, .mov)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+                    "bit-exact; timestamps (VFR too), rotation, aspect ratio and colour tags are kept. "
+                    "Several INPUTs (or a directory as OUTPUT) write OUTPUT/<input's name> each, with the "
+                    "model loaded once; a file that fails is reported and the others go on.")
+    p.add_argument("input", metavar="INPUT", nargs="+", help="video file(s) to read")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                   help="file to write, its suffix picking the container (.mp4, .mkv, .mov); or a directory")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave outputs that exist alone and go on with the rest (to finish an interrupted batch)")
     m = p.add_argument_group("model")
     m.add_argument("--weights", metavar="PATH", help="checkpoint to use (default: the shipped weights)")
     m.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help="inference backend (default: auto)")
@@ -324,17 +329,80 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def plan_outputs(inputs: list[str], output: str) -> list[tuple[Path, Path]]:
+    """(input, output) pairs: one INPUT and a file name -> that file; several INPUTs, or a directory
+    (existing, or written with a trailing slash) -> OUTPUT/<input's name>, the directory made if its
+    parent exists. Two inputs of the same name would collide there: refused."""
+    out = Path(output)
+    if len(inputs) == 1 and not out.is_dir() and not output.endswith(("/", os.sep)):
+        return [(Path(inputs[0]), out)]
+    if not out.is_dir():
+        if out.exists():
+            raise VdeblurError(f"{out}: not a directory; several inputs need a directory as OUTPUT")
+        if not out.parent.is_dir():
+            raise VdeblurError(f"{out.parent}: output directory does not exist")
+        out.mkdir()
+    pairs, seen = [], {}
+    for name in inputs:
+        src = Path(name)
+        if src.name in seen:
+            raise VdeblurError(f"{seen[src.name]} and {src} would both be written as {out / src.name}")
+        seen[src.name] = src
+        pairs.append((src, out / src.name))
+    return pairs
+
+
 def run(args) -> int:
+    jobs = plan_outputs(args.input, args.output)
+    if args.skip_existing and args.overwrite:
+        raise VdeblurError("--skip-existing and --overwrite contradict each other; use one")
+    if args.batch < 1:
+        raise VdeblurError(f"--batch must be >= 1, got {args.batch}")
+    skipped = [(src, dst) for src, dst in jobs if args.skip_existing and dst.exists()]
+    todo = [job for job in jobs if job not in skipped]
+    for src, dst in skipped:
+        print(f"vdeblur: {dst} exists, skipped", file=sys.stderr)
+    for src, dst in todo:   # every path checked before hours of work on the first file
+        _check_paths(src, dst, args.overwrite)
+    check_tiling(args.tile, args.tile_overlap)
+    if not todo:
+        return 0
+    options = dict(weights=args.weights, device=args.device, precision=args.precision, batch=args.batch,
+                   **torch_options(args), engine=getattr(args, "engine", None), onnx=getattr(args, "onnx", None))
+    if len(jobs) == 1:
+        src, dst = todo[0]
+        return _deblur_one(args, src, dst, args.backend, options)
+    require_pyav()
+    failed = []
+    with open_backend(args.backend, BackendOptions(**options)) as backend:   # loaded (and compiled) once
+        for i, (src, dst) in enumerate(todo, 1):
+            if not args.quiet:
+                print(f"vdeblur: [{i}/{len(todo)}] {src}", file=sys.stderr)
+            try:
+                status = _deblur_one(args, src, dst, backend, options)
+            except VdeblurError as e:
+                print(f"vdeblur: error: {e}", file=sys.stderr)
+                failed.append(src)
+                continue
+            if status:   # interrupted: the files already written stay
+                return status
+    done = len(todo) - len(failed)
+    print(f"vdeblur: {done} of {len(jobs)} file(s) written"
+          + (f", {len(skipped)} skipped (existed)" if skipped else "")
+          + (f", {len(failed)} failed: {', '.join(map(str, failed))}" if failed else ""), file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dict) -> int:
+    """One file through :func:`deblur_video` with the CLI's messages; the exit status (0, or 128 + N on a signal)."""
     try:
         report = deblur_video(
-            args.input, args.output, backend=args.backend, weights=args.weights, device=args.device,
-            precision=args.precision, batch=args.batch, **torch_options(args),
-            engine=getattr(args, "engine", None), onnx=getattr(args, "onnx", None),
+            src, dst, backend=backend, **(options if isinstance(backend, str) else {}),
             tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
             quiet=args.quiet)
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
-        print(f"vdeblur: {describe(e)}; {args.output} was not written", file=sys.stderr)
+        print(f"vdeblur: {describe(e)}; {dst} was not written", file=sys.stderr)
         return exit_status(e)
     for warning in report.warnings():
         print(f"vdeblur: warning: {warning}", file=sys.stderr)
