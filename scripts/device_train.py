@@ -14,6 +14,11 @@ calls that wait and export the latest weights (split into parts that fit), and j
                                                                     # until one says the run ended
     here:   python scripts/device_train.py join FILES_AT --out ~/.cache/vdeblur/runs/h100
 
+The run trains from a copy of the data inside its run directory, so calls in between may carry
+other things (the PyAV wheel for benchmarks/run_gpu.sh) and run other GPU work: `start --wait 60`
+returns after a minute with the run going; `run_gpu.sh test` can share the GPU with it (correctness
+only), while timed phases should wait until `wait` reports the run over.
+
 `start` trains from scratch with the notes' 30-minute H100 recipe (crop 256, batch 16, Adam 2e-4,
 power-0.3 decay, synthetic pairs 3:1 with the real train pairs), compiled; arguments after `--` go to
 `vdeblur train` and override it. Its step count is sized so the learning rate reaches zero inside
@@ -157,6 +162,11 @@ def start(args, extra: list[str]) -> int:
     if not (args.data / "sharp").is_dir() or not (args.data / "gopro-train").is_dir():
         raise VdeblurError(f"{args.data}: no packed data (run `pack` here, then carry .carry)")
     run.mkdir(parents=True, exist_ok=True)
+    # The run reads its own copy: later calls re-sync the work tree (and may carry other folders).
+    data = run / "data"
+    if not data.exists():
+        shutil.copytree(args.data, data)
+    args.data = data
     cmd = train_command(args, extra)
     (run / "command.txt").write_text(" ".join(cmd) + "\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")

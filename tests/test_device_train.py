@@ -79,6 +79,7 @@ def test_start_exports_parts_that_join_to_the_checkpoint(dt, data, tmp_path, cap
     out = capsys.readouterr().out
     assert "the run ended" in out and "the run is over" in out, out
 
+    assert f"--data {run / 'data' / 'gopro-train'}" in (run / "command.txt").read_text()   # its own copy
     manifest = json.loads((got / "weights.json").read_text())
     assert manifest["step"] == 3 and not manifest["running"] and len(manifest["parts"]) > 1
     assert all((got / p).stat().st_size <= 0.01 * 2**20 for p in manifest["parts"])
