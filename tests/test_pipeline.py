@@ -341,3 +341,42 @@ def test_output_plans(tmp_path, clip, weights, capsys):
     assert files(tmp_path / "d") == [clip.name]
     assert main(["deblur", str(clip), "-o", str(tmp_path / "d"), "--skip-existing", "--overwrite"]) == 1
     assert "contradict" in capsys.readouterr().err
+
+
+class DeferredBackend(IdentityBackend):
+    """submit() returns before the work is done (as torch on CUDA does); a result is computed when
+    collected and must come back in submission order, frames matched to their timestamps."""
+
+    def __init__(self):
+        super().__init__()
+        self.log = []
+
+    def submit(self, frames):
+        from vdeblur.backends.base import Pending
+
+        n = len([e for e in self.log if e[0] == "submit"])
+        self.log.append(("submit", n))
+        backend = self
+
+        class Later(Pending):
+            def result(self):
+                backend.log.append(("result", n))
+                return 255 - frames   # a visible, exactly invertible change
+
+        return Later(None)
+
+
+def test_pipeline_keeps_two_batches_in_flight_and_collects_in_order(clip, tmp_path):
+    backend = DeferredBackend()
+    deblur_video(clip, tmp_path / "d.mkv", backend=backend, batch=2, codec="ffv1")
+    assert backend.log == [("submit", 0), ("submit", 1), ("result", 0), ("submit", 2), ("result", 1), ("result", 2)]
+    ref = IdentityBackend()
+    deblur_video(clip, tmp_path / "i.mkv", backend=ref, batch=2, codec="ffv1")
+    with av.open(str(tmp_path / "d.mkv")) as a, av.open(str(tmp_path / "i.mkv")) as b:
+        pairs = list(zip(a.decode(video=0), b.decode(video=0)))
+        assert len(pairs) == 6 and [fa.pts for fa, _ in pairs] == [fb.pts for _, fb in pairs]
+        inverted = [fa.to_ndarray(format="rgb24").astype(int) for fa, _ in pairs]
+        plain = [255 - fb.to_ndarray(format="rgb24").astype(int) for _, fb in pairs]
+    for i in range(6):   # each frame is the inverse of its own input (up to YUV rounding), not a neighbour's
+        errors = [np.abs(inverted[i] - plain[j]).mean() for j in range(6)]
+        assert errors[i] < 4 and int(np.argmin(errors)) == i, errors

@@ -9,11 +9,13 @@ PyAV is imported on first use, so the other commands (train, eval, ...) work on 
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 _END = object()          # sentinel closing a queue
 _QUEUE_FRAMES = 8        # frames buffered between stages (beyond one batch), ~22 MB at 720p
+_IN_FLIGHT = 2           # batches submitted to the backend and not yet collected
 
 
 @dataclass
@@ -147,30 +150,33 @@ def _encode_stage(writer: VideoWriter, q: queue.Queue, stop: threading.Event, pr
 
 def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue.Queue,
                      stop: threading.Event, errors: list) -> None:
-    """Main-thread stage: frames through the backend in batches, packets straight on to the writer."""
+    """Main-thread stage: frames through the backend in batches, packets straight on to the writer.
+
+    Up to ``_IN_FLIGHT`` batches are submitted before the oldest is collected, so a backend that
+    returns from ``submit`` early (torch on CUDA) computes one batch while this thread stacks and
+    uploads the next; a synchronous backend just hands its result over one batch later.
+    """
     from .video import DecodedFrame
 
     pending: list[DecodedFrame] = []
+    in_flight: collections.deque = collections.deque()   # (frames' timing, input shape, input dtype, Pending)
 
-    def flush():
+    def submit():
         if not pending:
             return
         frames = np.stack([f.image for f in pending])
-        try:
-            images = backend.run(frames)
-        except MemoryError:
-            raise _out_of_memory(frames.shape) from None
-        except RuntimeError as e:
-            if "out of memory" not in str(e).lower():
-                raise
-            raise _out_of_memory(frames.shape) from None
-        if images.shape != frames.shape or images.dtype != frames.dtype:
-            raise VdeblurError(f"backend {backend.name} returned {images.dtype} {images.shape} "
-                               f"for {frames.dtype} {frames.shape} frames")
-        for f, image in zip(pending, images):
-            if not _put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base), stop):
-                break
+        with _out_of_memory_as_error(frames.shape):
+            handle = backend.submit(frames)
+        in_flight.append((list(pending), frames.shape, frames.dtype, handle))
         pending.clear()
+
+    def collect() -> bool:
+        timing, shape, dtype, handle = in_flight.popleft()
+        with _out_of_memory_as_error(shape):
+            images = handle.result()
+        if images.shape != shape or images.dtype != dtype:
+            raise VdeblurError(f"backend {backend.name} returned {images.dtype} {images.shape} for {dtype} {shape} frames")
+        return all(_put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base), stop) for f, image in zip(timing, images))
 
     while not errors:
         item = _get(inq, stop)
@@ -181,11 +187,27 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
         if isinstance(item, DecodedFrame):
             pending.append(item)
             if len(pending) >= batch:
-                flush()
+                submit()
+                if len(in_flight) >= _IN_FLIGHT and not collect():
+                    break
         elif not _put(outq, item, stop):
             break
     if not errors and not stop.is_set():
-        flush()
+        submit()
+        while in_flight and collect():
+            pass
+
+
+@contextmanager
+def _out_of_memory_as_error(shape):
+    try:
+        yield
+    except MemoryError:
+        raise _out_of_memory(shape) from None
+    except RuntimeError as e:
+        if "out of memory" not in str(e).lower():
+            raise
+        raise _out_of_memory(shape) from None
 
 
 def _out_of_memory(shape) -> VdeblurError:

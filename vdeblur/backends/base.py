@@ -9,6 +9,16 @@ import numpy as np
 from ..errors import VdeblurError
 
 
+class Pending:
+    """A batch handed to :meth:`Backend.submit`; :meth:`result` waits for it and returns its frames."""
+
+    def __init__(self, frames: np.ndarray):
+        self._frames = frames
+
+    def result(self) -> np.ndarray:
+        return self._frames
+
+
 class Backend(abc.ABC):
     """Loads a model once, then deblurs batches of RGB frames.
 
@@ -31,6 +41,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def run(self, frames: np.ndarray) -> np.ndarray:
         """Deblur a batch: uint8 (N, H, W, 3) in, uint8 (N, H, W, 3) out, same size."""
+
+    def submit(self, frames: np.ndarray) -> Pending:
+        """Start a batch and return without waiting where the backend can (torch on CUDA: the next
+        batch's upload and launch overlap this one's compute); the default runs it at once. The
+        pipeline keeps at most two batches in flight and collects them in order."""
+        return Pending(self.run(frames))
 
     @abc.abstractmethod
     def describe(self) -> dict:

@@ -11,7 +11,7 @@ import torch
 from ..errors import VdeblurError
 from ..hardware import DTYPES, resolve_device, resolve_precision
 from ..network import DeblurNet
-from .base import Backend
+from .base import Backend, Pending
 
 # Full scale of each integer frame type the pipeline hands over (as torch types, after upload).
 _SCALE = {torch.uint8: 255.0, torch.uint16: 65535.0}
@@ -22,7 +22,9 @@ class TorchBackend(Backend):
 
     Frames are normalised on the device they run on (on CUDA the upload is the raw integer frame
     from pinned memory: 4x fewer bytes than float32), the network runs channels_last under
-    ``inference_mode``, and the result is rounded back to the input's integer type.
+    ``inference_mode``, and the result is rounded back to the input's integer type. On CUDA,
+    ``submit`` queues a batch on upload/compute/download streams and returns, so the pipeline's
+    next batch is stacked, uploaded and launched while this one computes.
     """
 
     name = "torch"
@@ -60,7 +62,10 @@ class TorchBackend(Backend):
             if self.compile_mode in CUDAGRAPH_MODES and self.device.type == "cuda":
                 self._mark_step = mark_step
         self.model = model
-        self._pinned: torch.Tensor | None = None
+        self._slots = (_Slot(), _Slot())   # page-locked buffers of the (at most) two batches in flight
+        self._turn = 0
+        self._streams = None               # upload, compute, download (CUDA), made on first use
+        self._last_download = None
         self.graphs = None
         if cuda_graphs:
             from .cuda_graphs import GraphCache
@@ -80,15 +85,6 @@ class TorchBackend(Backend):
                    weights=options.weights, fused_attention=options.fused_attention,
                    compile_mode=options.compile_mode, cuda_graphs=options.cuda_graphs)
 
-    def _upload(self, frames: np.ndarray) -> torch.Tensor:
-        host = torch.from_numpy(frames)
-        if self.device.type != "cuda":
-            return host
-        if self._pinned is None or self._pinned.shape != host.shape or self._pinned.dtype != host.dtype:
-            self._pinned = torch.empty(host.shape, dtype=host.dtype, pin_memory=True)
-        self._pinned.copy_(host)
-        return self._pinned.to(self.device, non_blocking=True)
-
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Everything between upload and download, so CUDA graphs capture all of it."""
         if self._mark_step is not None:
@@ -96,16 +92,61 @@ class TorchBackend(Backend):
         return _restore_integer(self.model, x, self.dtype)
 
     def run(self, frames: np.ndarray) -> np.ndarray:
+        return self.submit(frames).result()
+
+    def submit(self, frames: np.ndarray) -> Pending:
         self.check_frames(frames)
+        frames = np.ascontiguousarray(frames)
+        if self.device.type == "cuda":
+            return self._submit_cuda(frames)
         with torch.inference_mode():
-            x = self._upload(np.ascontiguousarray(frames))
+            x = torch.from_numpy(frames)
             y, finite = (self.graphs or self._forward)(x)
-            # A graph's outputs are static buffers the next replay overwrites: always copy them out.
-            y = y.to("cpu", copy=self.graphs is not None).numpy()
-            finite = finite.to("cpu", copy=self.graphs is not None).numpy()
+            if self.graphs is not None:   # a replay's outputs are static buffers the next one overwrites
+                y, finite = y.clone(), finite.clone()
+            y, finite = y.numpy(), finite.numpy()
             if not finite.all():
                 self._redo(x, np.flatnonzero(~finite), y)
-        return y if y.dtype == frames.dtype else y.astype(frames.dtype)
+        return Pending(y if y.dtype == frames.dtype else y.astype(frames.dtype))
+
+    def _submit_cuda(self, frames: np.ndarray) -> Pending:
+        """Queue a batch on three streams and return at once: upload from page-locked memory (the raw
+        integer frames), compute, download into page-locked memory. The next batch's copy into
+        pinned memory, upload and kernel launches then overlap this batch's compute."""
+        slot = self._slots[self._turn]
+        if slot.busy:
+            raise RuntimeError("torch backend: two batches are already in flight; collect the oldest first")
+        self._turn = (self._turn + 1) % len(self._slots)
+        if self._streams is None:
+            self._streams = tuple(torch.cuda.Stream(self.device) for _ in range(3))
+            for stream in self._streams:   # the weights went up on the default stream
+                stream.wait_stream(torch.cuda.current_stream(self.device))
+        upload, compute, download = self._streams
+        host = torch.from_numpy(frames)
+        slot.host_in = _pinned(slot.host_in, host)
+        slot.host_in.copy_(host)
+        with torch.inference_mode():
+            with torch.cuda.stream(upload):
+                x = slot.host_in.to(self.device, non_blocking=True)
+            compute.wait_stream(upload)
+            if self.graphs is not None and self._last_download is not None:
+                compute.wait_event(self._last_download)   # a replay overwrites the output the last download reads
+            with torch.cuda.stream(compute):
+                x.record_stream(compute)
+                y, finite = (self.graphs or self._forward)(x)
+            download.wait_stream(compute)
+            with torch.cuda.stream(download):
+                y.record_stream(download)
+                finite.record_stream(download)
+                slot.host_out = _pinned(slot.host_out, y)
+                slot.host_finite = _pinned(slot.host_finite, finite)
+                slot.host_out.copy_(y, non_blocking=True)
+                slot.host_finite.copy_(finite, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record(download)
+        self._last_download = done
+        slot.busy = True
+        return _CudaPending(self, slot, done, x, frames.dtype)
 
     def _redo(self, x: torch.Tensor, bad: np.ndarray, y: np.ndarray) -> None:
         """Frames ``bad`` of the batch came out NaN/inf: run them again in fp32 (in place in ``y``)."""
@@ -148,11 +189,45 @@ class TorchBackend(Backend):
     def close(self) -> None:
         self.model = None
         self._spare = None
-        self._pinned = None
+        self._slots = (_Slot(), _Slot())
+        self._streams = self._last_download = None
         if self.graphs is not None:
             self.graphs.clear()
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+class _Slot:
+    """Page-locked host buffers of one batch in flight; busy from submit until its result is taken."""
+
+    def __init__(self):
+        self.host_in = self.host_out = self.host_finite = None
+        self.busy = False
+
+
+def _pinned(buffer: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    """``buffer`` if it fits ``like`` (shape and type), else a new page-locked one."""
+    if buffer is None or buffer.shape != like.shape or buffer.dtype != like.dtype:
+        buffer = torch.empty(like.shape, dtype=like.dtype, pin_memory=True)
+    return buffer
+
+
+class _CudaPending(Pending):
+    """A batch queued on the CUDA streams; ``result`` waits for its download."""
+
+    def __init__(self, backend: TorchBackend, slot: _Slot, done, x: torch.Tensor, dtype):
+        self.backend, self.slot, self.done, self.x, self.dtype = backend, slot, done, x, dtype
+
+    def result(self) -> np.ndarray:
+        self.done.synchronize()
+        y = self.slot.host_out.numpy().copy()        # the slot's buffers serve the batch after next
+        finite = self.slot.host_finite.numpy().copy()
+        self.slot.busy = False
+        if not finite.all():
+            with torch.inference_mode():
+                self.backend._redo(self.x, np.flatnonzero(~finite), y)
+        self.x = None
+        return y if y.dtype == self.dtype else y.astype(self.dtype)
 
 
 def _restore_integer(model: DeblurNet, x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
