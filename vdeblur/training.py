@@ -63,6 +63,21 @@ class Recipe:
     def config(self) -> ModelConfig:
         return ModelConfig.from_dict(self.model)
 
+    def check(self) -> None:
+        """One-line errors for values no run can use (before anything is printed or loaded)."""
+        for name, value, low in (("--steps", self.steps, 1), ("--batch", self.batch, 1), ("--crop", self.crop, 16)):
+            if value < low:
+                raise VdeblurError(f"{name} must be at least {low}, got {value}")
+        multiple = self.config().size_multiple
+        if self.crop % multiple:
+            raise VdeblurError(f"--crop {self.crop} must be a multiple of {multiple}")
+        if not (0.0 <= self.synthetic_fraction <= 1.0):
+            raise VdeblurError(f"--synthetic-fraction must be in [0, 1], got {self.synthetic_fraction}")
+        if self.lr <= 0:
+            raise VdeblurError(f"--lr must be positive, got {self.lr}")
+        if not self.synthetic and not self.data:
+            raise VdeblurError("--no-synthetic needs --data DIR with blur/sharp pairs")
+
 
 # ----------------------------------------------------------------------------- losses
 
@@ -292,9 +307,8 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
 
     rank, world, ddp_device = _init_distributed()
     dev = ddp_device or resolve_device(device)
+    recipe.check()
     precision = training_precision(recipe.precision, dev)
-    if recipe.crop % recipe.config().size_multiple:
-        raise VdeblurError(f"--crop {recipe.crop} must be a multiple of {recipe.config().size_multiple}")
     trainer = Trainer(recipe, dev, precision, ddp=world > 1)
     if resume:
         weights, state = load_run_state(run_dir)
@@ -469,15 +483,7 @@ def recipe_from_args(args) -> Recipe:
         except ValueError as e:
             raise VdeblurError(str(e)) from None
     r.model = cfg.to_dict()
-    for name, value, low in (("--steps", r.steps, 1), ("--batch", r.batch, 1), ("--crop", r.crop, 16)):
-        if value < low:
-            raise VdeblurError(f"{name} must be at least {low}, got {value}")
-    if not (0.0 <= r.synthetic_fraction <= 1.0):
-        raise VdeblurError(f"--synthetic-fraction must be in [0, 1], got {r.synthetic_fraction}")
-    if r.lr <= 0:
-        raise VdeblurError(f"--lr must be positive, got {r.lr}")
-    if not r.synthetic and not r.data:
-        raise VdeblurError("--no-synthetic needs --data DIR with blur/sharp pairs")
+    r.check()
     for folder in r.data + r.photos:
         if not Path(folder).is_dir():
             raise VdeblurError(f"{folder}: no such folder")
