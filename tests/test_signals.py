@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -33,30 +34,72 @@ def long_job(tmp_path_factory):
     return d / "in.mp4", save_checkpoint(d / "tiny.safetensors", build_model(TINY))
 
 
+def _deblur(clip, weights, out, *extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "vdeblur", "deblur", str(clip), "-o", str(out), "-q",
+                             "--weights", str(weights), "--backend", "torch", "--device", "cpu",
+                             "--precision", "fp32", "--preset", "ultrafast", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _signal_when(proc, ready, signum) -> str:
+    """Send ``signum`` once ``ready()`` holds; the process's stderr."""
+    try:
+        deadline = time.monotonic() + 600   # generous: the test machine may be loaded
+        while not ready():
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never got there"
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        return proc.communicate(timeout=300)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
 def test_signal_mid_run_leaves_nothing_and_exits_128_plus_n(long_job, tmp_path, signum):
     clip, weights = long_job
     out = tmp_path / "out.mp4"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "vdeblur", "deblur", str(clip), "-o", str(out), "-q",
-                             "--weights", str(weights), "--backend", "torch", "--device", "cpu",
-                             "--precision", "fp32", "--preset", "ultrafast"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        deadline = time.monotonic() + 600   # generous: the test machine may be loaded
-        # Frames are being encoded once the hidden temp file has data in it.
-        while not any(p.stat().st_size for p in tmp_path.glob(".out.vdeblur-*.partial.mp4")):
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the temp file never appeared"
-            time.sleep(0.05)
-        proc.send_signal(signum)
-        _, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc = _deblur(clip, weights, out, "--no-resume")
+    # Frames are being encoded once the hidden temp file has data in it.
+    err = _signal_when(proc, lambda: any(p.stat().st_size for p in tmp_path.glob(".out.vdeblur-*.partial.mp4")), signum)
     assert proc.returncode == 128 + signum, err
     assert err == f"vdeblur: terminated by {signal.Signals(signum).name}; {out} was not written\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_terminated_run_goes_on_from_kept_segments(long_job, tmp_path):
+    import av
+
+    clip, weights = long_job
+    out = tmp_path / "out.mp4"
+    kept = tmp_path / ".out.mp4.vdeblur-resume"
+    proc = _deblur(clip, weights, out, "--checkpoint-minutes", "0")   # a segment every 250 frames
+    err = _signal_when(proc, lambda: (kept / "manifest.json").exists(), signal.SIGTERM)
+    assert proc.returncode == 143, err
+    assert err.startswith(f"vdeblur: terminated by SIGTERM; {out} was not written (") and "finished frames kept" in err
+    assert list(tmp_path.iterdir()) == [kept]
+    assert not list(kept.glob("*.partial"))
+
+    proc = _deblur(clip, weights, out, "--checkpoint-minutes", "0")
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert err.startswith("vdeblur: resuming after frame "), err
+    assert sorted(tmp_path.iterdir()) == [out]
+
+    whole = tmp_path / "whole.mp4"
+    proc = _deblur(clip, weights, whole, "--no-resume")
+    assert proc.wait(timeout=600) == 0
+
+    def frames(path):
+        with av.open(str(path)) as c:
+            return [(f.pts, f.to_ndarray(format="rgb24").astype(float)) for f in c.decode(video=0)]
+
+    a, b = frames(out), frames(whole)
+    assert [pts for pts, _ in a] == [pts for pts, _ in b] and len(a) == 1200
+    worst = min(10 * np.log10(255**2 / max(np.mean((x - y) ** 2), 1e-12)) for (_, x), (_, y) in zip(a, b))
+    assert worst > 35, worst   # the same frames, encoded in segments vs in one go (x264 ultrafast)
 
 
 def test_atomic_write_cleans_up_when_terminated_midway(tmp_path):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import resume as resume_mod
 from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, open_backend, torch_options
 from .errors import VdeblurError, require_pyav
 from .fileio import check_output
@@ -50,10 +51,11 @@ class Report:
     copied_streams: list[str]
     skipped_streams: list[str]
     backend: dict = field(default_factory=dict)
+    resumed_frames: int = 0   # of ``frames``, kept from an earlier, interrupted run
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        return (self.frames - self.resumed_frames) / self.seconds if self.seconds > 0 else 0.0
 
     def warnings(self) -> list[str]:
         out = [f"stream {s} not copied" for s in self.skipped_streams]
@@ -216,10 +218,10 @@ def _out_of_memory(shape) -> VdeblurError:
     return VdeblurError(f"out of memory running the model on {n} frame(s) of {w}x{h}; try {hint}--tile 512")
 
 
-def _progress(total: int | None, quiet: bool):
+def _progress(total: int | None, quiet: bool, done: int = 0):
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="frame", disable=quiet, dynamic_ncols=True, file=sys.stderr,
+    return tqdm(total=total, initial=done, unit="frame", disable=quiet, dynamic_ncols=True, file=sys.stderr,
                 bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} frames [{elapsed}<{remaining}, {rate_fmt}]"
                 if total else None)
 
@@ -230,12 +232,18 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  cuda_graphs: bool = False, engine: str | None = None, onnx: str | None = None,
                  tile: int | str | tuple[int, int] | None = 0, tile_overlap: int = 32, codec: str = "libx264", crf: float | None = None,
                  preset: str | None = None, pix_fmt: str | None = None, start: float | None = None,
-                 duration: float | None = None, overwrite: bool = False, quiet: bool = True) -> Report:
+                 duration: float | None = None, overwrite: bool = False, quiet: bool = True,
+                 resume: bool = True, notify=None, segment_frames: int = resume_mod.SEGMENT_FRAMES,
+                 segment_seconds: float = resume_mod.SEGMENT_SECONDS) -> Report:
     """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
 
     ``backend`` is a name from ``vdeblur.backends.BACKENDS`` (or "auto"), or a ready
     :class:`~vdeblur.backends.Backend` (not closed here). Raises VdeblurError on bad input; on
-    any failure or Ctrl-C nothing is left under ``dst``.
+    any failure or Ctrl-C nothing is left under ``dst``. With ``resume``, and an output container
+    that keeps codec headers apart (mp4, mov, mkv, webm), finished segments are kept beside ``dst``
+    (:func:`vdeblur.resume.state_dir`) until the file is written, and the same call after a crash
+    or Ctrl-C continues after them; ``notify`` is given a line when it does, or when kept progress
+    does not fit these settings and is dropped.
     """
     src, dst = Path(src), Path(dst)
     _check_paths(src, dst, overwrite)
@@ -247,12 +255,17 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
 
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
     reader = VideoReader(src, start=start, duration=duration)
+    encoding = dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
+    resumable = resume and resume_mod.muxer_takes_global_header(dst)
     tmp = _temp_path(dst)
     writer = None
+    state = None
     owned_backend = None   # opened here, so closed here; a Backend passed in is the caller's
     finished = False
     try:
-        writer = VideoWriter(tmp, reader, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
+        # A resumable run encodes into segments first (packet_sink), and writes the file at the end.
+        writer = VideoWriter(dst if resumable else tmp, reader, **encoding,
+                             packet_sink=_segment_sink if resumable else None)
         if not isinstance(backend, Backend):
             backend = owned_backend = open_backend(backend, BackendOptions(
                 weights=weights, device=device, precision=precision, batch=batch,
@@ -261,9 +274,45 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         if tile_size:
             backend = TiledBackend(backend, tile_size, tile_overlap)
         reader.use_rgb16(backend.accepts_uint16)
-        report = _run(reader, writer, backend, batch=batch, quiet=quiet)
+        if not resumable:
+            report = _run(reader, writer, backend, batch=batch, quiet=quiet)
+        else:
+            state, note = resume_mod.ResumeState.open(resume_mod.state_dir(dst), _resume_key(
+                src, dst, backend, reader, encoding, start, duration, tile_size, tile_overlap))
+            if not state.check_encoder(writer.extradata, reader.info.time_base):
+                note = f"{state.directory}: progress kept by another encoder version, starting over"
+            if note and notify:
+                notify(note)
+            kept = state.frames_done
+            if state.complete:   # stopped while writing the file: every frame is kept already
+                writer.abort()
+                writer = None
+                report = Report(output="", frames=0, expected_frames=reader.info.frames, seconds=0.0,
+                                corrupt_packets=0, corrupt_frames=0, dropped_frames=0, copied_streams=[],
+                                skipped_streams=[], backend=backend.describe())
+            else:
+                if state.segments:
+                    reader.skip_to(state.frames_done, state.next_pts)
+                writer = resume_mod.SegmentWriter(
+                    state, lambda: VideoWriter(dst, reader, **encoding, packet_sink=_segment_sink), writer,
+                    segment_frames=segment_frames, segment_seconds=segment_seconds)
+                report = _run(reader, writer, backend, batch=batch, quiet=quiet, done=state.frames_done)
+            report.resumed_frames, report.frames = kept, state.frames_done
+            reader.close()
+            reader = VideoReader(src, start=start, duration=duration)
+            writer = VideoWriter(tmp, reader, **encoding)   # the file: kept video + the input's other streams
+            if writer.extradata.hex() != state.extradata:
+                raise VdeblurError(f"{dst}: the encoder's headers differ from the kept segments'; "
+                                   f"delete {state.directory} and start over")
+            resume_mod.mux(state, reader, writer)
+            writer.close()
+            report.copied_streams, report.skipped_streams = writer.copied, writer.skipped
+            report.corrupt_packets += writer.dropped_packets
+            report.dropped_frames = state.dropped_frames
         os.replace(tmp, dst)
         finished = True
+        if state is not None:
+            state.discard()
         report.output = str(dst)
         return report
     finally:
@@ -276,12 +325,41 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             owned_backend.close()
 
 
-def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool) -> Report:
+def _segment_sink(packets) -> None:
+    """A segment encoder's sink until its segment takes it over (before its first frame)."""
+    raise AssertionError("a segment encoder produced packets before its segment took it")
+
+
+def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, encoding: dict,
+                start, duration, tile_size, tile_overlap) -> dict:
+    """Everything that shapes the output's video: kept segments are used only under the same key.
+    Device, batch and compile settings are left out, so a run stopped on one machine can go on on
+    another with the same model."""
+    from .checkpoint import file_sha256
+
+    described = backend.describe()
+    model = {"backend": described.get("backend")}
+    for name in ("weights", "engine", "onnx"):
+        value = described.get(name)
+        if value == "shipped default":
+            from .weights import default_weights_path
+
+            value = default_weights_path()
+        if value is not None and Path(value).is_file():
+            value = file_sha256(value)
+        model[name] = None if value is None else str(value)
+    return {"input": {"path": str(src.resolve()), **resume_mod.file_identity(src)},
+            "output": {"suffix": dst.suffix.lower(), **encoding},
+            "part": [start, duration], "model": model, "rgb": reader.rgb_format,
+            "tile": [list(tile_size) if tile_size else None, tile_overlap]}
+
+
+def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool, done: int = 0) -> Report:
     stop = threading.Event()
     errors: list[BaseException] = []
     inq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
     outq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
-    progress = _progress(reader.info.frames, quiet)
+    progress = _progress(reader.info.frames, quiet, done)
     decoder = threading.Thread(target=_decode_stage, args=(reader, inq, stop), name="vdeblur-decode", daemon=True)
     encoder = threading.Thread(target=_encode_stage, args=(writer, outq, stop, progress, errors),
                                name="vdeblur-encode", daemon=True)
@@ -347,6 +425,14 @@ def register(subparsers) -> None:
     s = p.add_argument_group("part of the input")
     s.add_argument("--start", type=float, metavar="SEC", help="start at this time (seconds)")
     s.add_argument("--duration", type=float, metavar="SEC", help="process this many seconds")
+    r = p.add_argument_group("resuming", "By default finished segments of video are kept in a hidden folder "
+                             "beside OUTPUT until OUTPUT is written: the same command after a crash, a power cut "
+                             "or Ctrl-C goes on from the last one (mp4, mov, mkv and webm outputs).")
+    r.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="write OUTPUT in one pass, keeping nothing beside it")
+    r.add_argument("--checkpoint-minutes", type=float, default=resume_mod.SEGMENT_SECONDS / 60, metavar="M",
+                   help=f"end a segment once it is M minutes old and has {resume_mod.SEGMENT_FRAMES} frames "
+                        "(each starts with a keyframe); at most this much work is lost (default: 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
@@ -387,6 +473,8 @@ def run(args) -> int:
     for src, dst in todo:   # every path checked before hours of work on the first file
         _check_paths(src, dst, args.overwrite)
     check_tiling(args.tile, args.tile_overlap)
+    if args.checkpoint_minutes < 0:
+        raise VdeblurError(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes:g}")
     if not todo:
         return 0
     options = dict(weights=args.weights, device=args.device, precision=args.precision, batch=args.batch,
@@ -417,15 +505,23 @@ def run(args) -> int:
 
 def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dict) -> int:
     """One file through :func:`deblur_video` with the CLI's messages; the exit status (0, or 128 + N on a signal)."""
+    def notify(line: str) -> None:
+        print(f"vdeblur: {line}", file=sys.stderr)
+
     try:
         report = deblur_video(
             src, dst, backend=backend, **(options if isinstance(backend, str) else {}),
             tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
-            quiet=args.quiet)
+            quiet=args.quiet, resume=args.resume, notify=notify, segment_seconds=args.checkpoint_minutes * 60)
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
-        print(f"vdeblur: {describe(e)}; {dst} was not written", file=sys.stderr)
+        print(f"vdeblur: {describe(e)}; {dst} was not written{_kept_hint(dst)}", file=sys.stderr)
         return exit_status(e)
+    except VdeblurError as e:
+        hint = _kept_hint(dst)
+        if hint:
+            raise VdeblurError(f"{e}{hint}") from None
+        raise
     for warning in report.warnings():
         print(f"vdeblur: warning: {warning}", file=sys.stderr)
     if not args.quiet:
@@ -435,3 +531,10 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
               f"with {b.get('backend', '?')} on {b.get('device', '?')} {b.get('precision', '')}{copied}",
               file=sys.stderr)
     return 0
+
+
+def _kept_hint(dst: Path) -> str:
+    kept = resume_mod.kept_frames(dst)
+    if not kept:
+        return ""
+    return f" ({kept} finished frames kept in {resume_mod.state_dir(dst)}; the same command goes on from there)"

@@ -9,9 +9,10 @@ and remuxes the other packets bit-exact. Pitfall numbers (#NNNN) are PyAV issues
 
 from __future__ import annotations
 
+import io
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -134,6 +135,7 @@ class VideoReader:
         self.corrupt_packets = 0
         self.corrupt_frames = 0
         self._index = 0   # frames converted so far (timestamps for streams without them)
+        self._skipped = 0   # frames a resumed run does not decode again
         self.start = float(start or 0.0)
         self.end = self.start + duration if duration is not None else None
         self._shift = start is not None   # a part starts at 0; a whole file keeps its own timeline
@@ -260,15 +262,57 @@ class VideoReader:
         yield self._first
         yield from self._frames
 
+    def skip_to(self, frames_done: int, next_pts: int | None) -> None:
+        """Start ``items()`` after the first ``frames_done`` frames, at the frame whose (shifted)
+        pts is ``next_pts`` (a resumed run). With timestamps the file is seeked there; without
+        (elementary streams) the frames before it are decoded and dropped. None left: ``items()``
+        yields no frame."""
+        self._skipped = frames_done
+        if next_pts is None or self._first.pts is None:
+            frame = self._first
+            for _ in range(frames_done):
+                frame = next(self._frames, None)
+            self._first = frame
+            return
+        tb = self._first.time_base or self.stream.time_base
+        offset = round(self.start / tb) if self._shift else 0
+        try:
+            self.container.seek(next_pts + offset, stream=self.stream, backward=True)
+        except av.error.FFmpegError as e:
+            raise VdeblurError(f"{self.path}: cannot seek back to frame {frames_done} ({e.strerror})") from None
+        self.stream.codec_context.flush_buffers()
+        self._frames = self._decoded_frames()
+        frame = next(self._frames, None)
+        while frame is not None and frame.pts is not None and frame.pts - offset < next_pts:
+            frame = next(self._frames, None)
+        if frame is None or frame.pts is None or frame.pts - offset != next_pts:
+            raise VdeblurError(f"{self.path}: frame {frames_done} (pts {next_pts}) is not where it was; "
+                               "was the file changed?")
+        self._first = frame
+
     def items(self) -> Iterator[DecodedFrame | av.Packet]:
         """RGB frames and pass-through packets, in file order, timestamps shifted for a part."""
-        self._index = 0
+        self._index = self._skipped
         frame = self._first
         while frame is not None:
             yield from self._drain_packets()
             yield self.to_rgb(frame)
             frame = next(self._frames, None)
         yield from self._drain_packets()
+
+    def passthrough_packets(self) -> Iterator[av.Packet]:
+        """The other streams' packets alone, in file order, without decoding the video: to mux
+        them around video encoded earlier. Use instead of ``items()``, not with it."""
+        yield from self._drain_packets()
+        for packet in self._demux():
+            if packet.stream is self.stream:
+                if self.end is not None and packet.pts is not None and packet.time_base \
+                        and float(packet.pts * packet.time_base) > self.end + 2.0:
+                    return   # every stream is past the selected part
+                continue
+            if packet.size and self._wanted(packet.pts, packet.time_base):
+                self._pending.append(packet)
+                yield from self._drain_packets()
 
     def _drain_packets(self):
         pending, self._pending = self._pending, []
@@ -332,17 +376,28 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
 
 
 class VideoWriter:
-    """Encode RGB frames and remux the copied streams into ``path`` (container chosen by its suffix)."""
+    """Encode RGB frames and remux the copied streams into ``path`` (container chosen by its suffix).
+
+    With ``packet_sink`` the encoded video packets go to that function instead of a file (a
+    resumable run's segments): the container, held in memory, only sets the encoder up exactly as
+    ``path``'s format would, and no other stream is added.
+    """
 
     def __init__(self, path: str | os.PathLike, reader: VideoReader, *, codec: str = "libx264",
-                 crf: float | None = None, preset: str | None = None, pix_fmt: str | None = None):
+                 crf: float | None = None, preset: str | None = None, pix_fmt: str | None = None,
+                 packet_sink: Callable[[list[av.Packet]], None] | None = None):
         self.path = str(path)
+        self.packet_sink = packet_sink
         info = reader.info
         enc = _encoder(codec)
         self.pix_fmt = choose_pix_fmt(enc, info, pix_fmt)
         options = {}
         try:
-            self.out = av.open(self.path, "w", container_options=self._container_options(self.path, info))
+            target = self.path
+            if packet_sink is not None:
+                target = io.BytesIO()
+                target.name = self.path   # the muxer is still chosen by the suffix
+            self.out = av.open(target, "w", container_options=self._container_options(self.path, info))
         except (av.error.FFmpegError, ValueError, OSError) as e:
             raise VdeblurError(f"{self.path}: cannot create output ({getattr(e, 'strerror', None) or e})") from None
         try:
@@ -363,18 +418,19 @@ class VideoWriter:
             self.copied: list[str] = []
             self.skipped: list[str] = []
             self.stream_map = {}
-            for stream in reader.copy_streams:
+            for stream in reader.copy_streams if packet_sink is None else ():
                 reason = self._cannot_copy(stream, enc)
                 if reason:
                     self.skipped.append(f"{describe_stream(stream)} ({reason})")
                 else:
                     self.stream_map[stream.index] = self._copy_stream(stream)
                     self.copied.append(describe_stream(stream))
-            self._copy_attachments(reader)
-            self.out.metadata.update(_clean_tags(reader.container.metadata))
-            chapters = reader.chapters()
-            if chapters:
-                self.out.set_chapters(chapters)
+            if packet_sink is None:
+                self._copy_attachments(reader)
+                self.out.metadata.update(_clean_tags(reader.container.metadata))
+                chapters = reader.chapters()
+                if chapters:
+                    self.out.set_chapters(chapters)
             self.out.start_encoding()   # header now: a stream the muxer refuses fails here, not mid-run
         except av.error.FFmpegError as e:
             self.abort()
@@ -391,6 +447,13 @@ class VideoWriter:
         self.dropped_packets = 0
         self._last_pts: int | None = None
         self._last_dts: dict[int, int] = {}
+        self._last_video_dts: int | None = None
+
+    @property
+    def extradata(self) -> bytes:
+        """The encoder's global header (H.264 SPS/PPS, ...): equal for every encoder set up alike,
+        so packets of one can be muxed under another's stream."""
+        return bytes(self.video.codec_context.extradata or b"")
 
     @staticmethod
     def _container_options(path: str, info: VideoInfo) -> dict:
@@ -476,6 +539,20 @@ class VideoWriter:
         except av.error.FFmpegError as e:
             raise VdeblurError(f"{self.path}: encoder {self.video.codec_context.name} failed ({e.strerror or e})") from None
 
+    def write_encoded(self, packet: av.Packet) -> None:
+        """One video packet encoded earlier by an encoder set up like this one (pts/dts in its
+        ``time_base``). Each segment's encoder started afresh, so its first decode timestamps can
+        fall before the last segment's: they are moved up, never past their own pts."""
+        dts, last = packet.dts, self._last_video_dts
+        if dts is not None and last is not None and dts <= last:
+            if packet.pts is not None and last + 1 > packet.pts:
+                raise VdeblurError(f"{self.path}: video packet at pts {packet.pts} cannot follow dts {last}")
+            packet.dts = dts = last + 1
+        self._last_video_dts = dts if dts is not None else last
+        packet.stream = self.video
+        self._mux(packet)
+        self.frames += 1
+
     def write_packet(self, packet: av.Packet) -> None:
         index = packet.stream_index
         if index not in self.stream_map:
@@ -491,6 +568,9 @@ class VideoWriter:
         self._mux(packet)
 
     def _mux(self, packets) -> None:
+        if self.packet_sink is not None:
+            self.packet_sink(packets)
+            return
         try:
             self.out.mux(packets)
         except av.error.FFmpegError as e:

@@ -1,0 +1,186 @@
+"""Resumable runs: an interrupted `deblur` goes on from its kept segments, and the file it writes
+holds the same frames, timestamps and streams as a run in one go."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+
+from media import IdentityBackend, make_video, packets, video_pts
+from vdeblur import VdeblurError
+from vdeblur.pipeline import deblur_video
+from vdeblur.resume import kept_frames, state_dir
+
+SMALL = dict(segment_frames=3, segment_seconds=0)   # a segment every 3 frames
+
+
+class Counting(IdentityBackend):
+    """Identity that counts frames, and raises ``exc`` when asked for frame ``fail_at`` (0-based)."""
+
+    def __init__(self, fail_at=None, exc=KeyboardInterrupt):
+        super().__init__()
+        self.fail_at, self.exc, self.frames = fail_at, exc, 0
+
+    def run(self, frames):
+        if self.fail_at is not None and self.frames + len(frames) > self.fail_at:
+            raise self.exc()
+        self.frames += len(frames)
+        return super().run(frames)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    spec = {
+        "vfr.mp4": dict(vfr=True, audio=True, subtitles=True, frames=20, bt709=True, metadata={"title": "kept"}),
+        "long.mkv": dict(frames=25, audio=True, subtitles=True, chapters=[(0, 0.6, "one"), (0.6, 1.0, "two")],
+                         attachment=("font.ttf", "font/ttf", b"\x00\x01font")),
+    }
+    return {name: (d / name, make_video(d / name, **kw)) for name, kw in spec.items()}
+
+
+def decoded(path) -> list[tuple[int, np.ndarray]]:
+    with av.open(str(path)) as c:
+        return [(f.pts, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+
+
+def interrupted_then_resumed(src, out, fail_at, **kw):
+    first = Counting(fail_at)
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=first, **SMALL, **kw)
+    assert not out.exists()
+    kept = kept_frames(out)
+    notes = []
+    second = Counting()
+    report = deblur_video(src, out, backend=second, notify=notes.append, **SMALL, **kw)
+    return first, second, kept, notes, report
+
+
+def test_lossless_resumed_output_equals_one_pass_output(clips, tmp_path):
+    src, pts = clips["long.mkv"]
+    first, second, kept, notes, report = interrupted_then_resumed(src, tmp_path / "out.mkv", 14, codec="ffv1")
+    assert kept == 12 and notes == [f"resuming after frame 12 (kept in {state_dir(tmp_path / 'out.mkv')})"]
+    assert second.frames == 25 - 12   # the kept frames were not computed again
+    assert report.frames == 25 and report.resumed_frames == 12
+    deblur_video(src, tmp_path / "whole.mkv", backend=IdentityBackend(), codec="ffv1", resume=False)
+    a, b = decoded(tmp_path / "out.mkv"), decoded(tmp_path / "whole.mkv")
+    assert [p for p, _ in a] == [p for p, _ in b] == video_pts(src)
+    assert all(np.array_equal(x, y) for (_, x), (_, y) in zip(a, b))
+    for kind in ("audio", "subtitle"):
+        assert packets(tmp_path / "out.mkv", kind) == packets(src, kind)
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        assert [ch["metadata"]["title"] for ch in c.chapters()] == ["one", "two"]
+        assert [s.name for s in c.streams if s.type == "attachment"] == ["font.ttf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mkv", "whole.mkv"]   # the kept segments are gone
+
+
+def test_x264_segments_keep_vfr_timestamps_and_streams(clips, tmp_path):
+    src, pts = clips["vfr.mp4"]
+    out = tmp_path / "out.mp4"
+    first, second, kept, notes, report = interrupted_then_resumed(src, out, 10, preset="medium")
+    assert kept == 6 and second.frames == 14   # segments end when the next frame arrives
+    assert video_pts(out) == pts   # B-frames and variable frame rate through restarted encoders
+    for kind in ("audio", "subtitle"):
+        assert packets(out, kind) == packets(src, kind)
+    assert report.copied_streams == ["#1 audio aac", "#2 subtitle mov_text"]
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.color_range, cc.colorspace, cc.color_primaries, cc.color_trc) == (1, 1, 1, 1)
+        assert c.metadata["title"] == "kept"
+        keyframes = [p.pts for p in c.demux(video=0) if p.size and p.is_keyframe]
+    assert len(keyframes) == 20 // 3 + 1   # one keyframe per segment, from each new encoder
+    whole = tmp_path / "whole.mp4"
+    deblur_video(src, whole, backend=IdentityBackend(), preset="medium", resume=False)
+    source = decoded(src)
+    segmented, one_pass = ([_psnr(x, y) for (_, x), (_, y) in zip(decoded(path), source)] for path in (out, whole))
+    assert min(segmented) > min(one_pass) - 1.5 and np.mean(segmented) > np.mean(one_pass) - 0.5
+
+
+def _psnr(x, y):
+    mse = np.mean((x.astype(float) - y.astype(float)) ** 2)
+    return 99.0 if mse == 0 else 10 * np.log10(255**2 / mse)
+
+
+def test_part_of_the_input_resumes_inside_the_part(clips, tmp_path):
+    src, pts = clips["long.mkv"]
+    out = tmp_path / "part.mkv"
+    first, second, kept, notes, report = interrupted_then_resumed(src, out, 7, codec="ffv1", start=0.2, duration=0.6)
+    whole = tmp_path / "whole.mkv"
+    one = deblur_video(src, whole, backend=IdentityBackend(), codec="ffv1", start=0.2, duration=0.6, resume=False)
+    assert kept == 3 and report.frames == one.frames == kept + second.frames
+    assert video_pts(out) == video_pts(whole)
+    assert packets(out, "audio") == packets(whole, "audio")
+
+
+def test_other_settings_or_a_changed_input_start_over(clips, tmp_path):
+    src, _ = clips["vfr.mp4"]
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=Counting(10), **SMALL)
+    notes, again = [], Counting()
+    deblur_video(src, out, backend=again, crf=30, notify=notes.append, **SMALL)
+    assert again.frames == 20 and "another input, model or encoding, starting over" in notes[0]
+
+    copy = tmp_path / "copy.mp4"
+    copy.write_bytes(src.read_bytes())
+    out2 = tmp_path / "out2.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(copy, out2, backend=Counting(10), **SMALL)
+    make_video(copy, vfr=True, frames=20, audio=True)   # another video under the same name
+    notes, again = [], Counting()
+    deblur_video(copy, out2, backend=again, notify=notes.append, **SMALL)
+    assert again.frames == 20 and "another input, model or encoding, starting over" in notes[0]
+
+
+def test_damaged_segment_and_later_ones_are_redone(clips, tmp_path):
+    src, pts = clips["vfr.mp4"]
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=Counting(16), **SMALL)
+    kept = state_dir(out)
+    manifest = json.loads((kept / "manifest.json").read_text())
+    assert [s["frames"] for s in manifest["segments"]] == [3, 3, 3, 3]
+    with open(kept / manifest["segments"][2]["file"], "r+b") as f:
+        f.seek(30)
+        f.write(b"\xff\xff")
+    notes, again = [], Counting()
+    deblur_video(src, out, backend=again, notify=notes.append, **SMALL)
+    assert notes == [f"resuming after frame 6 (kept in {kept})"] and again.frames == 14
+    assert video_pts(out) == pts
+
+
+def test_stopped_while_writing_the_file_only_writes_it(clips, tmp_path, monkeypatch):
+    import vdeblur.resume as resume
+
+    src, pts = clips["vfr.mp4"]
+    out = tmp_path / "out.mp4"
+    real_mux = resume.mux
+
+    def stopped(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(resume, "mux", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=IdentityBackend(), **SMALL)
+    assert kept_frames(out) == 20 and not out.exists()
+    monkeypatch.setattr(resume, "mux", real_mux)
+    again = Counting()
+    report = deblur_video(src, out, backend=again, **SMALL)
+    assert again.frames == 0 and report.frames == 20 and video_pts(out) == pts
+    assert report.copied_streams == ["#1 audio aac", "#2 subtitle mov_text"]
+
+
+def test_no_resume_and_in_band_formats_keep_nothing(clips, tmp_path):
+    src, _ = clips["vfr.mp4"]
+    for out, kw in ((tmp_path / "a.mp4", dict(resume=False)), (tmp_path / "b.ts", {})):
+        with pytest.raises(KeyboardInterrupt):
+            deblur_video(src, out, backend=Counting(10), **SMALL, **kw)
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_before_a_segment_is_finished_leaves_nothing(clips, tmp_path):
+    src, _ = clips["vfr.mp4"]
+    with pytest.raises(VdeblurError):
+        deblur_video(src, tmp_path / "out.mp4", backend=Counting(0, lambda: VdeblurError("backend broke")))
+    assert list(tmp_path.iterdir()) == []
