@@ -298,6 +298,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                     segment_frames=segment_frames, segment_seconds=segment_seconds)
                 report = _run(reader, writer, backend, batch=batch, quiet=quiet, done=state.frames_done)
             report.resumed_frames, report.frames = kept, state.frames_done
+            muxing = time.perf_counter()   # the user waits for this too: it counts in the run's time
             reader.close()
             reader = VideoReader(src, start=start, duration=duration)
             writer = VideoWriter(tmp, reader, **encoding)   # the file: kept video + the input's other streams
@@ -309,6 +310,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             report.copied_streams, report.skipped_streams = writer.copied, writer.skipped
             report.corrupt_packets += writer.dropped_packets
             report.dropped_frames = state.dropped_frames
+            report.seconds += time.perf_counter() - muxing
         os.replace(tmp, dst)
         finished = True
         if state is not None:
