@@ -184,3 +184,16 @@ def test_failure_before_a_segment_is_finished_leaves_nothing(clips, tmp_path):
     with pytest.raises(VdeblurError):
         deblur_video(src, tmp_path / "out.mp4", backend=Counting(0, lambda: VdeblurError("backend broke")))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unreadable_progress_starts_over_and_other_files_stay(clips, tmp_path):
+    src, pts = clips["vfr.mp4"]
+    out = tmp_path / "out.mp4"
+    kept = state_dir(out)
+    kept.mkdir()
+    (kept / "manifest.json").write_text('{"format": 1, "segments": [{"file": "../../x"}]')   # cut short
+    (kept / "mine.txt").write_text("not vdeblur's")
+    notes = []
+    deblur_video(src, out, backend=IdentityBackend(), notify=notes.append, **SMALL)
+    assert notes == [f"{kept}: unreadable progress from an earlier run, starting over"]
+    assert video_pts(out) == pts and sorted(p.name for p in kept.iterdir()) == ["mine.txt"]

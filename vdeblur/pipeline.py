@@ -299,16 +299,9 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                 report = _run(reader, writer, backend, batch=batch, quiet=quiet, done=state.frames_done)
             report.resumed_frames, report.frames = kept, state.frames_done
             muxing = time.perf_counter()   # the user waits for this too: it counts in the run's time
-            reader.close()
-            reader = VideoReader(src, start=start, duration=duration)
-            writer = VideoWriter(tmp, reader, **encoding)   # the file: kept video + the input's other streams
-            if writer.extradata.hex() != state.extradata:
-                raise VdeblurError(f"{dst}: the encoder's headers differ from the kept segments'; "
-                                   f"delete {state.directory} and start over")
-            resume_mod.mux(state, reader, writer)
-            writer.close()
-            report.copied_streams, report.skipped_streams = writer.copied, writer.skipped
-            report.corrupt_packets += writer.dropped_packets
+            final = _write_kept(state, src, tmp, start=start, duration=duration, encoding=encoding)
+            report.copied_streams, report.skipped_streams = final.copied, final.skipped
+            report.corrupt_packets += final.dropped_packets
             report.dropped_frames = state.dropped_frames
             report.seconds += time.perf_counter() - muxing
         os.replace(tmp, dst)
@@ -325,6 +318,27 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         reader.close()
         if owned_backend is not None:
             owned_backend.close()
+
+
+def _write_kept(state, src: Path, tmp: Path, *, start, duration, encoding: dict) -> VideoWriter:
+    """``tmp`` from the kept video segments and the input's other streams, in one pass (no decoding)."""
+    from .video import VideoReader, VideoWriter
+
+    reader = VideoReader(src, start=start, duration=duration)
+    try:
+        writer = VideoWriter(tmp, reader, **encoding)
+        try:
+            if writer.extradata.hex() != state.extradata:
+                raise VdeblurError(f"the encoder's headers differ from those of the segments kept in "
+                                   f"{state.directory}; delete it and start over")
+            resume_mod.mux(state, reader, writer)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        return writer
+    finally:
+        reader.close()
 
 
 def _segment_sink(packets) -> None:

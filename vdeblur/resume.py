@@ -14,7 +14,6 @@ import hashlib
 import heapq
 import json
 import os
-import shutil
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -105,12 +104,17 @@ class ResumeState:
             state.discard()
             return state, f"{state.directory}: progress kept for another input, model or encoding, starting over"
         state.extradata, state.time_base = saved.get("extradata"), saved.get("time_base")
-        for seg in saved.get("segments", []):
-            path = state.directory / seg["file"]
-            if not path.is_file() or path.stat().st_size != seg["bytes"] or _sha256(path) != seg["sha256"]:
-                break   # this one and later ones are redone
-            state.segments.append(seg)
-            state.dropped_frames += seg.get("dropped_frames", 0)
+        try:
+            for n, seg in enumerate(saved.get("segments", [])):
+                path = state.directory / seg["file"]
+                if seg["file"] != _segment_name(n) or not path.is_file() or path.stat().st_size != seg["bytes"] \
+                        or _sha256(path) != seg["sha256"]:
+                    break   # this one and later ones are redone
+                state.segments.append(seg)
+                state.dropped_frames += int(seg["dropped_frames"])
+        except (KeyError, TypeError, ValueError):
+            state.discard()
+            return state, f"{state.directory}: unreadable progress from an earlier run, starting over"
         state.complete = bool(saved.get("complete")) and len(state.segments) == len(saved.get("segments", []))
         if not state.segments:
             state.discard()
@@ -141,7 +145,7 @@ class ResumeState:
                     dropped_frames: int) -> None:
         """Adopt a finished segment file (fsynced; renamed into place, then listed: a crash in
         between leaves a stray file, never a listed one that is missing)."""
-        name = f"segment-{len(self.segments):06d}.packets"
+        name = _segment_name(len(self.segments))
         final = self.directory / name
         os.replace(temp, final)
         self.segments.append({"file": name, "frames": frames, "last_pts": last_pts, "next_pts": next_pts,
@@ -175,10 +179,17 @@ class ResumeState:
                     yield packet
 
     def discard(self) -> None:
-        """Remove the folder; it holds nothing but what this module wrote."""
+        """Delete what this module wrote there (nothing else), then the folder if that empties it."""
         self.segments, self.complete, self.extradata, self.time_base, self.dropped_frames = [], False, None, None, 0
-        if self.directory.is_dir():
-            shutil.rmtree(self.directory)
+        if not self.directory.is_dir():
+            return
+        for pattern in (MANIFEST, f".{MANIFEST}.*.partial", "segment-*.packets", "segment-*.partial"):
+            for path in self.directory.glob(pattern):
+                path.unlink(missing_ok=True)
+        try:
+            self.directory.rmdir()
+        except OSError:
+            pass
 
 
 def kept_frames(output: str | os.PathLike) -> int:
@@ -188,6 +199,10 @@ def kept_frames(output: str | os.PathLike) -> int:
         return sum(int(seg["frames"]) for seg in saved["segments"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
+
+
+def _segment_name(n: int) -> str:
+    return f"segment-{n:06d}.packets"
 
 
 def _sha256(path: Path) -> str:
