@@ -197,3 +197,13 @@ def test_unreadable_progress_starts_over_and_other_files_stay(clips, tmp_path):
     deblur_video(src, out, backend=IdentityBackend(), notify=notes.append, **SMALL)
     assert notes == [f"{kept}: unreadable progress from an earlier run, starting over"]
     assert video_pts(out) == pts and sorted(p.name for p in kept.iterdir()) == ["mine.txt"]
+
+
+def test_out_of_memory_then_tiles_goes_on_from_kept_segments(clips, tmp_path):
+    src, pts = clips["vfr.mp4"]
+    out = tmp_path / "out.mp4"
+    with pytest.raises(VdeblurError, match="out of memory"):
+        deblur_video(src, out, backend=Counting(10, lambda: RuntimeError("CUDA out of memory")), **SMALL)
+    notes, again = [], Counting()
+    deblur_video(src, out, backend=again, tile=32, tile_overlap=8, notify=notes.append, **SMALL)
+    assert notes == [f"resuming after frame 6 (kept in {state_dir(out)})"] and video_pts(out) == pts

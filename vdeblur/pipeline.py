@@ -278,7 +278,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             report = _run(reader, writer, backend, batch=batch, quiet=quiet)
         else:
             state, note = resume_mod.ResumeState.open(resume_mod.state_dir(dst), _resume_key(
-                src, dst, backend, reader, encoding, start, duration, tile_size, tile_overlap))
+                src, dst, backend, reader, encoding, start, duration))
             if not state.check_encoder(writer.extradata, reader.info.time_base):
                 note = f"{state.directory}: progress kept by another encoder version, starting over"
             if note and notify:
@@ -347,10 +347,11 @@ def _segment_sink(packets) -> None:
 
 
 def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, encoding: dict,
-                start, duration, tile_size, tile_overlap) -> dict:
+                start, duration) -> dict:
     """Everything that shapes the output's video: kept segments are used only under the same key.
-    Device, batch and compile settings are left out, so a run stopped on one machine can go on on
-    another with the same model."""
+    Device, precision, batch, compile and tile settings are left out (they change pixels by rounding
+    at most): a run stopped on one machine goes on on another, or with --tile after running out of
+    memory."""
     from .checkpoint import file_sha256
 
     described = backend.describe()
@@ -366,8 +367,7 @@ def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, enc
         model[name] = None if value is None else str(value)
     return {"input": {"path": str(src.resolve()), **resume_mod.file_identity(src)},
             "output": {"suffix": dst.suffix.lower(), **encoding},
-            "part": [start, duration], "model": model, "rgb": reader.rgb_format,
-            "tile": [list(tile_size) if tile_size else None, tile_overlap]}
+            "part": [start, duration], "model": model, "rgb": reader.rgb_format}
 
 
 def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool, done: int = 0) -> Report:
