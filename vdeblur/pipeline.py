@@ -52,6 +52,8 @@ class Report:
     skipped_streams: list[str]
     backend: dict = field(default_factory=dict)
     resumed_frames: int = 0   # of ``frames``, kept from an earlier, interrupted run
+    verified: list[str] = field(default_factory=list)          # what reading the file back confirmed
+    verify_problems: list[str] = field(default_factory=list)   # and what it did not
 
     @property
     def fps(self) -> float:
@@ -59,6 +61,7 @@ class Report:
 
     def warnings(self) -> list[str]:
         out = [f"stream {s} not copied" for s in self.skipped_streams]
+        out += [f"read back: {problem}" for problem in self.verify_problems]
         if self.corrupt_packets or self.corrupt_frames or self.dropped_frames:
             out.append(f"damaged input: {self.corrupt_packets} packet(s) skipped, {self.corrupt_frames} frame(s) "
                        f"decoded with errors, {self.dropped_frames} frame(s) with out-of-order timestamps dropped")
@@ -234,7 +237,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  preset: str | None = None, pix_fmt: str | None = None, start: float | None = None,
                  duration: float | None = None, overwrite: bool = False, quiet: bool = True,
                  resume: bool = True, notify=None, segment_frames: int = resume_mod.SEGMENT_FRAMES,
-                 segment_seconds: float = resume_mod.SEGMENT_SECONDS) -> Report:
+                 segment_seconds: float = resume_mod.SEGMENT_SECONDS, verify: bool = True) -> Report:
     """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
 
     ``backend`` is a name from ``vdeblur.backends.BACKENDS`` (or "auto"), or a ready
@@ -243,7 +246,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     that keeps codec headers apart (mp4, mov, mkv, webm), finished segments are kept beside ``dst``
     (:func:`vdeblur.resume.state_dir`) until the file is written, and the same call after a crash
     or Ctrl-C continues after them; ``notify`` is given a line when it does, or when kept progress
-    does not fit these settings and is dropped.
+    does not fit these settings and is dropped. With ``verify`` the written file is read back and
+    compared with the input (:mod:`vdeblur.verify`); what held and what did not is in the report.
     """
     src, dst = Path(src), Path(dst)
     _check_paths(src, dst, overwrite)
@@ -276,6 +280,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         reader.use_rgb16(backend.accepts_uint16)
         if not resumable:
             report = _run(reader, writer, backend, batch=batch, quiet=quiet)
+            copied = writer.stream_map
         else:
             state, note = resume_mod.ResumeState.open(resume_mod.state_dir(dst), _resume_key(
                 src, dst, backend, reader, encoding, start, duration))
@@ -300,7 +305,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             report.resumed_frames, report.frames = kept, state.frames_done
             muxing = time.perf_counter()   # the user waits for this too: it counts in the run's time
             final = _write_kept(state, src, tmp, start=start, duration=duration, encoding=encoding)
-            report.copied_streams, report.skipped_streams = final.copied, final.skipped
+            report.copied_streams, report.skipped_streams, copied = final.copied, final.skipped, final.stream_map
             report.corrupt_packets += final.dropped_packets
             report.dropped_frames = state.dropped_frames
             report.seconds += time.perf_counter() - muxing
@@ -309,6 +314,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         if state is not None:
             state.discard()
         report.output = str(dst)
+        if verify:
+            _read_back(report, src, dst, {i: s.index for i, s in copied.items()}, start, duration)
         return report
     finally:
         if not finished:
@@ -318,6 +325,21 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         reader.close()
         if owned_backend is not None:
             owned_backend.close()
+
+
+def _read_back(report: Report, src: Path, dst: Path, stream_map: dict, start, duration) -> None:
+    """Fill the report's verification; a file that cannot be read back is a problem, not a crash."""
+    import av
+
+    from .verify import verify
+
+    try:
+        result = verify(src, dst, stream_map, start=start, duration=duration, frames=report.frames,
+                        damaged=bool(report.corrupt_packets or report.dropped_frames))
+    except (av.error.FFmpegError, OSError, VdeblurError) as e:
+        report.verify_problems = [f"{dst} could not be read back ({getattr(e, 'strerror', None) or e})"]
+        return
+    report.verified, report.verify_problems = result.held, result.problems
 
 
 def _write_kept(state, src: Path, tmp: Path, *, start, duration, encoding: dict) -> VideoWriter:
@@ -449,6 +471,8 @@ def register(subparsers) -> None:
     r.add_argument("--checkpoint-minutes", type=float, default=resume_mod.SEGMENT_SECONDS / 60, metavar="M",
                    help=f"end a segment once it is M minutes old and has {resume_mod.SEGMENT_FRAMES} frames "
                         "(each starts with a keyframe); at most this much work is lost (default: 1)")
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="do not read OUTPUT back to compare its frames' timestamps, copied streams and tags with INPUT")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=run)
 
@@ -529,7 +553,8 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
             src, dst, backend=backend, **(options if isinstance(backend, str) else {}),
             tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
-            quiet=args.quiet, resume=args.resume, notify=notify, segment_seconds=args.checkpoint_minutes * 60)
+            quiet=args.quiet, resume=args.resume, notify=notify, segment_seconds=args.checkpoint_minutes * 60,
+            verify=args.verify)
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
         print(f"vdeblur: {describe(e)}; {dst} was not written{_kept_hint(dst)}", file=sys.stderr)
         return exit_status(e)
@@ -546,6 +571,8 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
         print(f"{report.output}: {report.frames} frames in {report.seconds:.1f} s ({report.fps:.2f} fps) "
               f"with {b.get('backend', '?')} on {b.get('device', '?')} {b.get('precision', '')}{copied}",
               file=sys.stderr)
+        if report.verified:
+            print(f"vdeblur: read back: {'; '.join(report.verified)}", file=sys.stderr)
     return 0
 
 

@@ -492,7 +492,9 @@ class VideoWriter:
         # not meaningful (it does not even hold the video codec), so the header write decides.
         if video_codec.canonical_name in known:
             if name not in known and (cc is None or cc.codec.canonical_name not in known):
-                return f"{name} cannot be stored in {Path(self.path).suffix or 'this container'}; try .mkv"
+                suffix = Path(self.path).suffix.lower()
+                hint = "" if suffix in (".mkv", ".webm") else "; try .mkv"
+                return f"{name} cannot be stored in {suffix or 'this container'}{hint}"
         return None
 
     def _copy_attachments(self, reader: VideoReader) -> None:

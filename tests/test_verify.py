@@ -1,0 +1,57 @@
+"""Reading the written file back: what held is reported, and a muxer's silent loss is caught."""
+
+import pytest
+
+from media import IdentityBackend, make_video
+from vdeblur.pipeline import deblur_video
+from vdeblur.video import VideoWriter
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip") / "in.mp4"
+    make_video(path, vfr=True, audio=True, subtitles=True, frames=12, bt709=True)
+    return path
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_a_faithful_file_reads_back_clean(clip, tmp_path, resume):
+    report = deblur_video(clip, tmp_path / "out.mp4", backend=IdentityBackend(), resume=resume)
+    assert report.verified == ["12 frames at the input's timestamps", "#1 audio aac: 43 packets bit-exact",
+                               "#2 subtitle mov_text: 2 packets bit-exact", "size, rotation, aspect ratio and colour tags"]
+    assert report.verify_problems == [] and report.warnings() == []
+
+
+def test_a_shift_of_the_whole_file_is_named_not_failed(clip, tmp_path):
+    # Matroska moves everything so the AAC priming packet (-21.3 ms in the mp4) starts at 0.
+    report = deblur_video(clip, tmp_path / "out.mkv", backend=IdentityBackend())
+    assert report.verified[0] == "12 frames at the input's timestamps (the muxer moved the whole file by +21.0 ms)"
+    assert report.verified[1] == "#1 audio aac: 43 packets bit-exact" and report.verify_problems == []
+    assert report.skipped_streams == ["#2 subtitle mov_text (mov_text cannot be stored in .mkv)"]
+
+
+def test_a_lost_audio_packet_and_a_moved_frame_are_reported(clip, tmp_path, monkeypatch):
+    write_packet, encode_frame = VideoWriter.write_packet, VideoWriter.encode_frame
+    seen = {"audio": 0}
+
+    def lossy(self, packet):
+        if packet.stream.type == "audio":
+            seen["audio"] += 1
+            if seen["audio"] == 3:
+                return
+        write_packet(self, packet)
+
+    def late(self, frame, pts, duration, time_base):
+        encode_frame(self, frame, pts + (100 if self.frames == 5 else 0), duration, time_base)
+
+    monkeypatch.setattr(VideoWriter, "write_packet", lossy)
+    monkeypatch.setattr(VideoWriter, "encode_frame", late)
+    report = deblur_video(clip, tmp_path / "out.mp4", backend=IdentityBackend(), resume=False)
+    assert report.verify_problems == ["video: the frames' timestamps differ from the input's",
+                                      "#1 audio aac: the copy differs from the input (42 packets, 43 in the input)"]
+    assert "read back: #1 audio aac: the copy differs from the input (42 packets, 43 in the input)" in report.warnings()
+
+
+def test_no_verify_reads_nothing_back(clip, tmp_path):
+    report = deblur_video(clip, tmp_path / "out.mp4", backend=IdentityBackend(), verify=False)
+    assert report.verified == [] and report.verify_problems == []
