@@ -207,3 +207,14 @@ def test_out_of_memory_then_tiles_goes_on_from_kept_segments(clips, tmp_path):
     notes, again = [], Counting()
     deblur_video(src, out, backend=again, tile=32, tile_overlap=8, notify=notes.append, **SMALL)
     assert notes == [f"resuming after frame 6 (kept in {state_dir(out)})"] and video_pts(out) == pts
+
+
+def test_elementary_stream_without_timestamps_resumes_by_count(tmp_path):
+    src = tmp_path / "in.h264"   # no container: frame n is at n / rate
+    make_video(src, frames=20)
+    out = tmp_path / "out.mp4"
+    first, second, kept, notes, report = interrupted_then_resumed(src, out, 10)
+    whole = tmp_path / "whole.mp4"
+    deblur_video(src, whole, backend=IdentityBackend(), resume=False)
+    assert kept == 6 and second.frames == 14
+    assert video_pts(out) == video_pts(whole) and len(video_pts(out)) == 20
