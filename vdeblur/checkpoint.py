@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .errors import VdeblurError
-from .fileio import atomic_write
+from .fileio import atomic_write, file_sha256  # noqa: F401 - file_sha256 is imported from here too
 from .network import DeblurNet, ModelConfig
 
 FORMAT = "vdeblur-checkpoint"
@@ -168,11 +168,3 @@ def load_checkpoint(path: str | os.PathLike) -> DeblurNet:
     """The network stored in ``path``, in eval mode, fp32."""
     model = read_checkpoint(path).build().float()
     return model.eval()
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

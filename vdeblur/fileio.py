@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -48,3 +49,11 @@ def check_output(path: str | os.PathLike, overwrite: bool, dir_hint: str = "") -
     if path.exists() and not overwrite:
         raise VdeblurError(f"{path}: already exists; pass --overwrite to replace it")
     return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -25,7 +25,7 @@ import numpy as np
 from . import resume as resume_mod
 from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, open_backend, torch_options
 from .errors import VdeblurError, require_pyav
-from .fileio import check_output
+from .fileio import check_output, file_sha256
 from .signals import describe, exit_status
 from .tiling import TiledBackend, check_tiling
 
@@ -374,8 +374,6 @@ def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, enc
     Device, precision, batch, compile and tile settings are left out (they change pixels by rounding
     at most): a run stopped on one machine goes on on another, or with --tile after running out of
     memory."""
-    from .checkpoint import file_sha256
-
     described = backend.describe()
     model = {"backend": described.get("backend")}
     for name in ("weights", "engine", "onnx"):

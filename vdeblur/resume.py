@@ -20,8 +20,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
-from .errors import VdeblurError
-from .fileio import atomic_write
+from .fileio import atomic_write, file_sha256
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -108,7 +107,7 @@ class ResumeState:
             for n, seg in enumerate(saved.get("segments", [])):
                 path = state.directory / seg["file"]
                 if seg["file"] != _segment_name(n) or not path.is_file() or path.stat().st_size != seg["bytes"] \
-                        or _sha256(path) != seg["sha256"]:
+                        or file_sha256(path) != seg["sha256"]:
                     break   # this one and later ones are redone
                 state.segments.append(seg)
                 state.dropped_frames += int(seg["dropped_frames"])
@@ -150,7 +149,7 @@ class ResumeState:
         os.replace(temp, final)
         self.segments.append({"file": name, "frames": frames, "last_pts": last_pts, "next_pts": next_pts,
                               "dropped_frames": dropped_frames, "bytes": final.stat().st_size,
-                              "sha256": _sha256(final)})
+                              "sha256": file_sha256(final)})
         self.dropped_frames += dropped_frames
         self.complete = next_pts is None
         self.save()
@@ -205,18 +204,11 @@ def _segment_name(n: int) -> str:
     return f"segment-{n:06d}.packets"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class SegmentWriter:
     """Stands in for the pipeline's ``VideoWriter``: frames are encoded into segments of the state,
-    each by a fresh encoder made by ``new_encoder(sink)``; the other streams' packets are left for
-    the final mux. ``first`` is an encoder made already (to check the options before the model loads)."""
+    each by a fresh ``VideoWriter`` in packet-sink mode made by ``new_encoder()``; the other streams'
+    packets are left for the final mux. ``first`` is one made already (it checked the encoder
+    options before the model loaded)."""
 
     def __init__(self, state: ResumeState, new_encoder: Callable, first=None, *,
                  segment_frames: int = SEGMENT_FRAMES, segment_seconds: float = SEGMENT_SECONDS):
