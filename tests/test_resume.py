@@ -218,3 +218,16 @@ def test_elementary_stream_without_timestamps_resumes_by_count(tmp_path):
     deblur_video(src, whole, backend=IdentityBackend(), resume=False)
     assert kept == 6 and second.frames == 14
     assert video_pts(out) == video_pts(whole) and len(video_pts(out)) == 20
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(clips, tmp_path):
+    from vdeblur.resume import ResumeState
+
+    src, pts = clips["vfr.mp4"]
+    out = tmp_path / "out.mp4"
+    first, _ = ResumeState.open(state_dir(out), {"a": 1})   # holds the lock, as a run in progress does
+    with pytest.raises(VdeblurError, match="another vdeblur run is writing this output now"):
+        deblur_video(src, out, backend=IdentityBackend(), **SMALL)
+    first.release()
+    deblur_video(src, out, backend=IdentityBackend(), **SMALL)
+    assert video_pts(out) == pts and sorted(tmp_path.iterdir()) == [out]

@@ -322,6 +322,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             if writer is not None:
                 writer.abort()
             tmp.unlink(missing_ok=True)
+        if state is not None:
+            state.release()
         reader.close()
         if owned_backend is not None:
             owned_backend.close()

@@ -20,10 +20,12 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
+from .errors import VdeblurError
 from .fileio import atomic_write, file_sha256
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+LOCK = "lock"
 # One packet: pts, dts (NO_TS when unset), duration, flags (1 = keyframe), payload size; then the payload.
 _RECORD = struct.Struct("<qqqII")
 _NO_TS = -(2**63)
@@ -83,12 +85,14 @@ class ResumeState:
         self.extradata: str | None = None
         self.time_base: str | None = None
         self.dropped_frames = 0
+        self._lock_fd: int | None = None
 
     @classmethod
     def open(cls, directory: str | os.PathLike, key: dict) -> tuple[ResumeState, str | None]:
         """The kept state if it was made with this ``key`` and its files are intact, else a fresh one
         (an old state for other settings is removed); and a note saying which, or None."""
         state = cls(Path(directory), json.loads(json.dumps(key)))
+        state._lock()
         manifest = state.directory / MANIFEST
         if not manifest.exists():
             return state, None
@@ -119,6 +123,37 @@ class ResumeState:
             state.discard()
             return state, None
         return state, f"resuming after frame {state.frames_done} (kept in {state.directory})"
+
+    def _lock(self) -> None:
+        """One run per output: a second one (the same command started twice, a batch run beside it)
+        would write into the same segments. An advisory lock, let go when the process ends however
+        it ends, so a crash never leaves the output locked."""
+        self.directory.mkdir(exist_ok=True)
+        self._lock_fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            import fcntl
+        except ImportError:   # not POSIX: no lock
+            return
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise VdeblurError(f"{self.directory}: another vdeblur run is writing this output now; "
+                               "wait for it or stop it") from None
+
+    def release(self) -> None:
+        """End of the run: unlock, and remove the folder if it keeps nothing."""
+        if self._lock_fd is None:
+            return
+        if not self.segments and not (self.directory / MANIFEST).exists():
+            (self.directory / LOCK).unlink(missing_ok=True)
+        os.close(self._lock_fd)
+        self._lock_fd = None
+        try:
+            self.directory.rmdir()   # only if empty: nothing finished leaves nothing behind
+        except OSError:
+            pass
 
     @property
     def frames_done(self) -> int:
@@ -178,17 +213,12 @@ class ResumeState:
                     yield packet
 
     def discard(self) -> None:
-        """Delete what this module wrote there (nothing else), then the folder if that empties it."""
+        """Delete the kept progress (the files this module wrote, nothing else); the lock stays
+        until :meth:`release`."""
         self.segments, self.complete, self.extradata, self.time_base, self.dropped_frames = [], False, None, None, 0
-        if not self.directory.is_dir():
-            return
         for pattern in (MANIFEST, f".{MANIFEST}.*.partial", "segment-*.packets", "segment-*.partial"):
             for path in self.directory.glob(pattern):
                 path.unlink(missing_ok=True)
-        try:
-            self.directory.rmdir()
-        except OSError:
-            pass
 
 
 def kept_frames(output: str | os.PathLike) -> int:
@@ -293,11 +323,6 @@ class SegmentWriter:
             self._file = None
         if self._temp is not None:
             self._temp.unlink(missing_ok=True)
-        if not self.state.segments:
-            try:
-                self.state.directory.rmdir()   # nothing finished: leave nothing behind
-            except OSError:
-                pass
 
 
 def mux(state: ResumeState, reader, writer) -> None:
