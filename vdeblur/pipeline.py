@@ -470,7 +470,7 @@ def register(subparsers) -> None:
                    help="write OUTPUT in one pass, keeping nothing beside it")
     r.add_argument("--checkpoint-minutes", type=float, default=resume_mod.SEGMENT_SECONDS / 60, metavar="M",
                    help=f"end a segment once it is M minutes old and has {resume_mod.SEGMENT_FRAMES} frames "
-                        "(each starts with a keyframe); at most this much work is lost (default: 1)")
+                        "(each starts with a keyframe); a crash loses only the segment being written (default: 1)")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not read OUTPUT back to compare its frames' timestamps, copied streams and tags with INPUT")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
