@@ -37,6 +37,10 @@ def tile_shapes(h: int, w: int, rows: int, cols: int, multiple: int = 16) -> lis
     return [(span(h, rows), span(w, cols))] * (rows * cols)
 
 
+def precision_of(name: str) -> str:
+    return "fp32" if name.startswith("fp32") else "bf16"
+
+
 def make_variant(name: str, base, h: int, w: int):
     fmt = torch.contiguous_format if "-nchw" in name else torch.channels_last
     model = copy.deepcopy(base).to(memory_format=fmt)
@@ -90,7 +94,7 @@ def main() -> None:
         run()
     clock = time.process_time if a.cpu_time else time.perf_counter
     # Only the precisions the variants use: on a CPU without native bf16 its probe alone takes minutes.
-    used = sorted({"fp32" if n.startswith("fp32") else "bf16" for n in names})
+    used = sorted({precision_of(n) for n in names})
     peaks = {p: PeakProbe(torch.device("cpu"), p, clock=clock) for p in used}
     times = {n: [] for n in names}
     for _ in range(a.repeats):
@@ -107,7 +111,7 @@ def main() -> None:
     rows = []
     for n in names:
         med, best = statistics.median(times[n]), min(times[n])
-        prec = "fp32" if n.startswith("fp32") else "bf16"
+        prec = precision_of(n)
         rows.append({"variant": n, "size": [w, h], "median_s": med, "best_s": best, "fps": 1 / med,
                      "tflops": flops / med / 1e12, "best_tflops": flops / best / 1e12,
                      "fraction_of_peak": flops / med / 1e12 / peak[prec],

@@ -264,7 +264,7 @@ class SegmentWriter:
 
     def _open(self, encoder) -> None:
         self.state.directory.mkdir(exist_ok=True)
-        self._temp = self.state.directory / f"segment-{len(self.state.segments):06d}.partial"
+        self._temp = (self.state.directory / _segment_name(len(self.state.segments))).with_suffix(".partial")
         self._file = open(self._temp, "wb")
         self._encoder = encoder
         self._encoder.packet_sink = self._store
