@@ -194,7 +194,10 @@ def test_ctrl_c_from_the_cli_says_so_and_leaves_nothing(clip, tmp_path, capsys, 
     assert capsys.readouterr().err == f"vdeblur: interrupted; {out} was not written\n"
     monkeypatch.setattr(pipeline, "open_backend", lambda name, options: Failing(RuntimeError("CUDA out of memory. Tried")))
     assert main(["deblur", str(clip), "-o", str(out), "-q", "--batch", "2"]) == 1
-    assert "out of memory running the model on 2 frame(s) of 64x48; try --batch 1 or --tile 512" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "vdeblur: out of memory on a batch of 2 frames of 64x48; going on one frame at a time (--batch 1 starts there)\n"
+        "vdeblur: error: out of memory running the model on one 64x48 frame; free the device's memory "
+        "(other programs?) or use another --device\n")
     assert files(tmp_path) == []
 
 

@@ -15,7 +15,6 @@ import queue
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +26,7 @@ from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, op
 from .errors import VdeblurError, require_pyav
 from .fileio import check_output, file_sha256
 from .signals import describe, exit_status
-from .tiling import TiledBackend, check_tiling
+from .tiling import OutOfMemoryFallback, check_tiling
 
 if TYPE_CHECKING:
     from .video import DecodedFrame, VideoReader, VideoWriter
@@ -69,6 +68,7 @@ class Report:
         if bad:
             out.append(f"{bad} frame(s) came out NaN/inf (or black) in {self.backend.get('precision')}"
                        + (f" and were redone in {fallback}" if fallback else " and were written as they came"))
+        out += self.backend.get("out_of_memory", [])   # each step the run took to fit, named
         if self.backend.get("nonfinite_frames"):
             out.append(f"{self.backend['nonfinite_frames']} frame(s) had NaN/inf output even in fp32: damaged weights?")
         expected = self.expected_frames
@@ -170,15 +170,13 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
         if not pending:
             return
         frames = np.stack([f.image for f in pending])
-        with _out_of_memory_as_error(frames.shape):
-            handle = backend.submit(frames)
+        handle = backend.submit(frames)
         in_flight.append((list(pending), frames.shape, frames.dtype, handle))
         pending.clear()
 
     def collect() -> bool:
         timing, shape, dtype, handle = in_flight.popleft()
-        with _out_of_memory_as_error(shape):
-            images = handle.result()
+        images = handle.result()
         if images.shape != shape or images.dtype != dtype:
             raise VdeblurError(f"backend {backend.name} returned {images.dtype} {images.shape} for {dtype} {shape} frames")
         return all(_put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base), stop) for f, image in zip(timing, images))
@@ -201,24 +199,6 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
         submit()
         while in_flight and collect():
             pass
-
-
-@contextmanager
-def _out_of_memory_as_error(shape):
-    try:
-        yield
-    except MemoryError:
-        raise _out_of_memory(shape) from None
-    except RuntimeError as e:
-        if "out of memory" not in str(e).lower():
-            raise
-        raise _out_of_memory(shape) from None
-
-
-def _out_of_memory(shape) -> VdeblurError:
-    n, h, w, _ = shape
-    hint = "--batch 1 or " if n > 1 else ""
-    return VdeblurError(f"out of memory running the model on {n} frame(s) of {w}x{h}; try {hint}--tile 512")
 
 
 def _progress(total: int | None, quiet: bool, done: int = 0):
@@ -275,8 +255,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                 weights=weights, device=device, precision=precision, batch=batch,
                 compile=compile, compile_mode=compile_mode,
                 fused_attention=fused_attention, cuda_graphs=cuda_graphs, engine=engine, onnx=onnx))
-        if tile_size:
-            backend = TiledBackend(backend, tile_size, tile_overlap)
+        backend = OutOfMemoryFallback(backend, tile_size, tile_overlap, notify=notify)
         reader.use_rgb16(backend.accepts_uint16)
         if not resumable:
             report = _run(reader, writer, backend, batch=batch, quiet=quiet)
@@ -453,7 +432,8 @@ def register(subparsers) -> None:
     if "onnxruntime" in BACKENDS:
         m.add_argument("--onnx", metavar="PATH", help="ONNX model file (onnxruntime backend)")
     m.add_argument("--tile", metavar="N|WxH", help="process frames in N x N or W x H tiles to save memory; "
-                   "multiples of 16 waste nothing on padding (default: whole frames)")
+                   "multiples of 16 waste nothing on padding (default: whole frames, tiled on their own "
+                   "if memory runs out)")
     m.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="pixels shared by neighbouring tiles, blended (default: 32)")
     e = p.add_argument_group("output encoding")
     e.add_argument("--codec", default="libx264", help="video encoder: libx264 (default), libx265, libsvtav1, ffv1, ... any PyAV has")

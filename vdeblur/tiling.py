@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends.base import Backend
+from .backends.base import Backend, Pending
 from .errors import VdeblurError
 
 
@@ -108,3 +108,135 @@ class TiledBackend(Backend):
 
     def close(self) -> None:
         self.inner.close()
+
+
+#: What torch (CUDA and CPU allocators), ONNX Runtime and pycuda say when memory runs out.
+_OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate memory")
+
+#: The smallest side the fallback cuts tiles to: below it the network sees too little context.
+MIN_TILE = 128
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """ONNX Runtime's errors are plain Exceptions, so the words decide, not the type."""
+    return isinstance(error, MemoryError) or (
+        isinstance(error, Exception) and any(words in str(error).lower() for words in _OUT_OF_MEMORY))
+
+
+def smaller_tile(tile: TileSize, overlap: int, least: int) -> TileSize | None:
+    """About half the area: the longer side cut so two tiles cover it (a multiple of 16), or else
+    the shorter one; None when both are down to ``least``."""
+    for side in sorted((0, 1), key=lambda i: -tile[i]):
+        cut = -(-(tile[side] + overlap) // 32) * 16   # ceil((L + overlap) / 2), rounded up to 16
+        if least <= cut < tile[side]:
+            return (cut, tile[1]) if side == 0 else (tile[0], cut)
+    return None
+
+
+class OutOfMemoryFallback(Backend):
+    """Wraps a backend so that running out of memory costs speed, not the run.
+
+    A batch that runs out of memory is redone one frame at a time, then in tiles of about half
+    the area, and again down to ``min_tile``; what fitted is kept for the rest of the run.
+    ``notify`` hears each step, which names the ``--batch``/``--tile`` that start there next time.
+    Retries happen outside the ``except`` clause, so the failed attempt's tensors (held by the
+    traceback) are freed first.
+    """
+
+    def __init__(self, inner: Backend, tile: int | str | TileSize | None = None, overlap: int = 32,
+                 notify=None, min_tile: int = MIN_TILE):
+        self.inner, self.overlap, self.notify = inner, overlap, notify
+        self.least = max(min_tile, 2 * overlap + 2)   # check_tiling wants overlap < side / 2
+        self.name, self.accepts_uint16 = inner.name, inner.accepts_uint16
+        self.tile: TileSize | None = None
+        self.runner: Backend = inner
+        self.one_at_a_time = False
+        self.steps: list[str] = []   # what running out of memory changed, in order
+        size = check_tiling(tile, overlap)
+        if size is not None:
+            self._use_tile(size)
+
+    def _use_tile(self, size: TileSize) -> None:
+        self.tile, self.runner = size, TiledBackend(self.inner, size, self.overlap)
+
+    def run(self, frames: np.ndarray) -> np.ndarray:
+        return self.submit(frames).result()
+
+    def submit(self, frames: np.ndarray) -> Pending:
+        if not self.steps:   # nothing has run out yet: the inner backend's own (overlapped) submit
+            try:
+                return _Guarded(self, self.runner.submit(frames), frames)
+            except Exception as e:   # noqa: BLE001 - anything else is re-raised
+                if not is_out_of_memory(e):
+                    raise
+            return Pending(self._fit(frames, failed=True))
+        return Pending(self._fit(frames, failed=False))
+
+    def _fit(self, frames: np.ndarray, failed: bool) -> np.ndarray:
+        """``frames`` through the current plan, made smaller after each time memory runs out."""
+        while True:
+            if failed:
+                self._shrink(frames.shape)
+            try:
+                if self.one_at_a_time and len(frames) > 1:
+                    return np.concatenate([self.runner.run(frames[i:i + 1]) for i in range(len(frames))])
+                return self.runner.run(frames)
+            except Exception as e:   # noqa: BLE001
+                if not is_out_of_memory(e):
+                    raise
+            failed = True
+
+    def _shrink(self, shape: tuple) -> None:
+        """One step smaller, with a note; a one-line error when nothing smaller is left."""
+        n, h, w, _ = shape
+        self.inner.release_memory()
+        if n > 1 and not self.one_at_a_time:
+            self.one_at_a_time = True
+            self._note(f"out of memory on a batch of {n} frames of {w}x{h}; going on one frame at a time "
+                       f"(--batch 1 starts there)")
+            return
+        tiled = self.tile is not None and (self.tile[0] < w or self.tile[1] < h)
+        current = (min(self.tile[0], w), min(self.tile[1], h)) if tiled else (w, h)
+        smaller = smaller_tile(current, self.overlap, self.least)
+        where = f"{format_tile(current)} tiles" if tiled else f"{w}x{h} frames"
+        if smaller is None:
+            raise VdeblurError(f"out of memory running the model on one {w}x{h} frame"
+                               + (f" even in {where}" if tiled else "")
+                               + "; free the device's memory (other programs?) or use another --device")
+        self._use_tile(smaller)
+        self._note(f"out of memory on {where}; going on in {format_tile(smaller)} tiles, slower "
+                   f"(--tile {format_tile(smaller)} starts there)")
+
+    def _note(self, line: str) -> None:
+        self.steps.append(line)
+        if self.notify:
+            self.notify(line)
+
+    def release_memory(self) -> None:
+        self.inner.release_memory()
+
+    def describe(self) -> dict:
+        facts = self.runner.describe()
+        if self.steps:
+            facts["out_of_memory"] = list(self.steps)
+        return facts
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class _Guarded(Pending):
+    """An inner batch in flight; if collecting it runs out of memory, it is redone smaller."""
+
+    def __init__(self, owner: OutOfMemoryFallback, handle: Pending, frames: np.ndarray):
+        self.owner, self.handle, self.frames = owner, handle, frames
+        self.steps_then = len(owner.steps)
+
+    def result(self) -> np.ndarray:
+        try:
+            return self.handle.result()
+        except Exception as e:   # noqa: BLE001
+            if not is_out_of_memory(e):
+                raise
+        # Another batch may have made the plan smaller since this one went in: try that first.
+        return self.owner._fit(self.frames, failed=len(self.owner.steps) == self.steps_then)

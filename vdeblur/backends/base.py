@@ -52,6 +52,10 @@ class Backend(abc.ABC):
     def describe(self) -> dict:
         """Facts for progress lines, benchmarks and logs: device, precision, model source."""
 
+    def release_memory(self) -> None:
+        """Give back memory held for reuse (caches, captured graphs, per-size engines) after running
+        out of it, so a smaller retry has room; the default holds nothing."""
+
     def close(self) -> None:
         """Free device memory and handles; the default has nothing to free."""
 

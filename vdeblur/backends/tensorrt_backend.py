@@ -122,6 +122,12 @@ class TensorRTBackend(Backend):
             "bad_frame_fallback": "torch fp32" if self.fallback == "torch" else None,
         }
 
+    def release_memory(self) -> None:
+        """Engines built here for other sizes go (their files stay in the engine cache)."""
+        for runner in self._built.values():
+            runner.close()
+        self._built = {}
+
     def close(self) -> None:
         for runner in [self.runner, *self._built.values()]:
             if runner is not None:

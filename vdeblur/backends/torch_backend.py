@@ -116,7 +116,6 @@ class TorchBackend(Backend):
         slot = self._slots[self._turn]
         if slot.busy:
             raise RuntimeError("torch backend: two batches are already in flight; collect the oldest first")
-        self._turn = (self._turn + 1) % len(self._slots)
         if self._streams is None:
             self._streams = tuple(torch.cuda.Stream(self.device) for _ in range(3))
             for stream in self._streams:   # the weights went up on the default stream
@@ -146,6 +145,7 @@ class TorchBackend(Backend):
                 done.record(download)
         self._last_download = done
         slot.busy = True
+        self._turn = (self._turn + 1) % len(self._slots)   # only now: a batch that failed (out of memory) leaves its slot free
         return _CudaPending(self, slot, done, x, frames.dtype)
 
     def _redo(self, x: torch.Tensor, bad: np.ndarray, y: np.ndarray) -> None:
@@ -185,6 +185,12 @@ class TorchBackend(Backend):
             "nonfinite_frames": self.nonfinite,
             "torch": torch.__version__,
         }
+
+    def release_memory(self) -> None:
+        if self.graphs is not None:
+            self.graphs.clear()   # each captured graph keeps a memory pool
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
 
     def close(self) -> None:
         self.model = None
