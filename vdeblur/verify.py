@@ -1,5 +1,5 @@
 """Read a written file back and compare it with its input: every frame at the input's timestamp, the
-copied streams' packets bit for bit, the picture's size, rotation and colour tags.
+copied streams' packets bit for bit, the picture's size, rotation and colour tags, HDR10 metadata.
 
 Demuxing only (one frame of each file is decoded for the tags), so it costs seconds for an hour of
 video. It catches what muxers can do without an error (drop, reorder or round timestamps, lose a
@@ -15,6 +15,7 @@ from fractions import Fraction
 
 import av
 
+from .hdr import HDR10, WRITERS, read_hdr10
 from .video import VideoReader
 
 
@@ -120,21 +121,32 @@ def _compare_copy(result: Verification, name: str, source: _Stream, out: _Stream
         result.problems.append(f"{name}: the copy differs from the input ({len(out.times)} packets, {n} in the input)")
 
 
-def _picture(path, index: int) -> tuple:
+def _picture(path, index: int) -> tuple[tuple, HDR10 | None]:
+    """The first frame's tags, and its HDR10 metadata."""
     with av.open(str(path)) as c:
         stream = c.streams[index]
         frame = next(c.decode(stream), None)
         if frame is None:
-            return ()
+            return (), None
+        sar = stream.codec_context.sample_aspect_ratio   # unset (0) means square, as 1:1 does (AV1 says 1:1)
         return (frame.width, frame.height, frame.rotation, int(frame.color_range), int(frame.colorspace),
-                int(frame.color_primaries), int(frame.color_trc), Fraction(stream.codec_context.sample_aspect_ratio or 0))
+                int(frame.color_primaries), int(frame.color_trc),
+                Fraction(sar) if sar else Fraction(1)), read_hdr10(frame)
 
 
 def _compare_picture(result: Verification, src, index: int, dst) -> None:
-    a, b = _picture(src, index), _picture(dst, 0)
+    (a, source_hdr), (b, out_hdr) = _picture(src, index), _picture(dst, 0)
     if a == b:
         result.held.append("size, rotation, aspect ratio and colour tags")
     else:
         fields = ("width", "height", "rotation", "colour range", "colour matrix", "primaries", "transfer", "aspect ratio")
         diff = ", ".join(f"{f} {x} -> {y}" for f, x, y in zip(fields, a, b) if x != y) or "no frame read back"
         result.problems.append(f"picture: {diff}")
+    if source_hdr is None:
+        return
+    if source_hdr.matches(out_hdr):
+        result.held.append(f"HDR10 {source_hdr.describe()}")
+    else:
+        result.problems.append(f"HDR10 metadata: {source_hdr.describe()} in the input, "
+                               f"{out_hdr.describe() if out_hdr else 'none'} in the output "
+                               f"(written by {', '.join(WRITERS)} only)")

@@ -21,6 +21,7 @@ import av
 import numpy as np
 
 from .errors import VdeblurError
+from .hdr import HDR10, WRITERS, encoder_options, read_hdr10
 
 # Streams copied packet for packet (attachments are not packets: they are copied from the header).
 COPY_TYPES = ("audio", "subtitle", "data")
@@ -82,6 +83,7 @@ class VideoInfo:
     color_trc: int
     sample_aspect_ratio: Fraction | None
     display_matrix: tuple[int, ...] | None
+    hdr10: HDR10 | None = None   # mastering display and light levels, from the frame's side data
 
     @property
     def high_bit_depth(self) -> bool:
@@ -163,6 +165,7 @@ class VideoReader:
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
             sample_aspect_ratio=cc.sample_aspect_ratio,
             display_matrix=struct.unpack("=9i", bytes(sd)) if sd is not None else None,
+            hdr10=read_hdr10(first),
         )
 
     def use_rgb16(self, wide: bool) -> None:
@@ -392,6 +395,7 @@ class VideoWriter:
         enc = _encoder(codec)
         self.pix_fmt = choose_pix_fmt(enc, info, pix_fmt)
         options = {}
+        hdr_options = encoder_options(enc.name, info.hdr10) if info.hdr10 else {}   # None: this encoder cannot
         try:
             target = self.path
             if packet_sink is not None:
@@ -413,6 +417,7 @@ class VideoWriter:
                 if "preset" not in supported:
                     raise VdeblurError(f"--preset: encoder {enc.name} has no preset option")
                 options["preset"] = str(preset)
+            options.update(hdr_options or {})
             vout.options = options
             self._setup_video(vout, info, reader.stream)
             self.copied: list[str] = []
@@ -441,6 +446,10 @@ class VideoWriter:
             raise
         self.video = vout
         self.frames = 0
+        #: Why the source's HDR10 metadata does not reach the output, if it does not.
+        self.hdr10_lost = (f"the source's HDR10 metadata ({info.hdr10.describe()}) is not written: {enc.name} cannot "
+                           f"carry it; use --codec {', '.join(WRITERS[:-1])} or {WRITERS[-1]}"
+                           if hdr_options is None else None)
         # Damaged input can carry timestamps that go backwards; muxers reject those, so such
         # frames/packets are dropped and counted instead of ending the run.
         self.dropped_frames = 0

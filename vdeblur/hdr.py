@@ -1,0 +1,103 @@
+"""HDR10 static metadata: the mastering display (SMPTE ST 2086) and content light levels (CTA-861.3).
+
+Without them an HDR10 player guesses the grade's brightness range and tone-maps wrongly, and no
+peer keeps them. FFmpeg's decoders attach them to decoded frames as side data; PyAV cannot attach
+stream side data to an encoder, but libx265, libx264 and libsvtav1 take the same facts as their own
+parameters and write them into the bitstream (SEI messages, metadata OBUs), where players and
+FFmpeg's decoders find them again.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+#: encoder -> (its parameter option, mastering display key, light level key)
+_PARAMETERS = {
+    "libx265": ("x265-params", "master-display", "max-cll"),
+    "libx264": ("x264-params", "mastering-display", "cll"),
+    "libsvtav1": ("svtav1-params", "mastering-display", "content-light"),
+}
+WRITERS = tuple(_PARAMETERS)
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class HDR10:
+    """CIE 1931 xy chromaticities, luminances in cd/m²; None where the source does not say."""
+
+    primaries: tuple[Point, Point, Point] | None = None   # red, green, blue
+    white: Point | None = None
+    luminance: tuple[float, float] | None = None          # (min, max)
+    light: tuple[int, int] | None = None                  # (MaxCLL, MaxFALL)
+
+    def describe(self) -> str:
+        parts = []
+        if self.luminance:
+            parts.append(f"mastering display {self.luminance[1]:g}/{self.luminance[0]:g} cd/m²")
+        if self.light:
+            parts.append(f"MaxCLL {self.light[0]}, MaxFALL {self.light[1]}")
+        return ", ".join(parts)
+
+    def matches(self, other: HDR10 | None) -> bool:
+        """Equal up to the encoders' fixed-point steps (x265: 1/50000 and 1/10000 cd/m²; AV1: 1/65536,
+        1/256 and 1/16384 cd/m²)."""
+        if other is None:
+            return False
+        for a, b in ((self.primaries, other.primaries), (self.white, other.white), (self.luminance, other.luminance),
+                     (self.light, other.light)):
+            if (a is None) != (b is None):
+                return False
+            if a is not None and not all(abs(x - y) <= 1e-4 + 1e-4 * abs(x) for x, y in zip(_flat(a), _flat(b))):
+                return False
+        return True
+
+
+def _flat(values) -> list[float]:
+    return [v for item in values for v in (item if isinstance(item, tuple) else (item,))]
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def read_hdr10(frame) -> HDR10 | None:
+    """The HDR10 metadata a decoded frame carries, or None."""
+    mastering = frame.side_data.get("MASTERING_DISPLAY_METADATA")
+    light = frame.side_data.get("CONTENT_LIGHT_LEVEL")
+    primaries = white = luminance = None
+    if mastering is not None:
+        # AVMasteringDisplayMetadata: 10 AVRationals (r, g, b, white point as x/y pairs; min, max luminance),
+        # then has_primaries and has_luminance.
+        *rationals, has_primaries, has_luminance = struct.unpack("=22i", bytes(mastering)[:88])
+        values = [_ratio(rationals[i], rationals[i + 1]) for i in range(0, 20, 2)]
+        if has_primaries and None not in values[:8]:
+            primaries = tuple((values[i], values[i + 1]) for i in (0, 2, 4))
+            white = (values[6], values[7])
+        if has_luminance and None not in values[8:]:
+            luminance = (values[8], values[9])
+    cll = struct.unpack("=2I", bytes(light)[:8]) if light is not None else None
+    found = HDR10(primaries, white, luminance, cll if cll and any(cll) else None)
+    return found if found != HDR10() else None
+
+
+def encoder_options(codec: str, hdr: HDR10) -> dict[str, str] | None:
+    """The option that makes ``codec`` write ``hdr``; None if this encoder cannot."""
+    if codec not in _PARAMETERS:
+        return None
+    option, display_key, light_key = _PARAMETERS[codec]
+    params = []
+    if hdr.primaries and hdr.white and hdr.luminance:
+        (r, g, b), (low, high) = hdr.primaries, hdr.luminance
+        points = (g, b, r, hdr.white)   # the parameters' order
+        if codec == "libsvtav1":   # decimal values; the library rounds to AV1's fixed point
+            xy = [f"({x:.5f},{y:.5f})" for x, y in points]
+            level = f"L({high:.4f},{low:.5f})"
+        else:                      # integers: chromaticity in 1/50000, luminance in 1/10000 cd/m²
+            xy = [f"({round(x * 50000)},{round(y * 50000)})" for x, y in points]
+            level = f"L({round(high * 10000)},{round(low * 10000)})"
+        params.append(f"{display_key}=G{xy[0]}B{xy[1]}R{xy[2]}WP{xy[3]}{level}")
+    if hdr.light:
+        params.append(f"{light_key}={hdr.light[0]},{hdr.light[1]}")
+    return {option: ":".join(params)} if params else {}
