@@ -48,13 +48,39 @@ def cpu_description() -> str:
 def resolve_device(requested: str = "auto") -> torch.device:
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if "," in requested or requested == "cuda:all":
+        raise VdeblurError(f"--device {requested}: this command runs on one device; `vdeblur deblur` takes several")
     if requested.startswith("cuda"):
         if not torch.cuda.is_available():
             raise VdeblurError("--device cuda: no CUDA GPU is usable here (torch.cuda.is_available() is False); use --device cpu")
+        index = requested.partition(":")[2]
+        if requested != "cuda" and not (requested.startswith("cuda:") and index.isdigit()):
+            raise VdeblurError(f"unknown device {requested!r}; use cuda or cuda:N")
+        if index and int(index) >= torch.cuda.device_count():
+            raise VdeblurError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                               f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
         return torch.device(requested)
     if requested == "cpu":
         return torch.device("cpu")
     raise VdeblurError(f"unknown device {requested!r}; use auto, cpu or cuda")
+
+
+def split_devices(requested: str) -> list[str]:
+    """``--device`` as a list: "cuda:0,cuda:1" names GPUs, "cuda:all" is every GPU here; anything else
+    is one device. Each is checked as :func:`resolve_device` checks it."""
+    if requested == "cuda:all":
+        resolve_device("cuda")
+        names = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    else:
+        names = [name.strip() for name in requested.split(",")]
+    if len(names) > 1:
+        if not all(name.startswith("cuda:") for name in names):
+            raise VdeblurError(f"--device {requested}: several devices are GPUs, named cuda:N (e.g. cuda:0,cuda:1) or cuda:all")
+        if len(set(names)) != len(names):
+            raise VdeblurError(f"--device {requested}: a GPU is named twice")
+    for name in names:
+        resolve_device(name)
+    return names
 
 
 def resolve_precision(requested: str, device: torch.device) -> str:

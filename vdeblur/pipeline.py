@@ -23,6 +23,7 @@ import numpy as np
 
 from . import resume as resume_mod
 from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, open_backend, torch_options
+from .backends.multi_device import MultiDevice
 from .errors import VdeblurError, require_pyav
 from .fileio import check_output, file_sha256
 from .signals import describe, exit_status
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 _END = object()          # sentinel closing a queue
 _QUEUE_FRAMES = 8        # frames buffered between stages (beyond one batch), ~22 MB at 720p
-_IN_FLIGHT = 2           # batches submitted to the backend and not yet collected
 
 
 @dataclass
@@ -157,7 +157,7 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
                      stop: threading.Event, errors: list) -> None:
     """Main-thread stage: frames through the backend in batches, packets straight on to the writer.
 
-    Up to ``_IN_FLIGHT`` batches are submitted before the oldest is collected, so a backend that
+    Up to ``backend.batches_in_flight`` batches are submitted before the oldest is collected, so a backend that
     returns from ``submit`` early (torch on CUDA) computes one batch while this thread stacks and
     uploads the next; a synchronous backend just hands its result over one batch later.
     """
@@ -191,7 +191,7 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
             pending.append(item)
             if len(pending) >= batch:
                 submit()
-                if len(in_flight) >= _IN_FLIGHT and not collect():
+                if len(in_flight) >= backend.batches_in_flight and not collect():
                     break
         elif not _put(outq, item, stop):
             break
@@ -257,7 +257,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                 weights=weights, device=device, precision=precision, batch=batch,
                 compile=compile, compile_mode=compile_mode,
                 fused_attention=fused_attention, cuda_graphs=cuda_graphs, engine=engine, onnx=onnx))
-        backend = OutOfMemoryFallback(backend, tile_size, tile_overlap, notify=notify)
+        backend = _fit_in_memory(backend, tile_size, tile_overlap, notify)
         reader.use_rgb16(backend.accepts_uint16)
         if not resumable:
             report = _run(reader, writer, backend, batch=batch, quiet=quiet)
@@ -308,6 +308,15 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         reader.close()
         if owned_backend is not None:
             owned_backend.close()
+
+
+def _fit_in_memory(backend: Backend, tile, overlap: int, notify) -> Backend:
+    """An out-of-memory fallback for each device apart: GPUs may differ in memory, and one that tiles
+    must not make the others wait."""
+    if isinstance(backend, MultiDevice):
+        return backend.each(lambda inner, device: OutOfMemoryFallback(
+            inner, tile, overlap, notify=(lambda line: notify(f"{device}: {line}")) if notify else None))
+    return OutOfMemoryFallback(backend, tile, overlap, notify=notify)
 
 
 def _read_back(report: Report, src: Path, dst: Path, stream_map: dict, start, duration) -> None:
@@ -423,7 +432,8 @@ def register(subparsers) -> None:
     m = p.add_argument_group("model")
     m.add_argument("--weights", metavar="PATH", help="checkpoint to use (default: the shipped weights)")
     m.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help="inference backend (default: auto)")
-    m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N; several GPUs: cuda:0,cuda:1 or cuda:all "
+                   "(batches go to each in turn; torch backend) (default: auto)")
     m.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto = fp16 on CUDA, bf16 on a CPU with AMX/AVX-512-BF16, else fp32")
     m.add_argument("--batch", type=int, default=1, metavar="N", help="frames per model call (default: 1)")

@@ -8,7 +8,7 @@ missing library is reported when (and only when) its backend is used.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..errors import VdeblurError
 from .base import Backend
@@ -95,6 +95,8 @@ def backend_class(name: str) -> type[Backend]:
 
 def open_backend(name: str, options: BackendOptions) -> Backend:
     """Load backend ``name`` (or, for "auto", the first one in AUTO_ORDER that loads here)."""
+    if "," in options.device or options.device == "cuda:all":
+        return _open_on_each(name, options)
     if name != "auto":
         return backend_class(name).from_options(options)
     for option, implied in _IMPLIED_BY_OPTION.items():
@@ -110,3 +112,25 @@ def open_backend(name: str, options: BackendOptions) -> Backend:
         except VdeblurError as e:
             last_error = e
     raise last_error or VdeblurError("no inference backend is registered")
+
+
+def _open_on_each(name: str, options: BackendOptions) -> Backend:
+    """The torch backend once per GPU of ``options.device`` ("cuda:0,cuda:1", "cuda:all")."""
+    from ..hardware import split_devices
+    from .multi_device import MultiDevice
+
+    if name not in ("auto", "torch") or options.engine or options.onnx:
+        raise VdeblurError(f"--device {options.device}: several GPUs work with the torch backend "
+                           f"(--backend torch or auto, without --engine or --onnx)")
+    devices = split_devices(options.device)
+    if len(devices) == 1:
+        return backend_class("torch").from_options(replace(options, device=devices[0]))
+    backends: list[Backend] = []
+    try:
+        for device in devices:
+            backends.append(backend_class("torch").from_options(replace(options, device=device)))
+    except BaseException:
+        for backend in backends:
+            backend.close()
+        raise
+    return MultiDevice(backends, devices)

@@ -30,6 +30,8 @@ class Backend(abc.ABC):
     #: True if ``run`` also takes uint16 NHWC (full-range 16-bit RGB) and returns uint16, so
     #: 10-bit video keeps its precision through the model; otherwise the pipeline feeds uint8.
     accepts_uint16: bool = False
+    #: Batches the pipeline may submit before collecting the oldest (see :meth:`submit`).
+    batches_in_flight: int = 2
 
     def check_frames(self, frames: np.ndarray) -> None:
         """Refuse anything but the NHWC RGB batches this backend takes, with a one-line error."""
