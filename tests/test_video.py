@@ -246,3 +246,23 @@ def test_video_starting_late_keeps_its_offset_against_audio(tmp_path):
             return [float(f.time) for f in c.decode(video=0)]
     assert times(out) == times(src) and times(src)[0] == 0.5
     assert packets(out, "audio") == packets(src, "audio")
+
+
+def test_webm_gets_an_encoder_it_takes_and_a_mismatch_is_one_line(tmp_path, capsys):
+    from vdeblur.cli import main
+
+    src = tmp_path / "in.mp4"
+    make_video(src, frames=3)
+    out = tmp_path / "out.webm"
+    assert main(["deblur", str(src), "-o", str(out), "-q", "--backend", "torch", "--device", "cpu"]) == 0
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name in ("libdav1d", "av1")   # libsvtav1 wrote it
+        assert len(list(c.decode(video=0))) == 3
+    gif = tmp_path / "out.gif"
+    assert main(["deblur", str(src), "-o", str(tmp_path / "x.webm"), "--codec", "libx264"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"vdeblur: error: {tmp_path / 'x.webm'}: a .webm file cannot hold libx264 video; choose another "
+                   f"--codec (e.g. libsvtav1) or output suffix\n")
+    assert main(["deblur", str(src), "-o", str(gif)]) == 1
+    assert "a .gif file cannot hold libx264 video; choose another --codec or output suffix" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.webm"]

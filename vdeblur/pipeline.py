@@ -213,7 +213,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  weights: str | None = None, device: str = "auto", precision: str = "auto", batch: int = 1,
                  compile: bool = False, compile_mode: str | None = None, fused_attention: bool = False,
                  cuda_graphs: bool = False, engine: str | None = None, onnx: str | None = None,
-                 tile: int | str | tuple[int, int] | None = 0, tile_overlap: int = 32, codec: str = "libx264", crf: float | None = None,
+                 tile: int | str | tuple[int, int] | None = 0, tile_overlap: int = 32, codec: str | None = None, crf: float | None = None,
                  preset: str | None = None, pix_fmt: str | None = None, start: float | None = None,
                  duration: float | None = None, overwrite: bool = False, quiet: bool = True,
                  resume: bool = True, notify=None, segment_frames: int = resume_mod.SEGMENT_FRAMES,
@@ -235,11 +235,11 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         raise VdeblurError(f"--batch must be >= 1, got {batch}")
     tile_size = check_tiling(tile, tile_overlap)   # (width, height) or None
     require_pyav()
-    from .video import VideoReader, VideoWriter
+    from .video import VideoReader, VideoWriter, default_codec
 
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
     reader = VideoReader(src, start=start, duration=duration)
-    encoding = dict(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt)
+    encoding = dict(codec=codec or default_codec(dst), crf=crf, preset=preset, pix_fmt=pix_fmt)
     resumable = resume and resume_mod.muxer_takes_global_header(dst)
     tmp = _temp_path(dst)
     writer = None
@@ -448,7 +448,8 @@ def register(subparsers) -> None:
                    "if memory runs out)")
     m.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="pixels shared by neighbouring tiles, blended (default: 32)")
     e = p.add_argument_group("output encoding")
-    e.add_argument("--codec", default="libx264", help="video encoder: libx264 (default), libx265, libsvtav1, ffv1, ... any PyAV has")
+    e.add_argument("--codec", help="video encoder: libx265, libsvtav1, ffv1, ... any PyAV has "
+                   "(default: libx264; libsvtav1 for .webm)")
     e.add_argument("--crf", type=float, help="constant rate factor (default: 18 x264, 20 x265, 30 SVT-AV1)")
     e.add_argument("--preset", help="encoder preset, e.g. veryfast, medium, slow (x264/x265) or 0-13 (SVT-AV1)")
     e.add_argument("--pix-fmt", help="output pixel format (default: the input's; 10-bit stays 10-bit)")

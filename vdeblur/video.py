@@ -38,6 +38,13 @@ INTERPOLATION = "BICUBIC"
 DEFAULT_CRF = {"libx264": 18, "libx264rgb": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 24}
 
 
+def default_codec(path: str | os.PathLike) -> str:
+    """The encoder when none is asked for: H.264 plays everywhere, but WebM holds only VP8, VP9 and AV1."""
+    if Path(path).suffix.lower() == ".webm":
+        return "libsvtav1" if "libsvtav1" in av.codecs_available else "libvpx-vp9"
+    return "libx264"
+
+
 def _open_error(path: str, e: Exception) -> VdeblurError:
     if isinstance(e, FileNotFoundError):
         return VdeblurError(f"{path}: no such file")
@@ -386,13 +393,13 @@ class VideoWriter:
     ``path``'s format would, and no other stream is added.
     """
 
-    def __init__(self, path: str | os.PathLike, reader: VideoReader, *, codec: str = "libx264",
+    def __init__(self, path: str | os.PathLike, reader: VideoReader, *, codec: str | None = None,
                  crf: float | None = None, preset: str | None = None, pix_fmt: str | None = None,
                  packet_sink: Callable[[list[av.Packet]], None] | None = None):
         self.path = str(path)
         self.packet_sink = packet_sink
         info = reader.info
-        enc = _encoder(codec)
+        enc = _encoder(codec or default_codec(path))
         self.pix_fmt = choose_pix_fmt(enc, info, pix_fmt)
         options = {}
         hdr_options = encoder_options(enc.name, info.hdr10) if info.hdr10 else {}   # None: this encoder cannot
@@ -405,7 +412,12 @@ class VideoWriter:
         except (av.error.FFmpegError, ValueError, OSError) as e:
             raise VdeblurError(f"{self.path}: cannot create output ({getattr(e, 'strerror', None) or e})") from None
         try:
-            vout = self.out.add_stream(enc.name, rate=info.rate or 25)
+            try:
+                vout = self.out.add_stream(enc.name, rate=info.rate or 25)
+            except ValueError:   # PyAV's word for "this muxer does not take that codec"
+                fitting = default_codec(self.path)
+                raise VdeblurError(f"{self.path}: a {Path(self.path).suffix} file cannot hold {enc.name} video; choose "
+                                   f"another --codec{f' (e.g. {fitting})' if fitting != enc.name else ''} or output suffix") from None
             opts = vout.codec_context.supported_options
             supported = {o.name for o in (*opts.generic, *opts.private)}
             crf = DEFAULT_CRF.get(enc.name) if crf is None else crf
