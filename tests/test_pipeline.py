@@ -125,6 +125,8 @@ def _bad_inputs(tmp):
         "audio-codec": (full, ["--codec", "aac"], "not a video encoder"),
         "crf": (full, ["--codec", "ffv1", "--crf", "10"], "ffv1 has no crf option"),
         "pix-fmt": (full, ["--pix-fmt", "rgb24"], "--pix-fmt rgb24: libx264 takes"),
+        "preset": (full, ["--preset", "superduper"], "--preset superduper: libx264 takes ultrafast, superfast,"),
+        "encoder-refuses": (full, ["--codec", "libsvtav1", "--preset", "99"], "; does libsvtav1 take --crf 30 --preset 99?"),
         "tile": (full, ["--tile", "64", "--tile-overlap", "40"], "--tile-overlap"),
         "tile-shape": (full, ["--tile", "64x"], "--tile '64x': expected N or WIDTHxHEIGHT"),
         "start": (full, ["--start", "100"], "no decodable video frame after 100.0 s"),

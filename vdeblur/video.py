@@ -35,6 +35,9 @@ _MOV_SUFFIXES = (".mp4", ".mov", ".m4v", ".3gp", ".3g2", ".ismv", ".psp", ".f4v"
 # with bicubic vs 46/43 dB with swscale's bilinear default (8-bit test pattern, measured).
 INTERPOLATION = "BICUBIC"
 # Encoder-specific CRF defaults, about "visually lossless" for each (x264's own default is 23).
+_X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+#: Presets checked before the encoder opens (an unknown one otherwise fails as "Invalid argument").
+KNOWN_PRESETS = {"libx264": _X26X_PRESETS, "libx264rgb": _X26X_PRESETS, "libx265": _X26X_PRESETS}
 DEFAULT_CRF = {"libx264": 18, "libx264rgb": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 24}
 
 
@@ -428,6 +431,8 @@ class VideoWriter:
             if preset is not None:
                 if "preset" not in supported:
                     raise VdeblurError(f"--preset: encoder {enc.name} has no preset option")
+                if str(preset) not in KNOWN_PRESETS.get(enc.name, (str(preset),)):
+                    raise VdeblurError(f"--preset {preset}: {enc.name} takes {', '.join(KNOWN_PRESETS[enc.name])}")
                 options["preset"] = str(preset)
             options.update(hdr_options or {})
             vout.options = options
@@ -452,7 +457,9 @@ class VideoWriter:
         except av.error.FFmpegError as e:
             self.abort()
             streams = ", ".join(self.copied) or "none"
-            raise VdeblurError(f"{self.path}: cannot start writing ({e.strerror or e}); copied streams: {streams}") from None
+            chosen = " ".join(f"--{k} {v}" for k, v in (("crf", crf), ("preset", preset), ("pix-fmt", pix_fmt)) if v is not None)
+            raise VdeblurError(f"{self.path}: cannot start writing ({e.strerror or e}); copied streams: {streams}"
+                               + (f"; does {enc.name} take {chosen}?" if chosen else "")) from None
         except BaseException:
             self.abort()
             raise
