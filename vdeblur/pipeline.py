@@ -27,6 +27,8 @@ from .backends.multi_device import MultiDevice
 from .errors import VdeblurError, require_pyav
 from .fileio import check_output, file_sha256
 from .signals import describe, exit_status
+from .compare import MODES as COMPARE_MODES
+from .compare import check_mode, compose, output_size
 from .tiling import OutOfMemoryFallback, check_tiling
 
 if TYPE_CHECKING:
@@ -154,7 +156,7 @@ def _encode_stage(writer: VideoWriter, q: queue.Queue, stop: threading.Event, pr
 
 
 def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue.Queue,
-                     stop: threading.Event, errors: list) -> None:
+                     stop: threading.Event, errors: list, compare: str | None = None) -> None:
     """Main-thread stage: frames through the backend in batches, packets straight on to the writer.
 
     Up to ``backend.batches_in_flight`` batches are submitted before the oldest is collected, so a backend that
@@ -179,6 +181,8 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
         images = handle.result()
         if images.shape != shape or images.dtype != dtype:
             raise VdeblurError(f"backend {backend.name} returned {images.dtype} {images.shape} for {dtype} {shape} frames")
+        if compare:
+            images = compose(compare, np.stack([f.image for f in timing]), images)
         return all(_put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base), stop) for f, image in zip(timing, images))
 
     while not errors:
@@ -217,7 +221,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  preset: str | None = None, pix_fmt: str | None = None, start: float | None = None,
                  duration: float | None = None, overwrite: bool = False, quiet: bool = True,
                  resume: bool = True, notify=None, segment_frames: int = resume_mod.SEGMENT_FRAMES,
-                 segment_seconds: float = resume_mod.SEGMENT_SECONDS, verify: bool = True) -> Report:
+                 segment_seconds: float = resume_mod.SEGMENT_SECONDS, verify: bool = True,
+                 compare: str | None = None) -> Report:
     """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
 
     ``backend`` is a name from ``vdeblur.backends.BACKENDS`` (or "auto"), or a ready
@@ -228,18 +233,22 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     or Ctrl-C continues after them; ``notify`` is given a line when it does, or when kept progress
     does not fit these settings and is dropped. With ``verify`` the written file is read back and
     compared with the input (:mod:`vdeblur.verify`); what held and what did not is in the report.
+    ``compare`` ("side" or "split", :mod:`vdeblur.compare`) writes input and result side by side.
     """
     src, dst = Path(src), Path(dst)
     _check_paths(src, dst, overwrite)
     if batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {batch}")
     tile_size = check_tiling(tile, tile_overlap)   # (width, height) or None
+    check_mode(compare)
     require_pyav()
     from .video import VideoReader, VideoWriter, default_codec
 
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
     reader = VideoReader(src, start=start, duration=duration)
     encoding = dict(codec=codec or default_codec(dst), crf=crf, preset=preset, pix_fmt=pix_fmt)
+    if compare == "side":
+        encoding["size"] = output_size(compare, reader.info.width, reader.info.height)
     resumable = resume and resume_mod.muxer_takes_global_header(dst)
     tmp = _temp_path(dst)
     writer = None
@@ -260,11 +269,11 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         backend = _fit_in_memory(backend, tile_size, tile_overlap, notify)
         reader.use_rgb16(backend.accepts_uint16)
         if not resumable:
-            report = _run(reader, writer, backend, batch=batch, quiet=quiet)
+            report = _run(reader, writer, backend, batch=batch, quiet=quiet, compare=compare)
             copied = writer.stream_map
         else:
             state, note = resume_mod.ResumeState.open(resume_mod.state_dir(dst), _resume_key(
-                src, dst, backend, reader, encoding, start, duration))
+                src, dst, backend, reader, encoding, start, duration, compare))
             if not state.check_encoder(writer.extradata, reader.info.time_base):
                 note = f"{state.directory}: progress kept by another encoder version, starting over"
             if note and notify:
@@ -282,7 +291,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                 writer = resume_mod.SegmentWriter(
                     state, lambda: VideoWriter(dst, reader, **encoding, packet_sink=_segment_sink), writer,
                     segment_frames=segment_frames, segment_seconds=segment_seconds)
-                report = _run(reader, writer, backend, batch=batch, quiet=quiet, done=state.frames_done)
+                report = _run(reader, writer, backend, batch=batch, quiet=quiet, done=state.frames_done,
+                              compare=compare)
             report.resumed_frames, report.frames = kept, state.frames_done
             muxing = time.perf_counter()   # the user waits for this too: it counts in the run's time
             final = _write_kept(state, src, tmp, start=start, duration=duration, encoding=encoding)
@@ -296,7 +306,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             state.discard()
         report.output = str(dst)
         if verify:
-            _read_back(report, src, dst, {i: s.index for i, s in copied.items()}, start, duration)
+            _read_back(report, src, dst, {i: s.index for i, s in copied.items()}, start, duration,
+                       encoding.get("size"))
         return report
     finally:
         if not finished:
@@ -319,7 +330,7 @@ def _fit_in_memory(backend: Backend, tile, overlap: int, notify) -> Backend:
     return OutOfMemoryFallback(backend, tile, overlap, notify=notify)
 
 
-def _read_back(report: Report, src: Path, dst: Path, stream_map: dict, start, duration) -> None:
+def _read_back(report: Report, src: Path, dst: Path, stream_map: dict, start, duration, size=None) -> None:
     """Fill the report's verification; a file that cannot be read back is a problem, not a crash."""
     import av
 
@@ -327,7 +338,7 @@ def _read_back(report: Report, src: Path, dst: Path, stream_map: dict, start, du
 
     try:
         result = verify(src, dst, stream_map, start=start, duration=duration, frames=report.frames,
-                        damaged=bool(report.corrupt_packets or report.dropped_frames))
+                        damaged=bool(report.corrupt_packets or report.dropped_frames), size=size)
     except (av.error.FFmpegError, OSError, VdeblurError) as e:
         report.verify_problems = [f"{dst} could not be read back ({getattr(e, 'strerror', None) or e})"]
         return
@@ -361,7 +372,7 @@ def _segment_sink(packets) -> None:
 
 
 def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, encoding: dict,
-                start, duration) -> dict:
+                start, duration, compare: str | None = None) -> dict:
     """Everything that shapes the output's video: kept segments are used only under the same key.
     Device, precision, batch, compile and tile settings are left out (they change pixels by rounding
     at most): a run stopped on one machine goes on on another, or with --tile after running out of
@@ -379,10 +390,12 @@ def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, enc
         model[name] = None if value is None else str(value)
     return {"input": {"path": str(src.resolve()), **resume_mod.file_identity(src)},
             "output": {"suffix": dst.suffix.lower(), **encoding},
-            "part": [start, duration], "model": model, "rgb": reader.rgb_format}
+            "part": [start, duration], "model": model, "rgb": reader.rgb_format,
+            **({"compare": compare} if compare else {})}
 
 
-def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool, done: int = 0) -> Report:
+def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool, done: int = 0,
+         compare: str | None = None) -> Report:
     stop = threading.Event()
     errors: list[BaseException] = []
     inq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
@@ -395,7 +408,7 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
     try:
         decoder.start()
         encoder.start()
-        _process_batches(backend, batch, inq, outq, stop, errors)
+        _process_batches(backend, batch, inq, outq, stop, errors, compare)
         if not errors:
             _put(outq, _END, stop)
         encoder.join()
@@ -453,6 +466,8 @@ def register(subparsers) -> None:
     e.add_argument("--crf", type=float, help="constant rate factor (default: 18 x264, 20 x265, 30 SVT-AV1)")
     e.add_argument("--preset", help="encoder preset, e.g. veryfast, medium, slow (x264/x265) or 0-13 (SVT-AV1)")
     e.add_argument("--pix-fmt", help="output pixel format (default: the input's; 10-bit stays 10-bit)")
+    e.add_argument("--compare", choices=COMPARE_MODES, help="write a before/after video: side = input | result "
+                   "(twice the width), split = the input's left half beside the result's right half")
     s = p.add_argument_group("part of the input")
     s.add_argument("--start", type=float, metavar="SEC", help="start at this time (seconds)")
     s.add_argument("--duration", type=float, metavar="SEC", help="process this many seconds")
@@ -547,7 +562,7 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
             tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
             quiet=args.quiet, resume=args.resume, notify=notify, segment_seconds=args.checkpoint_minutes * 60,
-            verify=args.verify)
+            verify=args.verify, compare=args.compare)
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
         print(f"vdeblur: {describe(e)}; {dst} was not written{_kept_hint(dst)}", file=sys.stderr)
         return exit_status(e)

@@ -41,10 +41,11 @@ class _Stream:
 
 
 def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int, int], *, start: float | None,
-           duration: float | None, frames: int, damaged: bool) -> Verification:
+           duration: float | None, frames: int, damaged: bool, size: tuple[int, int] | None = None) -> Verification:
     """Compare ``dst`` with the part of ``src`` it was made from. ``stream_map``: input stream index ->
     output stream index of each copied stream; ``frames``: frames written; ``damaged``: the input had
-    packets or frames skipped, so only counts can be compared."""
+    packets or frames skipped, so only counts can be compared; ``size``: the frames' (width, height)
+    where it is not the input's (a side-by-side comparison)."""
     result = Verification()
     reader = VideoReader(src, start=start, duration=duration)
     try:
@@ -74,7 +75,7 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
     _compare_video(result, source_video, got[0], frames, damaged, shift)
     for index, out_index in stream_map.items():
         _compare_copy(result, names[index], wanted[index], got[out_index], damaged)
-    _compare_picture(result, src, video_index, dst)
+    _compare_picture(result, src, video_index, dst, size)
     return result
 
 
@@ -134,8 +135,10 @@ def _picture(path, index: int) -> tuple[tuple, HDR10 | None]:
                 Fraction(sar) if sar else Fraction(1)), read_hdr10(frame)
 
 
-def _compare_picture(result: Verification, src, index: int, dst) -> None:
+def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int, int] | None) -> None:
     (a, source_hdr), (b, out_hdr) = _picture(src, index), _picture(dst, 0)
+    if a and size:
+        a = (*size, *a[2:])
     if a == b:
         result.held.append("size, rotation, aspect ratio and colour tags")
     else:

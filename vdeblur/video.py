@@ -398,6 +398,7 @@ class VideoWriter:
 
     def __init__(self, path: str | os.PathLike, reader: VideoReader, *, codec: str | None = None,
                  crf: float | None = None, preset: str | None = None, pix_fmt: str | None = None,
+                 size: tuple[int, int] | None = None,
                  packet_sink: Callable[[list[av.Packet]], None] | None = None):
         self.path = str(path)
         self.packet_sink = packet_sink
@@ -436,7 +437,7 @@ class VideoWriter:
                 options["preset"] = str(preset)
             options.update(hdr_options or {})
             vout.options = options
-            self._setup_video(vout, info, reader.stream)
+            self._setup_video(vout, info, reader.stream, size or (info.width, info.height))
             self.copied: list[str] = []
             self.skipped: list[str] = []
             self.stream_map = {}
@@ -489,8 +490,8 @@ class VideoWriter:
             return {"movie_timescale": str(info.time_base.denominator)}
         return {}
 
-    def _setup_video(self, vout, info: VideoInfo, source_stream) -> None:
-        vout.width, vout.height, vout.pix_fmt = info.width, info.height, self.pix_fmt
+    def _setup_video(self, vout, info: VideoInfo, source_stream, size: tuple[int, int]) -> None:
+        (vout.width, vout.height), vout.pix_fmt = size, self.pix_fmt
         cc = vout.codec_context
         # Codec tb = source tb so every pts/duration passes through exactly (VFR kept, #1959/#1090).
         cc.time_base = info.time_base
