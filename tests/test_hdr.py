@@ -66,3 +66,26 @@ def test_sdr_sources_have_none(tmp_path):
     path = tmp_path / "sdr.mp4"
     make_video(path, frames=2)
     assert first_frame_hdr(path) is None
+
+
+class _Frame:
+    def __init__(self, *kinds):
+        self.side_data = {kind: object() for kind in kinds}
+
+
+def test_dynamic_metadata_is_named():
+    from vdeblur.hdr import read_dynamic_hdr
+
+    assert read_dynamic_hdr(_Frame("DOVI_RPU_BUFFER", "DOVI_METADATA", "DYNAMIC_HDR_PLUS")) == ("Dolby Vision", "HDR10+")
+    assert read_dynamic_hdr(_Frame("DISPLAYMATRIX")) == ()
+
+
+def test_dolby_vision_loss_is_said_before_the_first_frame(hdr_clip, tmp_path, monkeypatch):
+    import vdeblur.video as video
+
+    monkeypatch.setattr(video, "read_dynamic_hdr", lambda frame: ("Dolby Vision",))   # as an iPhone clip's frames say
+    notes = []
+    deblur_video(hdr_clip, tmp_path / "out.mp4", backend=IdentityBackend(uint16=True), codec="libx265",
+                 notify=notes.append)
+    assert notes == ["the source's Dolby Vision metadata is not carried over (no encoder here takes it); "
+                     "the output keeps the colour tags and HDR10 metadata"]

@@ -20,6 +20,10 @@ _PARAMETERS = {
 }
 WRITERS = tuple(_PARAMETERS)
 
+#: Side data with per-scene HDR metadata, which none of the encoders here can take from frames.
+_DYNAMIC = {"DOVI_RPU_BUFFER": "Dolby Vision", "DOVI_METADATA": "Dolby Vision", "DYNAMIC_HDR_PLUS": "HDR10+",
+            "DYNAMIC_HDR_VIVID": "HDR Vivid"}
+
 Point = tuple[float, float]
 
 
@@ -101,3 +105,8 @@ def encoder_options(codec: str, hdr: HDR10) -> dict[str, str] | None:
     if hdr.light:
         params.append(f"{light_key}={hdr.light[0]},{hdr.light[1]}")
     return {option: ":".join(params)} if params else {}
+
+
+def read_dynamic_hdr(frame) -> tuple[str, ...]:
+    """Names of the dynamic HDR metadata a decoded frame carries (an iPhone's Dolby Vision, HDR10+)."""
+    return tuple(sorted({name for key, name in _DYNAMIC.items() if frame.side_data.get(key) is not None}))

@@ -259,8 +259,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         # A resumable run encodes into segments first (packet_sink), and writes the file at the end.
         writer = VideoWriter(dst if resumable else tmp, reader, **encoding,
                              packet_sink=_segment_sink if resumable else None)
-        if writer.hdr10_lost and notify:
-            notify(writer.hdr10_lost)
+        for line in writer.metadata_lost if notify else ():
+            notify(line)
         if not isinstance(backend, Backend):
             backend = owned_backend = open_backend(backend, BackendOptions(
                 weights=weights, device=device, precision=precision, batch=batch,

@@ -21,7 +21,7 @@ import av
 import numpy as np
 
 from .errors import VdeblurError
-from .hdr import HDR10, WRITERS, encoder_options, read_hdr10
+from .hdr import HDR10, WRITERS, encoder_options, read_dynamic_hdr, read_hdr10
 
 # Streams copied packet for packet (attachments are not packets: they are copied from the header).
 COPY_TYPES = ("audio", "subtitle", "data")
@@ -94,6 +94,7 @@ class VideoInfo:
     sample_aspect_ratio: Fraction | None
     display_matrix: tuple[int, ...] | None
     hdr10: HDR10 | None = None   # mastering display and light levels, from the frame's side data
+    dynamic_hdr: tuple[str, ...] = ()   # per-scene HDR metadata present (not kept)
 
     @property
     def high_bit_depth(self) -> bool:
@@ -175,7 +176,7 @@ class VideoReader:
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
             sample_aspect_ratio=cc.sample_aspect_ratio,
             display_matrix=struct.unpack("=9i", bytes(sd)) if sd is not None else None,
-            hdr10=read_hdr10(first),
+            hdr10=read_hdr10(first), dynamic_hdr=read_dynamic_hdr(first),
         )
 
     def use_rgb16(self, wide: bool) -> None:
@@ -466,10 +467,15 @@ class VideoWriter:
             raise
         self.video = vout
         self.frames = 0
-        #: Why the source's HDR10 metadata does not reach the output, if it does not.
-        self.hdr10_lost = (f"the source's HDR10 metadata ({info.hdr10.describe()}) is not written: {enc.name} cannot "
-                           f"carry it; use --codec {', '.join(WRITERS[:-1])} or {WRITERS[-1]}"
-                           if hdr_options is None else None)
+        #: The source's metadata that does not reach the output, each said in a line.
+        self.metadata_lost: list[str] = []
+        if hdr_options is None:
+            self.metadata_lost.append(f"the source's HDR10 metadata ({info.hdr10.describe()}) is not written: {enc.name} "
+                                      f"cannot carry it; use --codec {', '.join(WRITERS[:-1])} or {WRITERS[-1]}")
+        if info.dynamic_hdr:
+            kept = "colour tags and HDR10 metadata" if info.hdr10 and hdr_options is not None else "colour tags"
+            self.metadata_lost.append(f"the source's {' and '.join(info.dynamic_hdr)} metadata is not carried over "
+                                      f"(no encoder here takes it); the output keeps the {kept}")
         # Damaged input can carry timestamps that go backwards; muxers reject those, so such
         # frames/packets are dropped and counted instead of ending the run.
         self.dropped_frames = 0
