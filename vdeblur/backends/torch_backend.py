@@ -98,7 +98,10 @@ class TorchBackend(Backend):
         self.check_frames(frames)
         frames = np.ascontiguousarray(frames)
         if self.device.type == "cuda":
-            return self._submit_cuda(frames)
+            # This GPU current, whichever thread calls (several GPUs: a thread each): Triton kernels
+            # and graph captures go to the current device, not the tensors'.
+            with torch.cuda.device(self.device):
+                return self._submit_cuda(frames)
         with torch.inference_mode():
             x = torch.from_numpy(frames)
             y, finite = (self.graphs or self._forward)(x)
@@ -230,7 +233,7 @@ class _CudaPending(Pending):
         finite = self.slot.host_finite.numpy().copy()
         self.slot.busy = False
         if not finite.all():
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.cuda.device(self.backend.device):
                 self.backend._redo(self.x, np.flatnonzero(~finite), y)
         self.x = None
         return y if y.dtype == self.dtype else y.astype(self.dtype)
