@@ -24,11 +24,11 @@ import numpy as np
 from . import resume as resume_mod
 from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, open_backend, torch_options
 from .backends.multi_device import MultiDevice
+from .compare import MODES as COMPARE_MODES
+from .compare import check_mode, compose, output_size
 from .errors import VdeblurError, require_pyav
 from .fileio import check_output, file_sha256
 from .signals import describe, exit_status
-from .compare import MODES as COMPARE_MODES
-from .compare import check_mode, compose, output_size
 from .tiling import OutOfMemoryFallback, check_tiling
 
 if TYPE_CHECKING:

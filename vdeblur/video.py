@@ -34,10 +34,10 @@ _MOV_SUFFIXES = (".mp4", ".mov", ".m4v", ".3gp", ".3g2", ".ismv", ".psp", ".f4v"
 # Chroma resampling both ways: round trip yuv420p -> RGB -> yuv420p keeps U/V at 52/49 dB PSNR
 # with bicubic vs 46/43 dB with swscale's bilinear default (8-bit test pattern, measured).
 INTERPOLATION = "BICUBIC"
-# Encoder-specific CRF defaults, about "visually lossless" for each (x264's own default is 23).
 _X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 #: Presets checked before the encoder opens (an unknown one otherwise fails as "Invalid argument").
 KNOWN_PRESETS = {"libx264": _X26X_PRESETS, "libx264rgb": _X26X_PRESETS, "libx265": _X26X_PRESETS}
+# Encoder-specific CRF defaults, about "visually lossless" for each (x264's own default is 23).
 DEFAULT_CRF = {"libx264": 18, "libx264rgb": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 24}
 
 
