@@ -9,9 +9,12 @@ calls that wait and export the latest weights (split into parts that fit), and j
 
     here:   python scripts/device_train.py pack                     # ../shared/data -> .carry/data
                                                                     # (35.4 MiB; with the tree, 49.7 of 64)
-    device: run(command="python3 scripts/device_train.py start --minutes 20", carry=[".carry"])
+    device: run(command="python3 scripts/device_train.py start --minutes 6", carry=[".carry"])
             run(command="python3 scripts/device_train.py wait")     # issue each right after the last,
                                                                     # until one says the run ended
+    (A session now has 15 minutes of device time in all, the machine's start included: `--minutes 6`
+    ends inside the first call's 540-s wait, with its weights exported. Longer runs need `wait` calls
+    that follow each other within the machine's 30-s idle window.)
     here:   python scripts/device_train.py join FILES_AT --out ~/.cache/vdeblur/runs/h100
 
 The run trains from a copy of the data inside its run directory, so calls in between may carry
@@ -285,7 +288,8 @@ def main(argv=None) -> int:
         s.add_argument("--part-mib", type=float, default=PART_LIMIT / 2**20, help="largest exported file")
         if name == "start":
             s.add_argument("--data", type=Path, default=CARRIED, help="the packed data")
-            s.add_argument("--minutes", type=float, default=20, help="training time; the schedule is sized to it")
+            s.add_argument("--minutes", type=float, default=6,
+                           help="training time; the schedule is sized to it (default 6: inside one call)")
             s.add_argument("--rate", type=float, default=9.0,
                            help="expected steps/s (H100, batch 16, 256 px: 10.6 compiled, 8.9 eager in the notes)")
             s.add_argument("--eager", action="store_true", help="no torch.compile (then use --rate 7.5)")
