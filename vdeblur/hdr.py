@@ -66,10 +66,19 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
+def side_data(frame):
+    """``frame.side_data`` (looked up by type name), or {} where it holds a type this PyAV does not
+    know: PyAV 18 raises ValueError for all of it then (TIFF frames carry type 31, EXIF)."""
+    try:
+        return frame.side_data
+    except ValueError:
+        return {}
+
+
 def read_hdr10(frame) -> HDR10 | None:
     """The HDR10 metadata a decoded frame carries, or None."""
-    mastering = frame.side_data.get("MASTERING_DISPLAY_METADATA")
-    light = frame.side_data.get("CONTENT_LIGHT_LEVEL")
+    found = side_data(frame)
+    mastering, light = found.get("MASTERING_DISPLAY_METADATA"), found.get("CONTENT_LIGHT_LEVEL")
     primaries = white = luminance = None
     if mastering is not None:
         # AVMasteringDisplayMetadata: 10 AVRationals (r, g, b, white point as x/y pairs; min, max luminance),
@@ -109,4 +118,5 @@ def encoder_options(codec: str, hdr: HDR10) -> dict[str, str] | None:
 
 def read_dynamic_hdr(frame) -> tuple[str, ...]:
     """Names of the dynamic HDR metadata a decoded frame carries (an iPhone's Dolby Vision, HDR10+)."""
-    return tuple(sorted({name for key, name in _DYNAMIC.items() if frame.side_data.get(key) is not None}))
+    found = side_data(frame)
+    return tuple(sorted({name for key, name in _DYNAMIC.items() if found.get(key) is not None}))

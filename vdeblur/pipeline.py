@@ -257,7 +257,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     finished = False
     try:
         # A resumable run encodes into segments first (packet_sink), and writes the file at the end.
-        writer = VideoWriter(dst if resumable else tmp, reader, **encoding,
+        writer = VideoWriter(dst if resumable else tmp, reader, **encoding, label=dst,
                              packet_sink=_segment_sink if resumable else None)
         for line in writer.metadata_lost if notify else ():
             notify(line)
@@ -295,7 +295,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                               compare=compare)
             report.resumed_frames, report.frames = kept, state.frames_done
             muxing = time.perf_counter()   # the user waits for this too: it counts in the run's time
-            final = _write_kept(state, src, tmp, start=start, duration=duration, encoding=encoding)
+            final = _write_kept(state, src, tmp, dst, start=start, duration=duration, encoding=encoding)
             report.copied_streams, report.skipped_streams, copied = final.copied, final.skipped, final.stream_map
             report.corrupt_packets += final.dropped_packets
             report.dropped_frames = state.dropped_frames
@@ -345,13 +345,13 @@ def _read_back(report: Report, src: Path, dst: Path, stream_map: dict, start, du
     report.verified, report.verify_problems = result.held, result.problems
 
 
-def _write_kept(state, src: Path, tmp: Path, *, start, duration, encoding: dict) -> VideoWriter:
+def _write_kept(state, src: Path, tmp: Path, dst: Path, *, start, duration, encoding: dict) -> VideoWriter:
     """``tmp`` from the kept video segments and the input's other streams, in one pass (no decoding)."""
     from .video import VideoReader, VideoWriter
 
     reader = VideoReader(src, start=start, duration=duration)
     try:
-        writer = VideoWriter(tmp, reader, **encoding)
+        writer = VideoWriter(tmp, reader, **encoding, label=dst)
         try:
             if writer.extradata.hex() != state.extradata:
                 raise VdeblurError(f"the encoder's headers differ from those of the segments kept in "

@@ -16,7 +16,7 @@ from fractions import Fraction
 import av
 
 from .hdr import HDR10, WRITERS, read_hdr10
-from .video import VideoReader
+from .video import VideoReader, output_colour
 
 
 @dataclass
@@ -132,13 +132,19 @@ def _picture(path, index: int) -> tuple[tuple, HDR10 | None]:
         sar = stream.codec_context.sample_aspect_ratio   # unset (0) means square, as 1:1 does (AV1 says 1:1)
         return (frame.width, frame.height, frame.rotation, int(frame.color_range), int(frame.colorspace),
                 int(frame.color_primaries), int(frame.color_trc),
-                Fraction(sar) if sar else Fraction(1)), read_hdr10(frame)
+                Fraction(sar) if sar else Fraction(1), frame.format.name, stream.codec_context.name), read_hdr10(frame)
 
 
 def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int, int] | None) -> None:
     (a, source_hdr), (b, out_hdr) = _picture(src, index), _picture(dst, 0)
-    if a and size:
-        a = (*size, *a[2:])
+    if a and b:
+        # What the writer was to make of the source: its size (a comparison is wider), and the range
+        # and matrix of the output's kind of pixels (an RGB source written as YUV gets BT.709).
+        width, height = size or a[:2]
+        a = (width, height, a[2], *output_colour(a[3], a[4], a[8], b[8], b[9]), *a[5:8])
+        if av.VideoFormat(b[8]).is_rgb:   # RGB pixels have no range or matrix (TIFF stores neither)
+            a = (*a[:3], *b[3:5], *a[5:])
+        b = b[:8]
     if a == b:
         result.held.append("size, rotation, aspect ratio and colour tags")
     else:

@@ -21,7 +21,7 @@ import av
 import numpy as np
 
 from .errors import VdeblurError
-from .hdr import HDR10, WRITERS, encoder_options, read_dynamic_hdr, read_hdr10
+from .hdr import HDR10, WRITERS, encoder_options, read_dynamic_hdr, read_hdr10, side_data
 
 # Streams copied packet for packet (attachments are not packets: they are copied from the header).
 COPY_TYPES = ("audio", "subtitle", "data")
@@ -41,8 +41,15 @@ KNOWN_PRESETS = {"libx264": _X26X_PRESETS, "libx264rgb": _X26X_PRESETS, "libx265
 DEFAULT_CRF = {"libx264": 18, "libx264rgb": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 24}
 
 
+#: Still-image outputs (a deblurred photo): one picture; PNG and TIFF keep 16 bits, JPEG is written at q 2.
+IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "mjpeg", ".jpeg": "mjpeg"}
+
+
 def default_codec(path: str | os.PathLike) -> str:
-    """The encoder when none is asked for: H.264 plays everywhere, but WebM holds only VP8, VP9 and AV1."""
+    """The encoder when none is asked for: H.264 plays everywhere, but WebM holds only VP8, VP9 and AV1,
+    and an image suffix means that image format."""
+    if Path(path).suffix.lower() in IMAGE_CODECS:
+        return IMAGE_CODECS[Path(path).suffix.lower()]
     if Path(path).suffix.lower() == ".webm":
         return "libsvtav1" if "libsvtav1" in av.codecs_available else "libvpx-vp9"
     return "libx264"
@@ -166,7 +173,7 @@ class VideoReader:
         self._first = first
         fmt = first.format
         self.rgb_format = "rgb24"
-        sd = first.side_data.get("DISPLAYMATRIX")
+        sd = side_data(first).get("DISPLAYMATRIX")
         cc = vs.codec_context
         self.info = VideoInfo(
             width=first.width, height=first.height, pix_fmt=fmt.name, bit_depth=_bit_depth(fmt),
@@ -389,6 +396,19 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
     return supported[0]
 
 
+def output_colour(color_range: int, colorspace: int, source_pix_fmt: str, pix_fmt: str, codec: str) -> tuple[int, int]:
+    """(range, matrix) tags of the output: the source's, except where the output's kind of pixels
+    differs. An RGB source (PNG, RGB FFV1, QuickTime Animation; tagged 0, "GBR", or untagged) written
+    as YUV gets the matrix its YUV is made with, BT.709 in limited range: a copied 0 makes players
+    read the YUV planes as G, B and R, and untagged YUV is guessed at. JPEG (JFIF) is BT.601 in full
+    range, whatever the source: decoders assume it."""
+    if codec == "mjpeg":
+        return 2, 5
+    if (colorspace == 0 or av.VideoFormat(source_pix_fmt).is_rgb) and not av.VideoFormat(pix_fmt).is_rgb:
+        return 1, 1
+    return color_range, colorspace
+
+
 class VideoWriter:
     """Encode RGB frames and remux the copied streams into ``path`` (container chosen by its suffix).
 
@@ -399,13 +419,21 @@ class VideoWriter:
 
     def __init__(self, path: str | os.PathLike, reader: VideoReader, *, codec: str | None = None,
                  crf: float | None = None, preset: str | None = None, pix_fmt: str | None = None,
-                 size: tuple[int, int] | None = None,
+                 size: tuple[int, int] | None = None, label: str | os.PathLike | None = None,
                  packet_sink: Callable[[list[av.Packet]], None] | None = None):
         self.path = str(path)
+        self.label = str(label or path)   # the name messages give (the final name, not a temp file's)
+        self.one_picture = Path(path).suffix.lower() in IMAGE_CODECS
+        if self.one_picture and (reader.info.frames or 1) > 1:
+            raise self._more_than_one_picture(f"about {reader.info.frames} frames")
         self.packet_sink = packet_sink
         info = reader.info
         enc = _encoder(codec or default_codec(path))
         self.pix_fmt = choose_pix_fmt(enc, info, pix_fmt)
+        if enc.name == "mjpeg" and pix_fmt is None:
+            self.pix_fmt = "yuv444p"   # no chroma loss
+        self.color_range, self.colorspace = output_colour(info.color_range, info.colorspace, info.pix_fmt,
+                                                          self.pix_fmt, enc.name)
         options = {}
         hdr_options = encoder_options(enc.name, info.hdr10) if info.hdr10 else {}   # None: this encoder cannot
         try:
@@ -415,13 +443,13 @@ class VideoWriter:
                 target.name = self.path   # the muxer is still chosen by the suffix
             self.out = av.open(target, "w", container_options=self._container_options(self.path, info))
         except (av.error.FFmpegError, ValueError, OSError) as e:
-            raise VdeblurError(f"{self.path}: cannot create output ({getattr(e, 'strerror', None) or e})") from None
+            raise VdeblurError(f"{self.label}: cannot create output ({getattr(e, 'strerror', None) or e})") from None
         try:
             try:
                 vout = self.out.add_stream(enc.name, rate=info.rate or 25)
             except ValueError:   # PyAV's word for "this muxer does not take that codec"
                 fitting = default_codec(self.path)
-                raise VdeblurError(f"{self.path}: a {Path(self.path).suffix} file cannot hold {enc.name} video; choose "
+                raise VdeblurError(f"{self.label}: a {Path(self.path).suffix} file cannot hold {enc.name} video; choose "
                                    f"another --codec{f' (e.g. {fitting})' if fitting != enc.name else ''} or output suffix") from None
             opts = vout.codec_context.supported_options
             supported = {o.name for o in (*opts.generic, *opts.private)}
@@ -437,6 +465,8 @@ class VideoWriter:
                     raise VdeblurError(f"--preset {preset}: {enc.name} takes {', '.join(KNOWN_PRESETS[enc.name])}")
                 options["preset"] = str(preset)
             options.update(hdr_options or {})
+            if enc.name == "mjpeg":
+                options.update(qmin="2", qmax="2")   # JPEG at q 2 (ffmpeg's -q:v 2), not the encoder's bitrate default
             vout.options = options
             self._setup_video(vout, info, reader.stream, size or (info.width, info.height))
             self.copied: list[str] = []
@@ -460,7 +490,7 @@ class VideoWriter:
             self.abort()
             streams = ", ".join(self.copied) or "none"
             chosen = " ".join(f"--{k} {v}" for k, v in (("crf", crf), ("preset", preset), ("pix-fmt", pix_fmt)) if v is not None)
-            raise VdeblurError(f"{self.path}: cannot start writing ({e.strerror or e}); copied streams: {streams}"
+            raise VdeblurError(f"{self.label}: cannot start writing ({e.strerror or e}); copied streams: {streams}"
                                + (f"; does {enc.name} take {chosen}?" if chosen else "")) from None
         except BaseException:
             self.abort()
@@ -503,15 +533,15 @@ class VideoWriter:
         cc.time_base = info.time_base
         vout.time_base = info.time_base
         cc.flags |= av.codec.context.Flags.frame_duration   # honour frame.duration (#2241, #2335)
-        cc.color_range, cc.colorspace = info.color_range, info.colorspace
+        cc.color_range, cc.colorspace = self.color_range, self.colorspace
         cc.color_primaries, cc.color_trc = info.color_primaries, info.color_trc
         if info.sample_aspect_ratio:
             cc.sample_aspect_ratio = info.sample_aspect_ratio
         if info.display_matrix is not None:
             vout.set_display_matrix(list(info.display_matrix))
         vout.metadata.update(_clean_tags(source_stream.metadata))
-        self.dst_colorspace = info.colorspace if info.colorspace not in (0, 2) else None  # unspecified: swscale's default both ways
-        self.dst_color_range = info.color_range or None
+        self.dst_colorspace = self.colorspace if self.colorspace not in (0, 2) else None  # unspecified: swscale's default both ways
+        self.dst_color_range = self.color_range or None
 
     def _cannot_copy(self, stream, video_codec: av.codec.Codec) -> str | None:
         """Why ``stream`` cannot go into this container, or None. Dropping it with a warning beats
@@ -551,7 +581,13 @@ class VideoWriter:
         out.disposition = stream.disposition
         return out
 
+    def _more_than_one_picture(self, what: str) -> VdeblurError:
+        return VdeblurError(f"{self.label}: an image holds one picture, but the input has {what}; "
+                            f"write a video (.mp4, .mkv) instead")
+
     def write_frame(self, image: np.ndarray, pts: int, duration: int, time_base: Fraction) -> None:
+        if self.one_picture and self.frames:
+            raise self._more_than_one_picture("more than one frame")
         self.encode_frame(self.to_frame(image), pts, duration, time_base)
 
     def to_frame(self, image: np.ndarray) -> av.VideoFrame:
@@ -574,7 +610,7 @@ class VideoWriter:
         try:
             return self.video.encode(frame)
         except av.error.FFmpegError as e:
-            raise VdeblurError(f"{self.path}: encoder {self.video.codec_context.name} failed ({e.strerror or e})") from None
+            raise VdeblurError(f"{self.label}: encoder {self.video.codec_context.name} failed ({e.strerror or e})") from None
 
     def write_encoded(self, packet: av.Packet) -> None:
         """One video packet encoded earlier by an encoder set up like this one (pts/dts in its
@@ -583,7 +619,7 @@ class VideoWriter:
         dts, last = packet.dts, self._last_video_dts
         if dts is not None and last is not None and dts <= last:
             if packet.pts is not None and last + 1 > packet.pts:
-                raise VdeblurError(f"{self.path}: video packet at pts {packet.pts} cannot follow dts {last}")
+                raise VdeblurError(f"{self.label}: video packet at pts {packet.pts} cannot follow dts {last}")
             packet.dts = dts = last + 1
         self._last_video_dts = dts if dts is not None else last
         packet.stream = self.video
@@ -611,7 +647,7 @@ class VideoWriter:
         try:
             self.out.mux(packets)
         except av.error.FFmpegError as e:
-            raise VdeblurError(f"{self.path}: writing failed ({e.strerror or e})") from None
+            raise VdeblurError(f"{self.label}: writing failed ({e.strerror or e})") from None
 
     def close(self) -> None:
         """Flush the encoder and write the trailer; without this the last frames and the index are lost."""

@@ -1,0 +1,95 @@
+"""Photos in and out, and RGB sources: the colour tags must say what the pixels are."""
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from media import IdentityBackend, make_video
+from vdeblur.cli import main
+from vdeblur.pipeline import deblur_video
+
+
+def gradient(h=120, w=160):
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 / w, y * 255 / h, (x + y) * 255 / (w + h)], -1).astype(np.uint8)
+
+
+def first_frame(path):
+    with av.open(str(path)) as c:
+        return next(c.decode(video=0))
+
+
+@pytest.fixture()
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(gradient()).save(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix,kind,tags,worst", [
+    (".png", "png", None, 0), (".tif", "tiff", None, 0),
+    (".jpg", "mjpeg", (2, 5), 2.0),   # JFIF: BT.601, full range
+    (".mp4", "h264", (1, 1), 3.0),    # an RGB source as YUV video: BT.709, limited
+    (".mkv", "ffv1", (1, 1), 3.0),   # given as --codec
+])
+def test_a_photo_comes_out_as_the_format_its_name_says_with_true_colours(photo, tmp_path, suffix, kind, tags, worst):
+    out = tmp_path / f"out{suffix}"
+    report = deblur_video(photo, out, backend=IdentityBackend(), codec="ffv1" if kind == "ffv1" else None)
+    assert report.frames == 1 and not report.verify_problems
+    frame = first_frame(out)
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == kind
+    if tags:
+        assert (int(frame.color_range), int(frame.colorspace)) == tags
+    assert np.abs(frame.to_ndarray(format="rgb24").astype(int) - gradient()).mean() <= worst
+
+
+def test_rgb_video_written_as_444_yuv_is_not_read_as_gbr(tmp_path):
+    """Copying an RGB source's matrix tag (0, GBR) onto YUV output made x264 write planes that
+    decoders show as G, B, R: colours wrong by 39 levels on average. Now they are BT.709."""
+    src = tmp_path / "rgb.mkv"
+    make_video(src, width=96, height=64, frames=3, codec="ffv1", pix_fmt="bgr0", untagged=True,
+               options={"threads": "1"})
+    out = tmp_path / "out.mp4"
+    report = deblur_video(src, out, backend=IdentityBackend(), pix_fmt="yuv444p", crf=0)
+    assert not report.verify_problems
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        for x, y in zip(a.decode(video=0), b.decode(video=0), strict=True):
+            assert int(y.colorspace) == 1
+            assert np.abs(x.to_ndarray(format="rgb24").astype(int) - y.to_ndarray(format="rgb24").astype(int)).mean() < 1.0
+
+
+def test_16_bit_png_stays_16_bit(tmp_path):
+    wide = (np.random.default_rng(0).random((40, 60, 3)) * 65535).astype(np.uint16)
+    src = tmp_path / "wide.png"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("png", rate=1)
+        s.width, s.height, s.pix_fmt = 60, 40, "rgb48be"
+        f = av.VideoFrame.from_ndarray(wide, format="rgb48le").reformat(format="rgb48be")
+        f.pts = 0
+        c.mux(s.encode(f))
+        c.mux(s.encode())
+    out = tmp_path / "out.png"
+    deblur_video(src, out, backend=IdentityBackend(uint16=True))
+    assert np.array_equal(first_frame(out).to_ndarray(format="rgb48le"), wide)
+
+
+def test_tiff_input_with_side_data_pyav_does_not_know(photo, tmp_path):
+    tif = tmp_path / "in.tif"
+    deblur_video(photo, tif, backend=IdentityBackend())
+    report = deblur_video(tif, tmp_path / "out.png", backend=IdentityBackend())
+    assert report.frames == 1 and not report.verify_problems
+
+
+def test_a_video_into_one_image_is_one_line_naming_the_output(tmp_path, capsys):
+    src = tmp_path / "in.mp4"
+    make_video(src, frames=5)
+    out = tmp_path / "out.png"
+    assert main(["deblur", str(src), "-o", str(out), "-q"]) == 1
+    assert capsys.readouterr().err == (f"vdeblur: error: {out}: an image holds one picture, but the input has about 5 "
+                                       f"frames; write a video (.mp4, .mkv) instead\n")
+    ts = tmp_path / "out.ts"   # written in one pass under a temporary name: messages still name OUTPUT
+    assert main(["deblur", str(src), "-o", str(ts), "--codec", "libsvtav1", "--preset", "99"]) == 1
+    assert capsys.readouterr().err.startswith(f"vdeblur: error: {ts}: cannot start writing")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
