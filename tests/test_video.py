@@ -266,3 +266,18 @@ def test_webm_gets_an_encoder_it_takes_and_a_mismatch_is_one_line(tmp_path, caps
     assert main(["deblur", str(src), "-o", str(gif)]) == 1
     assert "a .gif file cannot hold libx264 video; choose another --codec or output suffix" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.webm"]
+
+
+def test_interlaced_input_is_named_before_the_first_frame(tmp_path):
+    from vdeblur.pipeline import INTERLACED
+
+    src = tmp_path / "tv.mp4"
+    make_video(src, width=128, height=96, frames=3, options={"preset": "ultrafast", "x264-params": "interlaced=1"})
+    notes = []
+    deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), notify=notes.append)
+    assert notes == [INTERLACED]
+    notes.clear()
+    progressive = tmp_path / "p.mp4"
+    make_video(progressive, frames=3)
+    report = deblur_video(progressive, tmp_path / "out2.mp4", backend=IdentityBackend(), notify=notes.append)
+    assert notes == [] and report.verified[0] == "3 frames at the input's timestamps"

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from .video import DecodedFrame, VideoReader, VideoWriter
 
 _END = object()          # sentinel closing a queue
+#: Said before the first frame of an interlaced input.
+INTERLACED = ("the input is interlaced: the model takes each frame as one picture, so its two fields (moments "
+              "1/50 or 1/60 s apart) are mixed; deinterlace it first (e.g. ffmpeg -vf bwdif) for a clean result")
 _QUEUE_FRAMES = 8        # frames buffered between stages (beyond one batch), ~22 MB at 720p
 
 
@@ -259,7 +262,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         # A resumable run encodes into segments first (packet_sink), and writes the file at the end.
         writer = VideoWriter(dst if resumable else tmp, reader, **encoding, label=dst,
                              packet_sink=_segment_sink if resumable else None)
-        for line in writer.metadata_lost if notify else ():
+        warnings = writer.metadata_lost + ([INTERLACED] if reader.info.interlaced else [])
+        for line in warnings if notify else ():
             notify(line)
         if not isinstance(backend, Backend):
             backend = owned_backend = open_backend(backend, BackendOptions(

@@ -107,7 +107,8 @@ def _compare_video(result: Verification, source: _Stream, out: _Stream, frames: 
         result.held.append(f"{frames} frames read back" + (" (damaged input: timestamps not compared)" if damaged else ""))
     elif _close(source.times, out.times, max(source.step, out.step) + 1e-9):
         moved = f" (the muxer moved the whole file by {1000 * shift:+.1f} ms)" if shift else ""
-        result.held.append(f"{frames} frames at the input's timestamps{moved}")
+        result.held.append(f"{frames} frames at the input's timestamps{moved}" if frames != 1
+                           else f"1 frame at the input's timestamp{moved}")
     else:
         result.problems.append("video: the frames' timestamps differ from the input's")
 

@@ -102,6 +102,7 @@ class VideoInfo:
     display_matrix: tuple[int, ...] | None
     hdr10: HDR10 | None = None   # mastering display and light levels, from the frame's side data
     dynamic_hdr: tuple[str, ...] = ()   # per-scene HDR metadata present (not kept)
+    interlaced: bool = False   # two fields per frame, from different moments
 
     @property
     def high_bit_depth(self) -> bool:
@@ -183,7 +184,7 @@ class VideoReader:
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
             sample_aspect_ratio=cc.sample_aspect_ratio,
             display_matrix=struct.unpack("=9i", bytes(sd)) if sd is not None else None,
-            hdr10=read_hdr10(first), dynamic_hdr=read_dynamic_hdr(first),
+            hdr10=read_hdr10(first), dynamic_hdr=read_dynamic_hdr(first), interlaced=bool(first.interlaced_frame),
         )
 
     def use_rgb16(self, wide: bool) -> None:
