@@ -281,3 +281,16 @@ def test_interlaced_input_is_named_before_the_first_frame(tmp_path):
     make_video(progressive, frames=3)
     report = deblur_video(progressive, tmp_path / "out2.mp4", backend=IdentityBackend(), notify=notes.append)
     assert notes == [] and report.verified[0] == "3 frames at the input's timestamps"
+
+
+def test_a_stream_that_changes_size_is_scaled_to_the_first_size_and_said(tmp_path):
+    a, b, joined = tmp_path / "a.h264", tmp_path / "b.h264", tmp_path / "ab.h264"
+    make_video(a, width=64, height=48, frames=3)
+    make_video(b, width=96, height=64, frames=3)
+    joined.write_bytes(a.read_bytes() + b.read_bytes())   # a new SPS mid-stream, as concatenated clips have
+    out = tmp_path / "out.mp4"
+    report = deblur_video(joined, out, backend=IdentityBackend())
+    with av.open(str(out)) as c:
+        assert [(f.width, f.height) for f in c.decode(video=0)] == [(64, 48)] * 6
+    assert report.warnings() == ["the input changes size mid-stream (96x64 from frame 3): 3 frame(s) were scaled to "
+                                 "64x48, the first frame's size, which stretches them"]

@@ -56,6 +56,7 @@ class Report:
     skipped_streams: list[str]
     backend: dict = field(default_factory=dict)
     resumed_frames: int = 0   # of ``frames``, kept from an earlier, interrupted run
+    resized: str | None = None   # how frames of another size than the first were made to fit
     verified: list[str] = field(default_factory=list)          # what reading the file back confirmed
     verify_problems: list[str] = field(default_factory=list)   # and what it did not
 
@@ -74,6 +75,8 @@ class Report:
             out.append(f"{bad} frame(s) came out NaN/inf (or black) in {self.backend.get('precision')}"
                        + (f" and were redone in {fallback}" if fallback else " and were written as they came"))
         out += self.backend.get("out_of_memory", [])   # each step the run took to fit, named
+        if self.resized:
+            out.append(self.resized)
         if self.backend.get("nonfinite_frames"):
             out.append(f"{self.backend['nonfinite_frames']} frame(s) had NaN/inf output even in fp32: damaged weights?")
         expected = self.expected_frames
@@ -428,7 +431,17 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
                   seconds=time.perf_counter() - started,
                   corrupt_packets=reader.corrupt_packets + writer.dropped_packets,
                   corrupt_frames=reader.corrupt_frames, dropped_frames=writer.dropped_frames,
-                  copied_streams=writer.copied, skipped_streams=writer.skipped, backend=backend.describe())
+                  copied_streams=writer.copied, skipped_streams=writer.skipped, backend=backend.describe(),
+                  resized=_resized(reader))
+
+
+def _resized(reader: VideoReader) -> str | None:
+    if not reader.resized_frames:
+        return None
+    (w, h, index), info = reader.other_size, reader.info
+    stretched = ", which stretches them" if w * info.height != h * info.width else ""
+    return (f"the input changes size mid-stream ({w}x{h} from frame {index}): {reader.resized_frames} frame(s) were "
+            f"scaled to {info.width}x{info.height}, the first frame's size{stretched}")
 
 
 # -- the `deblur` subcommand ---------------------------------------------------------------------

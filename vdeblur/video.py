@@ -155,6 +155,8 @@ class VideoReader:
                              and (s.type in COPY_TYPES or s.type == "video")]
         self.corrupt_packets = 0
         self.corrupt_frames = 0
+        self.resized_frames = 0   # frames of another size than the first, scaled to it
+        self.other_size: tuple[int, int, int] | None = None   # (width, height, frame index) of the first such
         self._index = 0   # frames converted so far (timestamps for streams without them)
         self._skipped = 0   # frames a resumed run does not decode again
         self.start = float(start or 0.0)
@@ -267,6 +269,9 @@ class VideoReader:
     def to_rgb(self, frame: av.VideoFrame) -> DecodedFrame:
         # Source matrix and range come from the frame's tags (PyAV >= 17, #2230/#2149); threads=1
         # is faster than swscale's auto threads while decode threads run (621 vs 396 fps, #2200).
+        if (frame.width, frame.height) != (self.info.width, self.info.height):   # a stream that changes size
+            self.resized_frames += 1
+            self.other_size = self.other_size or (frame.width, frame.height, self._index)
         image = frame.to_ndarray(format=self.rgb_format, width=self.info.width, height=self.info.height,
                                  interpolation=INTERPOLATION, threads=1)
         tb = frame.time_base or self.stream.time_base
