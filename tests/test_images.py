@@ -93,3 +93,48 @@ def test_a_video_into_one_image_is_one_line_naming_the_output(tmp_path, capsys):
     assert main(["deblur", str(src), "-o", str(ts), "--codec", "libsvtav1", "--preset", "99"]) == 1
     assert capsys.readouterr().err.startswith(f"vdeblur: error: {ts}: cannot start writing")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def rgba_png(path, h=48, w=64):
+    rgba = np.dstack([gradient(h, w), np.tile(np.linspace(0, 255, w).astype(np.uint8), (h, 1))])
+    Image.fromarray(rgba, "RGBA").save(path)
+    return rgba
+
+
+class Invert(IdentityBackend):
+    def run(self, frames):
+        return 255 - frames
+
+
+def test_transparency_is_kept_where_the_output_can_hold_it(tmp_path):
+    src = tmp_path / "logo.png"
+    rgba = rgba_png(src)
+    out = tmp_path / "out.png"
+    notes = []
+    deblur_video(src, out, backend=Invert(), notify=notes.append)   # the model changes colour, never alpha
+    got = np.asarray(Image.open(out))
+    assert notes == [] and got.shape == (48, 64, 4)
+    assert np.array_equal(got[..., 3], rgba[..., 3]) and np.array_equal(got[..., :3], 255 - rgba[..., :3])
+    mkv = tmp_path / "out.mkv"   # FFV1 in yuva420p, lossless
+    deblur_video(src, mkv, backend=IdentityBackend(), codec="ffv1", pix_fmt="yuva420p")
+    alpha = first_frame(mkv).to_ndarray(format="rgba")[..., 3].astype(int)
+    assert np.abs(alpha - rgba[..., 3]).max() <= 1   # through swscale's rounding
+
+
+def test_transparency_an_output_cannot_hold_is_said(tmp_path):
+    src = tmp_path / "logo.png"
+    rgba_png(src)
+    notes = []
+    deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), notify=notes.append)
+    assert notes == ["the source's transparency (alpha) is not kept: yuv420p has none; ProRes 4444 (.mov, "
+                     "--codec prores_ks), FFV1 (.mkv) and PNG keep it"]
+
+
+def test_prores_4444_keeps_transparency_from_a_png(tmp_path):
+    src = tmp_path / "logo.png"
+    rgba = rgba_png(src)
+    out = tmp_path / "out.mov"
+    deblur_video(src, out, backend=IdentityBackend(), codec="prores_ks")
+    frame = first_frame(out)
+    assert frame.format.name.startswith("yuva444p")   # written 10-bit; the decoder gives 12
+    assert np.abs(frame.to_ndarray(format="rgba")[..., 3].astype(int) - rgba[..., 3]).max() <= 1

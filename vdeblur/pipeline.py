@@ -152,7 +152,7 @@ def _encode_stage(writer: VideoWriter, q: queue.Queue, stop: threading.Event, pr
             if item is _END:
                 return
             if isinstance(item, DecodedFrame):
-                writer.write_frame(item.image, item.pts, item.duration, item.time_base)
+                writer.write_frame(item.image, item.pts, item.duration, item.time_base, item.alpha)
                 progress.update(1)
             else:
                 writer.write_packet(item)
@@ -189,7 +189,8 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
             raise VdeblurError(f"backend {backend.name} returned {images.dtype} {images.shape} for {dtype} {shape} frames")
         if compare:
             images = compose(compare, np.stack([f.image for f in timing]), images)
-        return all(_put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base), stop) for f, image in zip(timing, images))
+        return all(_put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base, _alpha(f.alpha, compare)), stop)
+                   for f, image in zip(timing, images))
 
     while not errors:
         item = _get(inq, stop)
@@ -326,6 +327,11 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         reader.close()
         if owned_backend is not None:
             owned_backend.close()
+
+
+def _alpha(alpha: np.ndarray | None, compare: str | None) -> np.ndarray | None:
+    """The source's alpha for the frame written: twice over beside a side-by-side comparison."""
+    return np.concatenate([alpha, alpha], axis=1) if alpha is not None and compare == "side" else alpha
 
 
 def _fit_in_memory(backend: Backend, tile, overlap: int, notify) -> Backend:

@@ -292,7 +292,7 @@ class SegmentWriter:
         self._file = None
         self.state.add_segment(self._temp, encoder.frames, self._segment_last_pts, next_pts, self._segment_dropped)
 
-    def write_frame(self, image, pts: int, duration: int, time_base) -> None:
+    def write_frame(self, image, pts: int, duration: int, time_base, alpha=None) -> None:
         if self._last_pts is not None and pts <= self._last_pts:
             self.dropped_frames += 1         # out-of-order timestamps (damaged input), as VideoWriter does
             self._segment_dropped += 1
@@ -301,7 +301,7 @@ class SegmentWriter:
             self._finish(next_pts=pts)
         if self._file is None:
             self._open(self.new_encoder())
-        self._encoder.write_frame(image, pts, duration, time_base)
+        self._encoder.write_frame(image, pts, duration, time_base, alpha)
         self._last_pts = self._segment_last_pts = pts
 
     def write_packet(self, packet) -> None:

@@ -74,12 +74,14 @@ def _clean_tags(tags: dict) -> dict:
 
 @dataclass(frozen=True)
 class DecodedFrame:
-    """One RGB frame and the timing it must keep (pts/duration in ``time_base`` units)."""
+    """One RGB frame and the timing it must keep (pts/duration in ``time_base`` units), with the
+    source's alpha plane (same dtype, (H, W)) where it has one: the model deblurs colour only."""
 
     image: np.ndarray
     pts: int
     duration: int
     time_base: Fraction
+    alpha: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,16 @@ class VideoInfo:
     hdr10: HDR10 | None = None   # mastering display and light levels, from the frame's side data
     dynamic_hdr: tuple[str, ...] = ()   # per-scene HDR metadata present (not kept)
     interlaced: bool = False   # two fields per frame, from different moments
+    alpha: bool = False        # the pixels carry transparency
+
 
     @property
     def high_bit_depth(self) -> bool:
         return self.bit_depth > 8
+
+
+def has_alpha(pix_fmt: str) -> bool:
+    return any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
 
 
 def _bit_depth(fmt: av.VideoFormat) -> int:
@@ -187,6 +195,7 @@ class VideoReader:
             sample_aspect_ratio=cc.sample_aspect_ratio,
             display_matrix=struct.unpack("=9i", bytes(sd)) if sd is not None else None,
             hdr10=read_hdr10(first), dynamic_hdr=read_dynamic_hdr(first), interlaced=bool(first.interlaced_frame),
+            alpha=has_alpha(fmt.name),
         )
 
     def use_rgb16(self, wide: bool) -> None:
@@ -272,8 +281,12 @@ class VideoReader:
         if (frame.width, frame.height) != (self.info.width, self.info.height):   # a stream that changes size
             self.resized_frames += 1
             self.other_size = self.other_size or (frame.width, frame.height, self._index)
-        image = frame.to_ndarray(format=self.rgb_format, width=self.info.width, height=self.info.height,
-                                 interpolation=INTERPOLATION, threads=1)
+        wide = self.rgb_format == "rgb48le"
+        image = frame.to_ndarray(format=("rgba64le" if wide else "rgba") if self.info.alpha else self.rgb_format,
+                                 width=self.info.width, height=self.info.height, interpolation=INTERPOLATION, threads=1)
+        alpha = None
+        if self.info.alpha:
+            image, alpha = np.ascontiguousarray(image[..., :3]), np.ascontiguousarray(image[..., 3])
         tb = frame.time_base or self.stream.time_base
         pts, duration = frame.pts, frame.duration or 0
         if pts is None:
@@ -281,7 +294,7 @@ class VideoReader:
             step = 1 / (self.info.rate or 25) / tb
             pts, duration = round(self._index * step), round(step)
         self._index += 1
-        return DecodedFrame(image, self._shifted(pts, tb), duration, tb)
+        return DecodedFrame(image, self._shifted(pts, tb), duration, tb, alpha)
 
     def video_frames(self) -> Iterator[av.VideoFrame]:
         """The decoded frames alone, before RGB conversion (`vdeblur bench` times the two apart).
@@ -396,6 +409,9 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
     wanted = info.pix_fmt.replace("yuvj", "yuv")   # full range is a tag, not a format (yuvj* are deprecated)
     if not supported or wanted in supported:
         return wanted
+    with_alpha = [f for f in supported if has_alpha(f)] if info.alpha else []
+    if with_alpha:   # transparency matters more than the exact format (RGBA PNG into ProRes 4444: yuva444p10le)
+        return with_alpha[0]
     for fallback in (("yuv420p10le", "yuv420p12le") if info.high_bit_depth else ()) + ("yuv420p",):
         if fallback in supported:
             return fallback
@@ -438,6 +454,7 @@ class VideoWriter:
         self.pix_fmt = choose_pix_fmt(enc, info, pix_fmt)
         if enc.name == "mjpeg" and pix_fmt is None:
             self.pix_fmt = "yuv444p"   # no chroma loss
+        self.keeps_alpha = has_alpha(self.pix_fmt)
         self.color_range, self.colorspace = output_colour(info.color_range, info.colorspace, info.pix_fmt,
                                                           self.pix_fmt, enc.name)
         options = {}
@@ -503,11 +520,14 @@ class VideoWriter:
             raise
         self.video = vout
         self.frames = 0
-        #: The source's metadata that does not reach the output, each said in a line.
+        #: What of the source does not reach the output (metadata, transparency), each said in a line.
         self.metadata_lost: list[str] = []
         if hdr_options is None:
             self.metadata_lost.append(f"the source's HDR10 metadata ({info.hdr10.describe()}) is not written: {enc.name} "
                                       f"cannot carry it; use --codec {', '.join(WRITERS[:-1])} or {WRITERS[-1]}")
+        if info.alpha and not self.keeps_alpha:
+            self.metadata_lost.append(f"the source's transparency (alpha) is not kept: {self.pix_fmt} has none; "
+                                      f"ProRes 4444 (.mov, --codec prores_ks), FFV1 (.mkv) and PNG keep it")
         if info.dynamic_hdr:
             kept = "colour tags and HDR10 metadata" if info.hdr10 and hdr_options is not None else "colour tags"
             self.metadata_lost.append(f"the source's {' and '.join(info.dynamic_hdr)} metadata is not carried over "
@@ -591,14 +611,20 @@ class VideoWriter:
         return VdeblurError(f"{self.label}: an image holds one picture, but the input has {what}; "
                             f"write a video (.mp4, .mkv) instead")
 
-    def write_frame(self, image: np.ndarray, pts: int, duration: int, time_base: Fraction) -> None:
+    def write_frame(self, image: np.ndarray, pts: int, duration: int, time_base: Fraction,
+                    alpha: np.ndarray | None = None) -> None:
         if self.one_picture and self.frames:
             raise self._more_than_one_picture("more than one frame")
-        self.encode_frame(self.to_frame(image), pts, duration, time_base)
+        self.encode_frame(self.to_frame(image, alpha), pts, duration, time_base)
 
-    def to_frame(self, image: np.ndarray) -> av.VideoFrame:
-        """RGB array -> frame in the output pixel format (split out so `vdeblur bench` can time it)."""
-        frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if image.dtype == np.uint16 else "rgb24")
+    def to_frame(self, image: np.ndarray, alpha: np.ndarray | None = None) -> av.VideoFrame:
+        """RGB array (and the source's alpha, kept where the output format has alpha) -> frame in the
+        output pixel format (split out so `vdeblur bench` can time it)."""
+        wide = image.dtype == np.uint16
+        if alpha is not None and self.keeps_alpha:
+            frame = av.VideoFrame.from_ndarray(np.dstack([image, alpha]), format="rgba64le" if wide else "rgba")
+        else:
+            frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if wide else "rgb24")
         # Explicit matrix: an untagged RGB frame would otherwise be converted with BT.601 (notes 5.6).
         return frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
                               dst_color_range=self.dst_color_range, interpolation=INTERPOLATION, threads=1)
