@@ -294,3 +294,23 @@ def test_a_stream_that_changes_size_is_scaled_to_the_first_size_and_said(tmp_pat
         assert [(f.width, f.height) for f in c.decode(video=0)] == [(64, 48)] * 6
     assert report.warnings() == ["the input changes size mid-stream (96x64 from frame 3): 3 frame(s) were scaled to "
                                  "64x48, the first frame's size, which stretches them"]
+
+
+def test_a_phones_location_and_make_survive(tmp_path):
+    src = tmp_path / "phone.mov"
+    tags = {"com.apple.quicktime.location.ISO6709": "+48.8584+002.2945/", "com.apple.quicktime.make": "Apple",
+            "com.apple.quicktime.model": "iPhone 15"}
+    with av.open(str(src), "w", container_options={"movflags": "use_metadata_tags"}) as c:
+        c.metadata.update(tags)
+        s = c.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(3):
+            f = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+            f.pts = i
+            c.mux(s.encode(f))
+        c.mux(s.encode())
+    for suffix in (".mov", ".mp4"):
+        out = tmp_path / f"out{suffix}"
+        deblur_video(src, out, backend=IdentityBackend())
+        with av.open(str(out)) as c:
+            assert {k: c.metadata.get(k) for k in tags} == tags, suffix

@@ -464,7 +464,8 @@ class VideoWriter:
             if packet_sink is not None:
                 target = io.BytesIO()
                 target.name = self.path   # the muxer is still chosen by the suffix
-            self.out = av.open(target, "w", container_options=self._container_options(self.path, info))
+            self.out = av.open(target, "w", container_options=self._container_options(
+                self.path, info, _clean_tags(reader.container.metadata)))
         except (av.error.FFmpegError, ValueError, OSError) as e:
             raise VdeblurError(f"{self.label}: cannot create output ({getattr(e, 'strerror', None) or e})") from None
         try:
@@ -547,10 +548,16 @@ class VideoWriter:
         return bytes(self.video.codec_context.extradata or b"")
 
     @staticmethod
-    def _container_options(path: str, info: VideoInfo) -> dict:
-        if Path(path).suffix.lower() in _MOV_SUFFIXES and info.time_base.denominator <= 2**31 - 1:
-            return {"movie_timescale": str(info.time_base.denominator)}
-        return {}
+    def _container_options(path: str, info: VideoInfo, tags: dict) -> dict:
+        options = {}
+        if Path(path).suffix.lower() in _MOV_SUFFIXES:
+            if info.time_base.denominator <= 2**31 - 1:
+                options["movie_timescale"] = str(info.time_base.denominator)
+            # Keys the muxer has no atom of its own for (a phone's com.apple.quicktime.location.ISO6709,
+            # make, model, software) are dropped unless written as mdta keys.
+            if any("." in key for key in tags):
+                options["movflags"] = "use_metadata_tags"
+        return options
 
     def _setup_video(self, vout, info: VideoInfo, source_stream, size: tuple[int, int]) -> None:
         (vout.width, vout.height), vout.pix_fmt = size, self.pix_fmt
