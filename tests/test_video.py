@@ -314,3 +314,16 @@ def test_a_phones_location_and_make_survive(tmp_path):
         deblur_video(src, out, backend=IdentityBackend())
         with av.open(str(out)) as c:
             assert {k: c.metadata.get(k) for k in tags} == tags, suffix
+
+
+def test_encoders_do_not_fill_the_terminal(tmp_path):
+    import subprocess
+    import sys
+
+    src = tmp_path / "in.mp4"
+    make_video(src, width=64, height=48, frames=2)
+    env = {k: v for k, v in __import__("os").environ.items() if k != "SVT_LOG"}
+    for out, extra in ((tmp_path / "o.webm", []), (tmp_path / "o.mkv", ["--codec", "libx265"])):
+        run = subprocess.run([sys.executable, "-m", "vdeblur", "deblur", str(src), "-o", str(out), "-q", *extra],
+                             capture_output=True, text=True, env=env)
+        assert run.returncode == 0 and run.stderr == "", run.stderr

@@ -145,6 +145,8 @@ def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int
         a = (width, height, a[2], *output_colour(a[3], a[4], a[8], b[8], b[9]), *a[5:8])
         if av.VideoFormat(b[8]).is_rgb:   # RGB pixels have no range or matrix (TIFF stores neither)
             a = (*a[:3], *b[3:5], *a[5:])
+        elif a[3] == 0 and b[3] == 1:     # unspecified YUV range means limited; AV1 always says it
+            a = (*a[:3], 1, *a[4:])
         b = b[:8]
     if a == b:
         result.held.append("size, rotation, aspect ratio and colour tags")

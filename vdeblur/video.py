@@ -489,6 +489,11 @@ class VideoWriter:
                     raise VdeblurError(f"--preset {preset}: {enc.name} takes {', '.join(KNOWN_PRESETS[enc.name])}")
                 options["preset"] = str(preset)
             options.update(hdr_options or {})
+            # x265 and SVT-AV1 print a screenful of info to stderr by themselves; errors still show.
+            if enc.name == "libx265":
+                options["x265-params"] = ":".join(filter(None, ("log-level=error", options.get("x265-params"))))
+            elif enc.name == "libsvtav1":
+                os.environ.setdefault("SVT_LOG", "1")   # read when the library first logs
             if enc.name == "mjpeg":
                 options.update(qmin="2", qmax="2")   # JPEG at q 2 (ffmpeg's -q:v 2), not the encoder's bitrate default
             vout.options = options
