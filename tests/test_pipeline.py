@@ -385,3 +385,24 @@ def test_pipeline_keeps_two_batches_in_flight_and_collects_in_order(clip, tmp_pa
     for i in range(6):   # each frame is the inverse of its own input (up to YUV rounding), not a neighbour's
         errors = [np.abs(inverted[i] - plain[j]).mean() for j in range(6)]
         assert errors[i] < 4 and int(np.argmin(errors)) == i, errors
+
+
+def test_a_directory_or_an_unexpanded_pattern_as_input(tmp_path):
+    from vdeblur.pipeline import expand_inputs, plan_outputs
+
+    clips = tmp_path / "clips"
+    (clips / "sub").mkdir(parents=True)
+    for name in ("b.MOV", "a.mp4", "notes.txt", ".a.vdeblur-1.partial.mp4", "sub/c.mp4"):
+        (clips / name).write_bytes(b"")
+    assert expand_inputs([str(clips)]) == [str(clips / "a.mp4"), str(clips / "b.MOV")]
+    assert expand_inputs([str(clips / "*.mp4")]) == [str(clips / "a.mp4")]   # as Windows passes it
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VdeblurError, match=r"empty: no video files in it \(looked for .mp4, .mov"):
+        expand_inputs([str(tmp_path / "empty")])
+    with pytest.raises(VdeblurError, match="matches no file"):
+        expand_inputs([str(clips / "*.mkv")])
+    # One file in a directory given as INPUT still goes to OUTPUT/<its name>.
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "x.mp4").write_bytes(b"")
+    assert plan_outputs(expand_inputs([str(tmp_path / "one")]), str(tmp_path / "out"), to_directory=True) == [
+        (tmp_path / "one" / "x.mp4", tmp_path / "out" / "x.mp4")]

@@ -10,6 +10,7 @@ PyAV is imported on first use, so the other commands (train, eval, ...) work on 
 from __future__ import annotations
 
 import collections
+import glob
 import os
 import queue
 import sys
@@ -459,7 +460,7 @@ def register(subparsers) -> None:
                     "bit-exact; timestamps (VFR too), rotation, aspect ratio and colour tags are kept. "
                     "Several INPUTs (or a directory as OUTPUT) write OUTPUT/<input's name> each, with the "
                     "model loaded once; a file that fails is reported and the others go on.")
-    p.add_argument("input", metavar="INPUT", nargs="+", help="video file(s) to read")
+    p.add_argument("input", metavar="INPUT", nargs="+", help="video file(s) to read, or directories of videos")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                    help="file to write, its suffix picking the container (.mp4, .mkv, .mov); or a directory")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
@@ -508,12 +509,39 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def plan_outputs(inputs: list[str], output: str) -> list[tuple[Path, Path]]:
+#: What a directory given as INPUT is searched for (hidden files, such as vdeblur's own temporary ones, are not).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".m2ts", ".ts", ".mxf", ".wmv",
+                  ".flv", ".3gp", ".mpg", ".mpeg", ".y4m", ".h264", ".264", ".hevc", ".265")
+
+
+def expand_inputs(inputs: list[str]) -> list[str]:
+    """INPUTs as files: a directory gives the videos in it (sorted, not its subdirectories), and a
+    pattern the shell left alone (Windows does not expand *) gives what it matches."""
+    files = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith("."))
+            if not found:
+                raise VdeblurError(f"{path}: no video files in it (looked for {', '.join(VIDEO_SUFFIXES)})")
+            files += found
+        elif not path.exists() and glob.has_magic(name):
+            matches = sorted(glob.glob(name))
+            if not matches:
+                raise VdeblurError(f"{name}: matches no file")
+            files += matches
+        else:
+            files.append(name)
+    return files
+
+
+def plan_outputs(inputs: list[str], output: str, to_directory: bool = False) -> list[tuple[Path, Path]]:
     """(input, output) pairs: one INPUT and a file name -> that file; several INPUTs, or a directory
-    (existing, or written with a trailing slash) -> OUTPUT/<input's name>, the directory made if its
-    parent exists. Two inputs of the same name would collide there: refused."""
+    (existing, written with a trailing slash, or ``to_directory``) -> OUTPUT/<input's name>, the
+    directory made if its parent exists. Two inputs of the same name would collide there: refused."""
     out = Path(output)
-    if len(inputs) == 1 and not out.is_dir() and not output.endswith(("/", os.sep)):
+    if len(inputs) == 1 and not to_directory and not out.is_dir() and not output.endswith(("/", os.sep)):
         return [(Path(inputs[0]), out)]
     if not out.is_dir():
         if out.exists():
@@ -532,7 +560,8 @@ def plan_outputs(inputs: list[str], output: str) -> list[tuple[Path, Path]]:
 
 
 def run(args) -> int:
-    jobs = plan_outputs(args.input, args.output)
+    jobs = plan_outputs(expand_inputs(args.input), args.output,
+                        to_directory=any(Path(name).is_dir() for name in args.input))
     if args.skip_existing and args.overwrite:
         raise VdeblurError("--skip-existing and --overwrite contradict each other; use one")
     if args.batch < 1:
