@@ -113,6 +113,8 @@ def _bad_inputs(tmp):
         c.mux(a.encode(None))
     full = tmp / "full.mp4"
     make_video(full, frames=10)
+    empty = tmp / "empty"
+    empty.mkdir()
     truncated = tmp / "truncated.mp4"
     truncated.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     return {
@@ -120,7 +122,7 @@ def _bad_inputs(tmp):
         "text": (text, [], "not a readable video file"),
         "audio-only": (audio_only, [], "has no video stream (audio)"),
         "truncated": (truncated, [], "truncated/damaged"),
-        "directory": (tmp, [], "not a video file"),
+        "directory": (empty, [], "no video files in it (looked for .mp4, .mov"),
         "codec": (full, ["--codec", "nosuchcodec"], "unknown encoder 'nosuchcodec'"),
         "audio-codec": (full, ["--codec", "aac"], "not a video encoder"),
         "crf": (full, ["--codec", "ffv1", "--crf", "10"], "ffv1 has no crf option"),
