@@ -327,3 +327,19 @@ def test_encoders_do_not_fill_the_terminal(tmp_path):
         run = subprocess.run([sys.executable, "-m", "vdeblur", "deblur", str(src), "-o", str(out), "-q", *extra],
                              capture_output=True, text=True, env=env)
         assert run.returncode == 0 and run.stderr == "", run.stderr
+
+
+def test_audio_a_container_cannot_hold_is_re_encoded_not_lost(tmp_path):
+    """AAC (every phone's audio) into .webm, which holds only Opus and Vorbis: Opus at 192k, same length."""
+    src = tmp_path / "phone.mp4"
+    make_video(src, width=64, height=48, frames=25, audio=True, subtitles=True)
+    for out, part in ((tmp_path / "out.webm", {}), (tmp_path / "part.webm", dict(start=0.2, duration=0.6))):
+        report = deblur_video(src, out, backend=IdentityBackend(), **part)
+        assert report.copied_streams == ["#1 audio aac re-encoded as libopus 192k (aac cannot be stored in .webm)"]
+        assert report.skipped_streams == ["#2 subtitle mov_text (mov_text cannot be stored in .webm; try .mkv)"]
+        assert not report.verify_problems
+        with av.open(str(src)) as a, av.open(str(out)) as b:
+            assert b.streams.audio[0].codec_context.name == "opus"
+            seconds = [sum(f.samples for f in c.decode(audio=0)) / c.streams.audio[0].sample_rate for c in (a, b)]
+        expected = part.get("duration", seconds[0])
+        assert abs(seconds[1] - expected) < 0.05, (seconds, part)

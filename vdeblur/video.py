@@ -378,6 +378,36 @@ class VideoReader:
         self.container.close()
 
 
+#: Audio a container cannot hold is re-encoded rather than lost: (encoder, bit rate) by output suffix.
+#: WebM holds only Opus and Vorbis; MP4 and MOV take AAC everywhere.
+AUDIO_FALLBACK = {".webm": ("libopus", 192_000), ".mp4": ("aac", 256_000), ".m4v": ("aac", 256_000),
+                  ".mov": ("aac", 256_000)}
+
+
+class _AudioTranscoder:
+    """One input audio stream decoded from its packets and encoded into a new output stream."""
+
+    def __init__(self, source, out: av.container.OutputContainer, encoder: str, bit_rate: int):
+        self.decoder = av.CodecContext.create(source.codec_context.name, "r")
+        self.decoder.extradata = source.codec_context.extradata
+        self.decoder.sample_rate, self.decoder.layout = source.codec_context.sample_rate, source.codec_context.layout
+        rate = source.codec_context.sample_rate
+        if encoder == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+            rate = 48000   # the rates Opus takes; PyAV resamples on encode
+        self.stream = out.add_stream(encoder, rate=rate, layout=source.codec_context.layout.name)
+        self.stream.bit_rate = bit_rate
+        self.stream.metadata.update(_clean_tags(source.metadata))
+        self.stream.disposition = source.disposition
+
+    def encode(self, packet: av.Packet | None) -> list[av.Packet]:
+        """Packets of the new stream for one input packet (None: flush both ends)."""
+        frames = self.decoder.decode(packet)
+        out = [p for frame in frames for p in self.stream.encode(frame)]
+        if packet is None:
+            out += self.stream.encode(None)
+        return out
+
+
 def codec_name(stream) -> str:
     cc = stream.codec_context
     return cc.name if cc else (getattr(stream, "name", None) or "none")
@@ -501,9 +531,15 @@ class VideoWriter:
             self.copied: list[str] = []
             self.skipped: list[str] = []
             self.stream_map = {}
+            self.transcoders: dict[int, _AudioTranscoder] = {}   # input index -> audio re-encoded to fit
             for stream in reader.copy_streams if packet_sink is None else ():
                 reason = self._cannot_copy(stream, enc)
-                if reason:
+                encoder = AUDIO_FALLBACK.get(Path(self.path).suffix.lower()) if stream.type == "audio" else None
+                if reason and encoder and "cannot be stored" in reason:
+                    self.transcoders[stream.index] = _AudioTranscoder(stream, self.out, *encoder)
+                    self.copied.append(f"{describe_stream(stream)} re-encoded as {encoder[0]} {encoder[1] // 1000}k "
+                                       f"({codec_name(stream)} cannot be stored in {Path(self.path).suffix.lower()})")
+                elif reason:
                     self.skipped.append(f"{describe_stream(stream)} ({reason})")
                 else:
                     self.stream_map[stream.index] = self._copy_stream(stream)
@@ -596,7 +632,7 @@ class VideoWriter:
         if video_codec.canonical_name in known:
             if name not in known and (cc is None or cc.codec.canonical_name not in known):
                 suffix = Path(self.path).suffix.lower()
-                hint = "" if suffix in (".mkv", ".webm") else "; try .mkv"
+                hint = "" if suffix == ".mkv" else "; try .mkv"
                 return f"{name} cannot be stored in {suffix or 'this container'}{hint}"
         return None
 
@@ -672,6 +708,9 @@ class VideoWriter:
 
     def write_packet(self, packet: av.Packet) -> None:
         index = packet.stream_index
+        if index in self.transcoders:
+            self._mux(self.transcoders[index].encode(packet))
+            return
         if index not in self.stream_map:
             return   # a stream this container cannot hold (reported in ``skipped``)
         if packet.dts is not None:
@@ -694,8 +733,10 @@ class VideoWriter:
             raise VdeblurError(f"{self.label}: writing failed ({e.strerror or e})") from None
 
     def close(self) -> None:
-        """Flush the encoder and write the trailer; without this the last frames and the index are lost."""
+        """Flush the encoders and write the trailer; without this the last frames and the index are lost."""
         self._mux(self._encode(None))
+        for transcoder in self.transcoders.values():
+            self._mux(transcoder.encode(None))
         self.out.close()
 
     def abort(self) -> None:
