@@ -533,9 +533,11 @@ class VideoWriter:
             self.stream_map = {}
             self.transcoders: dict[int, _AudioTranscoder] = {}   # input index -> audio re-encoded to fit
             for stream in reader.copy_streams if packet_sink is None else ():
-                reason = self._cannot_copy(stream, enc)
+                unusable = self._unusable(stream)
+                refused = None if unusable else self._refused(stream, enc)
+                reason = unusable or refused
                 encoder = AUDIO_FALLBACK.get(Path(self.path).suffix.lower()) if stream.type == "audio" else None
-                if reason and encoder and "cannot be stored" in reason:
+                if refused and encoder:
                     self.transcoders[stream.index] = _AudioTranscoder(stream, self.out, *encoder)
                     self.copied.append(f"{describe_stream(stream)} re-encoded as {encoder[0]} {encoder[1] // 1000}k "
                                        f"({codec_name(stream)} cannot be stored in {Path(self.path).suffix.lower()})")
@@ -617,15 +619,21 @@ class VideoWriter:
         self.dst_colorspace = self.colorspace if self.colorspace not in (0, 2) else None  # unspecified: swscale's default both ways
         self.dst_color_range = self.color_range or None
 
-    def _cannot_copy(self, stream, video_codec: av.codec.Codec) -> str | None:
-        """Why ``stream`` cannot go into this container, or None. Dropping it with a warning beats
-        failing the whole job over, say, a GoPro telemetry track."""
+    @staticmethod
+    def _unusable(stream) -> str | None:
+        """Why ``stream`` can go nowhere, or None. Dropping it with a warning beats failing the whole
+        job over, say, a GoPro telemetry track."""
         cc = stream.codec_context
-        name = codec_name(stream)
-        if name == "none":
+        if codec_name(stream) == "none":
             return "unknown codec"
         if stream.type == "audio" and not (cc.sample_rate and cc.channels):
             return "no sample rate or channel layout, damaged?"
+        return None
+
+    def _refused(self, stream, video_codec: av.codec.Codec) -> str | None:
+        """Why this container cannot hold ``stream`` as it is, or None."""
+        cc = stream.codec_context
+        name = codec_name(stream)
         known = self.out.supported_codecs
         # Muxers with a codec table (mp4, mov, mkv) list what they take; for the others the list is
         # not meaningful (it does not even hold the video codec), so the header write decides.
