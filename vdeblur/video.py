@@ -399,6 +399,14 @@ class _AudioTranscoder:
         self.stream.metadata.update(_clean_tags(source.metadata))
         self.stream.disposition = source.disposition
 
+    @classmethod
+    def open(cls, source, out: av.container.OutputContainer, encoder: str, bit_rate: int) -> _AudioTranscoder | None:
+        """None where this FFmpeg cannot decode the source or encode its layout: the stream is skipped."""
+        try:
+            return cls(source, out, encoder, bit_rate)
+        except (av.error.FFmpegError, ValueError):
+            return None
+
     def encode(self, packet: av.Packet | None) -> list[av.Packet]:
         """Packets of the new stream for one input packet (None: flush both ends)."""
         frames = self.decoder.decode(packet)
@@ -537,8 +545,9 @@ class VideoWriter:
                 refused = None if unusable else self._refused(stream, enc)
                 reason = unusable or refused
                 encoder = AUDIO_FALLBACK.get(Path(self.path).suffix.lower()) if stream.type == "audio" else None
-                if refused and encoder:
-                    self.transcoders[stream.index] = _AudioTranscoder(stream, self.out, *encoder)
+                transcoder = _AudioTranscoder.open(stream, self.out, *encoder) if refused and encoder else None
+                if transcoder is not None:
+                    self.transcoders[stream.index] = transcoder
                     self.copied.append(f"{describe_stream(stream)} re-encoded as {encoder[0]} {encoder[1] // 1000}k "
                                        f"({codec_name(stream)} cannot be stored in {Path(self.path).suffix.lower()})")
                 elif reason:
