@@ -55,3 +55,20 @@ def test_a_lost_audio_packet_and_a_moved_frame_are_reported(clip, tmp_path, monk
 def test_no_verify_reads_nothing_back(clip, tmp_path):
     report = deblur_video(clip, tmp_path / "out.mp4", backend=IdentityBackend(), verify=False)
     assert report.verified == [] and report.verify_problems == []
+
+
+def test_re_encoded_audio_is_judged_by_start_and_length():
+    from vdeblur.verify import Verification, _compare_reencoded, _Stream
+
+    def stream(first, last, step=0.02):
+        s = _Stream()
+        s.times = [first + k * step for k in range(round((last - first) / step) + 1)]
+        return s
+
+    ok, late, short = Verification(), Verification(), Verification()
+    _compare_reencoded(ok, "#1 audio aac", stream(0.0, 2.0), stream(-0.0065, 1.99))   # Opus pre-skip: fine
+    _compare_reencoded(late, "#1 audio aac", stream(0.0, 2.0), stream(0.3, 2.3))
+    _compare_reencoded(short, "#1 audio aac", stream(0.0, 2.0), stream(0.0, 1.0))
+    assert ok.held == ["#1 audio aac: re-encoded, in sync and as long as the input's"] and not ok.problems
+    assert late.problems == ["#1 audio aac: re-encoded, but it starts +300 ms and lasts +0 ms against the input's"]
+    assert short.problems == ["#1 audio aac: re-encoded, but it starts +0 ms and lasts -1000 ms against the input's"]

@@ -336,6 +336,7 @@ def test_audio_a_container_cannot_hold_is_re_encoded_not_lost(tmp_path):
     for out, part in ((tmp_path / "out.webm", {}), (tmp_path / "part.webm", dict(start=0.2, duration=0.6))):
         report = deblur_video(src, out, backend=IdentityBackend(), **part)
         assert report.copied_streams == ["#1 audio aac re-encoded as libopus 192k (aac cannot be stored in .webm)"]
+        assert "#1 audio aac: re-encoded, in sync and as long as the input's" in report.verified
         assert report.skipped_streams == ["#2 subtitle mov_text (mov_text cannot be stored in .webm; try .mkv)"]
         assert not report.verify_problems
         with av.open(str(src)) as a, av.open(str(out)) as b:

@@ -279,7 +279,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         reader.use_rgb16(backend.accepts_uint16)
         if not resumable:
             report = _run(reader, writer, backend, batch=batch, quiet=quiet, compare=compare)
-            copied = writer.stream_map
+            written = writer
         else:
             state, note = resume_mod.ResumeState.open(resume_mod.state_dir(dst), _resume_key(
                 src, dst, backend, reader, encoding, start, duration, compare))
@@ -305,7 +305,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             report.resumed_frames, report.frames = kept, state.frames_done
             muxing = time.perf_counter()   # the user waits for this too: it counts in the run's time
             final = _write_kept(state, src, tmp, dst, start=start, duration=duration, encoding=encoding)
-            report.copied_streams, report.skipped_streams, copied = final.copied, final.skipped, final.stream_map
+            report.copied_streams, report.skipped_streams, written = final.copied, final.skipped, final
             report.corrupt_packets += final.dropped_packets
             report.dropped_frames = state.dropped_frames
             report.seconds += time.perf_counter() - muxing
@@ -315,8 +315,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             state.discard()
         report.output = str(dst)
         if verify:
-            _read_back(report, src, dst, {i: s.index for i, s in copied.items()}, start, duration,
-                       encoding.get("size"))
+            _read_back(report, src, dst, written, start, duration, encoding.get("size"))
         return report
     finally:
         if not finished:
@@ -344,15 +343,16 @@ def _fit_in_memory(backend: Backend, tile, overlap: int, notify) -> Backend:
     return OutOfMemoryFallback(backend, tile, overlap, notify=notify)
 
 
-def _read_back(report: Report, src: Path, dst: Path, stream_map: dict, start, duration, size=None) -> None:
+def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start, duration, size=None) -> None:
     """Fill the report's verification; a file that cannot be read back is a problem, not a crash."""
     import av
 
     from .verify import verify
 
     try:
-        result = verify(src, dst, stream_map, start=start, duration=duration, frames=report.frames,
-                        damaged=bool(report.corrupt_packets or report.dropped_frames), size=size)
+        result = verify(src, dst, {i: s.index for i, s in written.stream_map.items()}, start=start, duration=duration,
+                        frames=report.frames, damaged=bool(report.corrupt_packets or report.dropped_frames), size=size,
+                        reencoded={i: t.stream.index for i, t in written.transcoders.items()})
     except (av.error.FFmpegError, OSError, VdeblurError) as e:
         report.verify_problems = [f"{dst} could not be read back ({getattr(e, 'strerror', None) or e})"]
         return
