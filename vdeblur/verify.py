@@ -139,8 +139,8 @@ def _compare_reencoded(result: Verification, name: str, source: _Stream, out: _S
     if abs(start) <= 0.1 and abs(length) <= 0.1:
         result.held.append(f"{name}: re-encoded, in sync and as long as the input's")
     else:
-        result.problems.append(f"{name}: re-encoded, but it starts {1000 * start:+.0f} ms and lasts {1000 * length:+.0f} ms "
-                               f"against the input's")
+        result.problems.append(f"{name}: re-encoded, but it starts {round(1000 * start):+d} ms and lasts "
+                               f"{round(1000 * length):+d} ms against the input's")
 
 
 def _picture(path, index: int) -> tuple[tuple, HDR10 | None]:
