@@ -408,8 +408,12 @@ class _AudioTranscoder:
             return None
 
     def encode(self, packet: av.Packet | None) -> list[av.Packet]:
-        """Packets of the new stream for one input packet (None: flush both ends)."""
-        frames = self.decoder.decode(packet)
+        """Packets of the new stream for one input packet (None: flush both ends). A damaged packet
+        is skipped, as a copy would carry it on without looking."""
+        try:
+            frames = self.decoder.decode(packet)
+        except av.error.FFmpegError:
+            frames = []
         out = [p for frame in frames for p in self.stream.encode(frame)]
         if packet is None:
             out += self.stream.encode(None)
