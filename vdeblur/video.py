@@ -48,9 +48,10 @@ IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "mjpeg",
 def default_codec(path: str | os.PathLike) -> str:
     """The encoder when none is asked for: H.264 plays everywhere, but WebM holds only VP8, VP9 and AV1,
     and an image suffix means that image format."""
-    if Path(path).suffix.lower() in IMAGE_CODECS:
-        return IMAGE_CODECS[Path(path).suffix.lower()]
-    if Path(path).suffix.lower() == ".webm":
+    suffix = Path(path).suffix.lower()
+    if suffix in IMAGE_CODECS:
+        return IMAGE_CODECS[suffix]
+    if suffix == ".webm":
         return "libsvtav1" if "libsvtav1" in av.codecs_available else "libvpx-vp9"
     return "libx264"
 
@@ -106,7 +107,6 @@ class VideoInfo:
     dynamic_hdr: tuple[str, ...] = ()   # per-scene HDR metadata present (not kept)
     interlaced: bool = False   # two fields per frame, from different moments
     alpha: bool = False        # the pixels carry transparency
-
 
     @property
     def high_bit_depth(self) -> bool:
@@ -487,11 +487,12 @@ class VideoWriter:
                  packet_sink: Callable[[list[av.Packet]], None] | None = None):
         self.path = str(path)
         self.label = str(label or path)   # the name messages give (the final name, not a temp file's)
-        self.one_picture = Path(path).suffix.lower() in IMAGE_CODECS
-        if self.one_picture and (reader.info.frames or 1) > 1:
-            raise self._more_than_one_picture(f"about {reader.info.frames} frames")
+        self.suffix = Path(path).suffix.lower()   # picks the muxer
         self.packet_sink = packet_sink
         info = reader.info
+        self.one_picture = self.suffix in IMAGE_CODECS
+        if self.one_picture and (info.frames or 1) > 1:
+            raise self._more_than_one_picture(f"about {info.frames} frames")
         enc = _encoder(codec or default_codec(path))
         self.pix_fmt = choose_pix_fmt(enc, info, pix_fmt)
         if enc.name == "mjpeg" and pix_fmt is None:
@@ -515,7 +516,7 @@ class VideoWriter:
                 vout = self.out.add_stream(enc.name, rate=info.rate or 25)
             except ValueError:   # PyAV's word for "this muxer does not take that codec"
                 fitting = default_codec(self.path)
-                raise VdeblurError(f"{self.label}: a {Path(self.path).suffix} file cannot hold {enc.name} video; choose "
+                raise VdeblurError(f"{self.label}: a {self.suffix} file cannot hold {enc.name} video; choose "
                                    f"another --codec{f' (e.g. {fitting})' if fitting != enc.name else ''} or output suffix") from None
             opts = vout.codec_context.supported_options
             supported = {o.name for o in (*opts.generic, *opts.private)}
@@ -548,12 +549,12 @@ class VideoWriter:
                 unusable = self._unusable(stream)
                 refused = None if unusable else self._refused(stream, enc)
                 reason = unusable or refused
-                encoder = AUDIO_FALLBACK.get(Path(self.path).suffix.lower()) if stream.type == "audio" else None
+                encoder = AUDIO_FALLBACK.get(self.suffix) if stream.type == "audio" else None
                 transcoder = _AudioTranscoder.open(stream, self.out, *encoder) if refused and encoder else None
                 if transcoder is not None:
                     self.transcoders[stream.index] = transcoder
                     self.copied.append(f"{describe_stream(stream)} re-encoded as {encoder[0]} {encoder[1] // 1000}k "
-                                       f"({codec_name(stream)} cannot be stored in {Path(self.path).suffix.lower()})")
+                                       f"({codec_name(stream)} cannot be stored in {self.suffix})")
                 elif reason:
                     self.skipped.append(f"{describe_stream(stream)} ({reason})")
                 else:
@@ -652,9 +653,8 @@ class VideoWriter:
         # not meaningful (it does not even hold the video codec), so the header write decides.
         if video_codec.canonical_name in known:
             if name not in known and (cc is None or cc.codec.canonical_name not in known):
-                suffix = Path(self.path).suffix.lower()
-                hint = "" if suffix == ".mkv" else "; try .mkv"
-                return f"{name} cannot be stored in {suffix or 'this container'}{hint}"
+                hint = "" if self.suffix == ".mkv" else "; try .mkv"
+                return f"{name} cannot be stored in {self.suffix or 'this container'}{hint}"
         return None
 
     def _copy_attachments(self, reader: VideoReader) -> None:
