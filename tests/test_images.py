@@ -138,3 +138,78 @@ def test_prores_4444_keeps_transparency_from_a_png(tmp_path):
     frame = first_frame(out)
     assert frame.format.name.startswith("yuva444p")   # written 10-bit; the decoder gives 12
     assert np.abs(frame.to_ndarray(format="rgba")[..., 3].astype(int) - rgba[..., 3]).max() <= 1
+
+
+def write_rgba_video(path, alphas, size=(64, 48)):
+    """FFV1 yuva420p frames of a colour ramp under the given alpha planes (one per frame)."""
+    width, height = size
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuva420p"
+        for i, alpha in enumerate(alphas):
+            rgba = np.dstack([gradient(height, width), np.full((height, width), alpha, np.uint8)])
+            frame = av.VideoFrame.from_ndarray(rgba, format="rgba").reformat(format="yuva420p")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+
+
+def test_an_opaque_start_defers_the_transparency_warning_to_the_frames_that_had_it(tmp_path):
+    """A GIF's decoder always gives an alpha plane, mostly fully opaque: warning on the format alone
+    cried wolf on every GIF. Only frames with a pixel that is not opaque count."""
+    opaque, late = tmp_path / "opaque.mkv", tmp_path / "late.mkv"
+    write_rgba_video(opaque, [255, 255, 255])
+    write_rgba_video(late, [255, 255, 128])
+    for src, expected in ((opaque, None), (late, 1)):
+        notes = []
+        report = deblur_video(src, tmp_path / f"{src.stem}.mp4", backend=IdentityBackend(), notify=notes.append)
+        assert notes == []
+        lost = [w for w in report.warnings() if "transparency" in w]
+        assert lost == ([] if expected is None else [
+            "the source's transparency (alpha) of 1 frame is not kept: yuv420p has none; ProRes 4444 (.mov, "
+            "--codec prores_ks), FFV1 (.mkv) and PNG keep it"])
+
+
+def test_an_animated_gif_comes_out_as_video_without_false_warnings(tmp_path):
+    src = tmp_path / "anim.gif"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("gif", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "rgb8"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.roll(gradient(48, 64), 8 * i, axis=1), format="rgb24")
+            frame = frame.reformat(format="rgb8")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    notes = []
+    report = deblur_video(src, tmp_path / "anim.mp4", backend=IdentityBackend(), notify=notes.append)
+    assert report.frames == 3 and notes == [] and report.warnings() == []
+    with pytest.raises(Exception, match="does not write GIF"):
+        deblur_video(src, tmp_path / "again.gif", backend=IdentityBackend())
+    assert not (tmp_path / "again.gif").exists()
+
+
+@pytest.mark.parametrize("pix_fmt,needs", [("yuv420p", "an even width and height"), ("yuv422p", "an even width")])
+def test_an_odd_size_in_subsampled_chroma_is_explained(tmp_path, pix_fmt, needs):
+    """x264 refuses 65x49 in 4:2:0 with "Generic error in an external library"; say why and what works."""
+    src = tmp_path / "odd.mkv"
+    make_video(src, width=65, height=49, frames=2, codec="ffv1", pix_fmt="yuv444p", options={"threads": "1"})
+    with pytest.raises(Exception, match=f"libx264 cannot write {pix_fmt} at 65x49 .*needs {needs}\\); use --pix-fmt yuv444p"):
+        deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), pix_fmt=pix_fmt)
+    report = deblur_video(src, tmp_path / "out444.mp4", backend=IdentityBackend())   # the source's 4:4:4 is fine
+    assert report.frames == 2 and not report.verify_problems
+
+
+def test_grey_video_becomes_420_that_players_take_with_its_tags(tmp_path):
+    """Grey (4:0:0) H.264 plays in few players and x264 drops its colour tags: 4:2:0 instead."""
+    src = tmp_path / "grey.mkv"
+    make_video(src, frames=2, codec="ffv1", pix_fmt="gray", options={"threads": "1"})
+    out = tmp_path / "out.mp4"
+    report = deblur_video(src, out, backend=IdentityBackend())
+    assert not report.verify_problems
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.pix_fmt, int(cc.color_range), int(cc.colorspace)) == ("yuv420p", 1, 6)
+    deblur_video(src, tmp_path / "lossless.mkv", backend=IdentityBackend(), codec="ffv1")   # archival keeps grey
+    with av.open(str(tmp_path / "lossless.mkv")) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "gray"

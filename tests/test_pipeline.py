@@ -131,7 +131,7 @@ def _bad_inputs(tmp):
         "encoder-refuses": (full, ["--codec", "libsvtav1", "--preset", "99"], "; does libsvtav1 take --crf 30 --preset 99?"),
         "tile": (full, ["--tile", "64", "--tile-overlap", "40"], "--tile-overlap"),
         "tile-shape": (full, ["--tile", "64x"], "--tile '64x': expected N or WIDTHxHEIGHT"),
-        "start": (full, ["--start", "100"], "no decodable video frame after 100.0 s"),
+        "start": (full, ["--start", "100"], "--start 100 is past the end of"),
         "backend-weights": (full, ["--backend", "torch", "--weights", str(tmp / "none.safetensors")], "no such checkpoint file"),
     }
 

@@ -58,6 +58,7 @@ class Report:
     backend: dict = field(default_factory=dict)
     resumed_frames: int = 0   # of ``frames``, kept from an earlier, interrupted run
     resized: str | None = None   # how frames of another size than the first were made to fit
+    transparency_lost: str | None = None   # transparency dropped that the warning before the first frame missed
     verified: list[str] = field(default_factory=list)          # what reading the file back confirmed
     verify_problems: list[str] = field(default_factory=list)   # and what it did not
 
@@ -78,6 +79,8 @@ class Report:
         out += self.backend.get("out_of_memory", [])   # each step the run took to fit, named
         if self.resized:
             out.append(self.resized)
+        if self.transparency_lost:
+            out.append(self.transparency_lost)
         if self.backend.get("nonfinite_frames"):
             out.append(f"{self.backend['nonfinite_frames']} frame(s) had NaN/inf output even in fp32: damaged weights?")
         expected = self.expected_frames
@@ -250,7 +253,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     tile_size = check_tiling(tile, tile_overlap)   # (width, height) or None
     check_mode(compare)
     require_pyav()
-    from .video import VideoReader, VideoWriter, default_codec
+    from .video import VideoReader, VideoWriter, alpha_not_kept, default_codec
 
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
     reader = VideoReader(src, start=start, duration=duration)
@@ -268,6 +271,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         writer = VideoWriter(dst if resumable else tmp, reader, **encoding, label=dst,
                              packet_sink=_segment_sink if resumable else None)
         warnings = writer.metadata_lost + ([INTERLACED] if reader.info.interlaced else [])
+        drops_alpha = reader.info.alpha and not reader.info.transparent and not writer.keeps_alpha
+        pix_fmt = writer.pix_fmt
         for line in warnings if notify else ():
             notify(line)
         if not isinstance(backend, Backend):
@@ -309,6 +314,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             report.corrupt_packets += final.dropped_packets
             report.dropped_frames = state.dropped_frames
             report.seconds += time.perf_counter() - muxing
+        if drops_alpha and reader.transparent_frames:   # an opaque first frame, transparent ones later
+            report.transparency_lost = alpha_not_kept(pix_fmt, reader.transparent_frames)
         os.replace(tmp, dst)
         finished = True
         if state is not None:

@@ -106,7 +106,8 @@ class VideoInfo:
     hdr10: HDR10 | None = None   # mastering display and light levels, from the frame's side data
     dynamic_hdr: tuple[str, ...] = ()   # per-scene HDR metadata present (not kept)
     interlaced: bool = False   # two fields per frame, from different moments
-    alpha: bool = False        # the pixels carry transparency
+    alpha: bool = False        # the pixel format has an alpha plane (GIF's decoder always gives one)
+    transparent: bool = False  # and the first frame uses it: some pixel is not fully opaque
 
     @property
     def high_bit_depth(self) -> bool:
@@ -115,6 +116,16 @@ class VideoInfo:
 
 def has_alpha(pix_fmt: str) -> bool:
     return any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
+
+
+def is_transparent(alpha: np.ndarray) -> bool:
+    return int(alpha.min()) < np.iinfo(alpha.dtype).max
+
+
+def alpha_not_kept(pix_fmt: str, frames: int | None = None) -> str:
+    which = f"of {frames} frame{'s' if frames != 1 else ''} " if frames else ""
+    return (f"the source's transparency (alpha) {which}is not kept: {pix_fmt} has none; "
+            f"ProRes 4444 (.mov, --codec prores_ks), FFV1 (.mkv) and PNG keep it")
 
 
 def _bit_depth(fmt: av.VideoFormat) -> int:
@@ -164,6 +175,7 @@ class VideoReader:
         self.corrupt_packets = 0
         self.corrupt_frames = 0
         self.resized_frames = 0   # frames of another size than the first, scaled to it
+        self.transparent_frames = 0   # frames with some pixel not fully opaque
         self.other_size: tuple[int, int, int] | None = None   # (width, height, frame index) of the first such
         self._index = 0   # frames converted so far (timestamps for streams without them)
         self._skipped = 0   # frames a resumed run does not decode again
@@ -179,6 +191,9 @@ class VideoReader:
         try:
             first = next(self._frames)
         except StopIteration:
+            length = self._length()
+            if start and length is not None and start >= length:
+                raise VdeblurError(f"--start {start:g} is past the end of {self.path} ({length:.2f} s long)") from None
             where = f" after {start} s" if start else ""
             raise VdeblurError(f"{self.path}: no decodable video frame{where} (truncated or corrupt file?)") from None
         self._first = first
@@ -196,18 +211,25 @@ class VideoReader:
             display_matrix=struct.unpack("=9i", bytes(sd)) if sd is not None else None,
             hdr10=read_hdr10(first), dynamic_hdr=read_dynamic_hdr(first), interlaced=bool(first.interlaced_frame),
             alpha=has_alpha(fmt.name),
+            transparent=has_alpha(fmt.name) and is_transparent(first.to_ndarray(format="rgba", threads=1)[..., 3]),
         )
 
     def use_rgb16(self, wide: bool) -> None:
         """Deliver deeper-than-8-bit video as uint16 RGB (for a backend that takes it)."""
         self.rgb_format = "rgb48le" if wide and self.info.high_bit_depth else "rgb24"
 
+    def _length(self) -> float | None:
+        """Seconds of video the container announces, if it does."""
+        vs = self.stream
+        if vs.duration:
+            return float(vs.duration * vs.time_base)
+        return self.container.duration / av.time_base if self.container.duration else None
+
     def _expected_frames(self, duration: float | None) -> int | None:
         vs, rate = self.stream, self.stream.average_rate or self.stream.guessed_rate
         if duration is None and not self.start and vs.frames > 0:
             return vs.frames
-        total = float(vs.duration * vs.time_base) if vs.duration else (
-            self.container.duration / av.time_base if self.container.duration else None)
+        total = self._length()
         if total is None or not rate:
             return None
         span = max(0.0, total - self.start)
@@ -287,6 +309,7 @@ class VideoReader:
         alpha = None
         if self.info.alpha:
             image, alpha = np.ascontiguousarray(image[..., :3]), np.ascontiguousarray(image[..., 3])
+            self.transparent_frames += is_transparent(alpha)
         tb = frame.time_base or self.stream.time_base
         pts, duration = frame.pts, frame.duration or 0
         if pts is None:
@@ -449,6 +472,10 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
             raise VdeblurError(f"--pix-fmt {requested}: {codec.name} takes {', '.join(supported)}")
         return requested
     wanted = info.pix_fmt.replace("yuvj", "yuv")   # full range is a tag, not a format (yuvj* are deprecated)
+    if wanted.startswith("gray") and codec.name in ("libx264", "libx265"):
+        # 4:0:0 H.264/HEVC plays in few players (browsers and phones refuse it), and x264 writes no
+        # colour tags for it; grey pictures in 4:2:0 look the same everywhere.
+        wanted = "yuv420p10le" if info.high_bit_depth else "yuv420p"
     if not supported or wanted in supported:
         return wanted
     with_alpha = [f for f in supported if has_alpha(f)] if info.alpha else []
@@ -458,6 +485,19 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
         if fallback in supported:
             return fallback
     return supported[0]
+
+
+def _odd_for_chroma(pix_fmt: str, size: tuple[int, int]) -> str | None:
+    """"65x49 (4:2:0 chroma needs an even width and height)" where a side is odd along an axis the
+    format subsamples, else None."""
+    width, height = size
+    fmt = av.VideoFormat(pix_fmt, width, height)
+    odd_width = width % 2 and fmt.chroma_width() != width
+    odd_height = height % 2 and fmt.chroma_height() != height
+    if not (odd_width or odd_height):
+        return None
+    sides = "an even width and height" if odd_width and odd_height else ("an even width" if odd_width else "an even height")
+    return f"{width}x{height} (its subsampled chroma needs {sides})"
 
 
 def output_colour(color_range: int, colorspace: int, source_pix_fmt: str, pix_fmt: str, codec: str) -> tuple[int, int]:
@@ -490,6 +530,9 @@ class VideoWriter:
         self.suffix = Path(path).suffix.lower()   # picks the muxer
         self.packet_sink = packet_sink
         info = reader.info
+        if self.suffix == ".gif":
+            raise VdeblurError(f"{self.label}: vdeblur does not write GIF (256 colours would undo the deblurring); "
+                               f"write .mp4 or .webm, or .png for one picture")
         self.one_picture = self.suffix in IMAGE_CODECS
         if self.one_picture and (info.frames or 1) > 1:
             raise self._more_than_one_picture(f"about {info.frames} frames")
@@ -569,6 +612,11 @@ class VideoWriter:
             self.out.start_encoding()   # header now: a stream the muxer refuses fails here, not mid-run
         except av.error.FFmpegError as e:
             self.abort()
+            odd = _odd_for_chroma(self.pix_fmt, size or (info.width, info.height))
+            if odd:   # x264 and x265 refuse half a chroma sample (ffmpeg: "width not divisible by 2")
+                raise VdeblurError(f"{self.label}: {enc.name} cannot write {self.pix_fmt} at {odd}; use --pix-fmt "
+                                   f"yuv444p (fewer players take it), or --codec libsvtav1 (or ffv1 in .mkv), "
+                                   f"which take odd sizes") from None
             streams = ", ".join(self.copied) or "none"
             chosen = " ".join(f"--{k} {v}" for k, v in (("crf", crf), ("preset", preset), ("pix-fmt", pix_fmt)) if v is not None)
             raise VdeblurError(f"{self.label}: cannot start writing ({e.strerror or e}); copied streams: {streams}"
@@ -583,9 +631,8 @@ class VideoWriter:
         if hdr_options is None:
             self.metadata_lost.append(f"the source's HDR10 metadata ({info.hdr10.describe()}) is not written: {enc.name} "
                                       f"cannot carry it; use --codec {', '.join(WRITERS[:-1])} or {WRITERS[-1]}")
-        if info.alpha and not self.keeps_alpha:
-            self.metadata_lost.append(f"the source's transparency (alpha) is not kept: {self.pix_fmt} has none; "
-                                      f"ProRes 4444 (.mov, --codec prores_ks), FFV1 (.mkv) and PNG keep it")
+        if info.transparent and not self.keeps_alpha:   # an opaque start is judged at the end (reader.transparent_frames)
+            self.metadata_lost.append(alpha_not_kept(self.pix_fmt))
         if info.dynamic_hdr:
             kept = "colour tags and HDR10 metadata" if info.hdr10 and hdr_options is not None else "colour tags"
             self.metadata_lost.append(f"the source's {' and '.join(info.dynamic_hdr)} metadata is not carried over "
