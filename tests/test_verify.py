@@ -52,6 +52,31 @@ def test_a_lost_audio_packet_and_a_moved_frame_are_reported(clip, tmp_path, monk
     assert "read back: #1 audio aac: the copy differs from the input (42 packets, 43 in the input)" in report.warnings()
 
 
+def test_aac_between_mpeg_ts_and_mp4_is_compared_without_its_adts_headers(tmp_path):
+    """The TS muxer frames AAC in ADTS headers and the MP4 muxer strips them: a faithful copy both
+    ways was reported as "the copy differs" until the payloads were compared without them."""
+    src = tmp_path / "in.mp4"
+    make_video(src, audio=True, frames=6)
+    ts = tmp_path / "out.ts"
+    report = deblur_video(src, ts, backend=IdentityBackend())
+    assert report.verify_problems == []
+    assert "#1 audio aac: 13 packets bit-exact (ADTS headers are the container's)" in report.verified
+    back = deblur_video(ts, tmp_path / "back.mp4", backend=IdentityBackend())
+    assert back.verify_problems == []
+    assert "#1 audio aac: 13 packets bit-exact (ADTS headers are the container's)" in back.verified
+
+
+def test_an_adts_header_is_all_that_is_forgiven():
+    from vdeblur.verify import _without_adts
+
+    payload = bytes(range(40))
+    header = bytes([0xFF, 0xF1, 0x50, 0x80, 0x05, 0x1F, 0xFC])   # protection absent: 7 bytes
+    assert _without_adts(header + payload) == payload
+    assert _without_adts(bytes([0xFF, 0xF0]) + bytes(7) + payload) == payload   # with a CRC: 9 bytes
+    assert _without_adts(payload) == payload
+    assert _without_adts(header + payload[:-1] + b"\x00") != payload
+
+
 def test_no_verify_reads_nothing_back(clip, tmp_path):
     report = deblur_video(clip, tmp_path / "out.mp4", backend=IdentityBackend(), verify=False)
     assert report.verified == [] and report.verify_problems == []

@@ -32,12 +32,26 @@ class _Stream:
     times: list[float] = field(default_factory=list)
     digest: object = field(default_factory=hashlib.sha256)
     step: float = 0.0
+    adts: int = 0   # AAC packets that came with an ADTS header (hashed without it)
 
     def add(self, packet, offset: float = 0.0) -> None:
         if packet.pts is not None and packet.time_base:
             self.times.append(float(packet.pts * packet.time_base) - offset)
             self.step = max(self.step, float(packet.time_base))
-        self.digest.update(bytes(packet))
+        data = bytes(packet)
+        if getattr(packet.stream.codec_context, "name", None) == "aac":
+            bare = _without_adts(data)
+            self.adts += len(bare) != len(data)
+            data = bare
+        self.digest.update(data)
+
+
+def _without_adts(data: bytes) -> bytes:
+    """AAC without its ADTS header. MPEG-TS (and .aac files) frame each AAC packet with one; MP4, MOV and
+    Matroska store it bare, and FFmpeg's muxers add or strip it: a faithful copy differs by just that."""
+    if len(data) >= 9 and data[0] == 0xFF and data[1] & 0xF6 == 0xF0:
+        return data[7 if data[1] & 1 else 9:]
+    return data
 
 
 def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int, int], *, start: float | None,
@@ -121,7 +135,8 @@ def _compare_video(result: Verification, source: _Stream, out: _Stream, frames: 
 def _compare_copy(result: Verification, name: str, source: _Stream, out: _Stream, damaged: bool) -> None:
     n = len(source.times)
     if source.digest.digest() == out.digest.digest() and _close(source.times, out.times, max(source.step, out.step) + 1e-9):
-        result.held.append(f"{name}: {n} packet{'s' if n != 1 else ''} bit-exact")
+        framing = " (ADTS headers are the container's)" if source.adts != out.adts else ""
+        result.held.append(f"{name}: {n} packet{'s' if n != 1 else ''} bit-exact{framing}")
     elif damaged:
         result.held.append(f"{name}: {len(out.times)} packets (damaged input: not compared)")
     else:
