@@ -97,3 +97,11 @@ def test_re_encoded_audio_is_judged_by_start_and_length():
     assert ok.held == ["#1 audio aac: re-encoded, in sync and as long as the input's"] and not ok.problems
     assert late.problems == ["#1 audio aac: re-encoded, but it starts +300 ms and lasts +0 ms against the input's"]
     assert short.problems == ["#1 audio aac: re-encoded, but it starts +0 ms and lasts -1000 ms against the input's"]
+
+
+def test_an_output_whose_video_cannot_be_read_back_is_a_problem_not_a_crash(tmp_path):
+    """FFV1 in MPEG-TS: the muxer takes it but has no stream type for it, so it reads back as data."""
+    src = tmp_path / "in.mp4"
+    make_video(src, frames=3)
+    report = deblur_video(src, tmp_path / "out.ts", backend=IdentityBackend(), codec="ffv1")
+    assert "picture: no frame read back" in report.verify_problems

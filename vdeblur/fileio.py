@@ -40,6 +40,19 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], obj
     return path
 
 
+#: INPUT or OUTPUT "-": standard input or output, for pipes to and from ffmpeg, players and other tools.
+STDIO = "-"
+
+#: Formats that can be written to a pipe (their muxers never seek back), and the suffix each stands for.
+PIPE_FORMATS = {"matroska": ".mkv", "nut": ".nut", "mpegts": ".ts", "webm": ".webm"}
+
+
+def is_stream(name: str | os.PathLike) -> bool:
+    """Standard input/output or a URL (http://, rtsp://, srt://...): read or written once, in order, with
+    nothing to seek, read back or resume."""
+    return str(name) == STDIO or "://" in str(name)
+
+
 def check_output(path: str | os.PathLike, overwrite: bool, dir_hint: str = "") -> Path:
     """The no-clobber rule every command shares: an existing file is replaced only when asked,
     a directory never (``dir_hint`` says what to give instead)."""

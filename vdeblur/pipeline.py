@@ -28,7 +28,7 @@ from .backends.multi_device import MultiDevice
 from .compare import MODES as COMPARE_MODES
 from .compare import check_mode, compose, output_size
 from .errors import VdeblurError, require_pyav
-from .fileio import check_output, file_sha256
+from .fileio import PIPE_FORMATS, STDIO, check_output, file_sha256, is_stream
 from .signals import describe, exit_status
 from .tiling import OutOfMemoryFallback, check_tiling
 
@@ -59,6 +59,9 @@ class Report:
     resumed_frames: int = 0   # of ``frames``, kept from an earlier, interrupted run
     resized: str | None = None   # how frames of another size than the first were made to fit
     transparency_lost: str | None = None   # transparency dropped that the warning before the first frame missed
+    frames_counted: bool = True   # expected_frames is the container's count; else an estimate from its length
+    expected_seconds: float | None = None   # the length announced, and how much video was read (estimated counts)
+    seconds_read: float | None = None
     verified: list[str] = field(default_factory=list)          # what reading the file back confirmed
     verify_problems: list[str] = field(default_factory=list)   # and what it did not
 
@@ -84,8 +87,15 @@ class Report:
         if self.backend.get("nonfinite_frames"):
             out.append(f"{self.backend['nonfinite_frames']} frame(s) had NaN/inf output even in fp32: damaged weights?")
         expected = self.expected_frames
-        if expected and self.frames + self.dropped_frames < expected - max(2, expected // 20):
-            out.append(f"the input ended after {self.frames} frames but announced about {expected} (truncated file?)")
+        if self.frames_counted:
+            if expected and self.frames + self.dropped_frames < expected - max(2, expected // 20):
+                out.append(f"the input ended after {self.frames} frames but announced {expected} (truncated file?)")
+        elif self.expected_seconds and self.seconds_read is not None \
+                and self.seconds_read < self.expected_seconds - max(0.25, self.expected_seconds / 20):
+            # A frame count estimated from length x rate is wrong for variable frame rate: compare times
+            # (the container's length may include an audio tail, hence the quarter second).
+            out.append(f"the input's video ended after {self.seconds_read:.1f} s but it announced "
+                       f"{self.expected_seconds:.1f} s (truncated file?)")
         return out
 
 
@@ -116,16 +126,31 @@ def _get(q: queue.Queue, stop: threading.Event):
                 return _END
 
 
-def _check_paths(src: Path, dst: Path, overwrite: bool) -> None:
-    if not src.exists():
-        raise VdeblurError(f"{src}: no such file")
-    if src.resolve() == dst.resolve() or (dst.exists() and os.path.samefile(src, dst)):
-        raise VdeblurError(f"{dst}: the output would overwrite the input; choose another name")
-    check_output(dst, overwrite, dir_hint=f"give an output file name such as {dst / src.name}")
+def _check_paths(src: Path | str, dst: Path, overwrite: bool) -> None:
+    if str(dst) == STDIO:
+        return
+    if not is_stream(src):
+        if not src.exists():
+            raise VdeblurError(f"{src}: no such file")
+        if src.resolve() == dst.resolve() or (dst.exists() and os.path.samefile(src, dst)):
+            raise VdeblurError(f"{dst}: the output would overwrite the input; choose another name")
+    check_output(dst, overwrite, dir_hint="give an output file name" + ("" if is_stream(src) else f" such as {dst / src.name}"))
     if not dst.suffix:
         raise VdeblurError(f"{dst}: give the output a container suffix such as .mp4 or .mkv")
     if not dst.parent.is_dir():
         raise VdeblurError(f"{dst.parent}: output directory does not exist")
+
+
+def check_container(container: str | None, to_stdout: bool) -> str | None:
+    """--format: the muxer of standard output (a file's suffix picks its own)."""
+    if container is None:
+        return "matroska" if to_stdout else None
+    if not to_stdout:
+        raise VdeblurError(f"--format {container} is for -o - (standard output); a file's suffix picks its format")
+    if container not in PIPE_FORMATS:
+        why = " (MP4 and MOV seek back to write their index)" if container in ("mp4", "mov") else ""
+        raise VdeblurError(f"--format {container}: standard output takes {', '.join(PIPE_FORMATS)}{why}")
+    return container
 
 
 def _temp_path(dst: Path) -> Path:
@@ -233,7 +258,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  duration: float | None = None, overwrite: bool = False, quiet: bool = True,
                  resume: bool = True, notify=None, segment_frames: int = resume_mod.SEGMENT_FRAMES,
                  segment_seconds: float = resume_mod.SEGMENT_SECONDS, verify: bool = True,
-                 compare: str | None = None) -> Report:
+                 compare: str | None = None, container: str | None = None) -> Report:
     """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
 
     ``backend`` is a name from ``vdeblur.backends.BACKENDS`` (or "auto"), or a ready
@@ -245,31 +270,37 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     does not fit these settings and is dropped. With ``verify`` the written file is read back and
     compared with the input (:mod:`vdeblur.verify`); what held and what did not is in the report.
     ``compare`` ("side" or "split", :mod:`vdeblur.compare`) writes input and result side by side.
+    ``src`` "-" is standard input and a URL is read as one; ``dst`` "-" is standard output, in
+    ``container`` (a name from :data:`vdeblur.video.PIPE_FORMATS`, default Matroska). Neither can be
+    resumed or read back, and what reached standard output before an error stays there.
     """
-    src, dst = Path(src), Path(dst)
+    from_stream, to_stdout = is_stream(src), str(dst) == STDIO
+    src, dst = (str(src) if from_stream else Path(src)), Path(dst)
     _check_paths(src, dst, overwrite)
+    container = check_container(container, to_stdout)
     if batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {batch}")
     tile_size = check_tiling(tile, tile_overlap)   # (width, height) or None
     check_mode(compare)
     require_pyav()
-    from .video import VideoReader, VideoWriter, alpha_not_kept, default_codec
+    from .video import VideoReader, VideoWriter, alpha_not_kept, codec_for_suffix
 
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
     reader = VideoReader(src, start=start, duration=duration)
-    encoding = dict(codec=codec or default_codec(dst), crf=crf, preset=preset, pix_fmt=pix_fmt)
+    suffix = PIPE_FORMATS[container] if to_stdout else dst.suffix.lower()
+    encoding = dict(codec=codec or codec_for_suffix(suffix), crf=crf, preset=preset, pix_fmt=pix_fmt)
     if compare == "side":
         encoding["size"] = output_size(compare, reader.info.width, reader.info.height)
-    resumable = resume and resume_mod.muxer_takes_global_header(dst)
-    tmp = _temp_path(dst)
+    resumable = resume and not from_stream and not to_stdout and resume_mod.muxer_takes_global_header(dst)
+    tmp = None if to_stdout else _temp_path(dst)
     writer = None
     state = None
     owned_backend = None   # opened here, so closed here; a Backend passed in is the caller's
     finished = False
     try:
         # A resumable run encodes into segments first (packet_sink), and writes the file at the end.
-        writer = VideoWriter(dst if resumable else tmp, reader, **encoding, label=dst,
-                             packet_sink=_segment_sink if resumable else None)
+        writer = VideoWriter(STDIO if to_stdout else dst if resumable else tmp, reader, **encoding, label=dst,
+                             packet_sink=_segment_sink if resumable else None, container=container)
         warnings = writer.metadata_lost + ([INTERLACED] if reader.info.interlaced else [])
         drops_alpha = reader.info.alpha and not reader.info.transparent and not writer.keeps_alpha
         pix_fmt = writer.pix_fmt
@@ -316,19 +347,21 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             report.seconds += time.perf_counter() - muxing
         if drops_alpha and reader.transparent_frames:   # an opaque first frame, transparent ones later
             report.transparency_lost = alpha_not_kept(pix_fmt, reader.transparent_frames)
-        os.replace(tmp, dst)
+        if tmp is not None:
+            os.replace(tmp, dst)
         finished = True
         if state is not None:
             state.discard()
-        report.output = str(dst)
-        if verify:
+        report.output = "standard output" if to_stdout else str(dst)
+        if verify and not (from_stream or to_stdout):   # neither can be read again
             _read_back(report, src, dst, written, start, duration, encoding.get("size"))
         return report
     finally:
         if not finished:
             if writer is not None:
                 writer.abort()
-            tmp.unlink(missing_ok=True)
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
         if state is not None:
             state.release()
         reader.close()
@@ -442,6 +475,8 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
         encoder.join()
         progress.close()
     return Report(output=writer.path, frames=writer.frames, expected_frames=reader.info.frames,
+                  frames_counted=reader.info.frames_counted, expected_seconds=reader.info.seconds,
+                  seconds_read=reader.seconds_read,
                   seconds=time.perf_counter() - started,
                   corrupt_packets=reader.corrupt_packets + writer.dropped_packets,
                   corrupt_frames=reader.corrupt_frames, dropped_frames=writer.dropped_frames,
@@ -467,9 +502,11 @@ def register(subparsers) -> None:
                     "bit-exact; timestamps (VFR too), rotation, aspect ratio and colour tags are kept. "
                     "Several INPUTs (or a directory as OUTPUT) write OUTPUT/<input's name> each, with the "
                     "model loaded once; a file that fails is reported and the others go on.")
-    p.add_argument("input", metavar="INPUT", nargs="+", help="video file(s) to read, or directories of videos")
+    p.add_argument("input", metavar="INPUT", nargs="+", help="video file(s) to read, or directories of videos; "
+                   "- reads standard input, and a URL (http://, rtsp://, srt://, ...) a stream")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
-                   help="file to write, its suffix picking the container (.mp4, .mkv, .mov); or a directory")
+                   help="file to write, its suffix picking the container (.mp4, .mkv, .mov); or a directory; "
+                        "- writes standard output (Matroska, or --format)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave outputs that exist alone and go on with the rest (to finish an interrupted batch)")
@@ -497,6 +534,8 @@ def register(subparsers) -> None:
     e.add_argument("--crf", type=float, help="constant rate factor (default: 18 x264, 20 x265, 30 SVT-AV1)")
     e.add_argument("--preset", help="encoder preset, e.g. veryfast, medium, slow (x264/x265) or 0-13 (SVT-AV1)")
     e.add_argument("--pix-fmt", help="output pixel format (default: the input's; 10-bit stays 10-bit)")
+    e.add_argument("--format", metavar="NAME", help=f"container of -o - (standard output): {', '.join(PIPE_FORMATS)} "
+                   "(default: matroska)")
     e.add_argument("--compare", choices=COMPARE_MODES, help="write a before/after video: side = input | result "
                    "(twice the width), split = the input's left half beside the result's right half")
     s = p.add_argument_group("part of the input")
@@ -527,7 +566,9 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     files = []
     for name in inputs:
         path = Path(name)
-        if path.is_dir():
+        if is_stream(name):
+            files.append(name)
+        elif path.is_dir():
             found = sorted(str(p) for p in path.iterdir()
                            if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith("."))
             if not found:
@@ -543,13 +584,21 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     return files
 
 
-def plan_outputs(inputs: list[str], output: str, to_directory: bool = False) -> list[tuple[Path, Path]]:
-    """(input, output) pairs: one INPUT and a file name -> that file; several INPUTs, or a directory
-    (existing, written with a trailing slash, or ``to_directory``) -> OUTPUT/<input's name>, the
-    directory made if its parent exists. Two inputs of the same name would collide there: refused."""
+def plan_outputs(inputs: list[str], output: str, to_directory: bool = False) -> list[tuple[Path | str, Path]]:
+    """(input, output) pairs: one INPUT and a file name (or "-") -> that file; several INPUTs, or a
+    directory (existing, written with a trailing slash, or ``to_directory``) -> OUTPUT/<input's name>,
+    the directory made if its parent exists. Two inputs of the same name would collide there: refused.
+    Standard input and URLs stay strings (a Path would fold the "//" of a URL)."""
     out = Path(output)
-    if len(inputs) == 1 and not to_directory and not out.is_dir() and not output.endswith(("/", os.sep)):
-        return [(Path(inputs[0]), out)]
+    if output == STDIO and len(inputs) > 1:
+        raise VdeblurError(f"-o - (standard output) takes one INPUT, not {len(inputs)}")
+    if len(inputs) == 1 and (output == STDIO or not to_directory and not out.is_dir()
+                             and not output.endswith(("/", os.sep))):
+        return [(inputs[0] if is_stream(inputs[0]) else Path(inputs[0]), out)]
+    streams = [name for name in inputs if is_stream(name)]
+    if streams:
+        shown = "standard input" if streams[0] == STDIO else streams[0]
+        raise VdeblurError(f"{shown}: a stream has no file name to write under {out}; give -o a file name and one INPUT")
     if not out.is_dir():
         if out.exists():
             raise VdeblurError(f"{out}: not a directory; several inputs need a directory as OUTPUT")
@@ -573,7 +622,7 @@ def run(args) -> int:
         raise VdeblurError("--skip-existing and --overwrite contradict each other; use one")
     if args.batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {args.batch}")
-    skipped = [(src, dst) for src, dst in jobs if args.skip_existing and dst.exists()]
+    skipped = [(src, dst) for src, dst in jobs if args.skip_existing and str(dst) != STDIO and dst.exists()]
     todo = [job for job in jobs if job not in skipped]
     for src, dst in skipped:
         print(f"vdeblur: {dst} exists, skipped", file=sys.stderr)
@@ -584,6 +633,7 @@ def run(args) -> int:
         raise VdeblurError(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes:g}")
     if not todo:
         return 0
+    check_container(args.format, args.output == STDIO)
     options = dict(weights=args.weights, device=args.device, precision=args.precision, batch=args.batch,
                    **torch_options(args), engine=getattr(args, "engine", None), onnx=getattr(args, "onnx", None))
     if len(jobs) == 1:
@@ -621,9 +671,10 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
             tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
             quiet=args.quiet, resume=args.resume, notify=notify, segment_seconds=args.checkpoint_minutes * 60,
-            verify=args.verify, compare=args.compare)
+            verify=args.verify, compare=args.compare, container=args.format)
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
-        print(f"vdeblur: {describe(e)}; {dst} was not written{_kept_hint(dst)}", file=sys.stderr)
+        what = "standard output ends early" if str(dst) == STDIO else f"{dst} was not written{_kept_hint(dst)}"
+        print(f"vdeblur: {describe(e)}; {what}", file=sys.stderr)
         return exit_status(e)
     except VdeblurError as e:
         hint = _kept_hint(dst)

@@ -162,6 +162,8 @@ def _picture(path, index: int) -> tuple[tuple, HDR10 | None]:
     """The first frame's tags, and its HDR10 metadata."""
     with av.open(str(path)) as c:
         stream = c.streams[index]
+        if stream.type != "video":   # a muxer that took a codec it cannot label (FFV1 in MPEG-TS: "data")
+            return (), None
         frame = next(c.decode(stream), None)
         if frame is None:
             return (), None

@@ -21,6 +21,7 @@ import av
 import numpy as np
 
 from .errors import VdeblurError
+from .fileio import PIPE_FORMATS, STDIO
 from .hdr import HDR10, WRITERS, encoder_options, read_dynamic_hdr, read_hdr10, side_data
 
 # Streams copied packet for packet (attachments are not packets: they are copied from the header).
@@ -46,9 +47,12 @@ IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "mjpeg",
 
 
 def default_codec(path: str | os.PathLike) -> str:
+    return codec_for_suffix(Path(path).suffix.lower())
+
+
+def codec_for_suffix(suffix: str) -> str:
     """The encoder when none is asked for: H.264 plays everywhere, but WebM holds only VP8, VP9 and AV1,
     and an image suffix means that image format."""
-    suffix = Path(path).suffix.lower()
     if suffix in IMAGE_CODECS:
         return IMAGE_CODECS[suffix]
     if suffix == ".webm":
@@ -108,6 +112,8 @@ class VideoInfo:
     interlaced: bool = False   # two fields per frame, from different moments
     alpha: bool = False        # the pixel format has an alpha plane (GIF's decoder always gives one)
     transparent: bool = False  # and the first frame uses it: some pixel is not fully opaque
+    frames_counted: bool = False   # ``frames`` is the container's own count, not an estimate (VFR makes those wrong)
+    seconds: float | None = None   # length of the part to be read, as the container announces it
 
     @property
     def high_bit_depth(self) -> bool:
@@ -140,15 +146,20 @@ class VideoReader:
     """
 
     def __init__(self, path: str | os.PathLike, start: float | None = None, duration: float | None = None):
-        self.path = str(path)
+        self.path = "standard input" if str(path) == STDIO else str(path)   # the name messages give
+        self._pipe = str(path) == STDIO
         if start is not None and start < 0:
             raise VdeblurError(f"--start must be >= 0, got {start}")
         if duration is not None and duration <= 0:
             raise VdeblurError(f"--duration must be > 0, got {duration}")
         try:
-            self.container = av.open(self.path, "r")
+            self.container = av.open("pipe:0" if self._pipe else self.path, "r")
         except (av.error.FFmpegError, OSError) as e:
-            raise _open_error(self.path, e) from None
+            error = _open_error(self.path, e)
+            if self._pipe:   # an MP4 whose index (moov) is at the end cannot be read in one pass
+                error = VdeblurError(f"{error}; from a pipe, MP4 and MOV need their index first (ffmpeg "
+                                     f"-movflags +faststart), and Matroska, MPEG-TS and NUT always work")
+            raise error from None
         try:
             self._setup(start, duration)
         except BaseException:
@@ -176,13 +187,14 @@ class VideoReader:
         self.corrupt_frames = 0
         self.resized_frames = 0   # frames of another size than the first, scaled to it
         self.transparent_frames = 0   # frames with some pixel not fully opaque
+        self.end_time: float | None = None   # where the last frame converted so far ends (seconds)
         self.other_size: tuple[int, int, int] | None = None   # (width, height, frame index) of the first such
         self._index = 0   # frames converted so far (timestamps for streams without them)
         self._skipped = 0   # frames a resumed run does not decode again
         self.start = float(start or 0.0)
         self.end = self.start + duration if duration is not None else None
         self._shift = start is not None   # a part starts at 0; a whole file keeps its own timeline
-        if start:
+        if start and not self._pipe:   # a pipe cannot seek: frames before start are decoded and dropped
             try:
                 c.seek(int(start / vs.time_base), stream=vs, backward=True)
             except av.error.FFmpegError as e:
@@ -197,6 +209,7 @@ class VideoReader:
             where = f" after {start} s" if start else ""
             raise VdeblurError(f"{self.path}: no decodable video frame{where} (truncated or corrupt file?)") from None
         self._first = first
+        self.first_time = first.time or 0.0   # where the part starts (resumed runs too: skip_to comes later)
         fmt = first.format
         self.rgb_format = "rgb24"
         sd = side_data(first).get("DISPLAYMATRIX")
@@ -204,7 +217,7 @@ class VideoReader:
         self.info = VideoInfo(
             width=first.width, height=first.height, pix_fmt=fmt.name, bit_depth=_bit_depth(fmt),
             codec=cc.name, time_base=vs.time_base, rate=vs.average_rate or vs.guessed_rate,
-            frames=self._expected_frames(duration),
+            frames=self._expected_frames(duration), frames_counted=self._counted(duration), seconds=self._span(duration),
             color_range=int(first.color_range), colorspace=int(first.colorspace),
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
             sample_aspect_ratio=cc.sample_aspect_ratio,
@@ -225,16 +238,28 @@ class VideoReader:
             return float(vs.duration * vs.time_base)
         return self.container.duration / av.time_base if self.container.duration else None
 
-    def _expected_frames(self, duration: float | None) -> int | None:
-        vs, rate = self.stream, self.stream.average_rate or self.stream.guessed_rate
-        if duration is None and not self.start and vs.frames > 0:
-            return vs.frames
+    def _counted(self, duration: float | None) -> bool:
+        return duration is None and not self.start and self.stream.frames > 0
+
+    def _span(self, duration: float | None) -> float | None:
         total = self._length()
-        if total is None or not rate:
-            return None
+        if total is None:
+            return duration
         span = max(0.0, total - self.start)
-        if duration is not None:
-            span = min(span, duration)
+        return span if duration is None else min(span, duration)
+
+    @property
+    def seconds_read(self) -> float | None:
+        """Seconds of video from the part's first frame to the end of the last frame converted."""
+        return None if self.end_time is None else self.end_time - self.first_time
+
+    def _expected_frames(self, duration: float | None) -> int | None:
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        if self._counted(duration):
+            return self.stream.frames
+        span = self._span(duration)
+        if span is None or not rate:
+            return None
         return max(1, round(span * float(rate)))
 
     # -- decoding --------------------------------------------------------------------------------
@@ -317,6 +342,8 @@ class VideoReader:
             step = 1 / (self.info.rate or 25) / tb
             pts, duration = round(self._index * step), round(step)
         self._index += 1
+        end = float((pts + duration) * tb)
+        self.end_time = end if self.end_time is None else max(self.end_time, end)
         return DecodedFrame(image, self._shifted(pts, tb), duration, tb, alpha)
 
     def video_frames(self) -> Iterator[av.VideoFrame]:
@@ -518,16 +545,18 @@ class VideoWriter:
 
     With ``packet_sink`` the encoded video packets go to that function instead of a file (a
     resumable run's segments): the container, held in memory, only sets the encoder up exactly as
-    ``path``'s format would, and no other stream is added.
+    ``path``'s format would, and no other stream is added. ``path`` "-" is standard output, in
+    ``container`` (a name from PIPE_FORMATS).
     """
 
     def __init__(self, path: str | os.PathLike, reader: VideoReader, *, codec: str | None = None,
                  crf: float | None = None, preset: str | None = None, pix_fmt: str | None = None,
                  size: tuple[int, int] | None = None, label: str | os.PathLike | None = None,
-                 packet_sink: Callable[[list[av.Packet]], None] | None = None):
+                 packet_sink: Callable[[list[av.Packet]], None] | None = None, container: str | None = None):
         self.path = str(path)
-        self.label = str(label or path)   # the name messages give (the final name, not a temp file's)
-        self.suffix = Path(path).suffix.lower()   # picks the muxer
+        to_stdout = self.path == STDIO
+        self.label = "standard output" if to_stdout else str(label or path)   # the final name, not a temp file's
+        self.suffix = PIPE_FORMATS[container or "matroska"] if to_stdout else Path(path).suffix.lower()   # picks the muxer
         self.packet_sink = packet_sink
         info = reader.info
         if self.suffix == ".gif":
@@ -536,7 +565,7 @@ class VideoWriter:
         self.one_picture = self.suffix in IMAGE_CODECS
         if self.one_picture and (info.frames or 1) > 1:
             raise self._more_than_one_picture(f"about {info.frames} frames")
-        enc = _encoder(codec or default_codec(path))
+        enc = _encoder(codec or codec_for_suffix(self.suffix))
         self.pix_fmt = choose_pix_fmt(enc, info, pix_fmt)
         if enc.name == "mjpeg" and pix_fmt is None:
             self.pix_fmt = "yuv444p"   # no chroma loss
@@ -546,19 +575,21 @@ class VideoWriter:
         options = {}
         hdr_options = encoder_options(enc.name, info.hdr10) if info.hdr10 else {}   # None: this encoder cannot
         try:
-            target = self.path
+            target, muxer = self.path, None
             if packet_sink is not None:
                 target = io.BytesIO()
                 target.name = self.path   # the muxer is still chosen by the suffix
-            self.out = av.open(target, "w", container_options=self._container_options(
-                self.path, info, _clean_tags(reader.container.metadata)))
+            elif to_stdout:
+                target, muxer = "pipe:1", container or "matroska"
+            self.out = av.open(target, "w", format=muxer, container_options=self._container_options(
+                self.suffix, info, _clean_tags(reader.container.metadata)))
         except (av.error.FFmpegError, ValueError, OSError) as e:
             raise VdeblurError(f"{self.label}: cannot create output ({getattr(e, 'strerror', None) or e})") from None
         try:
             try:
                 vout = self.out.add_stream(enc.name, rate=info.rate or 25)
             except ValueError:   # PyAV's word for "this muxer does not take that codec"
-                fitting = default_codec(self.path)
+                fitting = codec_for_suffix(self.suffix)
                 raise VdeblurError(f"{self.label}: a {self.suffix} file cannot hold {enc.name} video; choose "
                                    f"another --codec{f' (e.g. {fitting})' if fitting != enc.name else ''} or output suffix") from None
             opts = vout.codec_context.supported_options
@@ -652,9 +683,9 @@ class VideoWriter:
         return bytes(self.video.codec_context.extradata or b"")
 
     @staticmethod
-    def _container_options(path: str, info: VideoInfo, tags: dict) -> dict:
+    def _container_options(suffix: str, info: VideoInfo, tags: dict) -> dict:
         options = {}
-        if Path(path).suffix.lower() in _MOV_SUFFIXES:
+        if suffix in _MOV_SUFFIXES:
             if info.time_base.denominator <= 2**31 - 1:
                 options["movie_timescale"] = str(info.time_base.denominator)
             # Keys the muxer has no atom of its own for (a phone's com.apple.quicktime.location.ISO6709,

@@ -1,0 +1,95 @@
+"""Pipes and URLs: `vdeblur deblur - -o -` between ffmpeg, players and other tools."""
+
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+
+from media import IdentityBackend, make_video, packets, video_pts
+from vdeblur.cli import main
+from vdeblur.pipeline import deblur_video
+
+
+@pytest.fixture(scope="module")
+def mkv(tmp_path_factory):
+    """Matroska with audio and subtitles: what `ffmpeg ... -f matroska -` sends down a pipe."""
+    path = tmp_path_factory.mktemp("src") / "in.mkv"
+    make_video(path, frames=6, audio=True, subtitles=True, vfr=True)
+    return path
+
+
+def frames_of(path):
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+@pytest.mark.parametrize("container,suffix", [(None, ".mkv"), ("nut", ".nut"), ("mpegts", ".ts")])
+def test_standard_output_carries_every_frame_and_stream(mkv, tmp_path, capfdbinary, container, suffix):
+    codec = "libx264" if container == "mpegts" else "ffv1"   # MPEG-TS has no tag for FFV1
+    report = deblur_video(mkv, "-", backend=IdentityBackend(), codec=codec, container=container)
+    data = capfdbinary.readouterr().out
+    assert report.output == "standard output" and report.frames == 6 and report.verified == []
+    assert list(tmp_path.iterdir()) == []   # nothing kept beside, no resume folder
+    piped, written = tmp_path / f"piped{suffix}", tmp_path / f"written{suffix}"
+    piped.write_bytes(data)
+    deblur_video(mkv, written, backend=IdentityBackend(), codec=codec)   # the same job into a file
+    got, want = frames_of(piped), frames_of(written)
+    assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    assert video_pts(piped) == video_pts(written)
+    assert packets(piped, "audio") == packets(written, "audio")
+
+
+def test_a_url_is_read_as_a_stream_not_resumed_or_read_back(mkv, tmp_path):
+    out = tmp_path / "out.mkv"
+    report = deblur_video(f"file://{mkv}", out, backend=IdentityBackend(), codec="ffv1")
+    assert report.frames == 6 and report.verified == [] and report.resumed_frames == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mkv"]
+    deblur_video(mkv, tmp_path / "from-file.mkv", backend=IdentityBackend(), codec="ffv1")
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(out), frames_of(tmp_path / "from-file.mkv"), strict=True))
+
+
+def test_the_command_reads_standard_input_and_writes_standard_output(mkv, tmp_path):
+    """The real thing, end to end through two processes: vdeblur ... -o - | vdeblur - -o OUT."""
+    out = tmp_path / "out.mp4"
+    first = subprocess.Popen([sys.executable, "-m", "vdeblur", "deblur", str(mkv), "-o", "-", "-q"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    second = subprocess.run([sys.executable, "-m", "vdeblur", "deblur", "-", "-o", str(out), "--start", "0.1"],
+                            stdin=first.stdout, capture_output=True, text=True)
+    first.stdout.close()
+    assert first.wait() == 0 and first.stderr.read() == b""
+    assert second.returncode == 0, second.stderr
+    assert "Traceback" not in second.stderr and "read back" not in second.stderr
+    with av.open(str(mkv)) as c:
+        stream = c.streams.video[0]
+        times = sorted(float(p.pts * stream.time_base) for p in c.demux(stream) if p.size)
+    kept = [t for t in times if t >= 0.1 - 1e-6]   # a pipe cannot seek: earlier frames are decoded and dropped
+    with av.open(str(out)) as c:
+        assert len(list(c.decode(video=0))) == len(kept) and len(kept) < len(times)
+        assert [s.type for s in c.streams] == ["video", "audio"]   # .mp4 holds no srt: said, not lost silently
+    assert "subtitle srt" in second.stderr and "not copied" in second.stderr
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["IN", "IN", "-o", "-"], "-o - (standard output) takes one INPUT, not 2"),
+    (["IN", "-o", "-", "--format", "mp4"], "--format mp4: standard output takes matroska, nut, mpegts, webm (MP4 and MOV"),
+    (["IN", "-o", "OUT/x.mkv", "--format", "nut"], "--format nut is for -o - (standard output)"),
+    (["-", "IN", "-o", "OUT/"], "standard input: a stream has no file name to write under"),
+])
+def test_misused_pipes_are_one_line(mkv, tmp_path, capsys, argv, message):
+    (tmp_path / "OUT").mkdir()
+    argv = [str(mkv) if a == "IN" else a.replace("OUT", str(tmp_path / "OUT")) for a in argv]
+    assert main(["deblur", *argv, "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vdeblur: error: ") and err.count("\n") == 1 and message in err, err
+    assert list((tmp_path / "OUT").iterdir()) == []
+
+
+def test_garbage_on_standard_input_says_what_a_pipe_takes(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "vdeblur", "deblur", "-", "-o", str(tmp_path / "o.mp4")],
+                         input=b"not a video\n" * 100, capture_output=True)
+    err = run.stderr.decode()
+    assert run.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("vdeblur: error: standard input: not a readable video file") and "Matroska, MPEG-TS" in err
+    assert list(tmp_path.iterdir()) == []
