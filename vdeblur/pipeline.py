@@ -323,28 +323,11 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                 note = f"{state.directory}: progress kept by another encoder version, starting over"
             if note and notify:
                 notify(note)
-            kept = state.frames_done
-            if state.complete:   # stopped while writing the file: every frame is kept already
-                writer.abort()
-                writer = None
-                report = Report(output="", frames=0, expected_frames=reader.info.frames, seconds=0.0,
-                                corrupt_packets=0, corrupt_frames=0, dropped_frames=0, copied_streams=[],
-                                skipped_streams=[], backend=backend.describe())
-            else:
-                if state.segments:
-                    reader.skip_to(state.frames_done, state.next_pts)
-                writer = resume_mod.SegmentWriter(
-                    state, lambda: VideoWriter(dst, reader, **encoding, packet_sink=_segment_sink), writer,
-                    segment_frames=segment_frames, segment_seconds=segment_seconds)
-                report = _run(reader, writer, backend, batch=batch, quiet=quiet, done=state.frames_done,
-                              compare=compare)
-            report.resumed_frames, report.frames = kept, state.frames_done
-            muxing = time.perf_counter()   # the user waits for this too: it counts in the run's time
-            final = _write_kept(state, src, tmp, dst, start=start, duration=duration, encoding=encoding)
-            report.copied_streams, report.skipped_streams, written = final.copied, final.skipped, final
-            report.corrupt_packets += final.dropped_packets
-            report.dropped_frames = state.dropped_frames
-            report.seconds += time.perf_counter() - muxing
+            first, writer = writer, None   # the segments own it now
+            report, written = _run_in_segments(state, reader, first, backend, src=src, dst=dst, tmp=tmp,
+                                               encoding=encoding, start=start, duration=duration, batch=batch,
+                                               quiet=quiet, compare=compare, segment_frames=segment_frames,
+                                               segment_seconds=segment_seconds)
         if drops_alpha and reader.transparent_frames:   # an opaque first frame, transparent ones later
             report.transparency_lost = alpha_not_kept(pix_fmt, reader.transparent_frames)
         if tmp is not None:
@@ -367,6 +350,41 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         reader.close()
         if owned_backend is not None:
             owned_backend.close()
+
+
+def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Backend, *, src, dst: Path, tmp: Path,
+                     encoding: dict, start, duration, batch: int, quiet: bool, compare: str | None,
+                     segment_frames: int, segment_seconds: float) -> tuple[Report, VideoWriter]:
+    """A resumable run: the frames after those ``state`` kept, into segments (``first`` is the first
+    one's encoder), then every kept segment and the input's other streams into ``tmp`` in one pass."""
+    from .video import VideoWriter
+
+    kept = state.frames_done
+    if state.complete:   # stopped while writing the file: every frame is kept already
+        first.abort()
+        report = Report(output="", frames=0, expected_frames=reader.info.frames, seconds=0.0,
+                        corrupt_packets=0, corrupt_frames=0, dropped_frames=0, copied_streams=[],
+                        skipped_streams=[], backend=backend.describe())
+    else:
+        segments = None
+        try:
+            if state.segments:
+                reader.skip_to(state.frames_done, state.next_pts)
+            segments = resume_mod.SegmentWriter(
+                state, lambda: VideoWriter(dst, reader, **encoding, packet_sink=_segment_sink), first,
+                segment_frames=segment_frames, segment_seconds=segment_seconds)
+            report = _run(reader, segments, backend, batch=batch, quiet=quiet, done=state.frames_done, compare=compare)
+        except BaseException:
+            (segments or first).abort()   # the unfinished segment goes; the finished ones stay for the next run
+            raise
+    report.resumed_frames, report.frames = kept, state.frames_done
+    muxing = time.perf_counter()   # the user waits for this too: it counts in the run's time
+    final = _write_kept(state, src, tmp, dst, start=start, duration=duration, encoding=encoding)
+    report.copied_streams, report.skipped_streams = final.copied, final.skipped
+    report.corrupt_packets += final.dropped_packets
+    report.dropped_frames = state.dropped_frames
+    report.seconds += time.perf_counter() - muxing
+    return report, final
 
 
 def _alpha(alpha: np.ndarray | None, compare: str | None) -> np.ndarray | None:
