@@ -2,6 +2,7 @@
 holds the same frames, timestamps and streams as a run in one go."""
 
 import json
+from pathlib import Path
 
 import av
 import numpy as np
@@ -231,3 +232,33 @@ def test_a_second_run_on_the_same_output_is_refused_while_the_first_runs(clips, 
     first.release()
     deblur_video(src, out, backend=IdentityBackend(), **SMALL)
     assert video_pts(out) == pts and sorted(tmp_path.iterdir()) == [out]
+
+
+def test_the_lock_is_let_go_before_its_file_is_deleted_where_open_files_cannot_be(clips, tmp_path, monkeypatch):
+    """Windows refuses to delete an open file: release() closes the lock first there, and a finished
+    run still leaves nothing beside its output."""
+    import vdeblur.resume as resume
+
+    monkeypatch.setattr(resume, "_OPEN_FILES_STAY", True)
+    removed_while_open = []
+    unlink = Path.unlink
+
+    def windows_unlink(path, missing_ok=False):
+        if path.name == resume.LOCK and any(state._lock_fd is not None for state in open_locks):
+            removed_while_open.append(path)
+        unlink(path, missing_ok=missing_ok)
+
+    open_locks = []
+    real_lock = resume.ResumeState._lock
+
+    def track(self):
+        real_lock(self)
+        open_locks.append(self)
+
+    monkeypatch.setattr(resume.ResumeState, "_lock", track)
+    monkeypatch.setattr(Path, "unlink", windows_unlink)
+    src, pts = clips["vfr.mp4"]
+    out = tmp_path / "out.mp4"
+    deblur_video(src, out, backend=IdentityBackend(), **SMALL)
+    assert video_pts(out) == pts and sorted(tmp_path.iterdir()) == [out]
+    assert removed_while_open == []

@@ -26,6 +26,7 @@ from .fileio import atomic_write, file_sha256
 FORMAT = 1
 MANIFEST = "manifest.json"
 LOCK = "lock"
+_OPEN_FILES_STAY = os.name == "nt"   # Windows cannot delete a file while it is open
 # One packet: pts, dts (NO_TS when unset), duration, flags (1 = keyframe), payload size; then the payload.
 _RECORD = struct.Struct("<qqqII")
 _NO_TS = -(2**63)
@@ -131,12 +132,8 @@ class ResumeState:
         self.directory.mkdir(exist_ok=True)
         self._lock_fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            import fcntl
-        except ImportError:   # not POSIX: no lock
-            return
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            _lock_file(self._lock_fd)
+        except OSError:   # held by another process
             os.close(self._lock_fd)
             self._lock_fd = None
             raise VdeblurError(f"{self.directory}: another vdeblur run is writing this output now; "
@@ -146,10 +143,16 @@ class ResumeState:
         """End of the run: unlock, and remove the folder if it keeps nothing."""
         if self._lock_fd is None:
             return
-        if not self.segments and not (self.directory / MANIFEST).exists():
-            (self.directory / LOCK).unlink(missing_ok=True)
+        empty = not self.segments and not (self.directory / MANIFEST).exists()
+        if empty and not _OPEN_FILES_STAY:
+            (self.directory / LOCK).unlink(missing_ok=True)   # while locked: no other run takes it meanwhile
         os.close(self._lock_fd)
         self._lock_fd = None
+        if empty and _OPEN_FILES_STAY:
+            try:
+                (self.directory / LOCK).unlink(missing_ok=True)
+            except OSError:   # another run opened it since
+                return
         try:
             self.directory.rmdir()   # only if empty: nothing finished leaves nothing behind
         except OSError:
@@ -219,6 +222,19 @@ class ResumeState:
         for pattern in (MANIFEST, f".{MANIFEST}.*.partial", "segment-*.packets", "segment-*.partial"):
             for path in self.directory.glob(pattern):
                 path.unlink(missing_ok=True)
+
+
+def _lock_file(fd: int) -> None:
+    """An exclusive lock on ``fd`` without waiting (OSError if another process holds it), let go when
+    the file is closed or the process ends: flock on POSIX, a one-byte region lock on Windows."""
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def kept_frames(output: str | os.PathLike) -> int:
