@@ -354,3 +354,39 @@ def test_audio_a_container_cannot_hold_is_re_encoded_not_lost(tmp_path):
             seconds = [sum(f.samples for f in c.decode(audio=0)) / c.streams.audio[0].sample_rate for c in (a, b)]
         expected = part.get("duration", seconds[0])
         assert abs(seconds[1] - expected) < 0.05, (seconds, part)
+
+
+def test_a_cameras_timecode_track_track_names_and_dispositions_come_through(tmp_path):
+    """iPhone and camera .mov files carry a timecode (tmcd) track: it was reported as an unknown
+    stream not copied, while its time lives on as the video's tag. Track names ("Commentary") read
+    back as QuickTime's "name" and were lost; Matroska dropped the video's default flag."""
+    src = tmp_path / "camera.mov"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        video.metadata["timecode"] = "01:02:03:04"
+        audio = out.add_stream("aac", rate=48000, layout="mono")
+        audio.metadata.update(language="fra", title="Commentary")
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        for k in range(5):
+            sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            sound.sample_rate, sound.pts = 48000, k * 1024
+            out.mux(audio.encode(sound))
+        out.mux(audio.encode(None))
+    with av.open(str(src)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio", "data"]   # the muxer added the tmcd track
+    for suffix, title in ((".mov", "name"), (".mkv", "title")):
+        out = tmp_path / f"out{suffix}"
+        report = identity(src, out)
+        assert report.copied_streams == ["#1 audio aac [fra]", "timecode 01:02:03:04 (rewritten from the video's tag)"]
+        assert report.warnings() == []
+        with av.open(str(out)) as c:
+            video, audio = c.streams.video[0], c.streams.audio[0]
+            assert video.metadata.get("timecode", video.metadata.get("TIMECODE")) == "01:02:03:04"
+            assert audio.metadata.get(title) == "Commentary"
+            assert video.disposition & av.stream.Disposition.default

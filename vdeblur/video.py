@@ -77,6 +77,15 @@ def _clean_tags(tags: dict) -> dict:
     return {k: v for k, v in tags.items() if not k.lower().startswith(_STALE_TAGS)}
 
 
+def _stream_tags(tags: dict) -> dict:
+    """A stream's tags to copy. QuickTime's track name reads back as "name", but muxers write a track's
+    name from "title" (Matroska's track name, QuickTime's again): "Commentary" was lost on the way."""
+    tags = _clean_tags(tags)
+    if "name" in tags and "title" not in tags:
+        tags["title"] = tags.pop("name")
+    return tags
+
+
 @dataclass(frozen=True)
 class DecodedFrame:
     """One RGB frame and the timing it must keep (pts/duration in ``time_base`` units), with the
@@ -446,7 +455,7 @@ class _AudioTranscoder:
             rate = 48000   # the rates Opus takes; PyAV resamples on encode
         self.stream = out.add_stream(encoder, rate=rate, layout=source.codec_context.layout.name)
         self.stream.bit_rate = bit_rate
-        self.stream.metadata.update(_clean_tags(source.metadata))
+        self.stream.metadata.update(_stream_tags(source.metadata))
         self.stream.disposition = source.disposition
 
     @classmethod
@@ -473,6 +482,12 @@ class _AudioTranscoder:
 def codec_name(stream) -> str:
     cc = stream.codec_context
     return cc.name if cc else (getattr(stream, "name", None) or "none")
+
+
+def _timecode_track(stream, video) -> bool:
+    """A QuickTime timecode track whose time the video stream carries as its "timecode" tag."""
+    return stream.type == "data" and "timecode" in stream.metadata and \
+        video.metadata.get("timecode") == stream.metadata["timecode"]
 
 
 def describe_stream(stream) -> str:
@@ -620,6 +635,9 @@ class VideoWriter:
             self.stream_map = {}
             self.transcoders: dict[int, _AudioTranscoder] = {}   # input index -> audio re-encoded to fit
             for stream in reader.copy_streams if packet_sink is None else ():
+                if _timecode_track(stream, reader.stream):
+                    self._keep_timecode(stream)
+                    continue
                 unusable = self._unusable(stream)
                 refused = None if unusable else self._refused(stream, enc)
                 reason = unusable or refused
@@ -707,9 +725,19 @@ class VideoWriter:
             cc.sample_aspect_ratio = info.sample_aspect_ratio
         if info.display_matrix is not None:
             vout.set_display_matrix(list(info.display_matrix))
-        vout.metadata.update(_clean_tags(source_stream.metadata))
+        vout.metadata.update(_stream_tags(source_stream.metadata))
+        vout.disposition = source_stream.disposition
         self.dst_colorspace = self.colorspace if self.colorspace not in (0, 2) else None  # unspecified: swscale's default both ways
         self.dst_color_range = self.color_range or None
+
+    def _keep_timecode(self, stream) -> None:
+        """A camera's timecode track (QuickTime tmcd) is no stream to copy: its start time is the video's
+        "timecode" tag, which the muxers of MOV and MP4 (as a new track) and Matroska (as a tag) write."""
+        timecode = stream.metadata["timecode"]
+        if self.suffix in _MOV_SUFFIXES or self.suffix in (".mkv", ".webm"):
+            self.copied.append(f"timecode {timecode} (rewritten from the video's tag)")
+        else:
+            self.skipped.append(f"{describe_stream(stream)} (timecode {timecode}; .mov, .mp4 and .mkv keep it)")
 
     @staticmethod
     def _unusable(stream) -> str | None:
@@ -750,7 +778,7 @@ class VideoWriter:
 
     def _copy_stream(self, stream):
         out = self.out.add_stream_from_template(stream)
-        out.metadata.update(_clean_tags(stream.metadata))
+        out.metadata.update(_stream_tags(stream.metadata))
         out.disposition = stream.disposition
         return out
 
