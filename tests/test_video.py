@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from media import IdentityBackend, make_video, packets, psnr, video_pts, yuv_planes
+from vdeblur.errors import VdeblurError
 from vdeblur.pipeline import deblur_video
 from vdeblur.video import VideoReader
 
@@ -390,3 +391,50 @@ def test_a_cameras_timecode_track_track_names_and_dispositions_come_through(tmp_
             assert video.metadata.get("timecode", video.metadata.get("TIMECODE")) == "01:02:03:04"
             assert audio.metadata.get(title) == "Commentary"
             assert video.disposition & av.stream.Disposition.default
+
+
+def _clip_with_audio(path, codec):
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = out.add_stream(codec, rate=48000, layout="stereo")
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+        size, fmt = audio.codec_context.frame_size or 1024, audio.codec_context.format.name
+        dtype = np.int16 if fmt.startswith("s16") else np.float32
+        for k in range(10):
+            samples = np.zeros((2, size) if fmt.endswith("p") else (1, 2 * size), dtype)
+            sound = av.AudioFrame.from_ndarray(samples, format=fmt, layout="stereo")
+            sound.sample_rate, sound.pts = 48000, k * size
+            out.mux(audio.encode(sound))
+        out.mux(audio.encode(None))
+
+
+@pytest.mark.parametrize("codec", ["libopus", "flac"])
+def test_audio_a_muxer_lists_but_refuses_is_re_encoded(tmp_path, codec):
+    """QuickTime's codec table names Opus and FLAC, but its muxer refuses them in .mov: the run used to
+    fail at the very end, after every frame was deblurred. Now a trial header finds out first. FLAC's
+    100 ms packets once made the read-back say the AAC copy ran 107 ms long."""
+    src = tmp_path / "in.mkv"
+    _clip_with_audio(src, codec)
+    report = identity(src, tmp_path / "out.mov")
+    name = "opus" if codec == "libopus" else "flac"
+    assert report.copied_streams == [f"#1 audio {name} re-encoded as aac 256k ({name} cannot be stored in .mov)"]
+    assert report.verify_problems == [] and f"#1 audio {name}: re-encoded, in sync and as long as the input's" in report.verified
+    assert identity(src, tmp_path / "out.mp4").copied_streams == [f"#1 audio {name}"]   # MP4 takes both
+
+
+def test_a_header_the_muxer_refuses_fails_before_the_first_frame_in_a_resumable_run(tmp_path, monkeypatch):
+    from vdeblur.video import VideoWriter
+
+    src = tmp_path / "in.mkv"
+    _clip_with_audio(src, "flac")
+    monkeypatch.setattr(VideoWriter, "_header_takes", lambda self, stream: True)   # a muxer that says yes, then no
+    backend = IdentityBackend()
+    with pytest.raises(VdeblurError, match="cannot start writing"):
+        deblur_video(src, tmp_path / "out.mov", backend=backend, resume=True)
+    assert backend.calls == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]

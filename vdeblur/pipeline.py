@@ -301,6 +301,9 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         # A resumable run encodes into segments first (packet_sink), and writes the file at the end.
         writer = VideoWriter(STDIO if to_stdout else dst if resumable else tmp, reader, **encoding, label=dst,
                              packet_sink=_segment_sink if resumable else None, container=container)
+        if resumable:   # the other streams join the file only at the end: its header must work now, not then
+            VideoWriter(tmp, reader, **encoding, label=dst).abort()
+            tmp.unlink(missing_ok=True)
         warnings = writer.metadata_lost + ([INTERLACED] if reader.info.interlaced else [])
         drops_alpha = reader.info.alpha and not reader.info.transparent and not writer.keeps_alpha
         pix_fmt = writer.pix_fmt

@@ -33,11 +33,14 @@ class _Stream:
     digest: object = field(default_factory=hashlib.sha256)
     step: float = 0.0
     adts: int = 0   # AAC packets that came with an ADTS header (hashed without it)
+    end: float | None = None   # where the last packet ends (start + duration)
 
     def add(self, packet, offset: float = 0.0) -> None:
         if packet.pts is not None and packet.time_base:
             self.times.append(float(packet.pts * packet.time_base) - offset)
             self.step = max(self.step, float(packet.time_base))
+            end = self.times[-1] + float((packet.duration or 0) * packet.time_base)
+            self.end = end if self.end is None else max(self.end, end)
         data = bytes(packet)
         if getattr(packet.stream.codec_context, "name", None) == "aac":
             bare = _without_adts(data)
@@ -89,6 +92,7 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
         shift = 0.0
     for stream in got.values():
         stream.times = [t - shift for t in stream.times]
+        stream.end = None if stream.end is None else stream.end - shift
     _compare_video(result, source_video, got[0], frames, damaged, shift)
     for index, out_index in stream_map.items():
         _compare_copy(result, names[index], wanted[index], got[out_index], damaged)
@@ -149,8 +153,9 @@ def _compare_reencoded(result: Verification, name: str, source: _Stream, out: _S
     if not source.times or not out.times:
         result.problems.append(f"{name}: re-encoded, but {'nothing' if not out.times else 'no input'} to compare")
         return
+    # Packets last 20 ms (Opus, AAC) to 100 ms (FLAC): compare where the last one ends, not starts.
     start = min(out.times) - min(source.times)
-    length = (max(out.times) - min(out.times)) - (max(source.times) - min(source.times))
+    length = (out.end - min(out.times)) - (source.end - min(source.times))
     if abs(start) <= 0.1 and abs(length) <= 0.1:
         result.held.append(f"{name}: re-encoded, in sync and as long as the input's")
     else:

@@ -757,11 +757,34 @@ class VideoWriter:
         known = self.out.supported_codecs
         # Muxers with a codec table (mp4, mov, mkv) list what they take; for the others the list is
         # not meaningful (it does not even hold the video codec), so the header write decides.
+        hint = "" if self.suffix == ".mkv" else "; try .mkv"
         if video_codec.canonical_name in known:
             if name not in known and (cc is None or cc.codec.canonical_name not in known):
-                hint = "" if self.suffix == ".mkv" else "; try .mkv"
                 return f"{name} cannot be stored in {self.suffix or 'this container'}{hint}"
+            if not self._header_takes(stream):   # in the table, yet refused (Opus and FLAC in .mov)
+                return f"{name} cannot be stored in {self.suffix}{hint}"
         return None
+
+    def _header_takes(self, stream) -> bool:
+        """Whether this muxer writes a header with ``stream`` in it: a trial in memory, as the real
+        header is written only after the streams are all added."""
+        trial = io.BytesIO()
+        trial.name = f"trial{self.suffix}"
+        try:
+            container = av.open(trial, "w", format=self.out.format.name)
+        except (av.error.FFmpegError, ValueError):
+            return True   # cannot tell; the real header decides
+        try:
+            container.add_stream_from_template(stream)
+            container.start_encoding()
+            return True
+        except (av.error.FFmpegError, ValueError):
+            return False
+        finally:
+            try:
+                container.close()
+            except (av.error.FFmpegError, ValueError):
+                pass
 
     def _copy_attachments(self, reader: VideoReader) -> None:
         """Attached files (fonts for styled subtitles, cover art) live in the header; only Matroska
