@@ -85,16 +85,21 @@ def test_no_verify_reads_nothing_back(clip, tmp_path):
 def test_re_encoded_audio_is_judged_by_start_and_length():
     from vdeblur.verify import Verification, _compare_reencoded, _Stream
 
-    def stream(first, last, step=0.02):
+    def stream(first, last, step=0.02):   # packets of ``step`` seconds, the last one starting at ``last``
         s = _Stream()
         s.times = [first + k * step for k in range(round((last - first) / step) + 1)]
+        s.end = s.times[-1] + step
         return s
 
-    ok, late, short = Verification(), Verification(), Verification()
+    ok, late, short, coarse = Verification(), Verification(), Verification(), Verification()
     _compare_reencoded(ok, "#1 audio aac", stream(0.0, 2.0), stream(-0.0065, 1.99))   # Opus pre-skip: fine
     _compare_reencoded(late, "#1 audio aac", stream(0.0, 2.0), stream(0.3, 2.3))
     _compare_reencoded(short, "#1 audio aac", stream(0.0, 2.0), stream(0.0, 1.0))
+    # FLAC's 104 ms packets against AAC's 20 ms with priming: both end at 0.94 s, though measured by where
+    # the last packets start, the AAC lasts 105 ms longer
+    _compare_reencoded(coarse, "#1 audio flac", stream(0.0, 0.836, 0.1045), stream(-0.021, 0.919, 0.02))
     assert ok.held == ["#1 audio aac: re-encoded, in sync and as long as the input's"] and not ok.problems
+    assert coarse.held == ["#1 audio flac: re-encoded, in sync and as long as the input's"]
     assert late.problems == ["#1 audio aac: re-encoded, but it starts +300 ms and lasts +0 ms against the input's"]
     assert short.problems == ["#1 audio aac: re-encoded, but it starts +0 ms and lasts -1000 ms against the input's"]
 
