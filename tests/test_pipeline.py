@@ -408,3 +408,16 @@ def test_a_directory_or_an_unexpanded_pattern_as_input(tmp_path):
     (tmp_path / "one" / "x.mp4").write_bytes(b"")
     assert plan_outputs(expand_inputs([str(tmp_path / "one")]), str(tmp_path / "out"), to_directory=True) == [
         (tmp_path / "one" / "x.mp4", tmp_path / "out" / "x.mp4")]
+
+
+def test_an_os_error_anywhere_in_a_run_is_one_line(clip, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import vdeblur.pipeline as pipeline
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+
+    monkeypatch.setattr(pipeline, "deblur_video", full)
+    assert main(["deblur", str(clip), "-o", str(tmp_path / "out.mp4"), "-q"]) == 1
+    assert capsys.readouterr().err == f"vdeblur: error: {tmp_path / 'x'}: No space left on device\n"

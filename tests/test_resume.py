@@ -262,3 +262,41 @@ def test_the_lock_is_let_go_before_its_file_is_deleted_where_open_files_cannot_b
     deblur_video(src, out, backend=IdentityBackend(), **SMALL)
     assert video_pts(out) == pts and sorted(tmp_path.iterdir()) == [out]
     assert removed_while_open == []
+
+
+def test_a_full_disk_keeps_the_finished_segments_and_the_same_command_goes_on(clips, tmp_path, monkeypatch):
+    """The README's promise: a long job is not lost to a full disk. The segment write's OSError was a
+    traceback; now it is one line, and after space is freed the next run continues."""
+    import errno
+
+    import vdeblur.resume as resume
+
+    class FillsUp:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    opened = []
+    real_open = resume.SegmentWriter._open
+
+    def open_until_full(self, encoder):
+        real_open(self, encoder)
+        opened.append(self)
+        if len(self.state.segments) == 2:   # two segments of 3 frames fit, the third does not
+            self._file = FillsUp(self._file)
+
+    monkeypatch.setattr(resume.SegmentWriter, "_open", open_until_full)
+    src, pts = clips["vfr.mp4"]
+    out = tmp_path / "out.mp4"
+    with pytest.raises(VdeblurError, match="writing a segment failed \\(No space left on device\\)"):
+        deblur_video(src, out, backend=IdentityBackend(), **SMALL)
+    assert not out.exists() and kept_frames(out) == 6
+    monkeypatch.setattr(resume.SegmentWriter, "_open", real_open)   # space freed
+    notes = []
+    report = deblur_video(src, out, backend=IdentityBackend(), notify=notes.append, **SMALL)
+    assert report.resumed_frames == 6 and video_pts(out) == pts and notes[0].startswith("resuming after frame 6")

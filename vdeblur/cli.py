@@ -8,6 +8,7 @@ import sys
 
 from . import __version__
 from .errors import VdeblurError
+from .fileio import describe_os_error
 from .signals import describe, exit_status, terminate_as_interrupt
 
 # Modules with a ``register(subparsers)`` function, in the order `--help` lists them.
@@ -48,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vdeblur: {describe(e)}", file=sys.stderr)
         return exit_status(e)
     except BrokenPipeError:
+        return 1
+    except OSError as e:   # a full disk or a vanished folder that no command turned into its own message
+        print(f"vdeblur: error: {describe_os_error(e)}", file=sys.stderr)
         return 1
 
 

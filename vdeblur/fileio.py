@@ -40,6 +40,12 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], obj
     return path
 
 
+def describe_os_error(e: OSError) -> str:
+    """"out.mp4: No space left on device": the file and the reason, without Python's [Errno 28]."""
+    reason = e.strerror or str(e)
+    return f"{e.filename}: {reason}" if e.filename else reason
+
+
 #: INPUT or OUTPUT "-": standard input or output, for pipes to and from ffmpeg, players and other tools.
 STDIO = "-"
 

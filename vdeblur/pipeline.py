@@ -28,7 +28,7 @@ from .backends.multi_device import MultiDevice
 from .compare import MODES as COMPARE_MODES
 from .compare import check_mode, compose, output_size
 from .errors import VdeblurError, require_pyav
-from .fileio import PIPE_FORMATS, STDIO, check_output, file_sha256, is_stream
+from .fileio import PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, is_stream
 from .signals import describe, exit_status
 from .tiling import OutOfMemoryFallback, check_tiling
 
@@ -697,11 +697,9 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
         what = "standard output ends early" if str(dst) == STDIO else f"{dst} was not written{_kept_hint(dst)}"
         print(f"vdeblur: {describe(e)}; {what}", file=sys.stderr)
         return exit_status(e)
-    except VdeblurError as e:
-        hint = _kept_hint(dst)
-        if hint:
-            raise VdeblurError(f"{e}{hint}") from None
-        raise
+    except (VdeblurError, OSError) as e:   # OSError: a full disk or a vanished folder, wherever it struck
+        message = describe_os_error(e) if isinstance(e, OSError) else str(e)
+        raise VdeblurError(f"{message}{_kept_hint(dst)}") from None
     for warning in report.warnings():
         print(f"vdeblur: warning: {warning}", file=sys.stderr)
     if not args.quiet:

@@ -289,11 +289,14 @@ class SegmentWriter:
         self._segment_last_pts = self._last_pts
 
     def _store(self, packets) -> None:
-        for p in packets if isinstance(packets, list) else [packets]:
-            data = bytes(p)
-            self._file.write(_RECORD.pack(_NO_TS if p.pts is None else p.pts, _NO_TS if p.dts is None else p.dts,
-                                          p.duration or 0, _KEYFRAME if p.is_keyframe else 0, len(data)))
-            self._file.write(data)
+        try:
+            for p in packets if isinstance(packets, list) else [packets]:
+                data = bytes(p)
+                self._file.write(_RECORD.pack(_NO_TS if p.pts is None else p.pts, _NO_TS if p.dts is None else p.dts,
+                                              p.duration or 0, _KEYFRAME if p.is_keyframe else 0, len(data)))
+                self._file.write(data)
+        except OSError as e:   # a full disk: the finished segments stay, and the same command goes on
+            raise VdeblurError(f"{self.state.directory}: writing a segment failed ({e.strerror or e})") from None
 
     def _due(self) -> bool:
         return (self._encoder.frames >= self.segment_frames
@@ -302,8 +305,11 @@ class SegmentWriter:
     def _finish(self, next_pts: int | None) -> None:
         encoder, self._encoder = self._encoder, None
         encoder.close()                      # flushes the encoder's last packets into the file
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as e:
+            raise VdeblurError(f"{self.state.directory}: writing a segment failed ({e.strerror or e})") from None
         self._file.close()
         self._file = None
         self.state.add_segment(self._temp, encoder.frames, self._segment_last_pts, next_pts, self._segment_dropped)
