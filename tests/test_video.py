@@ -357,6 +357,16 @@ def test_audio_a_container_cannot_hold_is_re_encoded_not_lost(tmp_path):
         assert abs(seconds[1] - expected) < 0.05, (seconds, part)
 
 
+def _mux_grey_frames(out, video, count):
+    """``count`` flat frames, each brighter, at 25 fps into H.264 ``video`` of ``out`` (64x48)."""
+    for i in range(count):
+        frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts, frame.time_base = i, Fraction(1, 25)
+        out.mux(video.encode(frame))
+    out.mux(video.encode(None))
+
+
 def test_a_cameras_timecode_track_track_names_and_dispositions_come_through(tmp_path):
     """iPhone and camera .mov files carry a timecode (tmcd) track: it was reported as an unknown
     stream not copied, while its time lives on as the video's tag. Track names ("Commentary") read
@@ -368,12 +378,7 @@ def test_a_cameras_timecode_track_track_names_and_dispositions_come_through(tmp_
         video.metadata["timecode"] = "01:02:03:04"
         audio = out.add_stream("aac", rate=48000, layout="mono")
         audio.metadata.update(language="fra", title="Commentary")
-        for i in range(5):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
-            frame = frame.reformat(format="yuv420p")
-            frame.pts, frame.time_base = i, Fraction(1, 25)
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
+        _mux_grey_frames(out, video, 5)
         for k in range(5):
             sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
             sound.sample_rate, sound.pts = 48000, k * 1024
@@ -398,12 +403,7 @@ def _clip_with_audio(path, codec):
         video = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
         video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
         audio = out.add_stream(codec, rate=48000, layout="stereo")
-        for i in range(5):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24")
-            frame = frame.reformat(format="yuv420p")
-            frame.pts, frame.time_base = i, Fraction(1, 25)
-            out.mux(video.encode(frame))
-        out.mux(video.encode(None))
+        _mux_grey_frames(out, video, 5)
         size, fmt = audio.codec_context.frame_size or 1024, audio.codec_context.format.name
         dtype = np.int16 if fmt.startswith("s16") else np.float32
         for k in range(10):
