@@ -67,8 +67,9 @@ def test_the_command_reads_standard_input_and_writes_standard_output(mkv, tmp_pa
     kept = [t for t in times if t >= 0.1 - 1e-6]   # a pipe cannot seek: earlier frames are decoded and dropped
     with av.open(str(out)) as c:
         assert len(list(c.decode(video=0))) == len(kept) and len(kept) < len(times)
-        assert [s.type for s in c.streams] == ["video", "audio"]   # .mp4 holds no srt: said, not lost silently
-    assert "subtitle srt" in second.stderr and "not copied" in second.stderr
+        assert [s.type for s in c.streams] == ["video", "audio", "subtitle"]   # .mp4 holds no srt: converted
+        assert c.streams.subtitles[0].codec_context.name == "mov_text"
+    assert "#2 subtitle srt converted to mov_text" in second.stderr
 
 
 @pytest.mark.parametrize("argv,message", [

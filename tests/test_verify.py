@@ -27,7 +27,8 @@ def test_a_shift_of_the_whole_file_is_named_not_failed(clip, tmp_path):
     report = deblur_video(clip, tmp_path / "out.mkv", backend=IdentityBackend())
     assert report.verified[0] == "12 frames at the input's timestamps (the muxer moved the whole file by +21.0 ms)"
     assert report.verified[1] == "#1 audio aac: 43 packets bit-exact" and report.verify_problems == []
-    assert report.skipped_streams == ["#2 subtitle mov_text (mov_text cannot be stored in .mkv)"]
+    assert report.copied_streams[1] == "#2 subtitle mov_text converted to subrip (mov_text cannot be stored in .mkv)"
+    assert "#2 subtitle mov_text: re-encoded, in sync and as long as the input's" in report.verified
 
 
 def test_a_lost_audio_packet_and_a_moved_frame_are_reported(clip, tmp_path, monkeypatch):

@@ -83,9 +83,13 @@ def test_mkv_with_srt_subtitles(clips, tmp_path):
     with av.open(str(out)) as c:
         (att,) = [s for s in c.streams if s.type == "attachment"]
         assert (att.name, att.mimetype, bytes(att.data)) == ("font.ttf", "font/ttf", b"\x00\x01not a real font")
-    report = identity(src, tmp_path / "out.mp4")   # mp4 holds neither srt nor attachments: said, not fatal
-    assert report.skipped_streams == ["#2 subtitle srt (srt cannot be stored in .mp4; try .mkv)",
-                                      "#3 attachment font.ttf (attachments need an .mkv output)"]
+    report = identity(src, tmp_path / "out.mp4")   # mp4 holds neither srt nor attachments: converted / said
+    assert report.skipped_streams == ["#3 attachment font.ttf (attachments need an .mkv output)"]
+    assert "#2 subtitle srt converted to mov_text (srt cannot be stored in .mp4)" in report.copied_streams
+    assert not report.verify_problems
+    converted, original = packets(tmp_path / "out.mp4", "subtitle"), packets(src, "subtitle")
+    assert [p[:2] for p in converted] == [p[:2] for p in original]   # same times and durations
+    assert [p[2] for p in converted] == [b"\x00\x05hello", b"\x00\x05world"]   # mov_text: length, then the text
     # mkv counts in ms, mp4 in samples: same packets, times within the source's 1 ms rounding
     moved, original = packets(tmp_path / "out.mp4", "audio"), packets(src, "audio")
     assert [p[2] for p in moved] == [p[2] for p in original]
@@ -346,9 +350,10 @@ def test_audio_a_container_cannot_hold_is_re_encoded_not_lost(tmp_path):
     make_video(src, width=64, height=48, frames=25, audio=True, subtitles=True)
     for out, part in ((tmp_path / "out.webm", {}), (tmp_path / "part.webm", dict(start=0.2, duration=0.6))):
         report = deblur_video(src, out, backend=IdentityBackend(), **part)
-        assert report.copied_streams == ["#1 audio aac re-encoded as libopus 192k (aac cannot be stored in .webm)"]
+        assert report.copied_streams == ["#1 audio aac re-encoded as libopus 192k (aac cannot be stored in .webm)",
+                                         "#2 subtitle mov_text converted to webvtt (mov_text cannot be stored in .webm)"]
         assert "#1 audio aac: re-encoded, in sync and as long as the input's" in report.verified
-        assert report.skipped_streams == ["#2 subtitle mov_text (mov_text cannot be stored in .webm; try .mkv)"]
+        assert report.skipped_streams == []
         assert not report.verify_problems
         with av.open(str(src)) as a, av.open(str(out)) as b:
             assert b.streams.audio[0].codec_context.name == "opus"

@@ -18,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from av.subtitles.subtitle import SubtitleSet
 import numpy as np
 
 from .errors import VdeblurError
@@ -479,6 +480,60 @@ class _AudioTranscoder:
         return out
 
 
+#: Text subtitles a container cannot hold are converted rather than lost (a phone's mov_text into .mkv,
+#: an .srt into .mp4): the format each container takes.
+SUBTITLE_FALLBACK = {".mp4": "mov_text", ".m4v": "mov_text", ".mov": "mov_text", ".mkv": "subrip",
+                     ".webm": "webvtt"}
+
+
+class _SubtitleTranscoder:
+    """One input text-subtitle stream decoded to its lines and encoded in the output's own text format.
+    Timing stays the input packets' own; styling beyond what the target format has is lost (SRT keeps
+    italics and bold, mov_text less), never the words."""
+
+    def __init__(self, source, out: av.container.OutputContainer, encoder: str):
+        self.decoder = av.CodecContext.create(source.codec_context.name, "r")
+        self.decoder.extradata = source.codec_context.extradata
+        self.decoder.open()   # text decoders set up the ASS header the encoder needs
+        self.stream = out.add_stream(encoder)
+        self.stream.codec_context.subtitle_header = self.decoder.subtitle_header
+        self.stream.metadata.update(_stream_tags(source.metadata))
+        self.stream.disposition = source.disposition
+
+    @classmethod
+    def open(cls, source, out: av.container.OutputContainer, encoder: str) -> _SubtitleTranscoder | None:
+        """None for picture subtitles (DVD, Blu-ray PGS: no text to convert) or what this FFmpeg lacks."""
+        cc = source.codec_context
+        if cc is None or not cc.codec.text_sub or not hasattr(SubtitleSet, "create"):   # create: PyAV 16 on
+            return None
+        try:
+            return cls(source, out, encoder)
+        except (av.error.FFmpegError, ValueError):
+            return None
+
+    def encode(self, packet: av.Packet | None) -> list[av.Packet]:
+        if packet is None or not packet.size or packet.pts is None or not packet.time_base:
+            return []
+        try:
+            lines = self.decoder.decode2(packet)
+        except av.error.FFmpegError:
+            lines = None   # damaged: skipped, as a copy would carry it on without looking
+        dialogue = [r.ass for r in lines.rects if getattr(r, "ass", None)] if lines is not None else []
+        if not dialogue:
+            return []
+        # One event per packet: further lines join the first as ASS line breaks.
+        text = b"\\N".join([dialogue[0]] + [d.split(b",", 8)[-1] for d in dialogue[1:]])
+        millis = round(float((packet.duration or 0) * packet.time_base) * 1000)
+        try:
+            encoded = self.stream.codec_context.encode_subtitle(SubtitleSet.create(text, 0, millis, 0))
+        except (av.error.FFmpegError, ValueError):
+            return []
+        encoded.stream, encoded.time_base = self.stream, packet.time_base
+        encoded.pts = encoded.dts = packet.pts
+        encoded.duration = packet.duration
+        return [encoded]
+
+
 def codec_name(stream) -> str:
     cc = stream.codec_context
     return cc.name if cc else (getattr(stream, "name", None) or "none")
@@ -633,7 +688,7 @@ class VideoWriter:
             self.copied: list[str] = []
             self.skipped: list[str] = []
             self.stream_map = {}
-            self.transcoders: dict[int, _AudioTranscoder] = {}   # input index -> audio re-encoded to fit
+            self.transcoders: dict[int, _AudioTranscoder | _SubtitleTranscoder] = {}   # input index -> converted to fit
             for stream in reader.copy_streams if packet_sink is None else ():
                 if _timecode_track(stream, reader.stream):
                     self._keep_timecode(stream)
@@ -641,12 +696,11 @@ class VideoWriter:
                 unusable = self._unusable(stream)
                 refused = None if unusable else self._refused(stream, enc)
                 reason = unusable or refused
-                encoder = AUDIO_FALLBACK.get(self.suffix) if stream.type == "audio" else None
-                transcoder = _AudioTranscoder.open(stream, self.out, *encoder) if refused and encoder else None
+                transcoder, became = self._transcoder(stream) if refused else (None, None)
                 if transcoder is not None:
                     self.transcoders[stream.index] = transcoder
-                    self.copied.append(f"{describe_stream(stream)} re-encoded as {encoder[0]} {encoder[1] // 1000}k "
-                                       f"({codec_name(stream)} cannot be stored in {self.suffix})")
+                    self.copied.append(f"{describe_stream(stream)} {became} ({codec_name(stream)} cannot be stored in "
+                                       f"{self.suffix})")
                 elif reason:
                     self.skipped.append(f"{describe_stream(stream)} ({reason})")
                 else:
@@ -729,6 +783,17 @@ class VideoWriter:
         vout.disposition = source_stream.disposition
         self.dst_colorspace = self.colorspace if self.colorspace not in (0, 2) else None  # unspecified: swscale's default both ways
         self.dst_color_range = self.color_range or None
+
+    def _transcoder(self, stream) -> tuple[_AudioTranscoder | _SubtitleTranscoder | None, str | None]:
+        """A converter for a stream this container refuses as it is, and what it becomes; (None, None)
+        where there is none (the stream is then skipped and said to be)."""
+        if stream.type == "audio" and self.suffix in AUDIO_FALLBACK:
+            encoder, bit_rate = AUDIO_FALLBACK[self.suffix]
+            return _AudioTranscoder.open(stream, self.out, encoder, bit_rate), f"re-encoded as {encoder} {bit_rate // 1000}k"
+        if stream.type == "subtitle" and self.suffix in SUBTITLE_FALLBACK:
+            encoder = SUBTITLE_FALLBACK[self.suffix]
+            return _SubtitleTranscoder.open(stream, self.out, encoder), f"converted to {encoder}"
+        return None, None
 
     def _keep_timecode(self, stream) -> None:
         """A camera's timecode track (QuickTime tmcd) is no stream to copy: its start time is the video's
