@@ -443,3 +443,28 @@ def test_a_header_the_muxer_refuses_fails_before_the_first_frame_in_a_resumable_
     with pytest.raises(VdeblurError, match="cannot start writing"):
         deblur_video(src, tmp_path / "out.mov", backend=backend, resume=True)
     assert backend.calls == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
+
+
+def test_styled_ass_subtitles_keep_their_words_and_italics_in_webvtt(tmp_path):
+    src = tmp_path / "styled.mkv"
+    with av.open(str(src), "w") as out:
+        video = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        header = av.CodecContext.create("subrip", "r")
+        header.open()   # a text decoder makes the default ASS header
+        subtitles = out.add_stream("ass")
+        subtitles.codec_context.subtitle_header = header.subtitle_header
+        out.start_encoding()
+        _mux_grey_frames(out, video, 5)
+        lines = [b"0,0,Default,,0,0,0,,{\\i1}hello{\\i0} there", b"1,0,Default,,0,0,0,,line one\\Nline two"]
+        for k, line in enumerate(lines):
+            packet = subtitles.codec_context.encode_subtitle(av.subtitles.subtitle.SubtitleSet.create(line, 0, 80, 0))
+            packet.stream, packet.time_base = subtitles, Fraction(1, 1000)
+            packet.pts = packet.dts = 80 * k
+            packet.duration = 80
+            out.mux(packet)
+    report = identity(src, tmp_path / "out.webm")
+    assert report.copied_streams == ["#1 subtitle ssa converted to webvtt (ssa cannot be stored in .webm)"]
+    assert not report.verify_problems
+    assert packets(tmp_path / "out.webm", "subtitle") == [(0.0, 0.08, b"<i>hello</i> there"),
+                                                          (0.08, 0.08, b"line one\nline two")]

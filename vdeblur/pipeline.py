@@ -520,7 +520,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "deblur", help="deblur video files (audio, subtitles, timestamps and colour tags kept)",
         description="Deblur every frame of INPUT into OUTPUT. Audio, subtitle and data streams are copied "
-                    "bit-exact; timestamps (VFR too), rotation, aspect ratio and colour tags are kept. "
+                    "bit-exact (converted where OUTPUT's container cannot hold them); timestamps (VFR too), "
+                    "rotation, aspect ratio and colour tags are kept. "
                     "Several INPUTs (or a directory as OUTPUT) write OUTPUT/<input's name> each, with the "
                     "model loaded once; a file that fails is reported and the others go on.")
     p.add_argument("input", metavar="INPUT", nargs="+", help="video file(s) to read, or directories of videos; "
