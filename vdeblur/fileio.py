@@ -51,6 +51,7 @@ STDIO = "-"
 
 #: Formats that can be written to a pipe (their muxers never seek back), and the suffix each stands for.
 PIPE_FORMATS = {"matroska": ".mkv", "nut": ".nut", "mpegts": ".ts", "webm": ".webm"}
+PIPE_DEFAULT = "matroska"   # holds every codec and stream kind vdeblur copies
 
 
 def is_stream(name: str | os.PathLike) -> bool:

@@ -28,7 +28,7 @@ from .backends.multi_device import MultiDevice
 from .compare import MODES as COMPARE_MODES
 from .compare import check_mode, compose, output_size
 from .errors import VdeblurError, require_pyav
-from .fileio import PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, is_stream
+from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, is_stream
 from .signals import describe, exit_status
 from .tiling import OutOfMemoryFallback, check_tiling
 
@@ -129,12 +129,14 @@ def _get(q: queue.Queue, stop: threading.Event):
 def _check_paths(src: Path | str, dst: Path, overwrite: bool) -> None:
     if str(dst) == STDIO:
         return
+    hint = "give an output file name"
     if not is_stream(src):
         if not src.exists():
             raise VdeblurError(f"{src}: no such file")
         if src.resolve() == dst.resolve() or (dst.exists() and os.path.samefile(src, dst)):
             raise VdeblurError(f"{dst}: the output would overwrite the input; choose another name")
-    check_output(dst, overwrite, dir_hint="give an output file name" + ("" if is_stream(src) else f" such as {dst / src.name}"))
+        hint += f" such as {dst / src.name}"
+    check_output(dst, overwrite, dir_hint=hint)
     if not dst.suffix:
         raise VdeblurError(f"{dst}: give the output a container suffix such as .mp4 or .mkv")
     if not dst.parent.is_dir():
@@ -144,7 +146,7 @@ def _check_paths(src: Path | str, dst: Path, overwrite: bool) -> None:
 def check_container(container: str | None, to_stdout: bool) -> str | None:
     """--format: the muxer of standard output (a file's suffix picks its own)."""
     if container is None:
-        return "matroska" if to_stdout else None
+        return PIPE_DEFAULT if to_stdout else None
     if not to_stdout:
         raise VdeblurError(f"--format {container} is for -o - (standard output); a file's suffix picks its format")
     if container not in PIPE_FORMATS:
@@ -271,7 +273,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     compared with the input (:mod:`vdeblur.verify`); what held and what did not is in the report.
     ``compare`` ("side" or "split", :mod:`vdeblur.compare`) writes input and result side by side.
     ``src`` "-" is standard input and a URL is read as one; ``dst`` "-" is standard output, in
-    ``container`` (a name from :data:`vdeblur.video.PIPE_FORMATS`, default Matroska). Neither can be
+    ``container`` (a name from :data:`vdeblur.fileio.PIPE_FORMATS`, default Matroska). Neither can be
     resumed or read back, and what reached standard output before an error stays there.
     """
     from_stream, to_stdout = is_stream(src), str(dst) == STDIO
@@ -557,7 +559,7 @@ def register(subparsers) -> None:
     e.add_argument("--preset", help="encoder preset, e.g. veryfast, medium, slow (x264/x265) or 0-13 (SVT-AV1)")
     e.add_argument("--pix-fmt", help="output pixel format (default: the input's; 10-bit stays 10-bit)")
     e.add_argument("--format", metavar="NAME", help=f"container of -o - (standard output): {', '.join(PIPE_FORMATS)} "
-                   "(default: matroska)")
+                   f"(default: {PIPE_DEFAULT})")
     e.add_argument("--compare", choices=COMPARE_MODES, help="write a before/after video: side = input | result "
                    "(twice the width), split = the input's left half beside the result's right half")
     s = p.add_argument_group("part of the input")

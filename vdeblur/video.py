@@ -22,7 +22,7 @@ from av.subtitles.subtitle import SubtitleSet
 import numpy as np
 
 from .errors import VdeblurError
-from .fileio import PIPE_FORMATS, STDIO
+from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO
 from .hdr import HDR10, WRITERS, encoder_options, read_dynamic_hdr, read_hdr10, side_data
 
 # Streams copied packet for packet (attachments are not packets: they are copied from the header).
@@ -45,10 +45,6 @@ DEFAULT_CRF = {"libx264": 18, "libx264rgb": 18, "libx265": 20, "libsvtav1": 30, 
 
 #: Still-image outputs (a deblurred photo): one picture; PNG and TIFF keep 16 bits, JPEG is written at q 2.
 IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "mjpeg", ".jpeg": "mjpeg"}
-
-
-def default_codec(path: str | os.PathLike) -> str:
-    return codec_for_suffix(Path(path).suffix.lower())
 
 
 def codec_for_suffix(suffix: str) -> str:
@@ -456,8 +452,7 @@ class _AudioTranscoder:
             rate = 48000   # the rates Opus takes; PyAV resamples on encode
         self.stream = out.add_stream(encoder, rate=rate, layout=source.codec_context.layout.name)
         self.stream.bit_rate = bit_rate
-        self.stream.metadata.update(_stream_tags(source.metadata))
-        self.stream.disposition = source.disposition
+        _label_like(self.stream, source)
 
     @classmethod
     def open(cls, source, out: av.container.OutputContainer, encoder: str, bit_rate: int) -> _AudioTranscoder | None:
@@ -497,8 +492,7 @@ class _SubtitleTranscoder:
         self.decoder.open()   # text decoders set up the ASS header the encoder needs
         self.stream = out.add_stream(encoder)
         self.stream.codec_context.subtitle_header = self.decoder.subtitle_header
-        self.stream.metadata.update(_stream_tags(source.metadata))
-        self.stream.disposition = source.disposition
+        _label_like(self.stream, source)
 
     @classmethod
     def open(cls, source, out: av.container.OutputContainer, encoder: str) -> _SubtitleTranscoder | None:
@@ -532,6 +526,12 @@ class _SubtitleTranscoder:
         encoded.pts = encoded.dts = packet.pts
         encoded.duration = packet.duration
         return [encoded]
+
+
+def _label_like(stream, source) -> None:
+    """Give an output stream the source stream's tags and flags (language, name, default, forced)."""
+    stream.metadata.update(_stream_tags(source.metadata))
+    stream.disposition = source.disposition
 
 
 def codec_name(stream) -> str:
@@ -625,8 +625,9 @@ class VideoWriter:
                  packet_sink: Callable[[list[av.Packet]], None] | None = None, container: str | None = None):
         self.path = str(path)
         to_stdout = self.path == STDIO
+        container = (container or PIPE_DEFAULT) if to_stdout else None
         self.label = "standard output" if to_stdout else str(label or path)   # the final name, not a temp file's
-        self.suffix = PIPE_FORMATS[container or "matroska"] if to_stdout else Path(path).suffix.lower()   # picks the muxer
+        self.suffix = PIPE_FORMATS[container] if to_stdout else Path(path).suffix.lower()   # picks the muxer
         self.packet_sink = packet_sink
         info = reader.info
         if self.suffix == ".gif":
@@ -650,7 +651,7 @@ class VideoWriter:
                 target = io.BytesIO()
                 target.name = self.path   # the muxer is still chosen by the suffix
             elif to_stdout:
-                target, muxer = "pipe:1", container or "matroska"
+                target, muxer = "pipe:1", container
             self.out = av.open(target, "w", format=muxer, container_options=self._container_options(
                 self.suffix, info, _clean_tags(reader.container.metadata)))
         except (av.error.FFmpegError, ValueError, OSError) as e:
@@ -779,8 +780,7 @@ class VideoWriter:
             cc.sample_aspect_ratio = info.sample_aspect_ratio
         if info.display_matrix is not None:
             vout.set_display_matrix(list(info.display_matrix))
-        vout.metadata.update(_stream_tags(source_stream.metadata))
-        vout.disposition = source_stream.disposition
+        _label_like(vout, source_stream)
         self.dst_colorspace = self.colorspace if self.colorspace not in (0, 2) else None  # unspecified: swscale's default both ways
         self.dst_color_range = self.color_range or None
 
@@ -822,12 +822,12 @@ class VideoWriter:
         known = self.out.supported_codecs
         # Muxers with a codec table (mp4, mov, mkv) list what they take; for the others the list is
         # not meaningful (it does not even hold the video codec), so the header write decides.
-        hint = "" if self.suffix == ".mkv" else "; try .mkv"
-        if video_codec.canonical_name in known:
-            if name not in known and (cc is None or cc.codec.canonical_name not in known):
-                return f"{name} cannot be stored in {self.suffix or 'this container'}{hint}"
-            if not self._header_takes(stream):   # in the table, yet refused (Opus and FLAC in .mov)
-                return f"{name} cannot be stored in {self.suffix}{hint}"
+        if video_codec.canonical_name not in known:
+            return None
+        unlisted = name not in known and (cc is None or cc.codec.canonical_name not in known)
+        if unlisted or not self._header_takes(stream):   # listed, yet refused: Opus and FLAC in .mov
+            hint = "" if self.suffix == ".mkv" else "; try .mkv"
+            return f"{name} cannot be stored in {self.suffix or 'this container'}{hint}"
         return None
 
     def _header_takes(self, stream) -> bool:
@@ -866,8 +866,7 @@ class VideoWriter:
 
     def _copy_stream(self, stream):
         out = self.out.add_stream_from_template(stream)
-        out.metadata.update(_stream_tags(stream.metadata))
-        out.disposition = stream.disposition
+        _label_like(out, stream)
         return out
 
     def _more_than_one_picture(self, what: str) -> VdeblurError:
