@@ -1,6 +1,7 @@
 """Nothing lost: frames, timestamps, other streams, tags and colours survive the video path."""
 
 from fractions import Fraction
+import io
 
 import av
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from media import IdentityBackend, make_video, packets, psnr, video_pts, yuv_planes
 from vdeblur.errors import VdeblurError
 from vdeblur.pipeline import deblur_video
-from vdeblur.video import VideoReader
+from vdeblur.video import DEFAULT_CRF, VideoReader, choose_pix_fmt, constant_quality, hardware_needed
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +135,64 @@ def test_pix_fmt_and_codec_options(clips, tmp_path):
         cc = c.streams.video[0].codec_context
         assert (cc.name, cc.pix_fmt) == ("hevc", "yuv420p")
     assert len(video_pts(out)) == len(pts)
+
+
+@pytest.mark.parametrize("suffix,resume", [(".mp4", True), (".mov", False), (".mkv", True)])
+def test_hevc_in_mp4_and_mov_is_tagged_hvc1_for_apple_players(clips, tmp_path, suffix, resume):
+    """FFmpeg's own tag, hev1, makes QuickTime, Safari and iPhones refuse the file; Matroska has no such tag."""
+    src, pts = clips["av.mp4"]
+    out = tmp_path / f"hevc{suffix}"
+    identity(src, out, codec="libx265", preset="ultrafast", resume=resume)
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.name, cc.codec_tag.strip("\x00")) == ("hevc", "hvc1" if suffix != ".mkv" else "")
+        assert sum(1 for _ in c.decode(video=0)) == len(pts)
+
+
+def _options_of(encoder: str) -> set[str]:
+    out = io.BytesIO()
+    out.name = "x.mp4"
+    with av.open(out, "w", format="mp4") as c:
+        opts = c.add_stream(encoder, rate=25).codec_context.supported_options
+        return {o.name for o in (*opts.generic, *opts.private)}
+
+
+@pytest.mark.parametrize("encoder", ["h264_nvenc", "hevc_nvenc", "av1_nvenc"])
+def test_nvenc_gets_constant_quality_not_its_2_mbps_default(encoder):
+    """Every option set is one this FFmpeg's encoder has (an unknown one would fail only on a GPU)."""
+    if encoder not in av.codecs_available:
+        pytest.skip(f"this FFmpeg has no {encoder}")
+    supported = _options_of(encoder)
+    options = constant_quality(encoder, supported, DEFAULT_CRF[encoder])
+    assert options == {"rc": "vbr", "cq": str(DEFAULT_CRF[encoder]), "b": "0"} and set(options) <= supported
+    assert constant_quality("libx264", _options_of("libx264"), 17.5) == {"crf": "17.5"}
+    with pytest.raises(VdeblurError, match="no crf option"):
+        constant_quality("ffv1", _options_of("ffv1"), 10)
+
+
+def test_10bit_into_nvenc_is_p010_not_8bit(clips):
+    if "hevc_nvenc" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no hevc_nvenc")
+    reader = VideoReader(clips["10bit.mp4"][0])
+    try:
+        assert choose_pix_fmt(av.Codec("hevc_nvenc", "w"), reader.info, None) == "p010le"
+    finally:
+        reader.close()
+
+
+def test_a_hardware_encoder_without_its_hardware_is_one_line_naming_it(clips, tmp_path):
+    if "h264_nvenc" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no h264_nvenc")
+    src, pts = clips["av.mp4"]
+    out = tmp_path / "nv.mp4"
+    try:
+        identity(src, out, codec="h264_nvenc")
+    except VdeblurError as e:   # no NVENC here: say what it needs, leave nothing behind
+        assert "needs an NVIDIA GPU with NVENC" in str(e) and "\n" not in str(e), e
+        assert list(tmp_path.iterdir()) == []
+    else:   # a machine with NVENC: the file is whole
+        assert video_pts(out) == pts
+    assert hardware_needed(av.Codec("h264_nvenc", "w")) and hardware_needed(av.Codec("libx264", "w")) is None
 
 
 def test_start_and_duration_select_a_part_starting_at_zero(clips, tmp_path):

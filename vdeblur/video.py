@@ -39,8 +39,15 @@ INTERPOLATION = "BICUBIC"
 _X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 #: Presets checked before the encoder opens (an unknown one otherwise fails as "Invalid argument").
 KNOWN_PRESETS = {"libx264": _X26X_PRESETS, "libx264rgb": _X26X_PRESETS, "libx265": _X26X_PRESETS}
-# Encoder-specific CRF defaults, about "visually lossless" for each (x264's own default is 23).
-DEFAULT_CRF = {"libx264": 18, "libx264rgb": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 24}
+# Encoder-specific CRF defaults, about "visually lossless" for each (x264's own default is 23). For
+# NVENC it is the constant-quality target "cq": without one NVENC aims at 2 Mb/s whatever the picture.
+DEFAULT_CRF = {"libx264": 18, "libx264rgb": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 24,
+               "h264_nvenc": 19, "hevc_nvenc": 21, "av1_nvenc": 30}
+# What a hardware encoder needs, by the device type FFmpeg names for it.
+_HARDWARE = {"cuda": "an NVIDIA GPU with NVENC and its driver", "qsv": "an Intel GPU with Quick Sync and its runtime",
+             "amf": "an AMD GPU with its AMF runtime", "vaapi": "a VA-API device", "videotoolbox": "macOS VideoToolbox",
+             "d3d11va": "a Windows GPU (Media Foundation)", "vulkan": "a Vulkan video device"}
+_HARDWARE_CAPS = av.codec.codec.Capabilities.hardware.value | av.codec.codec.Capabilities.hybrid.value
 
 
 #: Still-image outputs (a deblurred photo): one picture; PNG and TIFF keep 16 bits, JPEG is written at q 2.
@@ -561,6 +568,24 @@ def _encoder(name: str) -> av.codec.Codec:
     return codec
 
 
+def hardware_needed(codec: av.codec.Codec) -> str | None:
+    """What an encoder that runs on other hardware than the CPU needs ("an NVIDIA GPU with NVENC ..."), else None."""
+    if not codec.capabilities & _HARDWARE_CAPS:
+        return None
+    devices = [config.device_type.name for config in codec.hardware_configs or ()]
+    return next((_HARDWARE[d] for d in devices if d in _HARDWARE), "its hardware and driver")
+
+
+def constant_quality(encoder: str, supported: set[str], crf: float) -> dict[str, str]:
+    """``--crf`` under the encoder's own name: x264-style crf, or NVENC's VBR aimed at quality ``cq``
+    with no bitrate cap (NVENC's cq runs 0-51 like x264's crf, lower is better)."""
+    if "crf" in supported:
+        return {"crf": f"{crf:g}"}
+    if {"rc", "cq"} <= supported and encoder.endswith("_nvenc"):
+        return {"rc": "vbr", "cq": f"{crf:g}", "b": "0"}
+    raise VdeblurError(f"--crf: encoder {encoder} has no crf option")
+
+
 def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None) -> str:
     """The source's pixel format where the encoder takes it (10-bit stays 10-bit), else the nearest."""
     supported = [f.name for f in codec.video_formats or ()]
@@ -578,7 +603,8 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
     with_alpha = [f for f in supported if has_alpha(f)] if info.alpha else []
     if with_alpha:   # transparency matters more than the exact format (RGBA PNG into ProRes 4444: yuva444p10le)
         return with_alpha[0]
-    for fallback in (("yuv420p10le", "yuv420p12le") if info.high_bit_depth else ()) + ("yuv420p",):
+    # 10-bit stays 10-bit where the encoder takes it in any layout (NVENC wants the semi-planar P010).
+    for fallback in (("yuv420p10le", "yuv420p12le", "p010le") if info.high_bit_depth else ()) + ("yuv420p",):
         if fallback in supported:
             return fallback
     return supported[0]
@@ -667,14 +693,13 @@ class VideoWriter:
             supported = {o.name for o in (*opts.generic, *opts.private)}
             crf = DEFAULT_CRF.get(enc.name) if crf is None else crf
             if crf is not None:
-                if "crf" not in supported:
-                    raise VdeblurError(f"--crf: encoder {enc.name} has no crf option")
-                options["crf"] = f"{crf:g}"
+                options.update(constant_quality(enc.name, supported, crf))
             if preset is not None:
                 if "preset" not in supported:
                     raise VdeblurError(f"--preset: encoder {enc.name} has no preset option")
-                if str(preset) not in KNOWN_PRESETS.get(enc.name, (str(preset),)):
-                    raise VdeblurError(f"--preset {preset}: {enc.name} takes {', '.join(KNOWN_PRESETS[enc.name])}")
+                named = KNOWN_PRESETS.get(enc.name) or [c.name for o in opts.private if o.name == "preset" for c in o.choices or ()]
+                if named and str(preset) not in named:
+                    raise VdeblurError(f"--preset {preset}: {enc.name} takes {', '.join(named)}")
                 options["preset"] = str(preset)
             options.update(hdr_options or {})
             # x265 and SVT-AV1 print a screenful of info to stderr by themselves; errors still show.
@@ -716,6 +741,10 @@ class VideoWriter:
             self.out.start_encoding()   # header now: a stream the muxer refuses fails here, not mid-run
         except av.error.FFmpegError as e:
             self.abort()
+            hardware = hardware_needed(enc)
+            if hardware:   # no such device is the usual cause ("Operation not permitted" from NVENC)
+                raise VdeblurError(f"{self.label}: the {enc.name} encoder did not start ({e.strerror or e}); it needs "
+                                   f"{hardware}; without one, use --codec libx264, libx265 or libsvtav1") from None
             odd = _odd_for_chroma(self.pix_fmt, size or (info.width, info.height))
             if odd:   # x264 and x265 refuse half a chroma sample (ffmpeg: "width not divisible by 2")
                 raise VdeblurError(f"{self.label}: {enc.name} cannot write {self.pix_fmt} at {odd}; use --pix-fmt "
@@ -780,6 +809,10 @@ class VideoWriter:
             cc.sample_aspect_ratio = info.sample_aspect_ratio
         if info.display_matrix is not None:
             vout.set_display_matrix(list(info.display_matrix))
+        if self.suffix in _MOV_SUFFIXES and vout.codec_context.codec.canonical_name == "hevc":
+            # FFmpeg tags HEVC "hev1", which QuickTime, Safari and iPhones refuse to play; "hvc1"
+            # (parameter sets in the header only, as an encoder with a global header writes) plays everywhere.
+            cc.codec_tag = "hvc1"
         _label_like(vout, source_stream)
         self.dst_colorspace = self.colorspace if self.colorspace not in (0, 2) else None  # unspecified: swscale's default both ways
         self.dst_color_range = self.color_range or None
