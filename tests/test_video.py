@@ -263,6 +263,37 @@ def test_variable_frame_rate_in_matroska_is_not_taken_for_truncation(tmp_path):
     assert report.warnings() == []
 
 
+def _avi_with_gaps(path, pictures_at):
+    """An AVI whose muxer fills each timestamp gap with empty chunks, as capture cards write dropped frames."""
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("mjpeg", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuvj420p"
+        for t in pictures_at:
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 6 * t % 256, np.uint8), format="rgb24")
+            f.pts, f.time_base = t, Fraction(1, 25)
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+
+
+def test_avi_empty_chunks_are_held_frames_not_truncation(tmp_path):
+    """The header counts the empty chunks (12 here) that the demuxer drops: "ended after 8 frames but
+    announced 12 (truncated file?)" was a false alarm. A really cut AVI still warns."""
+    src = tmp_path / "gaps.avi"
+    _avi_with_gaps(src, [0, 1, 2, 5, 6, 9, 10, 11])
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].frames == 12
+    out = tmp_path / "gaps.mp4"
+    report = identity(src, out)
+    assert report.frames == 8 and report.frames_counted and report.warnings() == []
+    assert video_pts(out) == [t * video_pts(out)[1] for t in (0, 1, 2, 5, 6, 9, 10, 11)]   # held as long as before
+
+    cut = tmp_path / "cut.avi"
+    _avi_with_gaps(src, range(40))
+    cut.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+    report = identity(cut, tmp_path / "cut.mp4")
+    assert report.frames < 30 and any("truncated" in w for w in report.warnings())
+
+
 def test_elementary_stream_without_timestamps_gets_its_frame_rate(tmp_path):
     src = tmp_path / "raw.h264"
     make_video(src, frames=10, rate=25)

@@ -62,6 +62,7 @@ class Report:
     frames_counted: bool = True   # expected_frames is the container's count; else an estimate from its length
     expected_seconds: float | None = None   # the length announced, and how much video was read (estimated counts)
     seconds_read: float | None = None
+    held_frames: int = 0   # counted by the container, but only as "the last picture again" (AVI)
     verified: list[str] = field(default_factory=list)          # what reading the file back confirmed
     verify_problems: list[str] = field(default_factory=list)   # and what it did not
 
@@ -88,7 +89,7 @@ class Report:
             out.append(f"{self.backend['nonfinite_frames']} frame(s) had NaN/inf output even in fp32: damaged weights?")
         expected = self.expected_frames
         if self.frames_counted:
-            if expected and self.frames + self.dropped_frames < expected - max(2, expected // 20):
+            if expected and self.frames + self.dropped_frames + self.held_frames < expected - max(2, expected // 20):
                 out.append(f"the input ended after {self.frames} frames but announced {expected} (truncated file?)")
         elif self.expected_seconds and self.seconds_read is not None \
                 and self.seconds_read < self.expected_seconds - max(0.25, self.expected_seconds / 20):
@@ -499,7 +500,7 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
         progress.close()
     return Report(output=writer.path, frames=writer.frames, expected_frames=reader.info.frames,
                   frames_counted=reader.info.frames_counted, expected_seconds=reader.info.seconds,
-                  seconds_read=reader.seconds_read,
+                  seconds_read=reader.seconds_read, held_frames=reader.held_frames,
                   seconds=time.perf_counter() - started,
                   corrupt_packets=reader.corrupt_packets + writer.dropped_packets,
                   corrupt_frames=reader.corrupt_frames, dropped_frames=writer.dropped_frames,

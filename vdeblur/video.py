@@ -201,6 +201,10 @@ class VideoReader:
         self.resized_frames = 0   # frames of another size than the first, scaled to it
         self.transparent_frames = 0   # frames with some pixel not fully opaque
         self.end_time: float | None = None   # where the last frame converted so far ends (seconds)
+        # Frame slots between pictures with none of their own: an AVI's empty chunks ("show the last
+        # picture again"), which its header counts as frames and the demuxer drops.
+        self.held_frames = 0
+        self._next_pts: int | None = None
         self.other_size: tuple[int, int, int] | None = None   # (width, height, frame index) of the first such
         self._index = 0   # frames converted so far (timestamps for streams without them)
         self._skipped = 0   # frames a resumed run does not decode again
@@ -355,6 +359,9 @@ class VideoReader:
             step = 1 / (self.info.rate or 25) / tb
             pts, duration = round(self._index * step), round(step)
         self._index += 1
+        if duration and self._next_pts is not None and pts > self._next_pts:
+            self.held_frames += round((pts - self._next_pts) / duration)
+        self._next_pts = pts + duration
         end = float((pts + duration) * tb)
         self.end_time = end if self.end_time is None else max(self.end_time, end)
         return DecodedFrame(image, self._shifted(pts, tb), duration, tb, alpha)
