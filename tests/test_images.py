@@ -88,7 +88,8 @@ def test_a_video_into_one_image_is_one_line_naming_the_output(tmp_path, capsys):
     out = tmp_path / "out.png"
     assert main(["deblur", str(src), "-o", str(out), "-q"]) == 1
     assert capsys.readouterr().err == (f"vdeblur: error: {out}: an image holds one picture, but the input has about 5 "
-                                       f"frames; write a video (.mp4, .mkv) instead\n")
+                                       f"frames; write a video (.mp4, .mkv) or an image sequence "
+                                       f"({tmp_path / 'out_%04d.png'}) instead\n")
     ts = tmp_path / "out.ts"   # written in one pass under a temporary name: messages still name OUTPUT
     assert main(["deblur", str(src), "-o", str(ts), "--codec", "libsvtav1", "--preset", "99"]) == 1
     assert capsys.readouterr().err.startswith(f"vdeblur: error: {ts}: cannot start writing")

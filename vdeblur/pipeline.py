@@ -17,12 +17,14 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import resume as resume_mod
+from . import sequence
 from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, open_backend, torch_options
 from .backends.multi_device import MultiDevice
 from .compare import MODES as COMPARE_MODES
@@ -131,13 +133,20 @@ def _check_paths(src: Path | str, dst: Path, overwrite: bool) -> None:
     if str(dst) == STDIO:
         return
     hint = "give an output file name"
-    if not is_stream(src):
+    if sequence.is_sequence(src):
+        sequence.check_input(src)
+        if src.resolve() == dst.resolve():
+            raise VdeblurError(f"{dst}: the output would overwrite the input; choose another name")
+    elif not is_stream(src):
         if not src.exists():
             raise VdeblurError(f"{src}: no such file")
         if src.resolve() == dst.resolve() or (dst.exists() and os.path.samefile(src, dst)):
             raise VdeblurError(f"{dst}: the output would overwrite the input; choose another name")
         hint += f" such as {dst / src.name}"
-    check_output(dst, overwrite, dir_hint=hint)
+    if sequence.is_sequence(dst):
+        sequence.check_output(dst, overwrite)
+    else:
+        check_output(dst, overwrite, dir_hint=hint)
     if not dst.suffix:
         raise VdeblurError(f"{dst}: give the output a container suffix such as .mp4 or .mkv")
     if not dst.parent.is_dir():
@@ -157,8 +166,27 @@ def check_container(container: str | None, to_stdout: bool) -> str | None:
 
 
 def _temp_path(dst: Path) -> Path:
-    """Beside the target (same filesystem, so the final rename is atomic), same suffix (same muxer)."""
+    """Beside the target (same filesystem, so the final rename is atomic), same suffix (same muxer);
+    a sequence's in a hidden folder of its own."""
+    if sequence.is_sequence(dst):
+        tmp = sequence.temp_pattern(dst)
+        tmp.parent.mkdir()
+        return tmp
     return dst.with_name(f".{dst.stem}.vdeblur-{os.getpid()}.partial{dst.suffix}")
+
+
+def _publish(tmp: Path, dst: Path) -> None:
+    if sequence.is_sequence(dst):
+        sequence.publish(tmp, dst)
+    else:
+        os.replace(tmp, dst)
+
+
+def _discard(tmp: Path) -> None:
+    if sequence.is_sequence(tmp):
+        sequence.discard(tmp)
+    else:
+        tmp.unlink(missing_ok=True)
 
 
 def _decode_stage(reader: VideoReader, q: queue.Queue, stop: threading.Event) -> None:
@@ -261,7 +289,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  duration: float | None = None, overwrite: bool = False, quiet: bool = True,
                  resume: bool = True, notify=None, segment_frames: int = resume_mod.SEGMENT_FRAMES,
                  segment_seconds: float = resume_mod.SEGMENT_SECONDS, verify: bool = True,
-                 compare: str | None = None, container: str | None = None) -> Report:
+                 compare: str | None = None, container: str | None = None, fps: Fraction | None = None) -> Report:
     """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
 
     ``backend`` is a name from ``vdeblur.backends.BACKENDS`` (or "auto"), or a ready
@@ -275,7 +303,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     ``compare`` ("side" or "split", :mod:`vdeblur.compare`) writes input and result side by side.
     ``src`` "-" is standard input and a URL is read as one; ``dst`` "-" is standard output, in
     ``container`` (a name from :data:`vdeblur.fileio.PIPE_FORMATS`, default Matroska). Neither can be
-    resumed or read back, and what reached standard output before an error stays there.
+    resumed or read back, and what reached standard output before an error stays there. Either may
+    be an image sequence (``frames/%04d.png``, :mod:`vdeblur.sequence`); an input one is read at ``fps``.
     """
     from_stream, to_stdout = is_stream(src), str(dst) == STDIO
     src, dst = (str(src) if from_stream else Path(src)), Path(dst)
@@ -289,24 +318,26 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     from .video import VideoReader, VideoWriter, alpha_not_kept, codec_for_suffix
 
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
-    reader = VideoReader(src, start=start, duration=duration)
+    reader = VideoReader(src, start=start, duration=duration, rate=fps)
     suffix = PIPE_FORMATS[container] if to_stdout else dst.suffix.lower()
     encoding = dict(codec=codec or codec_for_suffix(suffix), crf=crf, preset=preset, pix_fmt=pix_fmt)
     if compare == "side":
         encoding["size"] = output_size(compare, reader.info.width, reader.info.height)
-    resumable = resume and not from_stream and not to_stdout and resume_mod.muxer_takes_global_header(dst)
-    tmp = None if to_stdout else _temp_path(dst)
+    resumable = resume and not from_stream and not to_stdout and not sequence.is_sequence(dst) \
+        and resume_mod.muxer_takes_global_header(dst)
+    tmp = None
     writer = None
     state = None
     owned_backend = None   # opened here, so closed here; a Backend passed in is the caller's
     finished = False
     try:
+        tmp = None if to_stdout else _temp_path(dst)
         # A resumable run encodes into segments first (packet_sink), and writes the file at the end.
         writer = VideoWriter(STDIO if to_stdout else dst if resumable else tmp, reader, **encoding, label=dst,
                              packet_sink=_segment_sink if resumable else None, container=container)
         if resumable:   # the other streams join the file only at the end: its header must work now, not then
             VideoWriter(tmp, reader, **encoding, label=dst).abort()
-            tmp.unlink(missing_ok=True)
+            _discard(tmp)
         warnings = writer.metadata_lost + ([INTERLACED] if reader.info.interlaced else [])
         drops_alpha = reader.info.alpha and not reader.info.transparent and not writer.keeps_alpha
         pix_fmt = writer.pix_fmt
@@ -333,24 +364,24 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             report, written = _run_in_segments(state, reader, first, backend, src=src, dst=dst, tmp=tmp,
                                                encoding=encoding, start=start, duration=duration, batch=batch,
                                                quiet=quiet, compare=compare, segment_frames=segment_frames,
-                                               segment_seconds=segment_seconds)
+                                               segment_seconds=segment_seconds, fps=fps)
         if drops_alpha and reader.transparent_frames:   # an opaque first frame, transparent ones later
             report.transparency_lost = alpha_not_kept(pix_fmt, reader.transparent_frames)
         if tmp is not None:
-            os.replace(tmp, dst)
+            _publish(tmp, dst)
         finished = True
         if state is not None:
             state.discard()
         report.output = "standard output" if to_stdout else str(dst)
         if verify and not (from_stream or to_stdout):   # neither can be read again
-            _read_back(report, src, dst, written, start, duration, encoding.get("size"))
+            _read_back(report, src, dst, written, start, duration, encoding.get("size"), fps)
         return report
     finally:
         if not finished:
             if writer is not None:
                 writer.abort()
             if tmp is not None:
-                tmp.unlink(missing_ok=True)
+                _discard(tmp)
         if state is not None:
             state.release()
         reader.close()
@@ -360,7 +391,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
 
 def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Backend, *, src, dst: Path, tmp: Path,
                      encoding: dict, start, duration, batch: int, quiet: bool, compare: str | None,
-                     segment_frames: int, segment_seconds: float) -> tuple[Report, VideoWriter]:
+                     segment_frames: int, segment_seconds: float, fps: Fraction | None = None) -> tuple[Report, VideoWriter]:
     """A resumable run: the frames after those ``state`` kept, into segments (``first`` is the first
     one's encoder), then every kept segment and the input's other streams into ``tmp`` in one pass."""
     from .video import VideoWriter
@@ -385,7 +416,7 @@ def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Ba
             raise
     report.resumed_frames, report.frames = kept, state.frames_done
     muxing = time.perf_counter()   # the user waits for this too: it counts in the run's time
-    final = _write_kept(state, src, tmp, dst, start=start, duration=duration, encoding=encoding)
+    final = _write_kept(state, src, tmp, dst, start=start, duration=duration, encoding=encoding, fps=fps)
     report.copied_streams, report.skipped_streams = final.copied, final.skipped
     report.corrupt_packets += final.dropped_packets
     report.dropped_frames = state.dropped_frames
@@ -407,7 +438,8 @@ def _fit_in_memory(backend: Backend, tile, overlap: int, notify) -> Backend:
     return OutOfMemoryFallback(backend, tile, overlap, notify=notify)
 
 
-def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start, duration, size=None) -> None:
+def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start, duration, size=None,
+               rate: Fraction | None = None) -> None:
     """Fill the report's verification; a file that cannot be read back is a problem, not a crash."""
     import av
 
@@ -416,18 +448,19 @@ def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start
     try:
         result = verify(src, dst, {i: s.index for i, s in written.stream_map.items()}, start=start, duration=duration,
                         frames=report.frames, damaged=bool(report.corrupt_packets or report.dropped_frames), size=size,
-                        reencoded={i: t.stream.index for i, t in written.transcoders.items()})
+                        reencoded={i: t.stream.index for i, t in written.transcoders.items()}, rate=rate)
     except (av.error.FFmpegError, OSError, VdeblurError) as e:
         report.verify_problems = [f"{dst} could not be read back ({getattr(e, 'strerror', None) or e})"]
         return
     report.verified, report.verify_problems = result.held, result.problems
 
 
-def _write_kept(state, src: Path, tmp: Path, dst: Path, *, start, duration, encoding: dict) -> VideoWriter:
+def _write_kept(state, src: Path, tmp: Path, dst: Path, *, start, duration, encoding: dict,
+                fps: Fraction | None = None) -> VideoWriter:
     """``tmp`` from the kept video segments and the input's other streams, in one pass (no decoding)."""
     from .video import VideoReader, VideoWriter
 
-    reader = VideoReader(src, start=start, duration=duration)
+    reader = VideoReader(src, start=start, duration=duration, rate=fps)
     try:
         writer = VideoWriter(tmp, reader, **encoding, label=dst)
         try:
@@ -466,7 +499,9 @@ def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, enc
         if value is not None and Path(value).is_file():
             value = file_sha256(value)
         model[name] = None if value is None else str(value)
-    return {"input": {"path": str(src.resolve()), **resume_mod.file_identity(src)},
+    identity = {**sequence.identity(src), "rate": str(reader.info.rate)} if sequence.is_sequence(src) \
+        else resume_mod.file_identity(src)
+    return {"input": {"path": str(src.resolve()), **identity},
             "output": {"suffix": dst.suffix.lower(), **encoding},
             "part": [start, duration], "model": model, "rgb": reader.rgb_format,
             **({"compare": compare} if compare else {})}
@@ -528,10 +563,12 @@ def register(subparsers) -> None:
                     "Several INPUTs (or a directory as OUTPUT) write OUTPUT/<input's name> each, with the "
                     "model loaded once; a file that fails is reported and the others go on.")
     p.add_argument("input", metavar="INPUT", nargs="+", help="video file(s) to read, or directories of videos; "
+                   "an image sequence such as frames/%%04d.png (see --fps); "
                    "- reads standard input, and a URL (http://, rtsp://, srt://, ...) a stream")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                    help="file to write, its suffix picking the container (.mp4, .mkv, .mov); or a directory; "
-                        "- writes standard output (Matroska, or --format)")
+                        "an image sequence such as out/%%04d.png (.png, .tif, .dpx, .jpg; numbered as an input "
+                        "sequence's frames, else from 1); - writes standard output (Matroska, or --format)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave outputs that exist alone and go on with the rest (to finish an interrupted batch)")
@@ -566,6 +603,8 @@ def register(subparsers) -> None:
     s = p.add_argument_group("part of the input")
     s.add_argument("--start", type=float, metavar="SEC", help="start at this time (seconds)")
     s.add_argument("--duration", type=float, metavar="SEC", help="process this many seconds")
+    s.add_argument("--fps", metavar="RATE", help="frames per second of an image-sequence INPUT such as frames/%%04d.png "
+                   "(25, 23.976, 24000/1001; default 25, as FFmpeg)")
     r = p.add_argument_group("resuming", "By default finished segments of video are kept in a hidden folder "
                              "beside OUTPUT until OUTPUT is written: the same command after a crash, a power cut "
                              "or Ctrl-C goes on from the last one (mp4, mov, mkv and webm outputs).")
@@ -696,7 +735,7 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
             tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
             quiet=args.quiet, resume=args.resume, notify=notify, segment_seconds=args.checkpoint_minutes * 60,
-            verify=args.verify, compare=args.compare, container=args.format)
+            verify=args.verify, compare=args.compare, container=args.format, fps=sequence.parse_rate(args.fps))
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
         what = "standard output ends early" if str(dst) == STDIO else f"{dst} was not written{_kept_hint(dst)}"
         print(f"vdeblur: {describe(e)}; {what}", file=sys.stderr)

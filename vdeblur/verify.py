@@ -15,6 +15,7 @@ from fractions import Fraction
 
 import av
 
+from . import sequence
 from .hdr import HDR10, WRITERS, read_hdr10
 from .video import VideoReader, output_colour
 
@@ -59,15 +60,16 @@ def _without_adts(data: bytes) -> bytes:
 
 def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int, int], *, start: float | None,
            duration: float | None, frames: int, damaged: bool, size: tuple[int, int] | None = None,
-           reencoded: dict[int, int] | None = None) -> Verification:
+           reencoded: dict[int, int] | None = None, rate: Fraction | None = None) -> Verification:
     """Compare ``dst`` with the part of ``src`` it was made from. ``stream_map``: input stream index ->
     output stream index of each copied stream; ``frames``: frames written; ``damaged``: the input had
     packets or frames skipped, so only counts can be compared; ``size``: the frames' (width, height)
     where it is not the input's (a side-by-side comparison); ``reencoded``: input -> output index of
-    audio re-encoded to fit the container, compared by where it starts and how long it lasts."""
+    audio re-encoded to fit the container, compared by where it starts and how long it lasts; ``rate``:
+    an input image sequence's frame rate. An output image sequence keeps no time: its frames are counted."""
     reencoded = reencoded or {}
     result = Verification()
-    reader = VideoReader(src, start=start, duration=duration)
+    reader = VideoReader(src, start=start, duration=duration, rate=rate if sequence.is_sequence(src) else None)
     try:
         video_index = reader.stream.index
         wanted = {i: _Stream() for i in [*stream_map, *reencoded]}
@@ -78,9 +80,9 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
                  for s in reader.container.streams}
     finally:
         reader.close()
-    source_video = _video_times(src, video_index, start, duration)
+    source_video = _video_times(src, video_index, start, duration, rate)
     got = {i: _Stream() for i in [0, *stream_map.values(), *reencoded.values()]}
-    with av.open(str(dst)) as c:
+    with _open(dst, rate) as c:
         for packet in c.demux(*[c.streams[i] for i in got]):
             if packet.size:
                 got[packet.stream_index].add(packet)
@@ -93,21 +95,26 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
     for stream in got.values():
         stream.times = [t - shift for t in stream.times]
         stream.end = None if stream.end is None else stream.end - shift
-    _compare_video(result, source_video, got[0], frames, damaged, shift)
+    _compare_video(result, source_video, got[0], frames, damaged, shift, timeless=sequence.is_sequence(dst))
     for index, out_index in stream_map.items():
         _compare_copy(result, names[index], wanted[index], got[out_index], damaged)
     for index, out_index in reencoded.items():
         _compare_reencoded(result, names[index], wanted[index], got[out_index])
-    _compare_picture(result, src, video_index, dst, size)
+    _compare_picture(result, src, video_index, dst, size, rate)
     return result
 
 
-def _video_times(src, index: int, start: float | None, duration: float | None) -> _Stream:
+def _open(path, rate: Fraction | None = None):
+    """A file, or an image sequence from its first number."""
+    return av.open(str(path), **(sequence.open_options(path, rate) if sequence.is_sequence(path) else {}))
+
+
+def _video_times(src, index: int, start: float | None, duration: float | None, rate: Fraction | None = None) -> _Stream:
     """The input's video packets inside the part, timed as the reader shifts them."""
     times = _Stream()
     offset = float(start or 0.0)
     end = offset + duration if duration is not None else None
-    with av.open(str(src)) as c:
+    with _open(src, rate) as c:
         for packet in c.demux(c.streams[index]):
             if not packet.size:
                 continue
@@ -123,9 +130,11 @@ def _close(a: list[float], b: list[float], tolerance: float) -> bool:
 
 
 def _compare_video(result: Verification, source: _Stream, out: _Stream, frames: int, damaged: bool,
-                   shift: float) -> None:
+                   shift: float, timeless: bool = False) -> None:
     if len(out.times) != frames:
         result.problems.append(f"video: {frames} frames were written but {len(out.times)} read back")
+    elif timeless:
+        result.held.append(f"{frames} numbered image{'s' if frames != 1 else ''} (a sequence keeps no timestamps)")
     elif damaged or len(source.times) != len(out.times) or not source.times:
         result.held.append(f"{frames} frames read back" + (" (damaged input: timestamps not compared)" if damaged else ""))
     elif _close(source.times, out.times, max(source.step, out.step) + 1e-9):
@@ -166,9 +175,9 @@ def _compare_reencoded(result: Verification, name: str, source: _Stream, out: _S
                                f"{round(1000 * length):+d} ms against the input's")
 
 
-def _picture(path, index: int) -> tuple[tuple, HDR10 | None]:
+def _picture(path, index: int, rate: Fraction | None = None) -> tuple[tuple, HDR10 | None]:
     """The first frame's tags, and its HDR10 metadata."""
-    with av.open(str(path)) as c:
+    with _open(path, rate) as c:
         stream = c.streams[index]
         if stream.type != "video":   # a muxer that took a codec it cannot label (FFV1 in MPEG-TS: "data")
             return (), None
@@ -181,8 +190,9 @@ def _picture(path, index: int) -> tuple[tuple, HDR10 | None]:
                 Fraction(sar) if sar else Fraction(1), frame.format.name, stream.codec_context.name), read_hdr10(frame)
 
 
-def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int, int] | None) -> None:
-    (a, source_hdr), (b, out_hdr) = _picture(src, index), _picture(dst, 0)
+def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int, int] | None,
+                     rate: Fraction | None = None) -> None:
+    (a, source_hdr), (b, out_hdr) = _picture(src, index, rate), _picture(dst, 0, rate)
     if a and b:
         # What the writer was to make of the source: its size (a comparison is wider), and the range
         # and matrix of the output's kind of pixels (an RGB source written as YUV gets BT.709).

@@ -21,6 +21,7 @@ import av
 from av.subtitles.subtitle import SubtitleSet
 import numpy as np
 
+from . import sequence
 from .errors import VdeblurError
 from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO
 from .hdr import HDR10, WRITERS, encoder_options, read_dynamic_hdr, read_hdr10, side_data
@@ -50,8 +51,9 @@ _HARDWARE = {"cuda": "an NVIDIA GPU with NVENC and its driver", "qsv": "an Intel
 _HARDWARE_CAPS = av.codec.codec.Capabilities.hardware.value | av.codec.codec.Capabilities.hybrid.value
 
 
-#: Still-image outputs (a deblurred photo): one picture; PNG and TIFF keep 16 bits, JPEG is written at q 2.
-IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "mjpeg", ".jpeg": "mjpeg"}
+#: Still-image outputs (a deblurred photo, or each frame of an image sequence): PNG, TIFF and DPX keep
+#: 16 bits, JPEG is written at q 2.
+IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "mjpeg", ".jpeg": "mjpeg", ".dpx": "dpx"}
 
 
 def codec_for_suffix(suffix: str) -> str:
@@ -155,18 +157,25 @@ class VideoReader:
     """Decode the first video stream of ``path`` to RGB; pass the other streams' packets through.
 
     ``start``/``duration`` (seconds) select a part; output timestamps are then shifted so the
-    part starts at 0. Use ``items()`` once, from one thread.
+    part starts at 0. ``path`` may be an image sequence (``f_%04d.png``, :mod:`vdeblur.sequence`),
+    read at ``rate`` frames per second. Use ``items()`` once, from one thread.
     """
 
-    def __init__(self, path: str | os.PathLike, start: float | None = None, duration: float | None = None):
+    def __init__(self, path: str | os.PathLike, start: float | None = None, duration: float | None = None,
+                 rate: Fraction | None = None):
         self.path = "standard input" if str(path) == STDIO else str(path)   # the name messages give
         self._pipe = str(path) == STDIO
         if start is not None and start < 0:
             raise VdeblurError(f"--start must be >= 0, got {start}")
         if duration is not None and duration <= 0:
             raise VdeblurError(f"--duration must be > 0, got {duration}")
+        #: An input sequence's number of the first frame read (None for a video file).
+        self.sequence_start = sequence.check_input(path)[0] if sequence.is_sequence(path) else None
+        if self.sequence_start is None and rate is not None:
+            raise VdeblurError(f"--fps is for an image sequence (such as frames/%04d.png); {self.path} has its own timing")
+        opening = {} if self.sequence_start is None else sequence.open_options(path, rate, self.sequence_start)
         try:
-            self.container = av.open("pipe:0" if self._pipe else self.path, "r")
+            self.container = av.open("pipe:0" if self._pipe else self.path, "r", **opening)
         except (av.error.FFmpegError, OSError) as e:
             error = _open_error(self.path, e)
             if self._pipe:   # an MP4 whose index (moov) is at the end cannot be read in one pass
@@ -227,6 +236,8 @@ class VideoReader:
             raise VdeblurError(f"{self.path}: no decodable video frame{where} (truncated or corrupt file?)") from None
         self._first = first
         self.first_time = first.time or 0.0   # where the part starts (resumed runs too: skip_to comes later)
+        if self.sequence_start is not None:   # a sequence's frame n has pts n - first, in 1/rate units
+            self.sequence_start += first.pts or 0
         fmt = first.format
         self.rgb_format = "rgb24"
         sd = side_data(first).get("DISPLAYMATRIX")
@@ -605,13 +616,22 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
         # 4:0:0 H.264/HEVC plays in few players (browsers and phones refuse it), and x264 writes no
         # colour tags for it; grey pictures in 4:2:0 look the same everywhere.
         wanted = "yuv420p10le" if info.high_bit_depth else "yuv420p"
+    if codec.name in ("png", "tiff", "dpx") and (wanted == "pal8" or not av.VideoFormat(wanted).is_rgb) \
+            and not wanted.startswith(("gray", "ya")):
+        # Image files are RGB to the programs that open them (few read a YCbCr TIFF; DPX has no 4:2:0).
+        deep = ("rgba64le", "rgba64be") if info.alpha else ("rgb48le", "rgb48be")
+        for fmt in (deep if info.high_bit_depth else ()) + (("rgba",) if info.alpha else ("rgb24",)):
+            if fmt in supported:
+                return fmt
     if not supported or wanted in supported:
         return wanted
     with_alpha = [f for f in supported if has_alpha(f)] if info.alpha else []
     if with_alpha:   # transparency matters more than the exact format (RGBA PNG into ProRes 4444: yuva444p10le)
         return with_alpha[0]
-    # 10-bit stays 10-bit where the encoder takes it in any layout (NVENC wants the semi-planar P010).
-    for fallback in (("yuv420p10le", "yuv420p12le", "p010le") if info.high_bit_depth else ()) + ("yuv420p",):
+    # 10-bit stays 10-bit where the encoder takes it in any layout (NVENC wants the semi-planar P010,
+    # PNG 16-bit RGB).
+    deep = ("yuv420p10le", "yuv420p12le", "p010le", "rgb48le", "rgb48be") if info.high_bit_depth else ()
+    for fallback in deep + ("yuv420p",):
         if fallback in supported:
             return fallback
     return supported[0]
@@ -666,7 +686,11 @@ class VideoWriter:
         if self.suffix == ".gif":
             raise VdeblurError(f"{self.label}: vdeblur does not write GIF (256 colours would undo the deblurring); "
                                f"write .mp4 or .webm, or .png for one picture")
-        self.one_picture = self.suffix in IMAGE_CODECS
+        self.sequence = not to_stdout and sequence.is_sequence(self.path)   # one file per frame
+        if self.sequence and self.suffix not in IMAGE_CODECS:
+            raise VdeblurError(f"{self.label}: an image sequence is written as {', '.join(sorted(set(IMAGE_CODECS)))} "
+                               f"files; a video's name has no %d in it")
+        self.one_picture = self.suffix in IMAGE_CODECS and not self.sequence
         if self.one_picture and (info.frames or 1) > 1:
             raise self._more_than_one_picture(f"about {info.frames} frames")
         enc = _encoder(codec or codec_for_suffix(self.suffix))
@@ -685,8 +709,10 @@ class VideoWriter:
                 target.name = self.path   # the muxer is still chosen by the suffix
             elif to_stdout:
                 target, muxer = "pipe:1", container
-            self.out = av.open(target, "w", format=muxer, container_options=self._container_options(
-                self.suffix, info, _clean_tags(reader.container.metadata)))
+            container_options = self._container_options(self.suffix, info, _clean_tags(reader.container.metadata))
+            if self.sequence:   # an input sequence's frames keep their numbers; a video's count from 1, as FFmpeg's
+                container_options["start_number"] = str(reader.sequence_start or 1)
+            self.out = av.open(target, "w", format=muxer, container_options=container_options)
         except (av.error.FFmpegError, ValueError, OSError) as e:
             raise VdeblurError(f"{self.label}: cannot create output ({getattr(e, 'strerror', None) or e})") from None
         try:
@@ -722,7 +748,9 @@ class VideoWriter:
             self.skipped: list[str] = []
             self.stream_map = {}
             self.transcoders: dict[int, _AudioTranscoder | _SubtitleTranscoder] = {}   # input index -> converted to fit
-            for stream in reader.copy_streams if packet_sink is None else ():
+            if self.sequence:
+                self.skipped += [f"{describe_stream(s)} (an image sequence holds pictures only)" for s in reader.copy_streams]
+            for stream in reader.copy_streams if packet_sink is None and not self.sequence else ():
                 if _timecode_track(stream, reader.stream):
                     self._keep_timecode(stream)
                     continue
@@ -739,7 +767,7 @@ class VideoWriter:
                 else:
                     self.stream_map[stream.index] = self._copy_stream(stream)
                     self.copied.append(describe_stream(stream))
-            if packet_sink is None:
+            if packet_sink is None and not self.sequence:
                 self._copy_attachments(reader)
                 self.out.metadata.update(_clean_tags(reader.container.metadata))
                 chapters = reader.chapters()
@@ -910,8 +938,9 @@ class VideoWriter:
         return out
 
     def _more_than_one_picture(self, what: str) -> VdeblurError:
+        numbered = Path(self.label).with_name(f"{Path(self.label).stem}_%04d{self.suffix}")
         return VdeblurError(f"{self.label}: an image holds one picture, but the input has {what}; "
-                            f"write a video (.mp4, .mkv) instead")
+                            f"write a video (.mp4, .mkv) or an image sequence ({numbered}) instead")
 
     def write_frame(self, image: np.ndarray, pts: int, duration: int, time_base: Fraction,
                     alpha: np.ndarray | None = None) -> None:

@@ -1,0 +1,162 @@
+"""Image sequences (frames/%04d.png) in and out: numbering, timing, depth, no partial sequence, resume."""
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from media import IdentityBackend, make_video, pattern, psnr
+from test_resume import Counting, SMALL
+from vdeblur.cli import main
+from vdeblur.errors import VdeblurError
+from vdeblur.pipeline import deblur_video
+from vdeblur.resume import kept_frames
+from vdeblur.sequence import is_sequence, numbers, parse_rate
+
+
+def write_pngs(folder, first, count, name="f_%04d.png", high=False):
+    folder.mkdir(exist_ok=True)
+    frames = [pattern(i, 48, 64, high=high) for i in range(count)]
+    for i, image in enumerate(frames):
+        path = folder / (name % (first + i))
+        if high:   # 16-bit RGB PNG through PyAV (Pillow writes 16-bit only for grey)
+            with av.open(str(path), "w", format="image2") as c:
+                s = c.add_stream("png")
+                s.width, s.height, s.pix_fmt = 64, 48, "rgb48be"
+                c.mux(s.encode(av.VideoFrame.from_ndarray(image, format="rgb48le")))
+                c.mux(s.encode(None))
+        else:
+            Image.fromarray(image).save(path)
+    return folder / name, frames
+
+
+def read_pngs(pattern_path):
+    return {n: np.asarray(Image.open(pattern_path.parent / (pattern_path.name % n)).convert("RGB"))
+            for n in numbers(pattern_path)}
+
+
+def test_names_numbers_and_rates():
+    assert is_sequence("a/f_%04d.png") and is_sequence("%d.tif") and not is_sequence("a/f.png")
+    assert not is_sequence("f_%04d_%d.png") and not is_sequence("50%.png") and not is_sequence("http://x/%04d.png")
+    assert parse_rate("24000/1001") == Fraction(24000, 1001) and parse_rate("23.976") == Fraction(24000, 1001)
+    assert parse_rate("29.97") == Fraction(30000, 1001) and parse_rate("59.94") == Fraction(60000, 1001)
+    assert parse_rate("25") == 25 and parse_rate("12.5") == Fraction(25, 2) and parse_rate(None) is None
+    for bad in ("abc", "0", "-3", "1/0"):
+        with pytest.raises(VdeblurError, match="--fps"):
+            parse_rate(bad)
+
+
+def test_numbers_are_what_the_pattern_prints(tmp_path):
+    for name in ("f_0007.png", "f_0008.png", "f_12345.png", "f_7.png", "f_0009.jpg", "g_0010.png"):
+        (tmp_path / name).write_bytes(b"")
+    assert numbers(tmp_path / "f_%04d.png") == [7, 8, 12345]
+    assert numbers(tmp_path / "f_%d.png") == [7, 12345]
+
+
+def test_a_sequence_from_1001_into_mp4_at_the_given_rate(tmp_path):
+    """VFX numbering (from 1001) is found without a --start-number, and --fps times the frames."""
+    src, frames = write_pngs(tmp_path / "plate", 1001, 6)
+    out = tmp_path / "plate.mp4"
+    report = deblur_video(src, out, backend=IdentityBackend(), fps=Fraction(24000, 1001), crf=0, pix_fmt="yuv444p",
+                          resume=False)
+    assert report.frames == 6 and report.warnings() == []
+    assert report.verified[0] == "6 frames at the input's timestamps"
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        got = [(f.time, f.to_ndarray(format="rgb24")) for f in c.decode(v)]
+        assert v.average_rate == Fraction(24000, 1001)
+    assert [t for t, _ in got] == pytest.approx([i * 1001 / 24000 for i in range(6)])
+    assert min(psnr(a, b) for a, (_, b) in zip(frames, got)) > 40   # RGB -> YUV 4:4:4 -> RGB, lossless coding
+
+
+def test_a_video_into_a_png_sequence_numbered_from_1_at_16_bits_for_10_bit(tmp_path):
+    src = tmp_path / "in.mp4"
+    make_video(src, frames=5, pix_fmt="yuv420p10le", audio=True)
+    out = tmp_path / "out" / "f_%04d.png"
+    out.parent.mkdir()
+    report = deblur_video(src, out, backend=IdentityBackend(uint16=True))
+    assert numbers(out) == [1, 2, 3, 4, 5] and report.frames == 5
+    assert report.warnings() == ["stream #1 audio aac (an image sequence holds pictures only) not copied"]
+    assert report.verified[0] == "5 numbered images (a sequence keeps no timestamps)"
+    with av.open(str(out.parent / "f_0001.png")) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == "rgb48be"
+    assert sorted(p.name for p in out.parent.iterdir()) == [f"f_{n:04d}.png" for n in range(1, 6)]
+
+
+def test_sequence_to_sequence_keeps_frame_numbers_and_pixels(tmp_path):
+    src, frames = write_pngs(tmp_path / "in", 1001, 5)
+    out = tmp_path / "out" / "d_%04d.png"
+    out.parent.mkdir()
+    deblur_video(src, out, backend=IdentityBackend(), start=0.08)   # 25 fps: from the third frame
+    got = read_pngs(out)
+    assert sorted(got) == [1003, 1004, 1005]
+    assert all(np.array_equal(got[1001 + i], frames[i]) for i in range(2, 5))   # PNG to PNG: exact
+
+
+def test_an_existing_sequence_needs_overwrite_which_replaces_all_of_it(tmp_path):
+    src, _ = write_pngs(tmp_path / "in", 1, 3)
+    out = tmp_path / "o_%03d.png"
+    for n in range(1, 9):   # an older, longer sequence under the same name
+        (tmp_path / f"o_{n:03d}.png").write_bytes(b"old")
+    with pytest.raises(VdeblurError, match=r"8 file\(s\) of this sequence exist \(o_001.png, ...\); pass --overwrite"):
+        deblur_video(src, out, backend=IdentityBackend())
+    deblur_video(src, out, backend=IdentityBackend(), overwrite=True)
+    assert numbers(out) == [1, 2, 3] and (tmp_path / "o_001.png").read_bytes() != b"old"
+
+
+def test_a_failed_run_leaves_no_file_of_the_sequence(tmp_path):
+    src, _ = write_pngs(tmp_path / "in", 0, 6)
+    out = tmp_path / "out" / "f_%04d.tif"
+    out.parent.mkdir()
+    for exc in (KeyboardInterrupt, RuntimeError):
+        with pytest.raises(exc):
+            deblur_video(src, out, backend=Counting(fail_at=4, exc=exc))
+        assert list(out.parent.iterdir()) == []   # neither frames nor the hidden folder they were written in
+
+
+def test_a_sequence_input_resumes_into_a_video(tmp_path):
+    src, _ = write_pngs(tmp_path / "in", 1, 10)
+    out = tmp_path / "out.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=Counting(fail_at=8), codec="ffv1", fps=Fraction(30), **SMALL)
+    assert kept_frames(out) == 6
+    second = Counting()
+    report = deblur_video(src, out, backend=second, codec="ffv1", fps=Fraction(30), **SMALL)
+    assert second.frames == 4 and report.frames == 10 and report.resumed_frames == 6
+    deblur_video(src, tmp_path / "whole.mkv", backend=IdentityBackend(), codec="ffv1", fps=Fraction(30), resume=False)
+    with av.open(str(out)) as a, av.open(str(tmp_path / "whole.mkv")) as b:
+        fa, fb = list(a.decode(video=0)), list(b.decode(video=0))
+        assert [f.pts for f in fa] == [f.pts for f in fb] and len(fa) == 10
+        assert all(np.array_equal(x.to_ndarray(), y.to_ndarray()) for x, y in zip(fa, fb))
+
+
+def test_a_changed_file_in_the_sequence_starts_the_run_over(tmp_path):
+    src, _ = write_pngs(tmp_path / "in", 1, 10)
+    out = tmp_path / "out.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=Counting(fail_at=7), codec="ffv1", **SMALL)
+    Image.fromarray(pattern(99, 48, 64)).save(tmp_path / "in" / "f_0003.png")   # a frame re-rendered
+    notes = []
+    second = Counting()
+    deblur_video(src, out, backend=second, codec="ffv1", notify=notes.append, **SMALL)
+    assert second.frames == 10 and any("starting over" in n or "dropped" in n for n in notes), notes
+
+
+@pytest.mark.parametrize("args,message", [
+    (["{d}/gap_%04d.png", "-o", "{d}/o.mp4"], "frame gap_0003.png is missing (1 to 2 exist, then 5 on)"),
+    (["{d}/none_%04d.png", "-o", "{d}/o.mp4"], "none_%04d.png: no files of this sequence"),
+    (["{d}/clip.mp4", "-o", "{d}/o.mp4", "--fps", "30"], "--fps is for an image sequence"),
+    (["{d}/clip.mp4", "-o", "{d}/o_%04d.mkv"], "an image sequence is written as .dpx, .jpeg, .jpg, .png, .tif, .tiff"),
+    (["{d}/clip.mp4", "-o", "{d}/o.png"], "or an image sequence ({d}/o_%04d.png) instead"),
+])
+def test_sequence_mistakes_are_one_line(tmp_path, capsys, args, message):
+    for n in (1, 2, 5):
+        Image.fromarray(pattern(n, 48, 64)).save(tmp_path / f"gap_{n:04d}.png")
+    make_video(tmp_path / "clip.mp4", frames=3)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["deblur", *[a.format(d=tmp_path) for a in args], "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vdeblur: error: ") and err.count("\n") == 1 and message.format(d=tmp_path) in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

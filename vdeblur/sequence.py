@@ -1,0 +1,134 @@
+"""Numbered image sequences (``shot/f_%04d.png``), read and written the way FFmpeg names them.
+
+Renders, scans and VFX plates come as one file per frame. A name with one printf number in it
+(``%d``, ``%04d``) is a sequence: as INPUT its files are read in order from the lowest number, at
+``--fps`` (FFmpeg's 25 when not given); as OUTPUT each frame becomes one file. An output sequence
+is written into a hidden folder beside it and moved into place when complete, so, as with a video
+file, an interrupted run leaves no partial sequence under the final names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from fractions import Fraction
+from pathlib import Path
+
+from .errors import VdeblurError
+
+_NUMBER = re.compile(r"%(0?\d*)d")
+#: The frame rate of an input sequence when none is given: FFmpeg's, so both tools time it alike.
+DEFAULT_RATE = Fraction(25)
+
+
+def is_sequence(name: str | os.PathLike) -> bool:
+    """A file name (not its folder) with exactly one printf number and no other "%" in it."""
+    base = os.path.basename(str(name))
+    return len(_NUMBER.findall(base)) == 1 and base.count("%") == 1 and "://" not in str(name)
+
+
+def _split(pattern: Path) -> tuple[str, str, str]:
+    """("f_", "04", ".png") for "f_%04d.png"."""
+    m = _NUMBER.search(pattern.name)
+    return pattern.name[:m.start()], m.group(1), pattern.name[m.end():]
+
+
+def file_name(pattern: Path, number: int) -> Path:
+    return pattern.parent / (pattern.name % number)
+
+
+def numbers(pattern: str | os.PathLike) -> list[int]:
+    """The frame numbers whose files exist, sorted: those whose name the pattern prints exactly
+    ("%04d" matches f_0007.png and f_12345.png, not f_7.png)."""
+    pattern = Path(pattern)
+    prefix, _, suffix = _split(pattern)
+    folder = pattern.parent
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in os.scandir(folder):
+        name = entry.name
+        digits = name[len(prefix):len(name) - len(suffix)] if name.startswith(prefix) and name.endswith(suffix) else ""
+        if digits.isdigit() and digits.isascii() and pattern.name % int(digits) == name and entry.is_file():
+            found.append(int(digits))
+    return sorted(found)
+
+
+def parse_rate(text: str | None) -> Fraction | None:
+    """--fps: "25", "23.976" or "24000/1001"."""
+    if text is None:
+        return None
+    try:
+        rate = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise VdeblurError(f"--fps {text}: give frames per second, such as 25, 23.976 or 24000/1001") from None
+    if rate <= 0:
+        raise VdeblurError(f"--fps must be > 0, got {text}")
+    ntsc = Fraction(round(rate * Fraction(1001, 1000)) * 1000, 1001)
+    if "/" not in text and rate.denominator > 1 and abs(rate - ntsc) < Fraction(1, 1000):
+        return ntsc   # 23.976, 29.97, 59.94 are how people write 24000/1001, 30000/1001, 60000/1001
+    return rate
+
+
+def check_input(pattern: str | os.PathLike) -> list[int]:
+    """The numbers of an input sequence, which must have files and no gap (FFmpeg would stop at one)."""
+    found = numbers(pattern)
+    if not found:
+        raise VdeblurError(f"{pattern}: no files of this sequence (the pattern's number, e.g. %04d, is the frame number)")
+    missing = next((n + 1 for n, m in zip(found, found[1:]) if m != n + 1), None)
+    if missing is not None:
+        after = next(m for m in found if m > missing)
+        raise VdeblurError(f"{pattern}: frame {file_name(Path(pattern), missing).name} is missing ({found[0]} to "
+                           f"{missing - 1} exist, then {after} on); a sequence is read without gaps")
+    return found
+
+
+def open_options(pattern: str | os.PathLike, rate: Fraction | None, first: int | None = None) -> dict:
+    """av.open() keywords for reading a sequence from its first file (FFmpeg looks only at 0-4 itself)."""
+    first = check_input(pattern)[0] if first is None else first
+    return {"format": "image2", "options": {"start_number": str(first), "framerate": str(rate or DEFAULT_RATE)}}
+
+
+def identity(pattern: str | os.PathLike) -> dict:
+    """What a resumed run compares: every file's name, size and modification time (reading all the
+    pixels of a long sequence would cost minutes)."""
+    digest = hashlib.sha256()
+    found = numbers(pattern)
+    for number in found:
+        path = file_name(Path(pattern), number)
+        st = path.stat()
+        digest.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return {"files": len(found), "first": found[0] if found else None, "sha256_listing": digest.hexdigest()}
+
+
+def check_output(pattern: Path, overwrite: bool) -> None:
+    """No file of the sequence may exist unless --overwrite (which replaces the whole sequence)."""
+    existing = numbers(pattern)
+    if existing and not overwrite:
+        shown = file_name(pattern, existing[0]).name
+        raise VdeblurError(f"{pattern}: {len(existing)} file(s) of this sequence exist ({shown}, ...); "
+                           f"pass --overwrite to replace the sequence")
+
+
+def temp_pattern(pattern: Path) -> Path:
+    """The same pattern in a hidden folder beside it (same filesystem: moving in is a rename)."""
+    prefix, _, suffix = _split(pattern)
+    return pattern.parent / f".{prefix}{suffix}.vdeblur-{os.getpid()}.partial" / pattern.name
+
+
+def publish(tmp: Path, pattern: Path) -> int:
+    """Move a finished sequence from ``tmp``'s folder to its names, replacing the files of an older
+    sequence under the same pattern (the run had --overwrite to get here), and remove the folder."""
+    written = numbers(tmp)
+    for old in set(numbers(pattern)) - set(written):
+        file_name(pattern, old).unlink()
+    for number in written:
+        os.replace(file_name(tmp, number), file_name(pattern, number))
+    discard(tmp)
+    return len(written)
+
+
+def discard(tmp: Path) -> None:
+    shutil.rmtree(tmp.parent, ignore_errors=True)
