@@ -68,3 +68,84 @@ def test_backend_errors_are_one_line(weights, tmp_path):
     assert main(["export", "--weights", str(weights), "-o", str(bf16), "--precision", "bf16"]) == 0
     with pytest.raises(VdeblurError, match="no bf16"):
         OnnxRuntimeBackend(onnx=str(bf16), device="cpu")
+
+
+@pytest.fixture
+def no_native_bf16(monkeypatch):
+    import vdeblur.hardware
+
+    monkeypatch.setattr(vdeblur.hardware, "cpu_bf16_kind", lambda: None)
+
+
+@pytest.mark.parametrize("change,expected", [
+    ({}, "onnxruntime"),                        # a CPU that runs torch in fp32: ORT measured 1.13-1.24x faster
+    ({"deep_input": True}, "torch"),            # 10-bit video: only torch keeps 16-bit RGB
+    ({"compile": True}, "torch"),               # torch-only switches mean torch
+    ({"precision": "bf16"}, "torch"),
+])
+def test_auto_picks_onnxruntime_where_torch_would_run_fp32_on_the_cpu(weights, no_native_bf16, change, expected):
+    from vdeblur.backends import BackendOptions, open_backend
+
+    options = BackendOptions(weights=str(weights), device="cpu", **change)
+    with open_backend("auto", options) as backend:
+        assert backend.describe()["backend"] == expected
+
+
+def test_auto_stays_torch_with_native_bf16_or_without_onnxruntime(weights, monkeypatch):
+    import importlib.util
+
+    import vdeblur.hardware
+    from vdeblur.backends import BackendOptions, open_backend
+
+    options = BackendOptions(weights=str(weights), device="cpu")
+    monkeypatch.setattr(vdeblur.hardware, "cpu_bf16_kind", lambda: "amx")
+    assert open_backend("auto", options).describe()["backend"] == "torch"
+    monkeypatch.setattr(vdeblur.hardware, "cpu_bf16_kind", lambda: None)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else find_spec(name, *a))
+    assert open_backend("auto", options).describe()["backend"] == "torch"
+
+
+def test_a_10_bit_video_keeps_torch_under_auto(weights, tmp_path, no_native_bf16):
+    from media import make_video
+    from vdeblur.pipeline import deblur_video
+
+    src = tmp_path / "deep.mkv"
+    make_video(src, frames=2, pix_fmt="yuv420p10le", codec="libx265", options={"preset": "ultrafast", "x265-params": "log-level=error"})
+    report = deblur_video(src, tmp_path / "out.mkv", weights=str(weights), device="cpu")
+    assert report.backend["backend"] == "torch"
+    make_video(tmp_path / "8bit.mkv", frames=2)
+    report = deblur_video(tmp_path / "8bit.mkv", tmp_path / "o8.mkv", weights=str(weights), device="cpu")
+    assert report.backend["backend"] == "onnxruntime"
+
+
+def test_a_run_stopped_under_torch_goes_on_under_onnxruntime(weights, tmp_path):
+    """Installing onnxruntime mid-job (so auto switches) keeps the finished segments."""
+    from media import make_video
+    from test_resume import SMALL
+    from vdeblur.backends import BackendOptions, open_backend
+    from vdeblur.pipeline import deblur_video
+    from vdeblur.resume import kept_frames
+
+    def stopping(backend, after):
+        """``backend``, interrupted once ``after`` frames are submitted."""
+        submit, done = backend.submit, []
+
+        def stop_or_submit(frames):
+            if len(done) >= after:
+                raise KeyboardInterrupt
+            done.extend(frames)
+            return submit(frames)
+
+        backend.submit = stop_or_submit
+        return backend
+
+    src, out = tmp_path / "in.mkv", tmp_path / "out.mkv"
+    make_video(src, frames=12)
+    options = BackendOptions(weights=str(weights), device="cpu", precision="fp32")
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=stopping(open_backend("torch", options), 8), codec="ffv1", **SMALL)
+    assert kept_frames(out) == 6
+    notes = []
+    report = deblur_video(src, out, backend=open_backend("onnxruntime", options), codec="ffv1", notify=notes.append, **SMALL)
+    assert report.resumed_frames == 6 and notes[0].startswith("resuming after frame 6"), notes

@@ -162,8 +162,8 @@ def test_backend_factory(weights):
     assert set(BACKENDS) >= {"torch"}
     with pytest.raises(VdeblurError, match="unknown backend 'nope'"):
         backend_class("nope")
-    options = BackendOptions(weights=str(weights), device="cpu", precision="fp32")
-    backend = open_backend("auto", options)
+    options = BackendOptions(weights=str(weights), device="cpu", precision="fp32", deep_input=True)
+    backend = open_backend("auto", options)   # 16-bit frames: torch, whatever the CPU
     assert isinstance(backend, TorchBackend) and backend.describe()["weights"] == str(weights)
     x = np.random.default_rng(0).integers(0, 256, (2, 37, 50, 3), dtype=np.uint8)
     y = backend.run(x)

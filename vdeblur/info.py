@@ -7,6 +7,7 @@ import json
 import torch
 
 from . import __version__
+from .backends import BackendOptions, auto_order
 from .hardware import cpu_description, probe_backends
 from .network import ModelConfig, build_model, count_parameters, flops_per_frame
 
@@ -19,6 +20,8 @@ def collect() -> dict:
     with torch.device("meta"):
         params = count_parameters(build_model(cfg))
     entry = default_weights()
+    backends = [b.to_dict() for b in probe_backends()]
+    importable = {"torch"} | {b["name"] for b in backends if b["usable"]}
     weights = None
     if entry is not None and entry.path.is_file():
         weights = {"name": entry.name, "path": str(entry.path), "sha256": file_sha256(entry.path),
@@ -33,7 +36,10 @@ def collect() -> dict:
             "mib_fp32": round(params * 4 / 2**20, 2),
             "flops_per_720p_frame": flops_per_frame(cfg, 720, 1280),
         },
-        "backends": [b.to_dict() for b in probe_backends()],
+        "backends": backends,
+        # What `--backend auto` tries here, in order, for 8-bit video and for deeper (10-bit) video.
+        "auto": {kind: [n for n in auto_order(BackendOptions(deep_input=deep)) if n in importable]
+                 for kind, deep in (("8-bit", False), ("10-bit", True))},
         "default_weights": weights,
     }
 
@@ -57,6 +63,7 @@ def run(args) -> int:
     print("backends:")
     for b in info["backends"]:
         print(f"  {b['name']:<12} {'yes' if b['usable'] else 'no ':<4} {b['detail']}")
+    print("auto: " + "; ".join(f"{', then '.join(names)} for {kind} video" for kind, names in info["auto"].items()))
     w = info["default_weights"]
     if w:
         print(f"default weights: {w['path']} (sha256 {w['sha256'][:16]}...)")

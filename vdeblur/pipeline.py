@@ -347,7 +347,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             backend = owned_backend = open_backend(backend, BackendOptions(
                 weights=weights, device=device, precision=precision, batch=batch,
                 compile=compile, compile_mode=compile_mode,
-                fused_attention=fused_attention, cuda_graphs=cuda_graphs, engine=engine, onnx=onnx))
+                fused_attention=fused_attention, cuda_graphs=cuda_graphs, engine=engine, onnx=onnx,
+                deep_input=reader.info.high_bit_depth))
         backend = _fit_in_memory(backend, tile_size, tile_overlap, notify)
         reader.use_rgb16(backend.accepts_uint16)
         if not resumable:
@@ -487,11 +488,13 @@ def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, enc
     """Everything that shapes the output's video: kept segments are used only under the same key.
     Device, precision, batch, compile and tile settings are left out (they change pixels by rounding
     at most): a run stopped on one machine goes on on another, or with --tile after running out of
-    memory."""
+    memory. Nor is torch against ONNX Runtime's in-memory export of the same weights (the same network,
+    rounding apart): `--backend auto` may pick either, and installing onnxruntime mid-job loses nothing."""
     described = backend.describe()
-    model = {"backend": described.get("backend")}
+    in_memory = described.get("onnx") == "exported in memory"
+    model = {"backend": "torch" if in_memory else described.get("backend")}
     for name in ("weights", "engine", "onnx"):
-        value = described.get(name)
+        value = None if in_memory and name == "onnx" else described.get(name)
         if value == "shipped default":
             from .weights import default_weights_path
 
@@ -705,6 +708,7 @@ def run(args) -> int:
         return _deblur_one(args, src, dst, args.backend, options)
     require_pyav()
     failed = []
+    options["deep_input"] = _any_deep(todo, sequence.parse_rate(args.fps))
     with open_backend(args.backend, BackendOptions(**options)) as backend:   # loaded (and compiled) once
         for i, (src, dst) in enumerate(todo, 1):
             if not args.quiet:
@@ -722,6 +726,23 @@ def run(args) -> int:
           + (f", {len(skipped)} skipped (existed)" if skipped else "")
           + (f", {len(failed)} failed: {', '.join(map(str, failed))}" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _any_deep(jobs, rate) -> bool:
+    """Whether any input has more than 8 bits (the backend, loaded once for all, must keep them)."""
+    from .video import VideoReader
+
+    for src, _ in jobs:
+        try:
+            reader = VideoReader(src, rate=rate if sequence.is_sequence(src) else None)
+        except VdeblurError:   # reported when its turn comes
+            continue
+        try:
+            if reader.info.high_bit_depth:
+                return True
+        finally:
+            reader.close()
+    return False
 
 
 def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dict) -> int:

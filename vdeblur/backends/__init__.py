@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from ..errors import VdeblurError
 from .base import Backend
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "COMPILE_MODES", "Backend", "BackendOptions", "add_torch_arguments",
+__all__ = ["AUTO_ORDER", "BACKENDS", "CPU_FP32_ORDER", "auto_order", "COMPILE_MODES", "Backend", "BackendOptions", "add_torch_arguments",
            "backend_class", "open_backend", "torch_argv", "torch_options"]
 
 #: ``torch.compile`` modes the torch backend offers (``--compile`` alone is "default").
@@ -34,6 +34,7 @@ class BackendOptions:
     cuda_graphs: bool = False       # torch on CUDA: replay the eager forward as captured CUDA graphs
     engine: str | None = None       # TensorRT engine path (tensorrt backend)
     onnx: str | None = None         # ONNX file (onnxruntime backend)
+    deep_input: bool = False        # frames of more than 8 bits: only torch keeps them at 16 bits
 
 
 # name -> "module:Class", imported lazily.
@@ -45,6 +46,9 @@ BACKENDS: dict[str, str] = {
 
 # What "auto" tries, fastest first; names not in BACKENDS are skipped.
 AUTO_ORDER: tuple[str, ...] = ("tensorrt", "torch")
+# Where torch would run in fp32 on a CPU (no native bf16), ONNX Runtime measured 1.13-1.24x torch's
+# speed (BENCHMARKS.md), so "auto" tries it before torch there, for 8-bit video, when it is installed.
+CPU_FP32_ORDER: tuple[str, ...] = ("tensorrt", "onnxruntime", "torch")
 
 # An option that only one backend reads makes "auto" mean that backend (and its errors are shown).
 _IMPLIED_BY_OPTION = {"engine": "tensorrt", "onnx": "onnxruntime"}
@@ -104,7 +108,7 @@ def open_backend(name: str, options: BackendOptions) -> Backend:
             if implied not in BACKENDS:
                 raise VdeblurError(f"--{option} needs the {implied} backend, which this vdeblur does not have")
             return backend_class(implied).from_options(options)
-    candidates = [n for n in AUTO_ORDER if n in BACKENDS]
+    candidates = [n for n in auto_order(options) if n in BACKENDS]
     last_error: VdeblurError | None = None
     for candidate in candidates:
         try:
@@ -112,6 +116,26 @@ def open_backend(name: str, options: BackendOptions) -> Backend:
         except VdeblurError as e:
             last_error = e
     raise last_error or VdeblurError("no inference backend is registered")
+
+
+def auto_order(options: BackendOptions) -> tuple[str, ...]:
+    """The backends "auto" tries for these options, fastest first."""
+    return CPU_FP32_ORDER if _onnxruntime_first(options) else AUTO_ORDER
+
+
+def _onnxruntime_first(options: BackendOptions) -> bool:
+    """True where "auto" would run torch in fp32 on the CPU with nothing only torch does asked for."""
+    import importlib.util
+
+    if options.deep_input or options.compile or options.compile_mode or options.fused_attention or options.cuda_graphs:
+        return False
+    if options.precision not in ("auto", "fp32") or options.device not in ("auto", "cpu"):
+        return False
+    if not all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx")):
+        return False
+    from ..hardware import cpu_bf16_kind, resolve_device
+
+    return resolve_device(options.device).type == "cpu" and cpu_bf16_kind() is None
 
 
 def _open_on_each(name: str, options: BackendOptions) -> Backend:
