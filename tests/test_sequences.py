@@ -48,6 +48,13 @@ def test_names_numbers_and_rates():
             parse_rate(bad)
 
 
+def test_a_file_named_like_a_pattern_is_that_file(tmp_path):
+    literal = tmp_path / "100%d.mp4"
+    make_video(literal, frames=2)
+    assert not is_sequence(literal) and is_sequence(tmp_path / "200%d.mp4")
+    assert deblur_video(literal, tmp_path / "out.mp4", backend=IdentityBackend()).frames == 2
+
+
 def test_numbers_are_what_the_pattern_prints(tmp_path):
     for name in ("f_0007.png", "f_0008.png", "f_12345.png", "f_7.png", "f_0009.jpg", "g_0010.png"):
         (tmp_path / name).write_bytes(b"")

@@ -24,9 +24,11 @@ DEFAULT_RATE = Fraction(25)
 
 
 def is_sequence(name: str | os.PathLike) -> bool:
-    """A file name (not its folder) with exactly one printf number and no other "%" in it."""
+    """A file name (not its folder) with exactly one printf number and no other "%" in it, unless a
+    file of that very name exists (then it is that file)."""
     base = os.path.basename(str(name))
-    return len(_NUMBER.findall(base)) == 1 and base.count("%") == 1 and "://" not in str(name)
+    return len(_NUMBER.findall(base)) == 1 and base.count("%") == 1 and "://" not in str(name) \
+        and not os.path.isfile(name)
 
 
 def _split(pattern: Path) -> tuple[str, str, str]:
