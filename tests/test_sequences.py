@@ -167,3 +167,33 @@ def test_sequence_mistakes_are_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert err.startswith("vdeblur: error: ") and err.count("\n") == 1 and message.format(d=tmp_path) in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_numbering_from_0_is_kept(tmp_path):
+    src, _ = write_pngs(tmp_path / "in", 0, 3)
+    out = tmp_path / "o_%02d.png"
+    deblur_video(src, out, backend=IdentityBackend())
+    assert numbers(out) == [0, 1, 2]
+
+
+def test_openexr_linear_light_is_read_through_the_srgb_curve_and_said(tmp_path):
+    """The model works on gamma-coded pictures: a linear ramp read raw would be far too dark."""
+    if "exr" not in av.codecs_available:
+        pytest.skip("this FFmpeg has no OpenEXR encoder")
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32)[None, :, None], (48, 1, 3))
+    (tmp_path / "in").mkdir()
+    for n in range(2):
+        with av.open(str(tmp_path / "in" / f"e_{n:04d}.exr"), "w", format="image2") as c:
+            s = c.add_stream("exr")
+            s.width, s.height, s.pix_fmt = 64, 48, "gbrpf32le"
+            c.mux(s.encode(av.VideoFrame.from_ndarray(ramp.copy(), format="rgbf32le").reformat(format="gbrpf32le")))
+            c.mux(s.encode(None))
+    notes = []
+    out = tmp_path / "p_%04d.png"
+    report = deblur_video(tmp_path / "in" / "e_%04d.exr", out, backend=IdentityBackend(uint16=True), notify=notes.append)
+    assert any("OpenEXR, in linear light" in n for n in notes) and report.verify_problems == []
+    with av.open(str(tmp_path / "p_0000.png")) as c:
+        frame = next(c.decode(video=0))
+        assert (frame.format.name, frame.color_trc) == ("rgb48be", 13)   # 16 bits, tagged sRGB (PNG's sRGB chunk)
+        mid = frame.to_ndarray()[0, 32, 0] / 65535
+    assert mid == pytest.approx(((32 / 63) ** (1 / 2.4)) * 1.055 - 0.055, abs=0.01)   # sRGB-coded, not linear 0.51

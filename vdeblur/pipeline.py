@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     from .video import DecodedFrame, VideoReader, VideoWriter
 
 _END = object()          # sentinel closing a queue
+#: Said before the first frame of an OpenEXR input.
+LINEAR_LIGHT = ("the input is OpenEXR, in linear light: it is read through the sRGB curve (values above 1.0 "
+                "clip), and the output is sRGB-coded pictures, not linear light")
 #: Said before the first frame of an interlaced input.
 INTERLACED = ("the input is interlaced: the model takes each frame as one picture, so its two fields (moments "
               "1/50 or 1/60 s apart) are mixed; deinterlace it first (e.g. ffmpeg -vf bwdif) for a clean result")
@@ -338,7 +341,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         if resumable:   # the other streams join the file only at the end: its header must work now, not then
             VideoWriter(tmp, reader, **encoding, label=dst).abort()
             _discard(tmp)
-        warnings = writer.metadata_lost + ([INTERLACED] if reader.info.interlaced else [])
+        warnings = writer.metadata_lost + ([INTERLACED] if reader.info.interlaced else []) \
+            + ([LINEAR_LIGHT] if reader.info.linear_light else [])
         drops_alpha = reader.info.alpha and not reader.info.transparent and not writer.keeps_alpha
         pix_fmt = writer.pix_fmt
         for line in warnings if notify else ():

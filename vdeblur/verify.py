@@ -17,7 +17,7 @@ import av
 
 from . import sequence
 from .hdr import HDR10, WRITERS, read_hdr10
-from .video import VideoReader, output_colour
+from .video import VideoReader, output_colour, prepare_decoder
 
 
 @dataclass
@@ -181,6 +181,7 @@ def _picture(path, index: int, rate: Fraction | None = None) -> tuple[tuple, HDR
         stream = c.streams[index]
         if stream.type != "video":   # a muxer that took a codec it cannot label (FFV1 in MPEG-TS: "data")
             return (), None
+        prepare_decoder(stream)   # decoded as the reader did (OpenEXR through the sRGB curve)
         frame = next(c.decode(stream), None)
         if frame is None:
             return (), None

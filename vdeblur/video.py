@@ -125,6 +125,7 @@ class VideoInfo:
     hdr10: HDR10 | None = None   # mastering display and light levels, from the frame's side data
     dynamic_hdr: tuple[str, ...] = ()   # per-scene HDR metadata present (not kept)
     interlaced: bool = False   # two fields per frame, from different moments
+    linear_light: bool = False   # OpenEXR: decoded to sRGB-coded values (see VideoReader._setup)
     alpha: bool = False        # the pixel format has an alpha plane (GIF's decoder always gives one)
     transparent: bool = False  # and the first frame uses it: some pixel is not fully opaque
     frames_counted: bool = False   # ``frames`` is the container's own count, not an estimate (VFR makes those wrong)
@@ -151,6 +152,15 @@ def alpha_not_kept(pix_fmt: str, frames: int | None = None) -> str:
 
 def _bit_depth(fmt: av.VideoFormat) -> int:
     return max(c.bits for c in fmt.components) if fmt.components else 8
+
+
+def prepare_decoder(stream) -> None:
+    """Decoder settings for every reader of a video stream, the read-back's included."""
+    stream.thread_type = "AUTO"   # frame + slice threads: 496 -> 721 fps decode at 720p (notes 5.1)
+    if stream.codec_context.name == "exr":
+        # OpenEXR holds linear light; the model (like the eye) works on gamma-coded pictures, so
+        # FFmpeg's decoder applies the sRGB curve and tags the frames so.
+        stream.codec_context.options = {"apply_trc": "iec61966_2_1"}
 
 
 class VideoReader:
@@ -199,7 +209,7 @@ class VideoReader:
         self.stream = vs = movies[0]
         if vs.codec_context is None:
             raise VdeblurError(f"{self.path}: its video codec cannot be decoded by this FFmpeg build")
-        vs.thread_type = "AUTO"   # frame + slice threads: 496 -> 721 fps decode at 720p (notes 5.1)
+        prepare_decoder(vs)
         # The demuxer marks streams it will never deliver (mp4 chapter text tracks: the chapters are
         # copied as chapters) with discard=all.
         # Other video streams (a second angle, cover art) are copied as they are.
@@ -251,6 +261,7 @@ class VideoReader:
             sample_aspect_ratio=cc.sample_aspect_ratio,
             display_matrix=struct.unpack("=9i", bytes(sd)) if sd is not None else None,
             hdr10=read_hdr10(first), dynamic_hdr=read_dynamic_hdr(first), interlaced=bool(first.interlaced_frame),
+            linear_light=cc.name == "exr",
             alpha=has_alpha(fmt.name),
             transparent=has_alpha(fmt.name) and is_transparent(first.to_ndarray(format="rgba", threads=1)[..., 3]),
         )
@@ -711,7 +722,7 @@ class VideoWriter:
                 target, muxer = "pipe:1", container
             container_options = self._container_options(self.suffix, info, _clean_tags(reader.container.metadata))
             if self.sequence:   # an input sequence's frames keep their numbers; a video's count from 1, as FFmpeg's
-                container_options["start_number"] = str(reader.sequence_start or 1)
+                container_options["start_number"] = str(1 if reader.sequence_start is None else reader.sequence_start)
             self.out = av.open(target, "w", format=muxer, container_options=container_options)
         except (av.error.FFmpegError, ValueError, OSError) as e:
             raise VdeblurError(f"{self.label}: cannot create output ({getattr(e, 'strerror', None) or e})") from None
@@ -839,7 +850,7 @@ class VideoWriter:
         vout.time_base = info.time_base
         cc.flags |= av.codec.context.Flags.frame_duration   # honour frame.duration (#2241, #2335)
         cc.color_range, cc.colorspace = self.color_range, self.colorspace
-        cc.color_primaries, cc.color_trc = info.color_primaries, info.color_trc
+        cc.color_primaries, cc.color_trc = self.color_primaries, self.color_trc = info.color_primaries, info.color_trc
         if info.sample_aspect_ratio:
             cc.sample_aspect_ratio = info.sample_aspect_ratio
         if info.display_matrix is not None:
@@ -957,8 +968,11 @@ class VideoWriter:
         else:
             frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if wide else "rgb24")
         # Explicit matrix: an untagged RGB frame would otherwise be converted with BT.601 (notes 5.6).
-        return frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
-                              dst_color_range=self.dst_color_range, interpolation=INTERPOLATION, threads=1)
+        frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
+                               dst_color_range=self.dst_color_range, interpolation=INTERPOLATION, threads=1)
+        # Image encoders read these from the frame, not the stream (PNG's sRGB, gAMA and cHRM chunks).
+        frame.color_primaries, frame.color_trc = self.color_primaries, self.color_trc
+        return frame
 
     def encode_frame(self, frame: av.VideoFrame, pts: int, duration: int, time_base: Fraction) -> None:
         if self._last_pts is not None and pts <= self._last_pts:
