@@ -123,6 +123,26 @@ def test_a_failed_run_leaves_no_file_of_the_sequence(tmp_path):
         assert list(out.parent.iterdir()) == []   # neither frames nor the hidden folder they were written in
 
 
+def test_an_output_sequence_resumes_and_ends_as_one_run_would(tmp_path):
+    src = tmp_path / "in.mp4"
+    make_video(src, frames=10)
+    out = tmp_path / "out" / "f_%04d.png"
+    out.parent.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=Counting(fail_at=8), **SMALL)
+    assert kept_frames(out) == 6 and numbers(out) == []   # kept aside, none under the final names
+    second = Counting()
+    report = deblur_video(src, out, backend=second, **SMALL)
+    assert second.frames == 4 and report.frames == 10 and report.resumed_frames == 6
+    assert report.verified[0] == "10 numbered images (a sequence keeps no timestamps)"
+    whole = tmp_path / "whole" / "f_%04d.png"
+    whole.parent.mkdir()
+    deblur_video(src, whole, backend=IdentityBackend(), resume=False)
+    assert sorted(p.name for p in out.parent.iterdir()) == [f"f_{n:04d}.png" for n in range(1, 11)]
+    assert all((out.parent / name).read_bytes() == (whole.parent / name).read_bytes()
+               for name in (f"f_{n:04d}.png" for n in range(1, 11)))
+
+
 def test_a_sequence_input_resumes_into_a_video(tmp_path):
     src, _ = write_pngs(tmp_path / "in", 1, 10)
     out = tmp_path / "out.mkv"

@@ -172,9 +172,7 @@ def _temp_path(dst: Path) -> Path:
     """Beside the target (same filesystem, so the final rename is atomic), same suffix (same muxer);
     a sequence's in a hidden folder of its own."""
     if sequence.is_sequence(dst):
-        tmp = sequence.temp_pattern(dst)
-        tmp.parent.mkdir()
-        return tmp
+        return sequence.temp_pattern(dst)
     return dst.with_name(f".{dst.stem}.vdeblur-{os.getpid()}.partial{dst.suffix}")
 
 
@@ -326,8 +324,10 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     encoding = dict(codec=codec or codec_for_suffix(suffix), crf=crf, preset=preset, pix_fmt=pix_fmt)
     if compare == "side":
         encoding["size"] = output_size(compare, reader.info.width, reader.info.height)
-    resumable = resume and not from_stream and not to_stdout and not sequence.is_sequence(dst) \
-        and resume_mod.muxer_takes_global_header(dst)
+    # An image sequence's frames are whole files, so its segments are too: every format resumes that is
+    # a sequence or keeps codec headers apart from the packets.
+    resumable = resume and not from_stream and not to_stdout \
+        and (sequence.is_sequence(dst) or resume_mod.muxer_takes_global_header(dst))
     tmp = None
     writer = None
     state = None

@@ -4,7 +4,8 @@ Renders, scans and VFX plates come as one file per frame. A name with one printf
 (``%d``, ``%04d``) is a sequence: as INPUT its files are read in order from the lowest number, at
 ``--fps`` (FFmpeg's 25 when not given); as OUTPUT each frame becomes one file. An output sequence
 is written into a hidden folder beside it and moved into place when complete, so, as with a video
-file, an interrupted run leaves no partial sequence under the final names.
+file, an interrupted run leaves no partial sequence under the final names; its frames are kept in
+segments meanwhile (each frame's file is one packet), so the same command goes on after a crash.
 """
 
 from __future__ import annotations

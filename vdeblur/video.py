@@ -720,6 +720,8 @@ class VideoWriter:
                 target.name = self.path   # the muxer is still chosen by the suffix
             elif to_stdout:
                 target, muxer = "pipe:1", container
+            elif self.sequence:
+                Path(self.path).parent.mkdir(exist_ok=True)   # the hidden folder a sequence is written in
             container_options = self._container_options(self.suffix, info, _clean_tags(reader.container.metadata))
             if self.sequence:   # an input sequence's frames keep their numbers; a video's count from 1, as FFmpeg's
                 container_options["start_number"] = str(1 if reader.sequence_start is None else reader.sequence_start)
