@@ -217,3 +217,12 @@ def test_openexr_linear_light_is_read_through_the_srgb_curve_and_said(tmp_path):
         assert (frame.format.name, frame.color_trc) == ("rgb48be", 13)   # 16 bits, tagged sRGB (PNG's sRGB chunk)
         mid = frame.to_ndarray()[0, 32, 0] / 65535
     assert mid == pytest.approx(((32 / 63) ** (1 / 2.4)) * 1.055 - 0.055, abs=0.01)   # sRGB-coded, not linear 0.51
+
+
+def test_skip_existing_knows_a_written_sequence(tmp_path, capsys):
+    src, _ = write_pngs(tmp_path / "in", 1, 2)
+    out = tmp_path / "o_%04d.png"
+    (tmp_path / "o_0001.png").write_bytes(b"done earlier")
+    assert main(["deblur", str(src), "-o", str(out), "--skip-existing", "-q"]) == 0
+    assert f"{out} exists, skipped" in capsys.readouterr().err
+    assert (tmp_path / "o_0001.png").read_bytes() == b"done earlier"

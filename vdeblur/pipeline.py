@@ -693,7 +693,8 @@ def run(args) -> int:
         raise VdeblurError("--skip-existing and --overwrite contradict each other; use one")
     if args.batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {args.batch}")
-    skipped = [(src, dst) for src, dst in jobs if args.skip_existing and str(dst) != STDIO and dst.exists()]
+    skipped = [(src, dst) for src, dst in jobs if args.skip_existing and str(dst) != STDIO
+               and (sequence.numbers(dst) if sequence.is_sequence(dst) else dst.exists())]
     todo = [job for job in jobs if job not in skipped]
     for src, dst in skipped:
         print(f"vdeblur: {dst} exists, skipped", file=sys.stderr)
