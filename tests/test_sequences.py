@@ -226,3 +226,15 @@ def test_skip_existing_knows_a_written_sequence(tmp_path, capsys):
     assert main(["deblur", str(src), "-o", str(out), "--skip-existing", "-q"]) == 0
     assert f"{out} exists, skipped" in capsys.readouterr().err
     assert (tmp_path / "o_0001.png").read_bytes() == b"done earlier"
+
+
+@pytest.mark.parametrize("names,expected", [
+    ([f"f_{n:04d}.png" for n in range(1, 6)], "f_%04d.png"),
+    ([f"f_{n}.png" for n in range(1, 120)], "f_%d.png"),
+    ([f"sh010_{n}.dpx" for n in range(1001, 1004)] + ["notes.txt", "thumb_1.jpg"], "sh010_%04d.dpx"),
+])
+def test_a_folder_of_frames_is_answered_with_its_pattern(tmp_path, capsys, names, expected):
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    assert main(["deblur", str(tmp_path), "-o", str(tmp_path / "o.mp4")]) == 1
+    assert f"numbered images; to read them as one video, give the sequence: {tmp_path / expected}" in capsys.readouterr().err

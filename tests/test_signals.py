@@ -149,3 +149,24 @@ def test_outside_the_main_thread_nothing_is_installed():
     t.start()
     t.join()
     assert seen == [before]
+
+
+def test_a_signal_while_the_threads_start_is_that_signal_not_a_traceback(tmp_path, monkeypatch):
+    """SIGHUP landed inside Thread.start() once: the cleanup then joined a thread never started and
+    raised "cannot join thread before it is started" over the signal."""
+    from media import IdentityBackend
+    from vdeblur.pipeline import deblur_video
+
+    src = tmp_path / "in.mp4"
+    make_video(src, frames=3)
+    start = threading.Thread.start
+
+    def signalled_start(thread):
+        if thread.name == "vdeblur-decode":
+            raise Terminated(signal.SIGHUP)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", signalled_start)
+    with pytest.raises(Terminated):
+        deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), resume=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

@@ -537,8 +537,9 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
         writer.close()
     finally:
         stop.set()
-        decoder.join()
-        encoder.join()
+        for thread in (decoder, encoder):
+            if thread.ident is not None:   # a signal can land while start() runs: never started, nothing to join
+                thread.join()
         progress.close()
     return Report(output=writer.path, frames=writer.frames, expected_frames=reader.info.frames,
                   frames_counted=reader.info.frames_counted, expected_seconds=reader.info.seconds,
@@ -643,6 +644,10 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             found = sorted(str(p) for p in path.iterdir()
                            if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith("."))
             if not found:
+                guess = sequence.guess_pattern(path)
+                if guess and guess[1] > 1:   # a folder of frames: say how to read it as one video
+                    raise VdeblurError(f"{path}: no video files in it, but {guess[1]} numbered images; to read them "
+                                       f"as one video, give the sequence: {guess[0]}")
                 raise VdeblurError(f"{path}: no video files in it (looked for {', '.join(VIDEO_SUFFIXES)})")
             files += found
         elif not path.exists() and glob.has_magic(name):

@@ -59,6 +59,27 @@ def numbers(pattern: str | os.PathLike) -> list[int]:
     return sorted(found)
 
 
+_NUMBERED = re.compile(r"^(.*?)(\d+)(\.[A-Za-z0-9]+)$")
+
+
+def guess_pattern(folder: Path) -> tuple[Path, int] | None:
+    """The pattern of the largest run of numbered files in ``folder`` and how many it has
+    (shot_0001.png ... -> shot_%04d.png), for a message; None if there is none."""
+    groups: dict[tuple[str, str, str], int] = {}
+    for entry in os.scandir(folder):
+        m = _NUMBERED.match(entry.name)
+        if m and not entry.name.startswith(".") and entry.is_file():
+            prefix, digits, suffix = m.groups()
+            # 0007 only fits %04d; 1001 fits %04d and %d alike, and 7, 10, 100 are one %d series.
+            for width in {f"%0{len(digits)}d"} | (set() if digits.startswith("0") else {"%d"}):
+                groups[(prefix, width, suffix)] = groups.get((prefix, width, suffix), 0) + 1
+    if not groups:
+        return None
+    # The largest run; on a tie (1001-1100 fits both) the padded name, which is what was meant.
+    (prefix, width, suffix), count = max(groups.items(), key=lambda item: (item[1], item[0][1] != "%d"))
+    return folder / f"{prefix}{width}{suffix}", count
+
+
 def parse_rate(text: str | None) -> Fraction | None:
     """--fps: "25", "23.976" or "24000/1001"."""
     if text is None:
