@@ -294,6 +294,42 @@ def test_avi_empty_chunks_are_held_frames_not_truncation(tmp_path):
     assert report.frames < 30 and any("truncated" in w for w in report.warnings())
 
 
+@pytest.mark.parametrize("codec,suffix", [("libx264", ".avi"), ("mpeg2video", ".mkv"), ("mpeg2video", ".mpg"),
+                                          ("mpeg2video", ".ts"), ("libx264", ".mxf")])
+def test_containers_and_encoders_that_count_frames_get_the_input_s_times(clips, tmp_path, codec, suffix):
+    """AVI stores a frame per tick of 1/rate and MPEG-2 takes only standard rates: frames written in the
+    source's 1/12800 units came out at 0.042, 0.083, 0.085 s (AVI) or all at 0.021 s (MPEG-2 segments)."""
+    src, pts = clips["long.mp4"]   # 25 fps with AAC
+    out = tmp_path / f"o{suffix}"
+    try:
+        report = identity(src, out, codec=codec)
+    except VdeblurError as e:
+        if suffix != ".mxf":
+            raise
+        pytest.skip(f"MXF takes H.264 only in some FFmpeg builds: {e}")
+    assert report.verify_problems == [] and report.verified[0].startswith(f"{len(pts)} frames at the input's timestamps")
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        times = [sorted(float(f.time) for f in c.decode(video=0)) for c in (a, b)]
+    shift = times[1][0] - times[0][0]   # MPEG-PS and -TS start later, the whole file alike
+    assert [t + shift for t in times[0]] == pytest.approx(times[1], abs=1e-3)
+    if suffix in (".ts", ".avi", ".mkv"):   # AAC fits these
+        assert "#1 audio aac" in report.copied_streams
+
+
+def test_dnxhd_is_written_as_dnxhr_at_any_size_and_10_bit_stays_10_bit(clips, tmp_path):
+    """DNxHD's own default profile takes only broadcast sizes: "cannot start writing (Invalid argument)"."""
+    for pix_fmt, written, profile in (("yuv420p", "yuv422p", "DNXHR HQ"), ("yuv420p10le", "yuv422p10le", "DNXHR HQX")):
+        src = tmp_path / f"{pix_fmt}.mp4"
+        make_video(src, width=320, height=180, frames=3, pix_fmt=pix_fmt)
+        out = tmp_path / f"{pix_fmt}.mov"
+        assert identity(src, out, codec="dnxhd", backend=IdentityBackend(uint16=True)).frames == 3
+        with av.open(str(out)) as c:
+            cc = c.streams.video[0].codec_context
+            assert (cc.name, cc.pix_fmt, cc.profile) == ("dnxhd", written, profile)
+    with pytest.raises(VdeblurError, match="DNxHR takes frames of at least 256x120, not 64x48"):
+        identity(clips["av.mp4"][0], tmp_path / "small.mov", codec="dnxhd")
+
+
 def test_elementary_stream_without_timestamps_gets_its_frame_rate(tmp_path):
     src = tmp_path / "raw.h264"
     make_video(src, frames=10, rate=25)

@@ -361,7 +361,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         else:
             state, note = resume_mod.ResumeState.open(resume_mod.state_dir(dst), _resume_key(
                 src, dst, backend, reader, encoding, start, duration, compare))
-            if not state.check_encoder(writer.extradata, reader.info.time_base):
+            if not state.check_encoder(writer.extradata, writer.time_base):
                 note = f"{state.directory}: progress kept by another encoder version, starting over"
             if note and notify:
                 notify(note)

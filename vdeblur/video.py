@@ -44,6 +44,8 @@ KNOWN_PRESETS = {"libx264": _X26X_PRESETS, "libx264rgb": _X26X_PRESETS, "libx265
 # NVENC it is the constant-quality target "cq": without one NVENC aims at 2 Mb/s whatever the picture.
 DEFAULT_CRF = {"libx264": 18, "libx264rgb": 18, "libx265": 20, "libsvtav1": 30, "libvpx-vp9": 24,
                "h264_nvenc": 19, "hevc_nvenc": 21, "av1_nvenc": 30}
+# DNxHR, by pixel format: high quality 8-bit 4:2:2, 10-bit 4:2:2, and 4:4:4 (what editors ingest).
+DNXHR_PROFILES = {"yuv422p": "dnxhr_hq", "yuv422p10le": "dnxhr_hqx", "yuv444p10le": "dnxhr_444", "gbrp10le": "dnxhr_444"}
 # What a hardware encoder needs, by the device type FFmpeg names for it.
 _HARDWARE = {"cuda": "an NVIDIA GPU with NVENC and its driver", "qsv": "an Intel GPU with Quick Sync and its runtime",
              "amf": "an AMD GPU with its AMF runtime", "vaapi": "a VA-API device", "videotoolbox": "macOS VideoToolbox",
@@ -597,6 +599,19 @@ def _encoder(name: str) -> av.codec.Codec:
     return codec
 
 
+def constant_rate(container: av.format.ContainerFormat, codec: av.codec.Codec, rate: Fraction | None) -> Fraction | None:
+    """The frame rate to write at where frames are counted, not timed, else None (timestamps pass
+    through). AVI and the like store one frame per tick of 1/rate (a frame in source time units made
+    x264's B-frames come out at 0.042, 0.083, 0.085 s); MPEG-1/2 encoders take only their standard
+    rates, so the nearest one is used."""
+    rate = Fraction(rate or 25).limit_denominator(1001)
+    if codec.frame_rates:
+        return min((Fraction(r.numerator, r.denominator) for r in codec.frame_rates), key=lambda r: abs(r - rate))
+    if container.flags & av.format.Flags.variable_fps.value or container.name == "3gp":   # 3GP is MP4's kin
+        return None
+    return rate
+
+
 def hardware_needed(codec: av.codec.Codec) -> str | None:
     """What an encoder that runs on other hardware than the CPU needs ("an NVIDIA GPU with NVENC ..."), else None."""
     if not codec.capabilities & _HARDWARE_CAPS:
@@ -641,7 +656,7 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
         return with_alpha[0]
     # 10-bit stays 10-bit where the encoder takes it in any layout (NVENC wants the semi-planar P010,
     # PNG 16-bit RGB).
-    deep = ("yuv420p10le", "yuv420p12le", "p010le", "rgb48le", "rgb48be") if info.high_bit_depth else ()
+    deep = ("yuv420p10le", "yuv420p12le", "p010le", "yuv422p10le", "rgb48le", "rgb48be") if info.high_bit_depth else ()
     for fallback in deep + ("yuv420p",):
         if fallback in supported:
             return fallback
@@ -753,6 +768,8 @@ class VideoWriter:
                 options["x265-params"] = ":".join(filter(None, ("log-level=error", options.get("x265-params"))))
             elif enc.name == "libsvtav1":
                 os.environ.setdefault("SVT_LOG", "1")   # read when the library first logs
+            if enc.name == "dnxhd":   # its default profile takes only broadcast sizes and bitrates; DNxHR takes any
+                options["profile"] = DNXHR_PROFILES.get(self.pix_fmt, "dnxhr_hq")
             if enc.name == "mjpeg":
                 options.update(qmin="2", qmax="2")   # JPEG at q 2 (ffmpeg's -q:v 2), not the encoder's bitrate default
             vout.options = options
@@ -768,7 +785,7 @@ class VideoWriter:
                     self._keep_timecode(stream)
                     continue
                 unusable = self._unusable(stream)
-                refused = None if unusable else self._refused(stream, enc)
+                refused = None if unusable else self._refused(stream)
                 reason = unusable or refused
                 transcoder, became = self._transcoder(stream) if refused else (None, None)
                 if transcoder is not None:
@@ -793,6 +810,10 @@ class VideoWriter:
             if hardware:   # no such device is the usual cause ("Operation not permitted" from NVENC)
                 raise VdeblurError(f"{self.label}: the {enc.name} encoder did not start ({e.strerror or e}); it needs "
                                    f"{hardware}; without one, use --codec libx264, libx265 or libsvtav1") from None
+            width, height = size or (info.width, info.height)
+            if enc.name == "dnxhd" and (width < 256 or height < 120):
+                raise VdeblurError(f"{self.label}: DNxHR takes frames of at least 256x120, not {width}x{height}; "
+                                   f"use --codec prores_ks or ffv1") from None
             odd = _odd_for_chroma(self.pix_fmt, size or (info.width, info.height))
             if odd:   # x264 and x265 refuse half a chroma sample (ffmpeg: "width not divisible by 2")
                 raise VdeblurError(f"{self.label}: {enc.name} cannot write {self.pix_fmt} at {odd}; use --pix-fmt "
@@ -823,8 +844,14 @@ class VideoWriter:
         self.dropped_frames = 0
         self.dropped_packets = 0
         self._last_pts: int | None = None
+        self._last_slot: int | None = None   # the last frame's tick where the rate is fixed
         self._last_dts: dict[int, int] = {}
         self._last_video_dts: int | None = None
+
+    @property
+    def time_base(self) -> Fraction:
+        """The encoder's, which its packets' timestamps count in: the source's, or 1/rate (constant_rate)."""
+        return self.video.codec_context.time_base
 
     @property
     def extradata(self) -> bytes:
@@ -847,9 +874,13 @@ class VideoWriter:
     def _setup_video(self, vout, info: VideoInfo, source_stream, size: tuple[int, int]) -> None:
         (vout.width, vout.height), vout.pix_fmt = size, self.pix_fmt
         cc = vout.codec_context
-        # Codec tb = source tb so every pts/duration passes through exactly (VFR kept, #1959/#1090).
-        cc.time_base = info.time_base
-        vout.time_base = info.time_base
+        # Codec tb = source tb so every pts/duration passes through exactly (VFR kept, #1959/#1090),
+        # except where the container or the encoder counts frames at a fixed rate (see constant_rate).
+        self.frame_rate = constant_rate(self.out.format, cc.codec, info.rate)
+        time_base = 1 / self.frame_rate if self.frame_rate else info.time_base
+        cc.time_base = vout.time_base = time_base
+        if self.frame_rate:
+            cc.framerate = self.frame_rate
         cc.flags |= av.codec.context.Flags.frame_duration   # honour frame.duration (#2241, #2335)
         cc.color_range, cc.colorspace = self.color_range, self.colorspace
         cc.color_primaries, cc.color_trc = self.color_primaries, self.color_trc = info.color_primaries, info.color_trc
@@ -896,20 +927,14 @@ class VideoWriter:
             return "no sample rate or channel layout, damaged?"
         return None
 
-    def _refused(self, stream, video_codec: av.codec.Codec) -> str | None:
-        """Why this container cannot hold ``stream`` as it is, or None."""
-        cc = stream.codec_context
-        name = codec_name(stream)
-        known = self.out.supported_codecs
-        # Muxers with a codec table (mp4, mov, mkv) list what they take; for the others the list is
-        # not meaningful (it does not even hold the video codec), so the header write decides.
-        if video_codec.canonical_name not in known:
+    def _refused(self, stream) -> str | None:
+        """Why this container cannot hold ``stream`` as it is, or None. A trial header decides: the
+        muxers' codec tables are partial (MPEG-TS lists MPEG-2 video, not AAC, and takes both) and
+        say yes to what the header then refuses (Opus and FLAC in .mov)."""
+        if self._header_takes(stream):
             return None
-        unlisted = name not in known and (cc is None or cc.codec.canonical_name not in known)
-        if unlisted or not self._header_takes(stream):   # listed, yet refused: Opus and FLAC in .mov
-            hint = "" if self.suffix == ".mkv" else "; try .mkv"
-            return f"{name} cannot be stored in {self.suffix or 'this container'}{hint}"
-        return None
+        hint = "" if self.suffix == ".mkv" else "; try .mkv"
+        return f"{codec_name(stream)} cannot be stored in {self.suffix or 'this container'}{hint}"
 
     def _header_takes(self, stream) -> bool:
         """Whether this muxer writes a header with ``stream`` in it: a trial in memory, as the real
@@ -981,9 +1006,21 @@ class VideoWriter:
             self.dropped_frames += 1
             return
         self._last_pts = pts
+        if self.frame_rate:
+            pts, duration, time_base = self._on_the_grid(pts, duration, time_base)
         frame.pts, frame.duration, frame.time_base = pts, duration, time_base
         self._mux(self._encode(frame))
         self.frames += 1
+
+    def _on_the_grid(self, pts: int, duration: int, time_base: Fraction) -> tuple[int, int, Fraction]:
+        """A source time on the fixed rate's ticks. A faster stretch of VFR source (two frames in one
+        tick) moves the later frame to the next tick rather than losing it; time catches up after."""
+        tick = 1 / self.frame_rate
+        slot = round(pts * time_base / tick)
+        if self._last_slot is not None and slot <= self._last_slot:
+            slot = self._last_slot + 1
+        self._last_slot = slot
+        return slot, max(1, round(duration * time_base / tick)), tick
 
     def _encode(self, frame: av.VideoFrame | None) -> list:
         try:
