@@ -326,6 +326,15 @@ def test_dnxhd_is_written_as_dnxhr_at_any_size_and_10_bit_stays_10_bit(clips, tm
         with av.open(str(out)) as c:
             cc = c.streams.video[0].codec_context
             assert (cc.name, cc.pix_fmt, cc.profile) == ("dnxhd", written, profile)
+    # Untagged source: DNxHR's decoder says BT.709, so that is what the pixels are converted with;
+    # Ut Video says BT.601, which is what "unspecified" was converted with anyway.
+    src = tmp_path / "untagged.mkv"
+    make_video(src, width=320, height=180, frames=2, untagged=True)
+    for codec, suffix, matrix in (("dnxhd", ".mov", 1), ("utvideo", ".avi", 5)):
+        report = identity(src, tmp_path / f"untagged-{codec}{suffix}", codec=codec)
+        assert report.verify_problems == [], (codec, report.verify_problems)
+        with av.open(str(tmp_path / f"untagged-{codec}{suffix}")) as c:
+            assert next(c.decode(video=0)).colorspace == matrix
     with pytest.raises(VdeblurError, match="DNxHR takes frames of at least 256x120, not 64x48"):
         identity(clips["av.mp4"][0], tmp_path / "small.mov", codec="dnxhd")
 

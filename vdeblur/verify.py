@@ -203,6 +203,8 @@ def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int
             a = (*a[:3], *b[3:5], *a[5:])
         elif a[3] == 0 and b[3] == 1:     # unspecified YUV range means limited; AV1 always says it
             a = (*a[:3], 1, *a[4:])
+        if a[4] == 2 and b[4] in (5, 6):   # unspecified matrix means swscale's BT.601; Ut Video says it
+            a = (*a[:4], b[4], *a[5:])
         b = b[:8]
     if a == b:
         result.held.append("size, rotation, aspect ratio and colour tags")

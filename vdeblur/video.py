@@ -681,11 +681,14 @@ def output_colour(color_range: int, colorspace: int, source_pix_fmt: str, pix_fm
     differs. An RGB source (PNG, RGB FFV1, QuickTime Animation; tagged 0, "GBR", or untagged) written
     as YUV gets the matrix its YUV is made with, BT.709 in limited range: a copied 0 makes players
     read the YUV planes as G, B and R, and untagged YUV is guessed at. JPEG (JFIF) is BT.601 in full
-    range, whatever the source: decoders assume it."""
+    range, whatever the source: decoders assume it. DNxHR has no "unspecified" matrix (its decoder
+    says BT.709), so an untagged source is converted with BT.709 and tagged so."""
     if codec == "mjpeg":
         return 2, 5
     if (colorspace == 0 or av.VideoFormat(source_pix_fmt).is_rgb) and not av.VideoFormat(pix_fmt).is_rgb:
         return 1, 1
+    if codec == "dnxhd" and colorspace == 2:
+        return color_range, 1
     return color_range, colorspace
 
 
