@@ -214,3 +214,15 @@ def test_grey_video_becomes_420_that_players_take_with_its_tags(tmp_path):
     deblur_video(src, tmp_path / "lossless.mkv", backend=IdentityBackend(), codec="ffv1")   # archival keeps grey
     with av.open(str(tmp_path / "lossless.mkv")) as c:
         assert c.streams.video[0].codec_context.pix_fmt == "gray"
+
+
+@pytest.mark.parametrize("suffix,expected", [(".tif", "rgb24"), (".dpx", "rgb24"), (".png", "rgb24")])
+def test_a_jpeg_written_as_an_image_file_is_rgb_not_ycbcr(tmp_path, suffix, expected):
+    """TIFF takes YCbCr 4:2:0 too, and a JPEG photo came out so: few programs open that TIFF.
+    DPX's first listed format is grey."""
+    src = tmp_path / "in.jpg"
+    Image.fromarray(gradient()).save(src, quality=95)
+    out = tmp_path / f"out{suffix}"
+    report = deblur_video(src, out, backend=IdentityBackend())
+    assert report.verify_problems == []
+    assert first_frame(out).format.name == expected
