@@ -149,3 +149,18 @@ def test_a_run_stopped_under_torch_goes_on_under_onnxruntime(weights, tmp_path):
     notes = []
     report = deblur_video(src, out, backend=open_backend("onnxruntime", options), codec="ffv1", notify=notes.append, **SMALL)
     assert report.resumed_frames == 6 and notes[0].startswith("resuming after frame 6"), notes
+
+
+def test_threads_reach_onnx_runtime_and_torch(weights, capsys):
+    """--threads leaves cores to other jobs whichever backend auto picked."""
+    from vdeblur.backends import BackendOptions, open_backend
+
+    ort_backend = open_backend("onnxruntime", BackendOptions(weights=str(weights), device="cpu", threads=1))
+    assert ort_backend.describe()["cpu_threads"] == 1
+    before = torch.get_num_threads()
+    try:
+        assert open_backend("torch", BackendOptions(weights=str(weights), device="cpu", threads=1)).describe()["cpu_threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    assert main(["deblur", "in.mp4", "-o", "out.mp4", "--threads", "-1"]) == 1
+    assert "--threads must be >= 0, got -1" in capsys.readouterr().err

@@ -585,7 +585,7 @@ def run_bench(args) -> dict:
         runners = {}
         for precision in precisions:
             options = BackendOptions(weights=weights, device=args.device, precision=precision, batch=args.batch,
-                                     engine=args.engine, onnx=args.onnx, **torch_options(args))
+                                     engine=args.engine, onnx=args.onnx, threads=args.threads, **torch_options(args))
             backend = open_model_backend(args.backend, options, random_weights)
             if tile:
                 backend = TiledBackend(backend, tile, args.tile_overlap)
@@ -783,7 +783,8 @@ def register(subparsers) -> None:
     add_torch_arguments(p)
     p.add_argument("--tile", metavar="N|WxH", help="run the model on N x N or W x H tiles")
     p.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="tile overlap (default: 32)")
-    p.add_argument("--threads", type=int, default=0, metavar="T", help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=0, metavar="T",
+                   help="CPU threads for the model, torch or ONNX Runtime (default: one per core)")
     p.add_argument("--engine", metavar="PATH", help="TensorRT engine file (tensorrt backend)")
     p.add_argument("--onnx", metavar="PATH", help="ONNX model file (onnxruntime backend)")
     p.add_argument("--codec", default="libx264", help="encoder for the encode and end-to-end stages (default: libx264)")

@@ -283,7 +283,7 @@ def _progress(total: int | None, quiet: bool, done: int = 0):
 
 def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str | Backend = "auto",
                  weights: str | None = None, device: str = "auto", precision: str = "auto", batch: int = 1,
-                 compile: bool = False, compile_mode: str | None = None, fused_attention: bool = False,
+                 threads: int = 0, compile: bool = False, compile_mode: str | None = None, fused_attention: bool = False,
                  cuda_graphs: bool = False, engine: str | None = None, onnx: str | None = None,
                  tile: int | str | tuple[int, int] | None = 0, tile_overlap: int = 32, codec: str | None = None, crf: float | None = None,
                  preset: str | None = None, pix_fmt: str | None = None, start: float | None = None,
@@ -349,7 +349,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             notify(line)
         if not isinstance(backend, Backend):
             backend = owned_backend = open_backend(backend, BackendOptions(
-                weights=weights, device=device, precision=precision, batch=batch,
+                weights=weights, device=device, precision=precision, batch=batch, threads=threads,
                 compile=compile, compile_mode=compile_mode,
                 fused_attention=fused_attention, cuda_graphs=cuda_graphs, engine=engine, onnx=onnx,
                 deep_input=reader.info.high_bit_depth))
@@ -588,6 +588,8 @@ def register(subparsers) -> None:
     m.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto = fp16 on CUDA, bf16 on a CPU with AMX/AVX-512-BF16, else fp32")
     m.add_argument("--batch", type=int, default=1, metavar="N", help="frames per model call (default: 1)")
+    m.add_argument("--threads", type=int, default=0, metavar="T",
+                   help="CPU threads for the model (default: one per core); fewer leave cores to other jobs")
     add_torch_arguments(m)
     # Options of backends that are registered only (a backend added to BACKENDS brings its option).
     if "tensorrt" in BACKENDS:
@@ -698,6 +700,8 @@ def run(args) -> int:
         raise VdeblurError("--skip-existing and --overwrite contradict each other; use one")
     if args.batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {args.batch}")
+    if args.threads < 0:
+        raise VdeblurError(f"--threads must be >= 0, got {args.threads}")
     skipped = [(src, dst) for src, dst in jobs if args.skip_existing and str(dst) != STDIO
                and (sequence.numbers(dst) if sequence.is_sequence(dst) else dst.exists())]
     todo = [job for job in jobs if job not in skipped]
@@ -712,7 +716,8 @@ def run(args) -> int:
         return 0
     check_container(args.format, args.output == STDIO)
     options = dict(weights=args.weights, device=args.device, precision=args.precision, batch=args.batch,
-                   **torch_options(args), engine=getattr(args, "engine", None), onnx=getattr(args, "onnx", None))
+                   threads=args.threads, **torch_options(args), engine=getattr(args, "engine", None),
+                   onnx=getattr(args, "onnx", None))
     if len(jobs) == 1:
         src, dst = todo[0]
         return _deblur_one(args, src, dst, args.backend, options)

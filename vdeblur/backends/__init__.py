@@ -35,6 +35,7 @@ class BackendOptions:
     engine: str | None = None       # TensorRT engine path (tensorrt backend)
     onnx: str | None = None         # ONNX file (onnxruntime backend)
     deep_input: bool = False        # frames of more than 8 bits: only torch keeps them at 16 bits
+    threads: int = 0                # CPU threads for the model (torch and ONNX Runtime); 0: one per core
 
 
 # name -> "module:Class", imported lazily.

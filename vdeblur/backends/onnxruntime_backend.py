@@ -71,11 +71,13 @@ class OnnxRuntimeBackend(Backend):
             raise VdeblurError(f"{self.source}: ONNX Runtime cannot load it: {str(e).splitlines()[0]}") from None
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
+        self.threads = int(threads)
         self.fixed_size = tuple(inp.shape[1:3]) if all(isinstance(d, int) for d in inp.shape[1:3]) else None
 
     @classmethod
     def from_options(cls, options) -> "OnnxRuntimeBackend":
-        return cls(onnx=options.onnx, weights=options.weights, device=options.device, precision=options.precision)
+        return cls(onnx=options.onnx, weights=options.weights, device=options.device, precision=options.precision,
+                   threads=options.threads)
 
     @staticmethod
     def _read_file(path: str) -> tuple[bytes, dict]:
@@ -131,6 +133,7 @@ class OnnxRuntimeBackend(Backend):
             "onnx": self.source,
             "weights": self.weights or self.meta.get("weights", "shipped default"),
             "plugin_nodes": self.meta.get("plugin") == "true",
+            "cpu_threads": self.threads or "one per core",
             "onnxruntime": ort.__version__,
         }
 

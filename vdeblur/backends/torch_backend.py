@@ -75,6 +75,8 @@ class TorchBackend(Backend):
     @classmethod
     def from_options(cls, options, model: DeblurNet | None = None) -> "TorchBackend":
         """The backend for ``options``; ``model`` replaces loading ``options.weights`` (bench's random weights)."""
+        if options.threads:
+            torch.set_num_threads(options.threads)   # the process's: a CLI run has one model
         if model is None:   # refuse impossible options before the (possibly long) load
             from .. import load_model
 
