@@ -314,6 +314,9 @@ def test_containers_and_encoders_that_count_frames_get_the_input_s_times(clips, 
     assert [t + shift for t in times[0]] == pytest.approx(times[1], abs=1e-3)
     if suffix in (".ts", ".avi", ".mkv"):   # AAC fits these
         assert "#1 audio aac" in report.copied_streams
+    if suffix == ".mpg":   # MPEG-PS does not: DVD's AC-3, checked in sync on read-back
+        assert report.copied_streams == ["#1 audio aac re-encoded as ac3 448k (aac cannot be stored in .mpg)"]
+        assert "#1 audio aac: re-encoded, in sync and as long as the input's" in report.verified
 
 
 def test_dnxhd_is_written_as_dnxhr_at_any_size_and_10_bit_stays_10_bit(clips, tmp_path):

@@ -473,9 +473,10 @@ class VideoReader:
 
 
 #: Audio a container cannot hold is re-encoded rather than lost: (encoder, bit rate) by output suffix.
-#: WebM holds only Opus and Vorbis; MP4 and MOV take AAC everywhere.
+#: WebM holds only Opus and Vorbis; MP4 and MOV take AAC everywhere; MPEG-PS takes AC-3.
 AUDIO_FALLBACK = {".webm": ("libopus", 192_000), ".mp4": ("aac", 256_000), ".m4v": ("aac", 256_000),
-                  ".mov": ("aac", 256_000)}
+                  ".mov": ("aac", 256_000), ".mpg": ("ac3", 448_000), ".mpeg": ("ac3", 448_000),   # MPEG-PS: DVD's AC-3
+                  ".vob": ("ac3", 448_000)}
 
 
 class _AudioTranscoder:
