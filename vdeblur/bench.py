@@ -711,7 +711,8 @@ def format_table(r: dict) -> str:
     ]
     for p, peak in r.get("peaks", {}).items():
         ways = ", ".join(f"{k} {v:.3f}" for k, v in peak["tflops_by_method"].items())
-        lines.append(f"peak {p}: {peak['tflops']:.3f} TFLOP/s (best of: {ways})")
+        lines.append(f"peak {p}: {peak['tflops']:.3f} TFLOP/s (best of torch's: {ways}; another backend's "
+                     f"kernels can beat it)")
     for entry in r["sizes"]:
         w, h = entry["size"]
         lines += ["", f"{w}x{h} ({entry['input']})",
