@@ -319,6 +319,15 @@ def test_containers_and_encoders_that_count_frames_get_the_input_s_times(clips, 
         assert "#1 audio aac: re-encoded, in sync and as long as the input's" in report.verified
 
 
+@pytest.mark.parametrize("suffix", [".m4v", ".3gp", ".mov"])
+def test_the_mov_family_keeps_variable_frame_rate_though_its_muxers_do_not_all_say_so(clips, tmp_path, suffix):
+    """FFmpeg flags only its mp4 and mov muxers as timing each frame: .m4v (the ipod muxer) was
+    written at a fixed rate and lost a VFR source's timestamps."""
+    src, pts = clips["vfr.mp4"]
+    report = identity(src, tmp_path / f"o{suffix}")
+    assert report.verify_problems == [] and report.verified[0] == f"{len(pts)} frames at the input's timestamps"
+
+
 def test_dnxhd_is_written_as_dnxhr_at_any_size_and_10_bit_stays_10_bit(clips, tmp_path):
     """DNxHD's own default profile takes only broadcast sizes: "cannot start writing (Invalid argument)"."""
     for pix_fmt, written, profile in (("yuv420p", "yuv422p", "DNXHR HQ"), ("yuv420p10le", "yuv422p10le", "DNXHR HQX")):

@@ -600,17 +600,15 @@ def _encoder(name: str) -> av.codec.Codec:
     return codec
 
 
-def constant_rate(container: av.format.ContainerFormat, codec: av.codec.Codec, rate: Fraction | None) -> Fraction | None:
+def constant_rate(codec: av.codec.Codec, rate: Fraction | None, timed: bool) -> Fraction | None:
     """The frame rate to write at where frames are counted, not timed, else None (timestamps pass
-    through). AVI and the like store one frame per tick of 1/rate (a frame in source time units made
-    x264's B-frames come out at 0.042, 0.083, 0.085 s); MPEG-1/2 encoders take only their standard
-    rates, so the nearest one is used."""
+    through). ``timed``: the container stores each frame's time. AVI and the like store one frame per
+    tick of 1/rate (a frame in source time units made x264's B-frames come out at 0.042, 0.083,
+    0.085 s); MPEG-1/2 encoders take only their standard rates, so the nearest one is used."""
     rate = Fraction(rate or 25).limit_denominator(1001)
     if codec.frame_rates:
         return min((Fraction(r.numerator, r.denominator) for r in codec.frame_rates), key=lambda r: abs(r - rate))
-    if container.flags & av.format.Flags.variable_fps.value or container.name == "3gp":   # 3GP is MP4's kin
-        return None
-    return rate
+    return None if timed else rate
 
 
 def hardware_needed(codec: av.codec.Codec) -> str | None:
@@ -656,7 +654,7 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
     if with_alpha:   # transparency matters more than the exact format (RGBA PNG into ProRes 4444: yuva444p10le)
         return with_alpha[0]
     # 10-bit stays 10-bit where the encoder takes it in any layout (NVENC wants the semi-planar P010,
-    # PNG 16-bit RGB).
+    # DNxHR 4:2:2, QuickTime Animation 16-bit RGB).
     deep = ("yuv420p10le", "yuv420p12le", "p010le", "yuv422p10le", "rgb48le", "rgb48be") if info.high_bit_depth else ()
     for fallback in deep + ("yuv420p",):
         if fallback in supported:
@@ -818,7 +816,7 @@ class VideoWriter:
             if enc.name == "dnxhd" and (width < 256 or height < 120):
                 raise VdeblurError(f"{self.label}: DNxHR takes frames of at least 256x120, not {width}x{height}; "
                                    f"use --codec prores_ks or ffv1") from None
-            odd = _odd_for_chroma(self.pix_fmt, size or (info.width, info.height))
+            odd = _odd_for_chroma(self.pix_fmt, (width, height))
             if odd:   # x264 and x265 refuse half a chroma sample (ffmpeg: "width not divisible by 2")
                 raise VdeblurError(f"{self.label}: {enc.name} cannot write {self.pix_fmt} at {odd}; use --pix-fmt "
                                    f"yuv444p (fewer players take it), or --codec libsvtav1 (or ffv1 in .mkv), "
@@ -880,7 +878,10 @@ class VideoWriter:
         cc = vout.codec_context
         # Codec tb = source tb so every pts/duration passes through exactly (VFR kept, #1959/#1090),
         # except where the container or the encoder counts frames at a fixed rate (see constant_rate).
-        self.frame_rate = constant_rate(self.out.format, cc.codec, info.rate)
+        # The MOV family times every sample, though only FFmpeg's mp4 and mov muxers say so (not ipod's
+        # .m4v, 3gp, ismv, ...).
+        timed = bool(self.out.format.flags & av.format.Flags.variable_fps.value) or self.suffix in _MOV_SUFFIXES
+        self.frame_rate = constant_rate(cc.codec, info.rate, timed)
         time_base = 1 / self.frame_rate if self.frame_rate else info.time_base
         cc.time_base = vout.time_base = time_base
         if self.frame_rate:
@@ -892,7 +893,7 @@ class VideoWriter:
             cc.sample_aspect_ratio = info.sample_aspect_ratio
         if info.display_matrix is not None:
             vout.set_display_matrix(list(info.display_matrix))
-        if self.suffix in _MOV_SUFFIXES and vout.codec_context.codec.canonical_name == "hevc":
+        if self.suffix in _MOV_SUFFIXES and cc.codec.canonical_name == "hevc":
             # FFmpeg tags HEVC "hev1", which QuickTime, Safari and iPhones refuse to play; "hvc1"
             # (parameter sets in the header only, as an encoder with a global header writes) plays everywhere.
             cc.codec_tag = "hvc1"
