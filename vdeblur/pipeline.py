@@ -16,7 +16,7 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +25,7 @@ import numpy as np
 
 from . import resume as resume_mod
 from . import sequence
-from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, open_backend, torch_options
+from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, auto_order, open_backend, torch_options
 from .backends.multi_device import MultiDevice
 from .compare import MODES as COMPARE_MODES
 from .compare import check_mode, compose, output_size
@@ -138,14 +138,13 @@ def _check_paths(src: Path | str, dst: Path, overwrite: bool) -> None:
     hint = "give an output file name"
     if sequence.is_sequence(src):
         sequence.check_input(src)
-        if src.resolve() == dst.resolve():
-            raise VdeblurError(f"{dst}: the output would overwrite the input; choose another name")
     elif not is_stream(src):
         if not src.exists():
             raise VdeblurError(f"{src}: no such file")
-        if src.resolve() == dst.resolve() or (dst.exists() and os.path.samefile(src, dst)):
-            raise VdeblurError(f"{dst}: the output would overwrite the input; choose another name")
         hint += f" such as {dst / src.name}"
+    if not is_stream(src) and (src.resolve() == dst.resolve()
+                               or (src.exists() and dst.exists() and os.path.samefile(src, dst))):
+        raise VdeblurError(f"{dst}: the output would overwrite the input; choose another name")
     if sequence.is_sequence(dst):
         sequence.check_output(dst, overwrite)
     else:
@@ -328,13 +327,12 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     # a sequence or keeps codec headers apart from the packets.
     resumable = resume and not from_stream and not to_stdout \
         and (sequence.is_sequence(dst) or resume_mod.muxer_takes_global_header(dst))
-    tmp = None
+    tmp = None if to_stdout else _temp_path(dst)
     writer = None
     state = None
     owned_backend = None   # opened here, so closed here; a Backend passed in is the caller's
     finished = False
     try:
-        tmp = None if to_stdout else _temp_path(dst)
         # A resumable run encodes into segments first (packet_sink), and writes the file at the end.
         writer = VideoWriter(STDIO if to_stdout else dst if resumable else tmp, reader, **encoding, label=dst,
                              packet_sink=_segment_sink if resumable else None, container=container)
@@ -723,8 +721,11 @@ def run(args) -> int:
         return _deblur_one(args, src, dst, args.backend, options)
     require_pyav()
     failed = []
-    options["deep_input"] = _any_deep(todo, sequence.parse_rate(args.fps))
-    with open_backend(args.backend, BackendOptions(**options)) as backend:   # loaded (and compiled) once
+    chosen = BackendOptions(**options)
+    if args.backend == "auto" and auto_order(chosen) != auto_order(replace(chosen, deep_input=True)):
+        # Only where 10-bit input would change auto's pick is every input opened to see.
+        chosen = replace(chosen, deep_input=_any_deep(todo, sequence.parse_rate(args.fps)))
+    with open_backend(args.backend, chosen) as backend:   # loaded (and compiled) once
         for i, (src, dst) in enumerate(todo, 1):
             if not args.quiet:
                 print(f"vdeblur: [{i}/{len(todo)}] {src}", file=sys.stderr)

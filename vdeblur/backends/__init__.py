@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from ..errors import VdeblurError
 from .base import Backend
 
-__all__ = ["AUTO_ORDER", "BACKENDS", "CPU_FP32_ORDER", "auto_order", "COMPILE_MODES", "Backend", "BackendOptions", "add_torch_arguments",
-           "backend_class", "open_backend", "torch_argv", "torch_options"]
+__all__ = ["AUTO_ORDER", "BACKENDS", "COMPILE_MODES", "CPU_FP32_ORDER", "Backend", "BackendOptions", "add_torch_arguments",
+           "auto_order", "backend_class", "open_backend", "torch_argv", "torch_options"]
 
 #: ``torch.compile`` modes the torch backend offers (``--compile`` alone is "default").
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
