@@ -29,6 +29,7 @@ from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, au
 from .backends.multi_device import MultiDevice
 from .compare import MODES as COMPARE_MODES
 from .compare import check_mode, compose, output_size
+from .deinterlace import MODES as DEINTERLACE_MODES
 from .errors import VdeblurError, require_pyav
 from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, is_stream
 from .signals import describe, exit_status
@@ -41,9 +42,10 @@ _END = object()          # sentinel closing a queue
 #: Said before the first frame of an OpenEXR input.
 LINEAR_LIGHT = ("the input is OpenEXR, in linear light: it is read through the sRGB curve (values above 1.0 "
                 "clip), and the output is sRGB-coded pictures, not linear light")
-#: Said before the first frame of an interlaced input.
-INTERLACED = ("the input is interlaced: the model takes each frame as one picture, so its two fields (moments "
-              "1/50 or 1/60 s apart) are mixed; deinterlace it first (e.g. ffmpeg -vf bwdif) for a clean result")
+#: Said before the first frame of an interlaced input, deinterlaced or (--deinterlace off) not.
+DEINTERLACING = "the input is interlaced: each frame is deinterlaced (FFmpeg's bwdif, same frame rate) before the model"
+INTERLACED = ("the input is interlaced and --deinterlace is off: the model takes each frame as one picture, so "
+              "its two fields (moments 1/50 or 1/60 s apart) are mixed and moving edges come out combed")
 _QUEUE_FRAMES = 8        # frames buffered between stages (beyond one batch), ~22 MB at 720p
 
 
@@ -68,6 +70,7 @@ class Report:
     expected_seconds: float | None = None   # the length announced, and how much video was read (estimated counts)
     seconds_read: float | None = None
     held_frames: int = 0   # counted by the container, but only as "the last picture again" (AVI)
+    deinterlaced_frames: int = 0   # interlaced frames rebuilt by bwdif before the model (this run's)
     verified: list[str] = field(default_factory=list)          # what reading the file back confirmed
     verify_problems: list[str] = field(default_factory=list)   # and what it did not
 
@@ -289,7 +292,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  duration: float | None = None, overwrite: bool = False, quiet: bool = True,
                  resume: bool = True, notify=None, segment_frames: int = resume_mod.SEGMENT_FRAMES,
                  segment_seconds: float = resume_mod.SEGMENT_SECONDS, verify: bool = True,
-                 compare: str | None = None, container: str | None = None, fps: Fraction | None = None) -> Report:
+                 compare: str | None = None, container: str | None = None, fps: Fraction | None = None,
+                 deinterlace: str = "auto") -> Report:
     """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
 
     ``backend`` is a name from ``vdeblur.backends.BACKENDS`` (or "auto"), or a ready
@@ -305,6 +309,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     ``container`` (a name from :data:`vdeblur.fileio.PIPE_FORMATS`, default Matroska). Neither can be
     resumed or read back, and what reached standard output before an error stays there. Either may
     be an image sequence (``frames/%04d.png``, :mod:`vdeblur.sequence`); an input one is read at ``fps``.
+    ``deinterlace`` is a mode of :mod:`vdeblur.deinterlace` (auto: the frames flagged interlaced).
     """
     from_stream, to_stdout = is_stream(src), str(dst) == STDIO
     src, dst = (str(src) if from_stream else Path(src)), Path(dst)
@@ -318,7 +323,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     from .video import VideoReader, VideoWriter, alpha_not_kept, codec_for_suffix
 
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
-    reader = VideoReader(src, start=start, duration=duration, rate=fps)
+    reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace)
     suffix = PIPE_FORMATS[container] if to_stdout else dst.suffix.lower()
     encoding = dict(codec=codec or codec_for_suffix(suffix), crf=crf, preset=preset, pix_fmt=pix_fmt)
     if compare == "side":
@@ -339,7 +344,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         if resumable:   # the other streams join the file only at the end: its header must work now, not then
             VideoWriter(tmp, reader, **encoding, label=dst).abort()
             _discard(tmp)
-        warnings = writer.metadata_lost + ([INTERLACED] if reader.info.interlaced else []) \
+        interlaced = [INTERLACED if deinterlace == "off" else DEINTERLACING] if reader.info.interlaced else []
+        warnings = writer.metadata_lost + interlaced \
             + ([LINEAR_LIGHT] if reader.info.linear_light else [])
         drops_alpha = reader.info.alpha and not reader.info.transparent and not writer.keeps_alpha
         pix_fmt = writer.pix_fmt
@@ -358,7 +364,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             written = writer
         else:
             state, note = resume_mod.ResumeState.open(resume_mod.state_dir(dst), _resume_key(
-                src, dst, backend, reader, encoding, start, duration, compare))
+                src, dst, backend, reader, encoding, start, duration, compare, deinterlace))
             if not state.check_encoder(writer.extradata, writer.time_base):
                 note = f"{state.directory}: progress kept by another encoder version, starting over"
             if note and notify:
@@ -486,7 +492,7 @@ def _segment_sink(packets) -> None:
 
 
 def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, encoding: dict,
-                start, duration, compare: str | None = None) -> dict:
+                start, duration, compare: str | None = None, deinterlace: str = "auto") -> dict:
     """Everything that shapes the output's video: kept segments are used only under the same key.
     Device, precision, batch, compile and tile settings are left out (they change pixels by rounding
     at most): a run stopped on one machine goes on on another, or with --tile after running out of
@@ -509,7 +515,7 @@ def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, enc
     return {"input": {"path": str(src.resolve()), **identity},
             "output": {"suffix": dst.suffix.lower(), **encoding},
             "part": [start, duration], "model": model, "rgb": reader.rgb_format,
-            **({"compare": compare} if compare else {})}
+            **({"compare": compare} if compare else {}), **({"deinterlace": deinterlace} if deinterlace != "auto" else {})}
 
 
 def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool, done: int = 0,
@@ -542,6 +548,7 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
     return Report(output=writer.path, frames=writer.frames, expected_frames=reader.info.frames,
                   frames_counted=reader.info.frames_counted, expected_seconds=reader.info.seconds,
                   seconds_read=reader.seconds_read, held_frames=reader.held_frames,
+                  deinterlaced_frames=reader.deinterlaced_frames,
                   seconds=time.perf_counter() - started,
                   corrupt_packets=reader.corrupt_packets + writer.dropped_packets,
                   corrupt_frames=reader.corrupt_frames, dropped_frames=writer.dropped_frames,
@@ -611,6 +618,10 @@ def register(subparsers) -> None:
     s = p.add_argument_group("part of the input")
     s.add_argument("--start", type=float, metavar="SEC", help="start at this time (seconds)")
     s.add_argument("--duration", type=float, metavar="SEC", help="process this many seconds")
+    s.add_argument("--deinterlace", choices=DEINTERLACE_MODES, default="auto",
+                   help="auto: frames the decoder flags interlaced are deinterlaced (FFmpeg's bwdif, one frame per "
+                   "frame) before the model; tff/bff: every frame, with that field first (interlaced video flagged "
+                   "progressive); off: each frame as one picture (default: auto)")
     s.add_argument("--fps", metavar="RATE", help="frames per second of an image-sequence INPUT such as frames/%%04d.png "
                    "(25, 23.976, 24000/1001; default 25, as FFmpeg)")
     r = p.add_argument_group("resuming", "By default finished segments of video are kept in a hidden folder "
@@ -772,7 +783,8 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
             tile=args.tile, tile_overlap=args.tile_overlap, codec=args.codec, crf=args.crf, preset=args.preset,
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
             quiet=args.quiet, resume=args.resume, notify=notify, segment_seconds=args.checkpoint_minutes * 60,
-            verify=args.verify, compare=args.compare, container=args.format, fps=sequence.parse_rate(args.fps))
+            verify=args.verify, compare=args.compare, container=args.format, fps=sequence.parse_rate(args.fps),
+            deinterlace=args.deinterlace)
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
         what = "standard output ends early" if str(dst) == STDIO else f"{dst} was not written{_kept_hint(dst)}"
         print(f"vdeblur: {describe(e)}; {what}", file=sys.stderr)
@@ -785,6 +797,7 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
     if not args.quiet:
         b = report.backend
         copied = f", copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
+        copied += f", {report.deinterlaced_frames} deinterlaced" if report.deinterlaced_frames else ""
         print(f"{report.output}: {report.frames} frames in {report.seconds:.1f} s ({report.fps:.2f} fps) "
               f"with {b.get('backend', '?')} on {b.get('device', '?')} {b.get('precision', '')}{copied}",
               file=sys.stderr)

@@ -22,6 +22,7 @@ from av.subtitles.subtitle import SubtitleSet
 import numpy as np
 
 from . import sequence
+from .deinterlace import Deinterlacer, check_mode as check_deinterlace
 from .errors import VdeblurError
 from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO
 from .hdr import HDR10, WRITERS, encoder_options, read_dynamic_hdr, read_hdr10, side_data
@@ -174,11 +175,13 @@ class VideoReader:
     """
 
     def __init__(self, path: str | os.PathLike, start: float | None = None, duration: float | None = None,
-                 rate: Fraction | None = None):
+                 rate: Fraction | None = None, deinterlace: str = "auto"):
         self.path = "standard input" if str(path) == STDIO else str(path)   # the name messages give
         self._pipe = str(path) == STDIO
         if start is not None and start < 0:
             raise VdeblurError(f"--start must be >= 0, got {start}")
+        self.deinterlace = check_deinterlace(deinterlace)   # a --deinterlace mode (vdeblur.deinterlace)
+        self.deinterlaced_frames = 0   # frames delivered that bwdif rebuilt from interlaced ones
         if duration is not None and duration <= 0:
             raise VdeblurError(f"--duration must be > 0, got {duration}")
         #: An input sequence's number of the first frame read (None for a video file).
@@ -234,7 +237,7 @@ class VideoReader:
         self._shift = start is not None   # a part starts at 0; a whole file keeps its own timeline
         if start and not self._pipe:   # a pipe cannot seek: frames before start are decoded and dropped
             try:
-                c.seek(int(start / vs.time_base), stream=vs, backward=True)
+                c.seek(int(start / vs.time_base) - 1, stream=vs, backward=True)   # the frame before too (deinterlacing)
             except av.error.FFmpegError as e:
                 raise VdeblurError(f"{self.path}: cannot seek to {start} s ({e.strerror})") from None
         self._frames = self._decoded_frames()
@@ -262,7 +265,7 @@ class VideoReader:
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
             sample_aspect_ratio=cc.sample_aspect_ratio,
             display_matrix=struct.unpack("=9i", bytes(sd)) if sd is not None else None,
-            hdr10=read_hdr10(first), dynamic_hdr=read_dynamic_hdr(first), interlaced=bool(first.interlaced_frame),
+            hdr10=read_hdr10(first), dynamic_hdr=read_dynamic_hdr(first), interlaced=self.deinterlacer.saw_interlaced,
             linear_light=cc.name == "exr",
             alpha=has_alpha(fmt.name),
             transparent=has_alpha(fmt.name) and is_transparent(first.to_ndarray(format="rgba", threads=1)[..., 3]),
@@ -313,9 +316,21 @@ class VideoReader:
             return []
 
     def _decoded_frames(self) -> Iterator[av.VideoFrame]:
-        """Video frames inside [start, end), with the other streams' packets queued in ``_pending``."""
+        """Video frames inside [start, end), deinterlaced, with the other streams' packets queued in
+        ``_pending``. Frames before ``start`` are deinterlaced too: the first one kept has its neighbour."""
         self._pending: list = []
         self._video_done = False
+        self.deinterlacer = Deinterlacer(self.deinterlace)   # a fresh one after a seek
+        for frame in self.deinterlacer.process(self._all_frames()):
+            t = frame.time
+            if self._shift and t is not None and t < self.start - 1e-6:
+                continue
+            if self.end is not None and t is not None and t >= self.end - 1e-6:
+                self._video_done = True   # decoding stops; the demuxer goes on queuing the part's packets
+                continue
+            yield frame
+
+    def _all_frames(self) -> Iterator[av.VideoFrame]:
         for packet in self._demux():
             if packet.stream is not self.stream:
                 if packet.size and self._wanted(packet.pts, packet.time_base):
@@ -326,12 +341,6 @@ class VideoReader:
             for frame in self._decode(packet):
                 if frame.is_corrupt:
                     self.corrupt_frames += 1
-                t = frame.time
-                if self._shift and t is not None and t < self.start - 1e-6:
-                    continue
-                if self.end is not None and t is not None and t >= self.end - 1e-6:
-                    self._video_done = True
-                    break
                 yield frame
 
     def _demux(self):
@@ -410,8 +419,8 @@ class VideoReader:
             return
         tb = self._first.time_base or self.stream.time_base
         offset = round(self.start / tb) if self._shift else 0
-        try:
-            self.container.seek(next_pts + offset, stream=self.stream, backward=True)
+        try:   # from a keyframe before the frame, not at it: its deinterlacing needs the frame before
+            self.container.seek(next_pts + offset - 1, stream=self.stream, backward=True)
         except av.error.FFmpegError as e:
             raise VdeblurError(f"{self.path}: cannot seek back to frame {frames_done} ({e.strerror})") from None
         self.stream.codec_context.flush_buffers()
@@ -430,6 +439,7 @@ class VideoReader:
         frame = self._first
         while frame is not None:
             yield from self._drain_packets()
+            self.deinterlaced_frames += self.deinterlacer.rebuilt   # of the frame last decoded: this one
             yield self.to_rgb(frame)
             frame = next(self._frames, None)
         yield from self._drain_packets()

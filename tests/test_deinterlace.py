@@ -1,0 +1,190 @@
+"""Interlaced input: the model gets whole pictures (bwdif, one frame per frame), timing untouched."""
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from media import IdentityBackend, make_video, video_pts
+from vdeblur import VdeblurError, deblur_video
+from vdeblur.cli import main
+from vdeblur.pipeline import DEINTERLACING, INTERLACED
+from vdeblur.video import VideoReader
+
+W, H = 128, 96
+BAR = 16   # width of the bright bar
+STEP = 6   # its move per field (1/50 s)
+
+
+def moment(t: int) -> np.ndarray:
+    """The scene at field time ``t``: a bright bar on a vertical ramp (so no line equals its neighbour)."""
+    img = np.full((H, W, 3), 40, np.uint8)
+    x0 = 8 + STEP * t
+    img[:, x0:x0 + BAR] = 220
+    img[..., 1] = np.arange(H, dtype=np.uint8)[:, None] * 2
+    return img
+
+
+def woven(i: int, first_on_top: bool = True) -> np.ndarray:
+    """Frame ``i`` of interlaced video: the first field's lines show moment 2i, the other's 2i + 1."""
+    first, second = moment(2 * i), moment(2 * i + 1)
+    out = first.copy()
+    rows = slice(1, None, 2) if first_on_top else slice(0, None, 2)
+    out[rows] = second[rows]
+    return out
+
+
+def make_interlaced(path, frames=8, flag="tff", first_on_top=True, intra=False):
+    """x264 coded as interlaced with field order ``flag`` ("tff"/"bff", given to each frame by
+    FFmpeg's setfield, which libx264 follows), or (flag None) woven fields coded as progressive.
+    ``intra``: every frame a keyframe, as in DV, ProRes and broadcast I-frame-only MPEG-2."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=25, options={"crf": "4", "preset": "ultrafast",
+                                                      **({"x264-params": "interlaced=1"} if flag else {}),
+                                                      **({"g": "1"} if intra else {})})
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        s.codec_context.colorspace = s.codec_context.color_range = 1
+        graph = av.filter.Graph()
+        source = graph.add_buffer(width=W, height=H, format="yuv420p", time_base=Fraction(1, 25))
+        setfield = graph.add("setfield", flag or "prog")
+        sink = graph.add("buffersink")
+        source.link_to(setfield)
+        setfield.link_to(sink)
+        graph.configure()
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(woven(i, first_on_top), format="rgb24")
+            f = f.reformat(format="yuv420p", dst_colorspace=1, dst_color_range=1)
+            f.pts = i
+            graph.push(f)
+            f = graph.pull()
+            f.pts, f.time_base = i, Fraction(1, 25)
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    return path
+
+
+def comb(img: np.ndarray) -> float:
+    """How far each line is from the mean of its neighbours: large where fields disagree."""
+    y = img[..., 0].astype(np.float64)
+    return float(np.abs(y[1:-1] - (y[:-2] + y[2:]) / 2).mean())
+
+
+def frames_of(path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def shows_moment(img: np.ndarray, t: int) -> bool:
+    """Whether the bar sits where it was at field time t, on every line."""
+    centres = [np.flatnonzero(row > 130).mean() for row in img[..., 0]]
+    return bool(np.all(np.abs(np.array(centres) - (8 + STEP * t + (BAR - 1) / 2)) <= 2))
+
+
+@pytest.fixture(scope="module")
+def tv(tmp_path_factory):
+    return make_interlaced(tmp_path_factory.mktemp("tv") / "tv.mp4")
+
+
+def test_interlaced_frames_reach_the_model_whole_with_their_timestamps(tv, tmp_path):
+    notes = []
+    report = deblur_video(tv, tmp_path / "auto.mp4", backend=IdentityBackend(), notify=notes.append)
+    off = deblur_video(tv, tmp_path / "off.mp4", backend=IdentityBackend(), deinterlace="off")
+    assert notes == [DEINTERLACING]
+    assert (report.deinterlaced_frames, off.deinterlaced_frames) == (8, 0)
+    assert video_pts(tmp_path / "auto.mp4") == video_pts(tv)
+    assert report.verified[0] == "8 frames at the input's timestamps"
+    combed = np.mean([comb(f) for f in frames_of(tmp_path / "off.mp4")])
+    clean = np.mean([comb(f) for f in frames_of(tmp_path / "auto.mp4")])
+    assert clean < combed / 4, (clean, combed)
+    # Each frame shows its first field's moment: the bar where it was at time 2i (the first and last
+    # frames lack a neighbour to tell still parts from moving ones).
+    assert all(shows_moment(img, 2 * i) for i, img in enumerate(frames_of(tmp_path / "auto.mp4")) if 0 < i < 7)
+
+
+def test_progressive_video_is_left_as_it_is(tmp_path):
+    src = tmp_path / "p.mp4"
+    make_video(src, width=W, height=H, frames=4)
+    notes = []
+    report = deblur_video(src, tmp_path / "auto.mp4", backend=IdentityBackend(), notify=notes.append)
+    deblur_video(src, tmp_path / "off.mp4", backend=IdentityBackend(), deinterlace="off")
+    assert notes == [] and report.deinterlaced_frames == 0
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(tmp_path / "auto.mp4"), frames_of(tmp_path / "off.mp4")))
+
+
+@pytest.mark.parametrize("first_on_top", [True, False])
+def test_tff_and_bff_deinterlace_video_flagged_progressive(tmp_path, first_on_top):
+    src = make_interlaced(tmp_path / "woven.mp4", flag=None, first_on_top=first_on_top)
+    right, wrong = ("tff", "bff") if first_on_top else ("bff", "tff")
+    auto = deblur_video(src, tmp_path / "auto.mp4", backend=IdentityBackend())
+    assert auto.deinterlaced_frames == 0   # flagged progressive: auto believes the flag
+    report = deblur_video(src, tmp_path / f"{right}.mp4", backend=IdentityBackend(), deinterlace=right)
+    deblur_video(src, tmp_path / f"{wrong}.mp4", backend=IdentityBackend(), deinterlace=wrong)
+    assert report.deinterlaced_frames == 8
+    good, bad = frames_of(tmp_path / f"{right}.mp4"), frames_of(tmp_path / f"{wrong}.mp4")
+    # The right parity shows each frame's first field's moment, the wrong one the second's.
+    assert all(shows_moment(img, 2 * i) for i, img in enumerate(good) if 0 < i < 7)
+    assert all(shows_moment(img, 2 * i + 1) for i, img in enumerate(bad) if 0 < i < 7)
+    assert np.mean([comb(f) for f in good]) < np.mean([comb(f) for f in frames_of(tmp_path / "auto.mp4")]) / 4
+
+
+def test_a_part_and_a_bottom_field_first_source(tmp_path):
+    src = make_interlaced(tmp_path / "bff.mkv", flag="bff", first_on_top=False)
+    report = deblur_video(src, tmp_path / "part.mkv", backend=IdentityBackend(), start=0.12, duration=0.16)
+    out = frames_of(tmp_path / "part.mkv")
+    assert report.deinterlaced_frames == len(out) == 4
+    assert all(shows_moment(img, 2 * (k + 3)) for k, img in enumerate(out))   # frames 3..6 of the source
+
+
+def test_an_elementary_stream_that_changes_size_gets_a_new_filter(tmp_path):
+    a, b, joined = tmp_path / "a.h264", tmp_path / "b.h264", tmp_path / "ab.h264"
+    make_video(a, width=64, height=48, frames=3, options={"preset": "ultrafast", "x264-params": "interlaced=1"})
+    make_video(b, width=96, height=64, frames=3, options={"preset": "ultrafast", "x264-params": "interlaced=1"})
+    joined.write_bytes(a.read_bytes() + b.read_bytes())   # no timestamps, and a new SPS mid-stream
+    report = deblur_video(joined, tmp_path / "out.mp4", backend=IdentityBackend())
+    assert report.deinterlaced_frames == 6 and report.frames == 6
+
+
+def test_reader_counts_only_the_frames_it_delivers(tv):
+    reader = VideoReader(tv)
+    try:
+        reader.skip_to(5, video_pts(tv)[5])   # a resumed run: frames 0-4 are decoded again but not delivered
+        delivered = [item for item in reader.items() if not isinstance(item, av.Packet)]
+    finally:
+        reader.close()
+    assert len(delivered) == 3 and reader.deinterlaced_frames == 3
+    assert [d.pts for d in delivered] == video_pts(tv)[5:]
+
+
+def test_bad_mode_is_one_line(tv, tmp_path, capsys):
+    with pytest.raises(VdeblurError, match="--deinterlace must be one of auto, tff, bff, off"):
+        deblur_video(tv, tmp_path / "x.mp4", backend=IdentityBackend(), deinterlace="yadif")
+    with pytest.raises(SystemExit) as exit:
+        main(["deblur", str(tv), "-o", str(tmp_path / "y.mp4"), "--deinterlace", "odd"])
+    assert exit.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_off_says_what_it_costs(tv, tmp_path):
+    notes = []
+    deblur_video(tv, tmp_path / "off.mp4", backend=IdentityBackend(), deinterlace="off", notify=notes.append)
+    assert notes == [INTERLACED]
+
+
+def test_a_resumed_run_deinterlaces_its_first_frame_with_its_neighbour(tmp_path):
+    from test_resume import interrupted_then_resumed
+
+    src = make_interlaced(tmp_path / "intra.mkv", frames=10, intra=True)   # a seek lands on any frame
+    out, whole = tmp_path / "out.mkv", tmp_path / "whole.mkv"
+    first, second, kept, notes, report = interrupted_then_resumed(src, out, 8, codec="ffv1")
+    assert kept in (3, 6) and second.frames == report.deinterlaced_frames == 10 - kept
+    deblur_video(src, whole, backend=IdentityBackend(), codec="ffv1", resume=False)
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(out), frames_of(whole), strict=True))
+
+
+def test_a_part_deinterlaces_its_first_frame_with_the_frame_before(tmp_path):
+    src = make_interlaced(tmp_path / "intra.mkv", frames=8, intra=True)
+    deblur_video(src, tmp_path / "part.mkv", backend=IdentityBackend(), codec="ffv1", start=0.12)
+    deblur_video(src, tmp_path / "whole.mkv", backend=IdentityBackend(), codec="ffv1")
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(tmp_path / "part.mkv"), frames_of(tmp_path / "whole.mkv")[3:],
+                                                    strict=True))
