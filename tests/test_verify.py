@@ -111,3 +111,23 @@ def test_an_output_whose_video_cannot_be_read_back_is_a_problem_not_a_crash(tmp_
     make_video(src, frames=3)
     report = deblur_video(src, tmp_path / "out.ts", backend=IdentityBackend(), codec="ffv1")
     assert "picture: no frame read back" in report.verify_problems
+
+
+def test_limited_range_tagged_alone_is_not_lost_where_the_codec_cannot_say_it_alone(tmp_path):
+    # A camera's ProRes tagged "limited" with no matrix: H.264 signals range only beside a matrix,
+    # so the output says neither, which decoders read as limited: the same picture, no problem.
+    import av
+    import numpy as np
+
+    src = tmp_path / "range_only.mov"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("prores_ks", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv422p10le"
+        s.codec_context.color_range = 1
+        for i in range(2):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 40 * i, np.uint8), format="rgb24").reformat(format="yuv422p10le")
+            f.pts = i
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend())
+    assert report.verify_problems == [] and report.verified[-1] == "size, rotation, aspect ratio and colour tags"

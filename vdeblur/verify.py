@@ -201,8 +201,8 @@ def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int
         a = (width, height, a[2], *output_colour(a[3], a[4], a[8], b[8], b[9]), *a[5:8])
         if av.VideoFormat(b[8]).is_rgb:   # RGB pixels have no range or matrix (TIFF stores neither)
             a = (*a[:3], *b[3:5], *a[5:])
-        elif a[3] == 0 and b[3] == 1:     # unspecified YUV range means limited; AV1 always says it
-            a = (*a[:3], 1, *a[4:])
+        elif {a[3], b[3]} == {0, 1}:   # unspecified YUV range means limited: AV1 always says it, and
+            a = (*a[:3], b[3], *a[4:])  # H.264/HEVC say neither range nor matrix where no matrix is tagged
         if a[4] == 2 and b[4] in (5, 6):   # unspecified matrix means swscale's BT.601; Ut Video says it
             a = (*a[:4], b[4], *a[5:])
         b = b[:8]
