@@ -188,3 +188,49 @@ def test_a_part_deinterlaces_its_first_frame_with_the_frame_before(tmp_path):
     deblur_video(src, tmp_path / "whole.mkv", backend=IdentityBackend(), codec="ffv1")
     assert all(np.array_equal(a, b) for a, b in zip(frames_of(tmp_path / "part.mkv"), frames_of(tmp_path / "whole.mkv")[3:],
                                                     strict=True))
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".avi"])   # AVI counts frames at a fixed rate: 50 now
+def test_double_rate_makes_each_field_a_frame_at_its_own_moment(tv, tmp_path, suffix):
+    from vdeblur.pipeline import DOUBLING
+
+    out = tmp_path / f"fields{suffix}"
+    notes = []
+    report = deblur_video(tv, out, backend=IdentityBackend(), double_rate=True, notify=notes.append)
+    assert notes == [DOUBLING] and report.frames == report.deinterlaced_frames == report.expected_frames == 16
+    assert report.verified[0] == "16 frames at the input's timestamps" and report.warnings() == []
+    frames = frames_of(out)
+    assert all(shows_moment(img, k) for k, img in enumerate(frames) if 0 < k < 15)
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert v.average_rate == 50
+        times = [float(f.time) for f in c.decode(v)]
+    if suffix == ".mkv":   # AVI has no presentation times: FFmpeg guesses them, wrongly with B-frames
+        assert times == pytest.approx([k / 50 for k in range(16)], abs=1e-3)
+
+
+def test_double_rate_resumes_between_the_fields_of_a_frame(tmp_path):
+    from test_resume import interrupted_then_resumed
+
+    src = make_interlaced(tmp_path / "intra.mkv", frames=6, intra=True)
+    out, whole = tmp_path / "out.mkv", tmp_path / "whole.mkv"
+    first, second, kept, notes, report = interrupted_then_resumed(src, out, 8, codec="ffv1", double_rate=True)
+    assert kept in (3, 6) and second.frames == 12 - kept and report.frames == 12   # 3: after frame 1's first field
+    deblur_video(src, whole, backend=IdentityBackend(), codec="ffv1", resume=False, double_rate=True)
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(out), frames_of(whole), strict=True))
+    assert report.verified[0] == "12 frames at the input's timestamps"
+
+
+def test_double_rate_of_progressive_video_or_with_deinterlacing_off(tmp_path):
+    from vdeblur.pipeline import PROGRESSIVE
+
+    src = tmp_path / "p.mp4"
+    make_video(src, width=W, height=H, frames=4)
+    notes = []
+    report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), double_rate=True, notify=notes.append)
+    assert notes == [PROGRESSIVE] and report.frames == 4 and report.deinterlaced_frames == 0
+    with pytest.raises(VdeblurError, match="--double-rate makes one frame per field: it needs --deinterlace auto, tff or bff"):
+        deblur_video(src, tmp_path / "off.mp4", backend=IdentityBackend(), double_rate=True, deinterlace="off")
+    woven = make_interlaced(tmp_path / "woven.mp4", flag=None)   # flagged progressive, told it is not
+    report = deblur_video(woven, tmp_path / "tff.mp4", backend=IdentityBackend(), double_rate=True, deinterlace="tff")
+    assert report.frames == 16 and all(shows_moment(img, k) for k, img in enumerate(frames_of(tmp_path / "tff.mp4")) if 0 < k < 15)

@@ -3,10 +3,11 @@
 An interlaced frame holds two fields, pictures taken 1/50 or 1/60 s apart on alternate lines. The
 network takes a frame as one picture, so moving edges arrive combed and come out as stripes.
 FFmpeg's bwdif (yadif's motion-adaptive scheme with w3fdif's and cubic interpolation) rebuilds each
-frame from its first field, taking the other field's lines where nothing moves. One frame comes out per
-frame in ("send_frame"), so the frame count, the timestamps and everything keyed on them (resume
-segments, the read-back) are those of the source; each output frame keeps its source frame's
-timestamp, duration and tags.
+frame from its first field, taking the other field's lines where nothing moves. By default one frame
+comes out per frame in ("send_frame"), so the frame count, the timestamps and everything keyed on
+them (resume segments, the read-back) are those of the source; each output frame keeps its source
+frame's timestamp, duration and tags. With double rate ("send_field") each field becomes a frame:
+50i gives 50p, and the motion of every field is kept, at twice the frames to deblur.
 """
 
 from __future__ import annotations
@@ -35,29 +36,40 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def _filter_args(mode: str) -> str:
+def _filter_args(mode: str, double: bool) -> str:
     parity = "auto" if mode == "auto" else mode
-    deint = "interlaced" if mode == "auto" else "all"
-    return f"mode=send_frame:parity={parity}:deint={deint}"
+    deint = "interlaced" if mode == "auto" and not double else "all"
+    return f"mode={'send_field' if double else 'send_frame'}:parity={parity}:deint={deint}"
 
 
 class Deinterlacer:
     """Turns decoded frames into progressive ones, in order. ``rebuilt`` says whether the frame it
-    gave last was interlaced (and so rebuilt by bwdif)."""
+    gave last was rebuilt by bwdif.
 
-    def __init__(self, mode: str = "auto"):
+    With ``double_rate`` an interlaced stream (its first frame flagged, or mode tff/bff) gives one
+    frame per field, each half its source frame's duration long, in half its time base; whether it
+    does is ``doubling``, decided at the first frame, or given (a reader going on after a seek
+    keeps its first decision)."""
+
+    def __init__(self, mode: str = "auto", double_rate: bool = False, doubling: bool | None = None):
         self.mode = check_mode(mode)
+        if double_rate and mode == "off":
+            raise VdeblurError("--double-rate makes one frame per field: it needs --deinterlace auto, tff or bff")
+        self.double_rate = double_rate
+        self.doubling = doubling
         self.saw_interlaced = False   # some frame was flagged interlaced by the decoder
         self.rebuilt = False
         self._graph: av.filter.Graph | None = None
         self._shape: tuple | None = None
-        self._sources: deque = deque()   # frames pushed whose output has not come out yet
+        self._sources: deque = deque()   # [frame, rebuilt, outputs still to come] of frames pushed
 
     def process(self, decoded: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
         for frame in decoded:
             interlaced = bool(frame.interlaced_frame)
             self.saw_interlaced |= interlaced
-            if self.mode == "off" or (self._graph is None and not interlaced and self.mode == "auto"):
+            if self.doubling is None:
+                self.doubling = self.double_rate and (interlaced or self.mode != "auto")
+            if self.mode == "off" or (self._graph is None and not (interlaced or self.doubling) and self.mode == "auto"):
                 self.rebuilt = False
                 yield frame   # nothing to do yet: progressive frames before the first interlaced one
                 continue
@@ -65,7 +77,7 @@ class Deinterlacer:
             if shape != self._shape:   # a stream that changes size or format: a graph for the new one
                 yield from self._flush()
                 self._graph, self._shape = self._build(frame), shape
-            self._sources.append((frame, interlaced or self.mode != "auto"))
+            self._sources.append([frame, interlaced or self.mode != "auto" or self.doubling, 2 if self.doubling else 1])
             self._push(frame)
             yield from self._pulled()
         yield from self._flush()
@@ -76,7 +88,7 @@ class Deinterlacer:
         graph = av.filter.Graph()
         source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
                                   time_base=frame.time_base or _ANY_TIME_BASE)
-        bwdif = graph.add("bwdif", _filter_args(self.mode))
+        bwdif = graph.add("bwdif", _filter_args(self.mode, self.doubling))
         sink = graph.add("buffersink")
         source.link_to(bwdif)
         bwdif.link_to(sink)
@@ -103,7 +115,11 @@ class Deinterlacer:
                 out = self._graph.pull()
             except (av.error.BlockingIOError, av.error.EOFError):
                 return
-            source, self.rebuilt = self._sources.popleft()
+            entry = self._sources[0]
+            source, self.rebuilt = entry[0], entry[1]
+            entry[2] -= 1
+            if not entry[2]:
+                self._sources.popleft()
             yield self._restamped(out, source)
 
     def _flush(self) -> Iterator[av.VideoFrame]:
@@ -111,14 +127,20 @@ class Deinterlacer:
             return
         self._push(None)
         yield from self._pulled()
-        if self._sources:   # bwdif gives one frame per frame; anything else is a bug, not bad input
+        if self._sources:   # bwdif gives one frame per frame or field; anything else is a bug, not bad input
             raise RuntimeError(f"bwdif kept {len(self._sources)} frame(s)")
         self._graph = self._shape = None
 
-    @staticmethod
-    def _restamped(out: av.VideoFrame, source: av.VideoFrame) -> av.VideoFrame:
-        """bwdif halves the time base (room for field-rate output); give back the source's timing and tags."""
-        out.pts, out.time_base, out.duration = source.pts, source.time_base, source.duration
+    def _restamped(self, out: av.VideoFrame, source: av.VideoFrame) -> av.VideoFrame:
+        """bwdif counts in half its input's time base. One frame per frame takes back the source's
+        timing; one per field keeps bwdif's (the second field halfway to the next frame) and lasts
+        half the source frame. Either way the source's colour tags are kept."""
+        if self.doubling:
+            out.duration = source.duration   # a number of half time-base units: half the frame
+            if source.time_base is None:
+                out.time_base = None
+        else:
+            out.pts, out.time_base, out.duration = source.pts, source.time_base, source.duration
         out.color_range, out.colorspace = source.color_range, source.colorspace
         out.color_primaries, out.color_trc = source.color_primaries, source.color_trc
         return out

@@ -44,6 +44,10 @@ LINEAR_LIGHT = ("the input is OpenEXR, in linear light: it is read through the s
                 "clip), and the output is sRGB-coded pictures, not linear light")
 #: Said before the first frame of an interlaced input, deinterlaced or (--deinterlace off) not.
 DEINTERLACING = "the input is interlaced: each frame is deinterlaced (FFmpeg's bwdif, same frame rate) before the model"
+DOUBLING = ("the input is interlaced: each field is made a frame (FFmpeg's bwdif, twice the frame rate) before the "
+            "model, so there are twice the frames to deblur")
+#: Said when --double-rate has nothing to double.
+PROGRESSIVE = "--double-rate: the input is not interlaced, so its frames are left as they are"
 INTERLACED = ("the input is interlaced and --deinterlace is off: the model takes each frame as one picture, so "
               "its two fields (moments 1/50 or 1/60 s apart) are mixed and moving edges come out combed")
 _QUEUE_FRAMES = 8        # frames buffered between stages (beyond one batch), ~22 MB at 720p
@@ -293,7 +297,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  resume: bool = True, notify=None, segment_frames: int = resume_mod.SEGMENT_FRAMES,
                  segment_seconds: float = resume_mod.SEGMENT_SECONDS, verify: bool = True,
                  compare: str | None = None, container: str | None = None, fps: Fraction | None = None,
-                 deinterlace: str = "auto") -> Report:
+                 deinterlace: str = "auto", double_rate: bool = False) -> Report:
     """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
 
     ``backend`` is a name from ``vdeblur.backends.BACKENDS`` (or "auto"), or a ready
@@ -309,7 +313,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     ``container`` (a name from :data:`vdeblur.fileio.PIPE_FORMATS`, default Matroska). Neither can be
     resumed or read back, and what reached standard output before an error stays there. Either may
     be an image sequence (``frames/%04d.png``, :mod:`vdeblur.sequence`); an input one is read at ``fps``.
-    ``deinterlace`` is a mode of :mod:`vdeblur.deinterlace` (auto: the frames flagged interlaced).
+    ``deinterlace`` is a mode of :mod:`vdeblur.deinterlace` (auto: the frames flagged interlaced), and
+    ``double_rate`` makes each field of interlaced video a frame.
     """
     from_stream, to_stdout = is_stream(src), str(dst) == STDIO
     src, dst = (str(src) if from_stream else Path(src)), Path(dst)
@@ -323,7 +328,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     from .video import VideoReader, VideoWriter, alpha_not_kept, codec_for_suffix
 
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
-    reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace)
+    reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace, double_rate=double_rate)
     suffix = PIPE_FORMATS[container] if to_stdout else dst.suffix.lower()
     encoding = dict(codec=codec or codec_for_suffix(suffix), crf=crf, preset=preset, pix_fmt=pix_fmt)
     if compare == "side":
@@ -344,7 +349,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         if resumable:   # the other streams join the file only at the end: its header must work now, not then
             VideoWriter(tmp, reader, **encoding, label=dst).abort()
             _discard(tmp)
-        interlaced = [INTERLACED if deinterlace == "off" else DEINTERLACING] if reader.info.interlaced else []
+        interlaced = [INTERLACED if deinterlace == "off" else DOUBLING if reader.doubling else DEINTERLACING] \
+            if reader.info.interlaced else [PROGRESSIVE] if double_rate and not reader.doubling else []
         warnings = writer.metadata_lost + interlaced \
             + ([LINEAR_LIGHT] if reader.info.linear_light else [])
         drops_alpha = reader.info.alpha and not reader.info.transparent and not writer.keeps_alpha
@@ -373,7 +379,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             report, written = _run_in_segments(state, reader, first, backend, src=src, dst=dst, tmp=tmp,
                                                encoding=encoding, start=start, duration=duration, batch=batch,
                                                quiet=quiet, compare=compare, segment_frames=segment_frames,
-                                               segment_seconds=segment_seconds, fps=fps)
+                                               segment_seconds=segment_seconds, fps=fps,
+                                               deinterlace=(deinterlace, double_rate))
         if drops_alpha and reader.transparent_frames:   # an opaque first frame, transparent ones later
             report.transparency_lost = alpha_not_kept(pix_fmt, reader.transparent_frames)
         if tmp is not None:
@@ -383,7 +390,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             state.discard()
         report.output = "standard output" if to_stdout else str(dst)
         if verify and not (from_stream or to_stdout):   # neither can be read again
-            _read_back(report, src, dst, written, start, duration, encoding.get("size"), fps)
+            _read_back(report, src, dst, written, start, duration, encoding.get("size"), fps, reader.doubling)
         return report
     finally:
         if not finished:
@@ -400,7 +407,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
 
 def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Backend, *, src, dst: Path, tmp: Path,
                      encoding: dict, start, duration, batch: int, quiet: bool, compare: str | None,
-                     segment_frames: int, segment_seconds: float, fps: Fraction | None = None) -> tuple[Report, VideoWriter]:
+                     segment_frames: int, segment_seconds: float, fps: Fraction | None = None,
+                     deinterlace: tuple[str, bool] = ("auto", False)) -> tuple[Report, VideoWriter]:
     """A resumable run: the frames after those ``state`` kept, into segments (``first`` is the first
     one's encoder), then every kept segment and the input's other streams into ``tmp`` in one pass."""
     from .video import VideoWriter
@@ -425,7 +433,8 @@ def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Ba
             raise
     report.resumed_frames, report.frames = kept, state.frames_done
     muxing = time.perf_counter()   # the user waits for this too: it counts in the run's time
-    final = _write_kept(state, src, tmp, dst, start=start, duration=duration, encoding=encoding, fps=fps)
+    final = _write_kept(state, src, tmp, dst, start=start, duration=duration, encoding=encoding, fps=fps,
+                        deinterlace=deinterlace)
     report.copied_streams, report.skipped_streams = final.copied, final.skipped
     report.corrupt_packets += final.dropped_packets
     report.dropped_frames = state.dropped_frames
@@ -448,7 +457,7 @@ def _fit_in_memory(backend: Backend, tile, overlap: int, notify) -> Backend:
 
 
 def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start, duration, size=None,
-               rate: Fraction | None = None) -> None:
+               rate: Fraction | None = None, fields: bool = False) -> None:
     """Fill the report's verification; a file that cannot be read back is a problem, not a crash."""
     import av
 
@@ -457,7 +466,7 @@ def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start
     try:
         result = verify(src, dst, {i: s.index for i, s in written.stream_map.items()}, start=start, duration=duration,
                         frames=report.frames, damaged=bool(report.corrupt_packets or report.dropped_frames), size=size,
-                        reencoded={i: t.stream.index for i, t in written.transcoders.items()}, rate=rate)
+                        reencoded={i: t.stream.index for i, t in written.transcoders.items()}, rate=rate, fields=fields)
     except (av.error.FFmpegError, OSError, VdeblurError) as e:
         report.verify_problems = [f"{dst} could not be read back ({getattr(e, 'strerror', None) or e})"]
         return
@@ -465,11 +474,12 @@ def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start
 
 
 def _write_kept(state, src: Path, tmp: Path, dst: Path, *, start, duration, encoding: dict,
-                fps: Fraction | None = None) -> VideoWriter:
-    """``tmp`` from the kept video segments and the input's other streams, in one pass (no decoding)."""
+                fps: Fraction | None = None, deinterlace: tuple[str, bool] = ("auto", False)) -> VideoWriter:
+    """``tmp`` from the kept video segments and the input's other streams, in one pass (no decoding
+    beyond the first frames; ``deinterlace``, the mode and double rate, gives the video's timing)."""
     from .video import VideoReader, VideoWriter
 
-    reader = VideoReader(src, start=start, duration=duration, rate=fps)
+    reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace[0], double_rate=deinterlace[1])
     try:
         writer = VideoWriter(tmp, reader, **encoding, label=dst)
         try:
@@ -515,7 +525,8 @@ def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, enc
     return {"input": {"path": str(src.resolve()), **identity},
             "output": {"suffix": dst.suffix.lower(), **encoding},
             "part": [start, duration], "model": model, "rgb": reader.rgb_format,
-            **({"compare": compare} if compare else {}), **({"deinterlace": deinterlace} if deinterlace != "auto" else {})}
+            **({"compare": compare} if compare else {}), **({"deinterlace": deinterlace} if deinterlace != "auto" else {}),
+            **({"double_rate": True} if reader.doubling else {})}
 
 
 def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool, done: int = 0,
@@ -622,6 +633,9 @@ def register(subparsers) -> None:
                    help="auto: frames the decoder flags interlaced are deinterlaced (FFmpeg's bwdif, one frame per "
                    "frame) before the model; tff/bff: every frame, with that field first (interlaced video flagged "
                    "progressive); off: each frame as one picture (default: auto)")
+    s.add_argument("--double-rate", action="store_true",
+                   help="deinterlace each field into a frame: 50i becomes 50p and 59.94i 59.94p, every field's "
+                   "motion kept, at twice the frames to deblur (default: one frame per frame)")
     s.add_argument("--fps", metavar="RATE", help="frames per second of an image-sequence INPUT such as frames/%%04d.png "
                    "(25, 23.976, 24000/1001; default 25, as FFmpeg)")
     r = p.add_argument_group("resuming", "By default finished segments of video are kept in a hidden folder "
@@ -784,7 +798,7 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
             quiet=args.quiet, resume=args.resume, notify=notify, segment_seconds=args.checkpoint_minutes * 60,
             verify=args.verify, compare=args.compare, container=args.format, fps=sequence.parse_rate(args.fps),
-            deinterlace=args.deinterlace)
+            deinterlace=args.deinterlace, double_rate=args.double_rate)
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
         what = "standard output ends early" if str(dst) == STDIO else f"{dst} was not written{_kept_hint(dst)}"
         print(f"vdeblur: {describe(e)}; {what}", file=sys.stderr)

@@ -60,13 +60,14 @@ def _without_adts(data: bytes) -> bytes:
 
 def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int, int], *, start: float | None,
            duration: float | None, frames: int, damaged: bool, size: tuple[int, int] | None = None,
-           reencoded: dict[int, int] | None = None, rate: Fraction | None = None) -> Verification:
+           reencoded: dict[int, int] | None = None, rate: Fraction | None = None, fields: bool = False) -> Verification:
     """Compare ``dst`` with the part of ``src`` it was made from. ``stream_map``: input stream index ->
     output stream index of each copied stream; ``frames``: frames written; ``damaged``: the input had
     packets or frames skipped, so only counts can be compared; ``size``: the frames' (width, height)
     where it is not the input's (a side-by-side comparison); ``reencoded``: input -> output index of
     audio re-encoded to fit the container, compared by where it starts and how long it lasts; ``rate``:
-    an input image sequence's frame rate. An output image sequence keeps no time: its frames are counted."""
+    an input image sequence's frame rate; ``fields``: each input frame was made two, one per field. An
+    output image sequence keeps no time: its frames are counted."""
     reencoded = reencoded or {}
     result = Verification()
     reader = VideoReader(src, start=start, duration=duration, rate=rate if sequence.is_sequence(src) else None)
@@ -80,7 +81,7 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
                  for s in reader.container.streams}
     finally:
         reader.close()
-    source_video = _video_times(src, video_index, start, duration, rate)
+    source_video = _video_times(src, video_index, start, duration, rate, fields)
     got = {i: _Stream() for i in [0, *stream_map.values(), *reencoded.values()]}
     with _open(dst, rate) as c:
         for packet in c.demux(*[c.streams[i] for i in got]):
@@ -109,19 +110,31 @@ def _open(path, rate: Fraction | None = None):
     return av.open(str(path), **(sequence.open_options(path, rate) if sequence.is_sequence(path) else {}))
 
 
-def _video_times(src, index: int, start: float | None, duration: float | None, rate: Fraction | None = None) -> _Stream:
-    """The input's video packets inside the part, timed as the reader shifts them."""
+def _video_times(src, index: int, start: float | None, duration: float | None, rate: Fraction | None = None,
+                 fields: bool = False) -> _Stream:
+    """The input's video packets inside the part, timed as the reader shifts them; with ``fields``,
+    each frame's second field too, halfway to the next frame (after the last, as far as the one before)."""
     times = _Stream()
     offset = float(start or 0.0)
     end = offset + duration if duration is not None else None
+    every: list[float] = []   # every frame's time, the part's neighbours included
     with _open(src, rate) as c:
         for packet in c.demux(c.streams[index]):
             if not packet.size:
                 continue
             t = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else None
+            every += [t] if t is not None else []
             if t is not None and ((start is not None and t < offset - 1e-6) or (end is not None and t >= end - 1e-6)):
                 continue
             times.add(packet, offset if start is not None else 0.0)
+    if fields and every:
+        every.sort()
+        shift = offset if start is not None else 0.0
+        gaps = [b - a for a, b in zip(every, every[1:])]
+        for t, gap in zip(every, gaps + gaps[-1:] if gaps else [0.0]):
+            second = t + gap / 2
+            if (start is None or second >= offset - 1e-6) and (end is None or second < end - 1e-6):
+                times.times.append(second - shift)
     return times
 
 

@@ -175,12 +175,15 @@ class VideoReader:
     """
 
     def __init__(self, path: str | os.PathLike, start: float | None = None, duration: float | None = None,
-                 rate: Fraction | None = None, deinterlace: str = "auto"):
+                 rate: Fraction | None = None, deinterlace: str = "auto", double_rate: bool = False):
         self.path = "standard input" if str(path) == STDIO else str(path)   # the name messages give
         self._pipe = str(path) == STDIO
         if start is not None and start < 0:
             raise VdeblurError(f"--start must be >= 0, got {start}")
         self.deinterlace = check_deinterlace(deinterlace)   # a --deinterlace mode (vdeblur.deinterlace)
+        self.double_rate = double_rate
+        #: One frame per field (an interlaced stream under double_rate): decided at the first frame.
+        self.doubling: bool | None = None
         self.deinterlaced_frames = 0   # frames delivered that bwdif rebuilt from interlaced ones
         if duration is not None and duration <= 0:
             raise VdeblurError(f"--duration must be > 0, got {duration}")
@@ -250,6 +253,8 @@ class VideoReader:
             where = f" after {start} s" if start else ""
             raise VdeblurError(f"{self.path}: no decodable video frame{where} (truncated or corrupt file?)") from None
         self._first = first
+        self.doubling = bool(self.deinterlacer.doubling)
+        per_frame = 2 if self.doubling else 1   # frames out per frame in
         self.first_time = first.time or 0.0   # where the part starts (resumed runs too: skip_to comes later)
         if self.sequence_start is not None:   # a sequence's frame n has pts n - first, in 1/rate units
             self.sequence_start += first.pts or 0
@@ -257,10 +262,11 @@ class VideoReader:
         self.rgb_format = "rgb24"
         sd = side_data(first).get("DISPLAYMATRIX")
         cc = vs.codec_context
+        rate, frames = vs.average_rate or vs.guessed_rate, self._expected_frames(duration)   # of the source's frames
         self.info = VideoInfo(
             width=first.width, height=first.height, pix_fmt=fmt.name, bit_depth=_bit_depth(fmt),
-            codec=cc.name, time_base=vs.time_base, rate=vs.average_rate or vs.guessed_rate,
-            frames=self._expected_frames(duration), frames_counted=self._counted(duration), seconds=self._span(duration),
+            codec=cc.name, time_base=vs.time_base / per_frame, rate=rate * per_frame if rate else None,
+            frames=frames * per_frame if frames else None, frames_counted=self._counted(duration), seconds=self._span(duration),
             color_range=int(first.color_range), colorspace=int(first.colorspace),
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
             sample_aspect_ratio=cc.sample_aspect_ratio,
@@ -320,7 +326,7 @@ class VideoReader:
         ``_pending``. Frames before ``start`` are deinterlaced too: the first one kept has its neighbour."""
         self._pending: list = []
         self._video_done = False
-        self.deinterlacer = Deinterlacer(self.deinterlace)   # a fresh one after a seek
+        self.deinterlacer = Deinterlacer(self.deinterlace, self.double_rate, self.doubling)   # a fresh one after a seek
         for frame in self.deinterlacer.process(self._all_frames()):
             t = frame.time
             if self._shift and t is not None and t < self.start - 1e-6:
@@ -419,8 +425,9 @@ class VideoReader:
             return
         tb = self._first.time_base or self.stream.time_base
         offset = round(self.start / tb) if self._shift else 0
+        position = int((next_pts + offset) * tb / self.stream.time_base)   # one per field counts in half units
         try:   # from a keyframe before the frame, not at it: its deinterlacing needs the frame before
-            self.container.seek(next_pts + offset - 1, stream=self.stream, backward=True)
+            self.container.seek(position - 1, stream=self.stream, backward=True)
         except av.error.FFmpegError as e:
             raise VdeblurError(f"{self.path}: cannot seek back to frame {frames_done} ({e.strerror})") from None
         self.stream.codec_context.flush_buffers()
