@@ -112,19 +112,38 @@ def test_progressive_video_is_left_as_it_is(tmp_path):
 
 
 @pytest.mark.parametrize("first_on_top", [True, False])
-def test_tff_and_bff_deinterlace_video_flagged_progressive(tmp_path, first_on_top):
+def test_woven_fields_flagged_progressive_are_found_or_named(tmp_path, first_on_top):
     src = make_interlaced(tmp_path / "woven.mp4", flag=None, first_on_top=first_on_top)
     right, wrong = ("tff", "bff") if first_on_top else ("bff", "tff")
-    auto = deblur_video(src, tmp_path / "auto.mp4", backend=IdentityBackend())
-    assert auto.deinterlaced_frames == 0   # flagged progressive: auto believes the flag
+    notes = []
+    auto = deblur_video(src, tmp_path / "auto.mp4", backend=IdentityBackend(), notify=notes.append)
+    assert notes == [f"the input is flagged progressive, but its pictures are interlaced, {'top' if first_on_top else 'bottom'} "
+                     f"field first (FFmpeg's idet, first 8 frames: 7 interlaced, 0 progressive), so frames are "
+                     f"deinterlaced as --deinterlace {right} does; --deinterlace off leaves them whole"]
     report = deblur_video(src, tmp_path / f"{right}.mp4", backend=IdentityBackend(), deinterlace=right)
     deblur_video(src, tmp_path / f"{wrong}.mp4", backend=IdentityBackend(), deinterlace=wrong)
-    assert report.deinterlaced_frames == 8
+    deblur_video(src, tmp_path / "off.mp4", backend=IdentityBackend(), deinterlace="off")
+    assert auto.deinterlaced_frames == report.deinterlaced_frames == 8
     good, bad = frames_of(tmp_path / f"{right}.mp4"), frames_of(tmp_path / f"{wrong}.mp4")
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(tmp_path / "auto.mp4"), good, strict=True))
     # The right parity shows each frame's first field's moment, the wrong one the second's.
     assert all(shows_moment(img, 2 * i) for i, img in enumerate(good) if 0 < i < 7)
     assert all(shows_moment(img, 2 * i + 1) for i, img in enumerate(bad) if 0 < i < 7)
-    assert np.mean([comb(f) for f in good]) < np.mean([comb(f) for f in frames_of(tmp_path / "auto.mp4")]) / 4
+    assert np.mean([comb(f) for f in good]) < np.mean([comb(f) for f in frames_of(tmp_path / "off.mp4")]) / 4
+
+
+def test_progressive_pictures_flagged_interlaced_are_left_whole(tmp_path):
+    src = tmp_path / "psf.mp4"   # 25PsF: both fields of a frame from one moment, coded as interlaced
+    make_video(src, width=W, height=H, frames=8, options={"preset": "ultrafast", "x264-params": "interlaced=1"})
+    notes = []
+    report = deblur_video(src, tmp_path / "auto.mp4", backend=IdentityBackend(), notify=notes.append)
+    assert notes == ["the input is flagged interlaced, but its pictures are progressive (FFmpeg's idet, first 8 frames: "
+                     "7 progressive, 0 interlaced), so frames are left whole; --deinterlace tff or bff deinterlaces them anyway"]
+    deblur_video(src, tmp_path / "off.mp4", backend=IdentityBackend(), deinterlace="off")
+    assert report.deinterlaced_frames == 0
+    assert all(np.array_equal(a, b) for a, b in zip(frames_of(tmp_path / "auto.mp4"), frames_of(tmp_path / "off.mp4"), strict=True))
+    forced = deblur_video(src, tmp_path / "tff.mp4", backend=IdentityBackend(), deinterlace="tff")
+    assert forced.deinterlaced_frames == 8
 
 
 def test_a_part_and_a_bottom_field_first_source(tmp_path):
@@ -140,7 +159,7 @@ def test_an_elementary_stream_that_changes_size_gets_a_new_filter(tmp_path):
     make_video(a, width=64, height=48, frames=3, options={"preset": "ultrafast", "x264-params": "interlaced=1"})
     make_video(b, width=96, height=64, frames=3, options={"preset": "ultrafast", "x264-params": "interlaced=1"})
     joined.write_bytes(a.read_bytes() + b.read_bytes())   # no timestamps, and a new SPS mid-stream
-    report = deblur_video(joined, tmp_path / "out.mp4", backend=IdentityBackend())
+    report = deblur_video(joined, tmp_path / "out.mp4", backend=IdentityBackend(), deinterlace="bff")
     assert report.deinterlaced_frames == 6 and report.frames == 6
 
 
@@ -226,6 +245,6 @@ def test_double_rate_of_progressive_video_or_with_deinterlacing_off(tmp_path):
     assert notes == [PROGRESSIVE] and report.frames == 4 and report.deinterlaced_frames == 0
     with pytest.raises(VdeblurError, match="--double-rate makes one frame per field: it needs --deinterlace auto, tff or bff"):
         deblur_video(src, tmp_path / "off.mp4", backend=IdentityBackend(), double_rate=True, deinterlace="off")
-    woven = make_interlaced(tmp_path / "woven.mp4", flag=None)   # flagged progressive, told it is not
-    report = deblur_video(woven, tmp_path / "tff.mp4", backend=IdentityBackend(), double_rate=True, deinterlace="tff")
+    woven = make_interlaced(tmp_path / "woven.mp4", flag=None)   # flagged progressive, found out by idet
+    report = deblur_video(woven, tmp_path / "tff.mp4", backend=IdentityBackend(), double_rate=True)
     assert report.frames == 16 and all(shows_moment(img, k) for k, img in enumerate(frames_of(tmp_path / "tff.mp4")) if 0 < k < 15)

@@ -433,7 +433,7 @@ def test_webm_gets_an_encoder_it_takes_and_a_mismatch_is_one_line(tmp_path, caps
 def test_interlaced_input_is_named_before_the_first_frame(tmp_path):
     from vdeblur.pipeline import DEINTERLACING
 
-    src = tmp_path / "tv.mp4"
+    src = tmp_path / "tv.mp4"   # too short for idet to overrule the flags
     make_video(src, width=128, height=96, frames=3, options={"preset": "ultrafast", "x264-params": "interlaced=1"})
     notes = []
     deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), notify=notes.append)

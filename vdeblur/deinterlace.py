@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,8 @@ from .errors import VdeblurError
 if TYPE_CHECKING:   # PyAV is imported when frames come, so the CLI's options load without it
     import av
 
-#: --deinterlace choices: auto = the frames the decoder flags interlaced (FFmpeg's own test);
+#: --deinterlace choices: auto = the frames the decoder flags interlaced, unless idet finds the
+#: pictures clearly say otherwise (see :meth:`Detection.resolve`);
 #: tff/bff = every frame, top or bottom field first (for interlaced video flagged progressive:
 #: DV is usually bff, HD tff); off = every frame as one picture.
 MODES = ("auto", "tff", "bff", "off")
@@ -35,6 +37,78 @@ def check_mode(mode: str) -> str:
         raise VdeblurError(f"--deinterlace must be one of {', '.join(MODES)}, got {mode!r}")
     return mode
 
+
+#: Frames FFmpeg's idet looks at before a run (from the part's start), and the votes it takes, and
+#: the margin over the other side, for the pictures to overrule the stream's flags.
+DETECT_FRAMES = 100
+CLEAR_VOTES = 5
+CLEAR_MARGIN = 3
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What the flags and the pictures say: idet's multi-frame verdicts (undetermined ones left out)."""
+
+    flagged: bool   # the decoder flags the first frame interlaced
+    tff: int
+    bff: int
+    progressive: int
+    frames: int     # frames looked at
+
+    def resolve(self) -> tuple[str, str | None]:
+        """The mode "auto" means for this input, and the line that says so where the pictures
+        overrule the flags: progressive content in an interlaced stream (25PsF, AVCHD 25p) is left
+        whole, and woven fields flagged progressive (captures, CCTV exports) are deinterlaced."""
+        woven = self.tff + self.bff
+        seen = f"FFmpeg's idet, first {self.frames} frames"
+        if self.flagged and self.progressive >= CLEAR_VOTES and self.progressive >= CLEAR_MARGIN * woven:
+            return "off", (f"the input is flagged interlaced, but its pictures are progressive ({seen}: "
+                           f"{self.progressive} progressive, {woven} interlaced), so frames are left whole; "
+                           "--deinterlace tff or bff deinterlaces them anyway")
+        if not self.flagged and woven >= CLEAR_VOTES and woven >= CLEAR_MARGIN * self.progressive:
+            order = "tff" if self.tff >= self.bff else "bff"
+            return order, (f"the input is flagged progressive, but its pictures are interlaced, "
+                           f"{'top' if order == 'tff' else 'bottom'} field first ({seen}: {woven} interlaced, "
+                           f"{self.progressive} progressive), so frames are deinterlaced as --deinterlace {order} "
+                           "does; --deinterlace off leaves them whole")
+        return "auto", None
+
+
+def detect(frames: Iterator[av.VideoFrame], limit: int = DETECT_FRAMES) -> Detection | None:
+    """Run idet over the first ``limit`` of ``frames`` (up to a change of size); None if it cannot."""
+    import av
+
+    graph, first, last, count = None, None, None, 0
+    try:
+        for frame in frames:
+            if first is None:
+                first = frame
+                graph = av.filter.Graph()
+                source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                                          time_base=frame.time_base or _ANY_TIME_BASE)
+                idet, sink = graph.add("idet"), graph.add("buffersink")
+                source.link_to(idet)
+                idet.link_to(sink)
+                graph.configure()
+            elif (frame.width, frame.height, frame.format.name) != (first.width, first.height, first.format.name):
+                break
+            graph.push(frame)
+            count += 1
+            try:
+                last = graph.pull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                pass
+            if count >= limit:
+                break
+    except av.error.FFmpegError:
+        return None
+    if last is None:
+        return None
+    prefix = "lavfi.idet.multiple."
+    votes = {k[len(prefix):]: round(float(v)) for k, v in last.metadata.items() if k.startswith(prefix)
+             and k[len(prefix):] in ("tff", "bff", "progressive")}
+    return Detection(bool(first.interlaced_frame), votes.get("tff", 0), votes.get("bff", 0),
+                     votes.get("progressive", 0), count)
 
 def _filter_args(mode: str, double: bool) -> str:
     parity = "auto" if mode == "auto" else mode

@@ -328,6 +328,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     from .video import VideoReader, VideoWriter, alpha_not_kept, codec_for_suffix
 
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
+    deinterlace, detected = _interlacing(src, start, duration, fps, deinterlace, from_stream)
     reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace, double_rate=double_rate)
     suffix = PIPE_FORMATS[container] if to_stdout else dst.suffix.lower()
     encoding = dict(codec=codec or codec_for_suffix(suffix), crf=crf, preset=preset, pix_fmt=pix_fmt)
@@ -349,7 +350,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         if resumable:   # the other streams join the file only at the end: its header must work now, not then
             VideoWriter(tmp, reader, **encoding, label=dst).abort()
             _discard(tmp)
-        interlaced = [INTERLACED if deinterlace == "off" else DOUBLING if reader.doubling else DEINTERLACING] \
+        interlaced = [detected] if detected else \
+            [INTERLACED if deinterlace == "off" else DOUBLING if reader.doubling else DEINTERLACING] \
             if reader.info.interlaced else [PROGRESSIVE] if double_rate and not reader.doubling else []
         warnings = writer.metadata_lost + interlaced \
             + ([LINEAR_LIGHT] if reader.info.linear_light else [])
@@ -403,6 +405,23 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         reader.close()
         if owned_backend is not None:
             owned_backend.close()
+
+
+def _interlacing(src, start, duration, fps, mode: str, from_stream: bool) -> tuple[str, str | None]:
+    """The --deinterlace mode to run: "auto" is settled by FFmpeg's idet on the first frames where the
+    pictures clearly contradict the flags (a stream, read once, and a sequence keep the flags); and
+    the line that says so."""
+    from .deinterlace import detect
+    from .video import VideoReader
+
+    if mode != "auto" or from_stream or sequence.is_sequence(src):
+        return mode, None
+    reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace="off")
+    try:
+        detection = detect(reader.video_frames())
+    finally:
+        reader.close()
+    return detection.resolve() if detection else (mode, None)
 
 
 def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Backend, *, src, dst: Path, tmp: Path,
