@@ -144,6 +144,8 @@ def test_progressive_pictures_flagged_interlaced_are_left_whole(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(frames_of(tmp_path / "auto.mp4"), frames_of(tmp_path / "off.mp4"), strict=True))
     forced = deblur_video(src, tmp_path / "tff.mp4", backend=IdentityBackend(), deinterlace="tff")
     assert forced.deinterlaced_frames == 8
+    doubled = deblur_video(src, tmp_path / "double.mp4", backend=IdentityBackend(), double_rate=True)   # nothing to double
+    assert (doubled.frames, doubled.deinterlaced_frames) == (8, 0)
 
 
 def test_a_part_and_a_bottom_field_first_source(tmp_path):

@@ -110,6 +110,7 @@ def detect(frames: Iterator[av.VideoFrame], limit: int = DETECT_FRAMES) -> Detec
     return Detection(bool(first.interlaced_frame), votes.get("tff", 0), votes.get("bff", 0),
                      votes.get("progressive", 0), count)
 
+
 def _filter_args(mode: str, double: bool) -> str:
     parity = "auto" if mode == "auto" else mode
     deint = "interlaced" if mode == "auto" and not double else "all"
@@ -127,8 +128,6 @@ class Deinterlacer:
 
     def __init__(self, mode: str = "auto", double_rate: bool = False, doubling: bool | None = None):
         self.mode = check_mode(mode)
-        if double_rate and mode == "off":
-            raise VdeblurError("--double-rate makes one frame per field: it needs --deinterlace auto, tff or bff")
         self.double_rate = double_rate
         self.doubling = doubling
         self.saw_interlaced = False   # some frame was flagged interlaced by the decoder
@@ -142,7 +141,7 @@ class Deinterlacer:
             interlaced = bool(frame.interlaced_frame)
             self.saw_interlaced |= interlaced
             if self.doubling is None:
-                self.doubling = self.double_rate and (interlaced or self.mode != "auto")
+                self.doubling = self.double_rate and self.mode != "off" and (interlaced or self.mode != "auto")
             if self.mode == "off" or (self._graph is None and not (interlaced or self.doubling) and self.mode == "auto"):
                 self.rebuilt = False
                 yield frame   # nothing to do yet: progressive frames before the first interlaced one

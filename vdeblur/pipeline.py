@@ -313,8 +313,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     ``container`` (a name from :data:`vdeblur.fileio.PIPE_FORMATS`, default Matroska). Neither can be
     resumed or read back, and what reached standard output before an error stays there. Either may
     be an image sequence (``frames/%04d.png``, :mod:`vdeblur.sequence`); an input one is read at ``fps``.
-    ``deinterlace`` is a mode of :mod:`vdeblur.deinterlace` (auto: the frames flagged interlaced), and
-    ``double_rate`` makes each field of interlaced video a frame.
+    ``deinterlace`` is a mode of :mod:`vdeblur.deinterlace` (auto: as the frames are flagged, unless
+    FFmpeg's idet clearly finds otherwise), and ``double_rate`` makes each field of interlaced video a frame.
     """
     from_stream, to_stdout = is_stream(src), str(dst) == STDIO
     src, dst = (str(src) if from_stream else Path(src)), Path(dst)
@@ -328,6 +328,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     from .video import VideoReader, VideoWriter, alpha_not_kept, codec_for_suffix
 
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
+    if double_rate and deinterlace == "off":
+        raise VdeblurError("--double-rate makes one frame per field: it needs --deinterlace auto, tff or bff")
     deinterlace, detected = _interlacing(src, start, duration, fps, deinterlace, from_stream)
     reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace, double_rate=double_rate)
     suffix = PIPE_FORMATS[container] if to_stdout else dst.suffix.lower()
@@ -350,10 +352,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         if resumable:   # the other streams join the file only at the end: its header must work now, not then
             VideoWriter(tmp, reader, **encoding, label=dst).abort()
             _discard(tmp)
-        interlaced = [detected] if detected else \
-            [INTERLACED if deinterlace == "off" else DOUBLING if reader.doubling else DEINTERLACING] \
-            if reader.info.interlaced else [PROGRESSIVE] if double_rate and not reader.doubling else []
-        warnings = writer.metadata_lost + interlaced \
+        warnings = writer.metadata_lost + _interlacing_lines(reader, deinterlace, double_rate, detected) \
             + ([LINEAR_LIGHT] if reader.info.linear_light else [])
         drops_alpha = reader.info.alpha and not reader.info.transparent and not writer.keeps_alpha
         pix_fmt = writer.pix_fmt
@@ -422,6 +421,15 @@ def _interlacing(src, start, duration, fps, mode: str, from_stream: bool) -> tup
     finally:
         reader.close()
     return detection.resolve() if detection else (mode, None)
+
+
+def _interlacing_lines(reader: VideoReader, mode: str, double_rate: bool, detected: str | None) -> list[str]:
+    """What is said before the first frame about interlacing: what was found, or what is done."""
+    if detected:
+        return [detected]
+    if reader.info.interlaced:
+        return [INTERLACED if mode == "off" else DOUBLING if reader.doubling else DEINTERLACING]
+    return [PROGRESSIVE] if double_rate and not reader.doubling else []
 
 
 def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Backend, *, src, dst: Path, tmp: Path,
