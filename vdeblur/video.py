@@ -493,7 +493,27 @@ class VideoReader:
 #: WebM holds only Opus and Vorbis; MP4 and MOV take AAC everywhere; MPEG-PS takes AC-3.
 AUDIO_FALLBACK = {".webm": ("libopus", 192_000), ".mp4": ("aac", 256_000), ".m4v": ("aac", 256_000),
                   ".mov": ("aac", 256_000), ".mpg": ("ac3", 448_000), ".mpeg": ("ac3", 448_000),   # MPEG-PS: DVD's AC-3
-                  ".vob": ("ac3", 448_000)}
+                  ".vob": ("ac3", 448_000), ".ts": ("aac", 256_000),
+                  ".m2ts": ("ac3", 448_000), ".mts": ("ac3", 448_000)}   # Blu-ray's and AVCHD's AC-3
+
+#: Audio and subtitle codecs the MPEG-TS and MPEG-PS demuxers read back as what they are. Their
+#: muxers take more, and write PCM, FLAC, ALAC or text subtitles as streams that come back as "data"
+#: (TS) or not at all (PS): copied bit for bit, and used by no player.
+_TS_READABLE = {"aac", "aac_latm", "ac3", "eac3", "mp2", "mp3", "opus", "dts", "truehd", "dvb_subtitle", "dvb_teletext"}
+_PS_READABLE = {"mp2", "mp3", "ac3", "dts", "pcm_dvd", "dvd_subtitle"}
+_READABLE = {".ts": _TS_READABLE, ".m2ts": _TS_READABLE | {"pcm_bluray", "hdmv_pgs_subtitle"},
+             ".mts": _TS_READABLE | {"pcm_bluray", "hdmv_pgs_subtitle"},
+             ".mpg": _PS_READABLE, ".mpeg": _PS_READABLE, ".vob": _PS_READABLE}
+
+
+#: Layouts by channel count where an encoder takes only some: Opus's surround (Vorbis order, so 5.1 with
+#: back, not side, channels), and AC-3's 5.1 at most.
+_ENCODER_LAYOUTS = {"libopus": {3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"},
+                    "ac3": {7: "5.1", 8: "5.1"}}
+
+
+#: FFmpeg's default layout for a channel count, for audio that names no speakers.
+_USUAL_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0(side)", 6: "5.1(side)", 7: "6.1", 8: "7.1"}
 
 
 class _AudioTranscoder:
@@ -503,10 +523,13 @@ class _AudioTranscoder:
         self.decoder = av.CodecContext.create(source.codec_context.name, "r")
         self.decoder.extradata = source.codec_context.extradata
         self.decoder.sample_rate, self.decoder.layout = source.codec_context.sample_rate, source.codec_context.layout
-        rate = source.codec_context.sample_rate
-        if encoder == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
-            rate = 48000   # the rates Opus takes; PyAV resamples on encode
-        self.stream = out.add_stream(encoder, rate=rate, layout=source.codec_context.layout.name)
+        rate, layout = source.codec_context.sample_rate, source.codec_context.layout
+        rates = av.Codec(encoder, "w").audio_rates
+        if rates and rate not in rates:   # AC-3 takes 32-48 kHz, Opus 8-48 kHz; PyAV resamples on encode
+            rate = 48000 if 48000 in rates else max(rates)
+        name = layout.name   # "1 channels" where no speaker order is given (an AVI's WAVEFORMATEX): FFmpeg's usual one
+        name = _USUAL_LAYOUTS.get(layout.nb_channels, name) if name.endswith(" channels") else name
+        self.stream = out.add_stream(encoder, rate=rate, layout=_ENCODER_LAYOUTS.get(encoder, {}).get(layout.nb_channels, name))
         self.stream.bit_rate = bit_rate
         _label_like(self.stream, source)
 
@@ -953,9 +976,13 @@ class VideoWriter:
         """Why this container cannot hold ``stream`` as it is, or None. A trial header decides: the
         muxers' codec tables are partial (MPEG-TS lists MPEG-2 video, not AAC, and takes both) and
         say yes to what the header then refuses (Opus and FLAC in .mov)."""
+        hint = "" if self.suffix == ".mkv" else "; try .mkv"
+        readable = _READABLE.get(self.suffix)
+        if readable is not None and stream.type in ("audio", "subtitle") \
+                and stream.codec_context.codec.canonical_name not in readable:
+            return f"{codec_name(stream)} cannot be stored in {self.suffix} so that players find it{hint}"
         if self._header_takes(stream):
             return None
-        hint = "" if self.suffix == ".mkv" else "; try .mkv"
         return f"{codec_name(stream)} cannot be stored in {self.suffix or 'this container'}{hint}"
 
     def _header_takes(self, stream) -> bool:
