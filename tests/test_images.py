@@ -60,6 +60,19 @@ def test_rgb_video_written_as_444_yuv_is_not_read_as_gbr(tmp_path):
             assert np.abs(x.to_ndarray(format="rgb24").astype(int) - y.to_ndarray(format="rgb24").astype(int)).mean() < 1.0
 
 
+@pytest.mark.parametrize("suffix", [".tif", ".png", ".dpx"])
+def test_a_bmp_becomes_an_rgb_image_file(tmp_path, suffix):
+    # BMP decodes as BGR, which the TIFF, PNG and DPX encoders lack: it was written as YCbCr 4:2:0 TIFF.
+    src = tmp_path / "scan.bmp"
+    Image.fromarray(gradient()).save(src)
+    out = tmp_path / f"out{suffix}"
+    report = deblur_video(src, out, backend=IdentityBackend())
+    assert not report.verify_problems
+    frame = first_frame(out)
+    assert av.VideoFormat(frame.format.name).is_rgb
+    assert np.array_equal(frame.to_ndarray(format="rgb24"), gradient())
+
+
 def test_16_bit_png_stays_16_bit(tmp_path):
     wide = (np.random.default_rng(0).random((40, 60, 3)) * 65535).astype(np.uint16)
     src = tmp_path / "wide.png"

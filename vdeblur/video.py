@@ -681,9 +681,11 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
         # 4:0:0 H.264/HEVC plays in few players (browsers and phones refuse it), and x264 writes no
         # colour tags for it; grey pictures in 4:2:0 look the same everywhere.
         wanted = "yuv420p10le" if info.high_bit_depth else "yuv420p"
-    if codec.name in ("png", "tiff", "dpx") and (wanted == "pal8" or not av.VideoFormat(wanted).is_rgb) \
+    if codec.name in ("png", "tiff", "dpx") and (wanted == "pal8" or not av.VideoFormat(wanted).is_rgb
+                                                 or (supported and wanted not in supported)) \
             and not wanted.startswith(("gray", "ya")):
-        # Image files are RGB to the programs that open them (few read a YCbCr TIFF; DPX has no 4:2:0).
+        # Image files are RGB to the programs that open them (few read a YCbCr TIFF; DPX has no 4:2:0),
+        # an RGB layout the encoder lacks (a BMP's BGR) included.
         deep = ("rgba64le", "rgba64be") if info.alpha else ("rgb48le", "rgb48be")
         for fmt in (deep if info.high_bit_depth else ()) + (("rgba",) if info.alpha else ("rgb24",)):
             if fmt in supported:
