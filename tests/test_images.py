@@ -30,6 +30,7 @@ def photo(tmp_path):
 @pytest.mark.parametrize("suffix,kind,tags,worst", [
     (".png", "png", None, 0), (".tif", "tiff", None, 0),
     (".jpg", "mjpeg", (2, 5), 2.0),   # JFIF: BT.601, full range
+    (".webp", "webp", (1, 5), 2.0),   # lossy WebP is VP8: BT.601, limited range
     (".mp4", "h264", (1, 1), 3.0),    # an RGB source as YUV video: BT.709, limited
     (".mkv", "ffv1", (1, 1), 3.0),   # given as --codec
 ])

@@ -618,7 +618,7 @@ def register(subparsers) -> None:
                    "- reads standard input, and a URL (http://, rtsp://, srt://, ...) a stream")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                    help="file to write, its suffix picking the container (.mp4, .mkv, .mov); or a directory; "
-                        "an image sequence such as out/%%04d.png (.png, .tif, .dpx, .jpg; numbered as an input "
+                        "an image sequence such as out/%%04d.png (.png, .tif, .dpx, .jpg, .webp; numbered as an input "
                         "sequence's frames, else from 1); - writes standard output (Matroska, or --format)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
     p.add_argument("--skip-existing", action="store_true",

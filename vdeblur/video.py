@@ -56,7 +56,8 @@ _HARDWARE_CAPS = av.codec.codec.Capabilities.hardware.value | av.codec.codec.Cap
 
 #: Still-image outputs (a deblurred photo, or each frame of an image sequence): PNG, TIFF and DPX keep
 #: 16 bits, JPEG is written at q 2.
-IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "mjpeg", ".jpeg": "mjpeg", ".dpx": "dpx"}
+IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "mjpeg", ".jpeg": "mjpeg", ".dpx": "dpx",
+                ".webp": "libwebp"}
 
 
 def codec_for_suffix(suffix: str) -> str:
@@ -722,10 +723,13 @@ def output_colour(color_range: int, colorspace: int, source_pix_fmt: str, pix_fm
     differs. An RGB source (PNG, RGB FFV1, QuickTime Animation; tagged 0, "GBR", or untagged) written
     as YUV gets the matrix its YUV is made with, BT.709 in limited range: a copied 0 makes players
     read the YUV planes as G, B and R, and untagged YUV is guessed at. JPEG (JFIF) is BT.601 in full
-    range, whatever the source: decoders assume it. DNxHR has no "unspecified" matrix (its decoder
+    range, whatever the source: decoders assume it; lossy WebP (VP8) BT.601 in limited range, which its
+    decoders assume too. DNxHR has no "unspecified" matrix (its decoder
     says BT.709), so an untagged source is converted with BT.709 and tagged so."""
     if codec == "mjpeg":
         return 2, 5
+    if codec in ("libwebp", "libwebp_anim", "webp"):   # lossy WebP is VP8 (decoder "webp"): BT.601, limited range
+        return 1, 5
     if (colorspace == 0 or av.VideoFormat(source_pix_fmt).is_rgb) and not av.VideoFormat(pix_fmt).is_rgb:
         return 1, 1
     if codec == "dnxhd" and colorspace == 2:
@@ -816,6 +820,8 @@ class VideoWriter:
                 options["profile"] = DNXHR_PROFILES.get(self.pix_fmt, "dnxhr_hq")
             if enc.name == "mjpeg":
                 options.update(qmin="2", qmax="2")   # JPEG at q 2 (ffmpeg's -q:v 2), not the encoder's bitrate default
+            elif enc.name in ("libwebp", "libwebp_anim") and "quality" not in options:
+                options["quality"] = "95"   # as JPEG's q 2; libwebp's own default, 75, blurs fine detail again
             vout.options = options
             self._setup_video(vout, info, reader.stream, size or (info.width, info.height))
             self.copied: list[str] = []
