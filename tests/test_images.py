@@ -240,3 +240,13 @@ def test_a_jpeg_written_as_an_image_file_is_rgb_not_ycbcr(tmp_path, suffix, expe
     report = deblur_video(src, out, backend=IdentityBackend())
     assert report.verify_problems == []
     assert first_frame(out).format.name == expected
+
+
+def test_an_animated_webp_is_named_not_called_corrupt(tmp_path):
+    from vdeblur import VdeblurError
+
+    src = tmp_path / "anim.webp"
+    frames = [Image.fromarray(np.roll(gradient(48, 64), 4 * i, axis=1)) for i in range(3)]
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=40)
+    with pytest.raises(VdeblurError, match="an animated WebP, which this FFmpeg cannot decode"):
+        deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend())

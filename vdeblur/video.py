@@ -158,6 +158,16 @@ def _bit_depth(fmt: av.VideoFormat) -> int:
     return max(c.bits for c in fmt.components) if fmt.components else 8
 
 
+def _animated_webp(path: str) -> bool:
+    """A RIFF WebP with an animation chunk (ANIM comes right after the VP8X header)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP" and b"ANIM" in head
+
+
 def prepare_decoder(stream) -> None:
     """Decoder settings for every reader of a video stream, the read-back's included."""
     stream.thread_type = "AUTO"   # frame + slice threads: 496 -> 721 fps decode at 720p (notes 5.1)
@@ -252,6 +262,9 @@ class VideoReader:
             if start and length is not None and start >= length:
                 raise VdeblurError(f"--start {start:g} is past the end of {self.path} ({length:.2f} s long)") from None
             where = f" after {start} s" if start else ""
+            if _animated_webp(self.path):
+                raise VdeblurError(f"{self.path}: an animated WebP, which this FFmpeg cannot decode (it reads still WebP "
+                                   f"only); convert it to a video or to numbered images first") from None
             raise VdeblurError(f"{self.path}: no decodable video frame{where} (truncated or corrupt file?)") from None
         self._first = first
         self.doubling = bool(self.deinterlacer.doubling)
