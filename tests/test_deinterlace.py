@@ -89,7 +89,7 @@ def test_interlaced_frames_reach_the_model_whole_with_their_timestamps(tv, tmp_p
     notes = []
     report = deblur_video(tv, tmp_path / "auto.mp4", backend=IdentityBackend(), notify=notes.append)
     off = deblur_video(tv, tmp_path / "off.mp4", backend=IdentityBackend(), deinterlace="off")
-    assert notes == [DEINTERLACING]
+    assert notes == [DEINTERLACING.replace("interlaced:", "interlaced, top field first as FFmpeg's idet finds:")]
     assert (report.deinterlaced_frames, off.deinterlaced_frames) == (8, 0)
     assert video_pts(tmp_path / "auto.mp4") == video_pts(tv)
     assert report.verified[0] == "8 frames at the input's timestamps"
@@ -213,7 +213,8 @@ def test_double_rate_makes_each_field_a_frame_at_its_own_moment(tv, tmp_path, su
     out = tmp_path / f"fields{suffix}"
     notes = []
     report = deblur_video(tv, out, backend=IdentityBackend(), double_rate=True, notify=notes.append)
-    assert notes == [DOUBLING] and report.frames == report.deinterlaced_frames == report.expected_frames == 16
+    assert notes == [DOUBLING.replace("interlaced:", "interlaced, top field first as FFmpeg's idet finds:")]
+    assert report.frames == report.deinterlaced_frames == report.expected_frames == 16
     assert report.verified[0] == "16 frames at the input's timestamps" and report.warnings() == []
     frames = frames_of(out)
     assert all(shows_moment(img, k) for k, img in enumerate(frames) if 0 < k < 15)
@@ -250,3 +251,13 @@ def test_double_rate_of_progressive_video_or_with_deinterlacing_off(tmp_path):
     woven = make_interlaced(tmp_path / "woven.mp4", flag=None)   # flagged progressive, found out by idet
     report = deblur_video(woven, tmp_path / "tff.mp4", backend=IdentityBackend(), double_rate=True)
     assert report.frames == 16 and all(shows_moment(img, k) for k, img in enumerate(frames_of(tmp_path / "tff.mp4")) if 0 < k < 15)
+
+
+def test_the_field_order_the_pictures_show_beats_the_flags(tmp_path):
+    # Top field first pictures flagged bottom first (a capture tagged wrong): played by the flags,
+    # double rate would show each pair of fields backwards.
+    src = make_interlaced(tmp_path / "wrong.mkv", flag="bff", first_on_top=True)
+    notes = []
+    report = deblur_video(src, tmp_path / "out.mkv", backend=IdentityBackend(), double_rate=True, notify=notes.append)
+    assert notes[0].startswith("the input is interlaced, top field first as FFmpeg's idet finds:")
+    assert report.frames == 16 and all(shows_moment(img, k) for k, img in enumerate(frames_of(tmp_path / "out.mkv")) if 0 < k < 15)

@@ -55,10 +55,22 @@ class Detection:
     progressive: int
     frames: int     # frames looked at
 
+    @property
+    def order(self) -> str | None:
+        """The field order the pictures clearly show ("tff", "bff"), or None. Flags can have it wrong
+        (a capture's bff DV tagged tff), which at double rate plays every pair of fields backwards."""
+        woven = self.tff + self.bff
+        if woven < CLEAR_VOTES or woven < CLEAR_MARGIN * self.progressive:
+            return None
+        if self.tff >= CLEAR_MARGIN * self.bff:
+            return "tff"
+        return "bff" if self.bff >= CLEAR_MARGIN * self.tff else None
+
     def resolve(self) -> tuple[str, str | None]:
         """The mode "auto" means for this input, and the line that says so where the pictures
         overrule the flags: progressive content in an interlaced stream (25PsF, AVCHD 25p) is left
-        whole, and woven fields flagged progressive (captures, CCTV exports) are deinterlaced."""
+        whole, and woven fields flagged progressive (captures, CCTV exports) are deinterlaced. Where
+        the flags are kept, ``order`` gives bwdif the field order."""
         woven = self.tff + self.bff
         seen = f"FFmpeg's idet, first {self.frames} frames"
         if self.flagged and self.progressive >= CLEAR_VOTES and self.progressive >= CLEAR_MARGIN * woven:
@@ -111,8 +123,8 @@ def detect(frames: Iterator[av.VideoFrame], limit: int = DETECT_FRAMES) -> Detec
                      votes.get("progressive", 0), count)
 
 
-def _filter_args(mode: str, double: bool) -> str:
-    parity = "auto" if mode == "auto" else mode
+def _filter_args(mode: str, double: bool, order: str | None = None) -> str:
+    parity = mode if mode != "auto" else order or "auto"
     deint = "interlaced" if mode == "auto" and not double else "all"
     return f"mode={'send_field' if double else 'send_frame'}:parity={parity}:deint={deint}"
 
@@ -124,10 +136,13 @@ class Deinterlacer:
     With ``double_rate`` an interlaced stream (its first frame flagged, or mode tff/bff) gives one
     frame per field, each half its source frame's duration long, in half its time base; whether it
     does is ``doubling``, decided at the first frame, or given (a reader going on after a seek
-    keeps its first decision)."""
+    keeps its first decision). ``order`` ("tff", "bff") overrides the flags' field order in auto mode.
+    """
 
-    def __init__(self, mode: str = "auto", double_rate: bool = False, doubling: bool | None = None):
+    def __init__(self, mode: str = "auto", double_rate: bool = False, doubling: bool | None = None,
+                 order: str | None = None):
         self.mode = check_mode(mode)
+        self.order = order
         self.double_rate = double_rate
         self.doubling = doubling
         self.saw_interlaced = False   # some frame was flagged interlaced by the decoder
@@ -161,7 +176,7 @@ class Deinterlacer:
         graph = av.filter.Graph()
         source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
                                   time_base=frame.time_base or _ANY_TIME_BASE)
-        bwdif = graph.add("bwdif", _filter_args(self.mode, self.doubling))
+        bwdif = graph.add("bwdif", _filter_args(self.mode, self.doubling, self.order))
         sink = graph.add("buffersink")
         source.link_to(bwdif)
         bwdif.link_to(sink)

@@ -330,8 +330,9 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
     if double_rate and deinterlace == "off":
         raise VdeblurError("--double-rate makes one frame per field: it needs --deinterlace auto, tff or bff")
-    deinterlace, detected = _interlacing(src, start, duration, fps, deinterlace, from_stream)
-    reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace, double_rate=double_rate)
+    deinterlace, detected, order = _interlacing(src, start, duration, fps, deinterlace, from_stream)
+    reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace, double_rate=double_rate,
+                         field_order=order)
     suffix = PIPE_FORMATS[container] if to_stdout else dst.suffix.lower()
     encoding = dict(codec=codec or codec_for_suffix(suffix), crf=crf, preset=preset, pix_fmt=pix_fmt)
     if compare == "side":
@@ -352,7 +353,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         if resumable:   # the other streams join the file only at the end: its header must work now, not then
             VideoWriter(tmp, reader, **encoding, label=dst).abort()
             _discard(tmp)
-        warnings = writer.metadata_lost + _interlacing_lines(reader, deinterlace, double_rate, detected) \
+        warnings = writer.metadata_lost + _interlacing_lines(reader, deinterlace, double_rate, detected, order) \
             + ([LINEAR_LIGHT] if reader.info.linear_light else [])
         drops_alpha = reader.info.alpha and not reader.info.transparent and not writer.keeps_alpha
         pix_fmt = writer.pix_fmt
@@ -406,29 +407,37 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             owned_backend.close()
 
 
-def _interlacing(src, start, duration, fps, mode: str, from_stream: bool) -> tuple[str, str | None]:
+def _interlacing(src, start, duration, fps, mode: str, from_stream: bool) -> tuple[str, str | None, str | None]:
     """The --deinterlace mode to run: "auto" is settled by FFmpeg's idet on the first frames where the
-    pictures clearly contradict the flags (a stream, read once, and a sequence keep the flags); and
-    the line that says so."""
+    pictures clearly contradict the flags (a stream, read once, and a sequence keep the flags); the
+    line that says so; and the field order the pictures clearly show, for bwdif in auto mode."""
     from .deinterlace import detect
     from .video import VideoReader
 
     if mode != "auto" or from_stream or sequence.is_sequence(src):
-        return mode, None
+        return mode, None, None
     reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace="off")
     try:
         detection = detect(reader.video_frames())
     finally:
         reader.close()
-    return detection.resolve() if detection else (mode, None)
+    if detection is None:
+        return mode, None, None
+    return (*detection.resolve(), detection.order)
 
 
-def _interlacing_lines(reader: VideoReader, mode: str, double_rate: bool, detected: str | None) -> list[str]:
+def _interlacing_lines(reader: VideoReader, mode: str, double_rate: bool, detected: str | None,
+                       order: str | None = None) -> list[str]:
     """What is said before the first frame about interlacing: what was found, or what is done."""
     if detected:
         return [detected]
     if reader.info.interlaced:
-        return [INTERLACED if mode == "off" else DOUBLING if reader.doubling else DEINTERLACING]
+        if mode == "off":
+            return [INTERLACED]
+        line = DOUBLING if reader.doubling else DEINTERLACING
+        first = {"tff": "top", "bff": "bottom"}.get(order)
+        return [line.replace("the input is interlaced", f"the input is interlaced, {first} field first as FFmpeg's "
+                             "idet finds", 1) if first else line]
     return [PROGRESSIVE] if double_rate and not reader.doubling else []
 
 
@@ -553,7 +562,8 @@ def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, enc
             "output": {"suffix": dst.suffix.lower(), **encoding},
             "part": [start, duration], "model": model, "rgb": reader.rgb_format,
             **({"compare": compare} if compare else {}), **({"deinterlace": deinterlace} if deinterlace != "auto" else {}),
-            **({"double_rate": True} if reader.doubling else {})}
+            **({"double_rate": True} if reader.doubling else {}),
+            **({"field_order": reader.field_order} if reader.field_order and deinterlace == "auto" else {})}
 
 
 def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool, done: int = 0,

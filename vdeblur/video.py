@@ -186,13 +186,15 @@ class VideoReader:
     """
 
     def __init__(self, path: str | os.PathLike, start: float | None = None, duration: float | None = None,
-                 rate: Fraction | None = None, deinterlace: str = "auto", double_rate: bool = False):
+                 rate: Fraction | None = None, deinterlace: str = "auto", double_rate: bool = False,
+                 field_order: str | None = None):
         self.path = "standard input" if str(path) == STDIO else str(path)   # the name messages give
         self._pipe = str(path) == STDIO
         if start is not None and start < 0:
             raise VdeblurError(f"--start must be >= 0, got {start}")
         self.deinterlace = check_deinterlace(deinterlace)   # a --deinterlace mode (vdeblur.deinterlace)
         self.double_rate = double_rate
+        self.field_order = field_order   # what idet found, over the flags' (vdeblur.deinterlace.Detection.order)
         #: One frame per field (an interlaced stream under double_rate): decided at the first frame.
         self.doubling: bool | None = None
         self.deinterlaced_frames = 0   # frames delivered that bwdif rebuilt from interlaced ones
@@ -340,7 +342,8 @@ class VideoReader:
         ``_pending``. Frames before ``start`` are deinterlaced too: the first one kept has its neighbour."""
         self._pending: list = []
         self._video_done = False
-        self.deinterlacer = Deinterlacer(self.deinterlace, self.double_rate, self.doubling)   # a fresh one after a seek
+        self.deinterlacer = Deinterlacer(self.deinterlace, self.double_rate, self.doubling,   # a fresh one after a seek
+                                         self.field_order)
         for frame in self.deinterlacer.process(self._all_frames()):
             t = frame.time
             if self._shift and t is not None and t < self.start - 1e-6:
