@@ -89,7 +89,7 @@ def test_interlaced_frames_reach_the_model_whole_with_their_timestamps(tv, tmp_p
     notes = []
     report = deblur_video(tv, tmp_path / "auto.mp4", backend=IdentityBackend(), notify=notes.append)
     off = deblur_video(tv, tmp_path / "off.mp4", backend=IdentityBackend(), deinterlace="off")
-    assert notes == [DEINTERLACING.replace("interlaced:", "interlaced, top field first as FFmpeg's idet finds:")]
+    assert notes == [DEINTERLACING.format(found=", top field first as FFmpeg's idet finds")]
     assert (report.deinterlaced_frames, off.deinterlaced_frames) == (8, 0)
     assert video_pts(tmp_path / "auto.mp4") == video_pts(tv)
     assert report.verified[0] == "8 frames at the input's timestamps"
@@ -213,7 +213,7 @@ def test_double_rate_makes_each_field_a_frame_at_its_own_moment(tv, tmp_path, su
     out = tmp_path / f"fields{suffix}"
     notes = []
     report = deblur_video(tv, out, backend=IdentityBackend(), double_rate=True, notify=notes.append)
-    assert notes == [DOUBLING.replace("interlaced:", "interlaced, top field first as FFmpeg's idet finds:")]
+    assert notes == [DOUBLING.format(found=", top field first as FFmpeg's idet finds")]
     assert report.frames == report.deinterlaced_frames == report.expected_frames == 16
     assert report.verified[0] == "16 frames at the input's timestamps" and report.warnings() == []
     frames = frames_of(out)

@@ -437,7 +437,7 @@ def test_interlaced_input_is_named_before_the_first_frame(tmp_path):
     make_video(src, width=128, height=96, frames=3, options={"preset": "ultrafast", "x264-params": "interlaced=1"})
     notes = []
     deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), notify=notes.append)
-    assert notes == [DEINTERLACING]
+    assert notes == [DEINTERLACING.format(found="")]
     notes.clear()
     progressive = tmp_path / "p.mp4"
     make_video(progressive, frames=3)

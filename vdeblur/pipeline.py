@@ -43,9 +43,10 @@ _END = object()          # sentinel closing a queue
 LINEAR_LIGHT = ("the input is OpenEXR, in linear light: it is read through the sRGB curve (values above 1.0 "
                 "clip), and the output is sRGB-coded pictures, not linear light")
 #: Said before the first frame of an interlaced input, deinterlaced or (--deinterlace off) not.
-DEINTERLACING = "the input is interlaced: each frame is deinterlaced (FFmpeg's bwdif, same frame rate) before the model"
-DOUBLING = ("the input is interlaced: each field is made a frame (FFmpeg's bwdif, twice the frame rate) before the "
-            "model, so there are twice the frames to deblur")
+#: ({found}: the field order idet found, where it did.)
+DEINTERLACING = "the input is interlaced{found}: each frame is deinterlaced (FFmpeg's bwdif, same frame rate) before the model"
+DOUBLING = ("the input is interlaced{found}: each field is made a frame (FFmpeg's bwdif, twice the frame rate) before "
+            "the model, so there are twice the frames to deblur")
 #: Said when --double-rate has nothing to double.
 PROGRESSIVE = "--double-rate: the input is not interlaced, so its frames are left as they are"
 INTERLACED = ("the input is interlaced and --deinterlace is off: the model takes each frame as one picture, so "
@@ -431,14 +432,13 @@ def _interlacing_lines(reader: VideoReader, mode: str, double_rate: bool, detect
     """What is said before the first frame about interlacing: what was found, or what is done."""
     if detected:
         return [detected]
-    if reader.info.interlaced:
-        if mode == "off":
-            return [INTERLACED]
-        line = DOUBLING if reader.doubling else DEINTERLACING
-        first = {"tff": "top", "bff": "bottom"}.get(order)
-        return [line.replace("the input is interlaced", f"the input is interlaced, {first} field first as FFmpeg's "
-                             "idet finds", 1) if first else line]
-    return [PROGRESSIVE] if double_rate and not reader.doubling else []
+    if not reader.info.interlaced:
+        return [PROGRESSIVE] if double_rate and not reader.doubling else []
+    if mode == "off":
+        return [INTERLACED]
+    first = {"tff": "top", "bff": "bottom"}.get(order)
+    found = f", {first} field first as FFmpeg's idet finds" if first else ""
+    return [(DOUBLING if reader.doubling else DEINTERLACING).format(found=found)]
 
 
 def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Backend, *, src, dst: Path, tmp: Path,
