@@ -112,3 +112,11 @@ def test_audio_copied_into_avi_is_compared_bit_for_bit_not_by_time(tmp_path):
     report = deblur_video(src, tmp_path / "out.avi", backend=IdentityBackend())
     assert report.warnings() == []
     assert report.verified[1] == "#1 audio aac: 20 packets bit-exact (AVI keeps no timestamps for them)"
+
+
+def test_an_ass_track_without_its_header_is_left_out_not_the_job(tmp_path):
+    # Its events cannot become mov_text without the header's styles; it failed the whole job before.
+    src = make_clip(tmp_path / "in.mkv", audio=[("aac", "fltp", "stereo", 48000)], subtitles="ass")
+    report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend())
+    assert report.copied_streams == ["#1 audio aac"]
+    assert report.warnings() == ["stream #2 subtitle ssa (ssa cannot be stored in .mp4; try .mkv) not copied"]

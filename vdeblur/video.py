@@ -586,6 +586,8 @@ class _SubtitleTranscoder:
         self.decoder = av.CodecContext.create(source.codec_context.name, "r")
         self.decoder.extradata = source.codec_context.extradata
         self.decoder.open()   # text decoders set up the ASS header the encoder needs
+        if not self.decoder.subtitle_header:   # an ASS track stored without its header: nothing to convert by
+            raise ValueError("no subtitle header")
         self.stream = out.add_stream(encoder)
         self.stream.codec_context.subtitle_header = self.decoder.subtitle_header
         _label_like(self.stream, source)
