@@ -1004,8 +1004,9 @@ class VideoWriter:
         say yes to what the header then refuses (Opus and FLAC in .mov)."""
         hint = "" if self.suffix == ".mkv" else "; try .mkv"
         readable = _READABLE.get(self.suffix)
+        cc = stream.codec_context
         if readable is not None and stream.type in ("audio", "subtitle") \
-                and stream.codec_context.codec.canonical_name not in readable:
+                and (cc.codec.canonical_name if cc else codec_name(stream)) not in readable:
             return f"{codec_name(stream)} cannot be stored in {self.suffix} so that players find it{hint}"
         if self._header_takes(stream):
             return None
