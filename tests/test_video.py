@@ -263,6 +263,29 @@ def test_variable_frame_rate_in_matroska_is_not_taken_for_truncation(tmp_path):
     assert report.warnings() == []
 
 
+def test_matroska_announcing_its_time_base_as_frame_rate_gets_the_frames_own_rate(tmp_path):
+    """An MP4 remuxed into Matroska by a tool that copies the codec's time base (1/12800 s) as the frame
+    duration announces 12800 fps. SVT-AV1 refused it (at most 240 fps), and AVI wrote a frame per
+    1/12800 s tick. The rate FFmpeg guesses from the timestamps (25) is taken instead."""
+    mp4, src = tmp_path / "in.mp4", tmp_path / "remuxed.mkv"
+    make_video(mp4, frames=10)
+    with av.open(str(mp4)) as i, av.open(str(src), "w") as o:
+        t = o.add_stream_from_template(i.streams.video[0])
+        for packet in i.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = t
+                o.mux(packet)
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].average_rate == 12800 and c.streams.video[0].guessed_rate == 25
+    reader = VideoReader(str(src))
+    assert reader.info.rate == 25
+    reader.close()
+    for suffix in (".webm", ".avi"):
+        report = identity(src, tmp_path / f"out{suffix}")
+        assert report.frames == 10 and report.warnings() == [], suffix
+        assert "10 frames at the input's timestamps" in report.verified
+
+
 def _avi_with_gaps(path, pictures_at):
     """An AVI whose muxer fills each timestamp gap with empty chunks, as capture cards write dropped frames."""
     with av.open(str(path), "w") as c:

@@ -154,6 +154,20 @@ def alpha_not_kept(pix_fmt: str, frames: int | None = None) -> str:
             f"ProRes 4444 (.mov, --codec prores_ks), FFV1 (.mkv) and PNG keep it")
 
 
+#: Faster than any camera's playback rate (phones' slow motion is 240 fps).
+IMPLAUSIBLE_RATE = 240
+
+
+def frame_rate(stream) -> Fraction | None:
+    """The stream's average frame rate (VFR's true mean), unless it is implausible: Matroska files
+    remuxed from MP4 by tools that copy the codec's time base as the frame duration announce 12800
+    fps. Then FFmpeg's guess from the frames' timestamps is taken, as the ffmpeg command does."""
+    average, guessed = stream.average_rate, stream.guessed_rate
+    if average and guessed and average > IMPLAUSIBLE_RATE and average > 2 * guessed:
+        return guessed
+    return average or guessed
+
+
 def _bit_depth(fmt: av.VideoFormat) -> int:
     return max(c.bits for c in fmt.components) if fmt.components else 8
 
@@ -278,7 +292,7 @@ class VideoReader:
         self.rgb_format = "rgb24"
         sd = side_data(first).get("DISPLAYMATRIX")
         cc = vs.codec_context
-        rate, frames = vs.average_rate or vs.guessed_rate, self._expected_frames(duration)   # of the source's frames
+        rate, frames = frame_rate(vs), self._expected_frames(duration)   # of the source's frames
         self.info = VideoInfo(
             width=first.width, height=first.height, pix_fmt=fmt.name, bit_depth=_bit_depth(fmt),
             codec=cc.name, time_base=vs.time_base / per_frame, rate=rate * per_frame if rate else None,
@@ -320,7 +334,7 @@ class VideoReader:
         return None if self.end_time is None else self.end_time - self.first_time
 
     def _expected_frames(self, duration: float | None) -> int | None:
-        rate = self.stream.average_rate or self.stream.guessed_rate
+        rate = frame_rate(self.stream)
         if self._counted(duration):
             return self.stream.frames
         span = self._span(duration)
