@@ -89,6 +89,44 @@ def test_16_bit_png_stays_16_bit(tmp_path):
     assert np.array_equal(first_frame(out).to_ndarray(format="rgb48le"), wide)
 
 
+def _grey_png(path, deep: bool) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    grey = (rng.random((40, 60)) * (65535 if deep else 255)).astype(np.uint16 if deep else np.uint8)
+    Image.fromarray(grey).save(path)
+    return grey
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["8-bit", "16-bit"])
+@pytest.mark.parametrize("suffix,codec", [(".png", None), (".tif", None), (".mkv", "ffv1")])
+def test_a_grey_picture_stays_grey_and_exact_without_false_warnings(tmp_path, deep, suffix, codec):
+    """Grey scans and scientific frames: 16-bit grey went through swscale's RGB48-to-grey (off by up to
+    163 of 65535) and into TIFF and FFV1 as RGB or 10-bit 4:2:0 (their grey is little-endian, a PNG's
+    big-endian); the read-back called a grey PNG's range and matrix changed."""
+    src, out = tmp_path / "grey.png", tmp_path / f"out{suffix}"
+    grey = _grey_png(src, deep)
+    report = deblur_video(src, out, backend=IdentityBackend(uint16=deep), codec=codec)
+    assert report.warnings() == []
+    frame = first_frame(out)
+    assert frame.format.name in (("gray16le", "gray16be") if deep else ("gray",))
+    assert np.array_equal(frame.to_ndarray().astype(np.uint16), grey.astype(np.uint16))
+
+
+def test_colour_written_as_grey_is_its_bt601_luma(photo, tmp_path):
+    out = tmp_path / "grey.png"
+    deblur_video(photo, out, backend=IdentityBackend(), pix_fmt="gray")
+    expected = np.asarray(Image.open(photo).convert("L")).astype(int)   # ITU-R 601-2 luma
+    assert np.abs(first_frame(out).to_ndarray().astype(int) - expected).max() <= 1
+
+
+def test_tiff_keeps_no_colour_tags_and_the_read_back_does_not_blame_the_writer(tmp_path):
+    src = tmp_path / "bt709.mp4"
+    make_video(src, frames=2, bt709=True)
+    (tmp_path / "frames").mkdir()
+    report = deblur_video(src, tmp_path / "frames" / "%03d.tif", backend=IdentityBackend())
+    assert report.warnings() == []   # was "primaries 1 -> 2, transfer 1 -> 2"
+    assert "size, rotation and aspect ratio (TIFF keeps no colour tags)" in report.verified
+
+
 def test_tiff_input_with_side_data_pyav_does_not_know(photo, tmp_path):
     tif = tmp_path / "in.tif"
     deblur_video(photo, tif, backend=IdentityBackend())

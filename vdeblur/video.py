@@ -168,6 +168,15 @@ def frame_rate(stream) -> Fraction | None:
     return average or guessed
 
 
+def is_gray(pix_fmt: str) -> bool:
+    return pix_fmt.startswith(("gray", "ya")) and "f" not in pix_fmt[2:]
+
+
+#: Luma weights of RGB for grey output, by colour matrix tag (FFmpeg's default is BT.601's).
+LUMA = {1: (0.2126, 0.7152, 0.0722), 9: (0.2627, 0.6780, 0.0593), 10: (0.2627, 0.6780, 0.0593)}
+LUMA_601 = (0.299, 0.587, 0.114)
+
+
 def _bit_depth(fmt: av.VideoFormat) -> int:
     return max(c.bits for c in fmt.components) if fmt.components else 8
 
@@ -725,6 +734,9 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
                 return fmt
     if not supported or wanted in supported:
         return wanted
+    swapped = wanted[:-2] + {"le": "be", "be": "le"}.get(wanted[-2:], "")
+    if swapped in supported:   # the other byte order (a 16-bit grey PNG's gray16be into TIFF or FFV1)
+        return swapped
     with_alpha = [f for f in supported if has_alpha(f)] if info.alpha else []
     if with_alpha:   # transparency matters more than the exact format (RGBA PNG into ProRes 4444: yuva444p10le)
         return with_alpha[0]
@@ -762,6 +774,8 @@ def output_colour(color_range: int, colorspace: int, source_pix_fmt: str, pix_fm
         return 2, 5
     if codec in ("libwebp", "libwebp_anim", "webp"):   # lossy WebP is VP8 (decoder "webp"): BT.601, limited range
         return 1, 5
+    if is_gray(pix_fmt):   # no chroma, no matrix to mistake; swscale reads and writes grey as full range
+        return (color_range if is_gray(source_pix_fmt) else 2), colorspace
     if (colorspace == 0 or av.VideoFormat(source_pix_fmt).is_rgb) and not av.VideoFormat(pix_fmt).is_rgb:
         return 1, 1
     if codec == "dnxhd" and colorspace == 2:
@@ -1080,13 +1094,19 @@ class VideoWriter:
         """RGB array (and the source's alpha, kept where the output format has alpha) -> frame in the
         output pixel format (split out so `vdeblur bench` can time it)."""
         wide = image.dtype == np.uint16
-        if alpha is not None and self.keeps_alpha:
-            frame = av.VideoFrame.from_ndarray(np.dstack([image, alpha]), format="rgba64le" if wide else "rgba")
+        if self.pix_fmt.startswith("gray"):   # swscale's RGB48 to grey16 is off by up to 164 of 65535
+            luma = image.astype(np.float32) @ np.asarray(LUMA.get(self.colorspace, LUMA_601), np.float32)
+            np.rint(luma, out=luma)
+            frame = av.VideoFrame.from_ndarray(luma.astype(image.dtype), format="gray16le" if wide else "gray")
+            frame = frame.reformat(format=self.pix_fmt, threads=1)   # bit depth and byte order only
         else:
-            frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if wide else "rgb24")
-        # Explicit matrix: an untagged RGB frame would otherwise be converted with BT.601 (notes 5.6).
-        frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
-                               dst_color_range=self.dst_color_range, interpolation=INTERPOLATION, threads=1)
+            if alpha is not None and self.keeps_alpha:
+                frame = av.VideoFrame.from_ndarray(np.dstack([image, alpha]), format="rgba64le" if wide else "rgba")
+            else:
+                frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if wide else "rgb24")
+            # Explicit matrix: an untagged RGB frame would otherwise be converted with BT.601 (notes 5.6).
+            frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
+                                   dst_color_range=self.dst_color_range, interpolation=INTERPOLATION, threads=1)
         # Image encoders read these from the frame, not the stream (PNG's sRGB, gAMA and cHRM chunks).
         frame.color_primaries, frame.color_trc = self.color_primaries, self.color_trc
         return frame
