@@ -1,4 +1,5 @@
-"""`deblur --compare`: the input and the result in one video, composed after the model."""
+"""What is written from input and result: `deblur --strength` (a share of the model's change) and
+`--compare` (the input and the result in one video, composed after the model)."""
 
 import av
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from media import IdentityBackend, make_video
 from vdeblur import VdeblurError
 from vdeblur.cli import main
-from vdeblur.compare import compose
+from vdeblur.compare import blend, compose
 from vdeblur.pipeline import deblur_video
 from vdeblur.resume import state_dir
 
@@ -56,6 +57,61 @@ def test_compose_keeps_16_bits():
     assert split.dtype == np.uint16 and split[0, 0].tolist() == [[1000] * 3, [1000] * 3, [65535] * 3, [65535] * 3,
                                                                   [2000] * 3, [2000] * 3]
     assert compose("side", before, after).shape == (1, 4, 12, 3)
+
+
+def test_blend_moves_the_input_part_of_the_way_rounded_and_clipped():
+    before = np.array([[[[0, 100, 250]]]], np.uint8)
+    after = np.array([[[[255, 101, 240]]]], np.uint8)
+    assert blend(before, after, 0.5).tolist() == [[[[128, 100, 245]]]]   # 127.5 rounds to even, 100.5 too
+    assert blend(before, after, 2.0).tolist() == [[[[255, 102, 230]]]]   # 510 clipped to 255
+    assert blend(before, after, 1.0).tolist() == after.tolist()
+    deep = blend(np.full((1, 1, 1, 3), 60000, np.uint16), np.full((1, 1, 1, 3), 65000, np.uint16), 1.5)
+    assert deep.dtype == np.uint16 and deep.ravel().tolist() == [65535] * 3
+
+
+def test_strength_half_writes_the_middle_of_input_and_result(clip, tmp_path):
+    out = tmp_path / "half.mkv"
+    deblur_video(clip, out, backend=Invert(), codec="ffv1", pix_fmt="yuv444p", strength=0.5)
+    frames = rgb_frames(out)
+    assert len(frames) == 4
+    assert all(abs(f - 128).max() <= 2 for f in frames)   # x + (255 - 2x) / 2, whatever x was
+
+
+def test_strength_applies_to_the_result_half_of_a_comparison(clip, tmp_path):
+    out = tmp_path / "side.mkv"
+    deblur_video(clip, out, backend=Invert(), codec="ffv1", pix_fmt="yuv444p", compare="side", strength=0.5)
+    for source, written in zip(rgb_frames(clip), rgb_frames(out)):
+        assert abs(written[:, :64] - source).max() <= 2
+        assert abs(written[:, 64:] - 128).max() <= 2
+
+
+def test_a_bad_strength_is_one_line(clip, tmp_path, capsys):
+    with pytest.raises(VdeblurError, match="--strength 0: give a value above 0 and at most 2"):
+        deblur_video(clip, tmp_path / "x.mp4", backend=Invert(), strength=0)
+    assert main(["deblur", str(clip), "-o", str(tmp_path / "x.mp4"), "--strength", "3"]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--strength 3: give a value above 0" in err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_kept_progress_is_reused_only_at_the_same_strength(tmp_path):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(src, frames=12)
+
+    class StopAtNine(Invert):
+        def run(self, frames):
+            self.calls += len(frames)
+            if self.calls > 9:
+                raise KeyboardInterrupt
+            return super().run(frames)
+
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=StopAtNine(), segment_frames=2, segment_seconds=0, strength=0.5)
+    notes = []
+    deblur_video(src, out, backend=Invert(), notify=notes.append, segment_frames=2, segment_seconds=0)
+    assert len(notes) == 1 and "starting over" in notes[0], notes
+    for source, written in zip(rgb_frames(src), rgb_frames(out)):   # every frame the full result, none half-way
+        assert np.abs(written - (255 - source)).mean() < 0.2 * np.abs(128 - (255 - source)).mean()
 
 
 def test_a_comparison_does_not_reuse_plain_progress(tmp_path):

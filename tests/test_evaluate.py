@@ -49,6 +49,33 @@ def test_eval_json_on_a_pair_set(identity_weights, pair_set, capsys):
     assert 20 < real["input"]["psnr"] < 30  # uniform noise of +-20 levels: about 24.8 dB
 
 
+def test_eval_scores_each_strength_from_one_run_of_the_model(identity_weights, pair_set, capsys, monkeypatch):
+    """A stand-in model that answers mid-grey: at strength S the written frame is the input moved S of
+    the way to grey, rounded to 8 bits, and each image goes through the model once for all strengths."""
+    import vdeblur.evaluate as evaluate
+    from vdeblur.metrics import psnr
+
+    calls = []
+
+    def grey(model, blur, device, precision):
+        calls.append(blur.shape)
+        return torch.full_like(blur, 128 / 255)
+
+    monkeypatch.setattr(evaluate, "restore_image", grey)
+    assert main(["eval", "--data", str(pair_set), "--weights", str(identity_weights), "--json", "--precision", "fp32",
+                 "--strength", "1", "0.25", "1.5"]) == 0
+    sets = json.loads(capsys.readouterr().out)["sets"]
+    assert len(calls) == 2 and [s.get("strength") for s in sets] == [None, 0.25, 1.5]
+    for strength, scored in zip((1, 0.25, 1.5), sets):
+        for i, row in enumerate(scored["per_image"]):
+            blur = np.asarray(Image.open(pair_set / f"f{i}_blur.png")).astype(float)
+            sharp = torch.from_numpy(np.asarray(Image.open(pair_set / f"f{i}_sharp.png")) / 255.0)
+            shown = torch.from_numpy(np.clip(np.round(blur + strength * (128 - blur)), 0, 255) / 255.0)
+            assert row["psnr"] == pytest.approx(float(psnr(shown, sharp)), abs=2e-3)
+    assert main(["eval", "--data", str(pair_set), "--strength", "0"]) == 1
+    assert "--strength 0: give a value above 0" in capsys.readouterr().err
+
+
 def test_eval_table(identity_weights, pair_set, capsys):
     assert main(["eval", "--data", str(pair_set), "--weights", str(identity_weights), "--precision", "fp32"]) == 0
     out = capsys.readouterr().out

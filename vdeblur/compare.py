@@ -1,11 +1,15 @@
-"""Before/after videos (`deblur --compare`): judge what the model does on your own footage.
+"""What is written for each frame, from the input and the model's result.
 
-"side" puts the input on the left and the result on the right (twice the width); "split" keeps the
+`deblur --strength` keeps part of the model's change: the input moved that far towards the result,
+for footage where the full change is too much (or, past 1, too little). Before/after videos
+(`deblur --compare`) judge what the model does on your own footage: "side" puts the input on the left and the result on the right (twice the width); "split" keeps the
 size and shows the input's left half beside the result's right half, with a thin white divider.
 Either way the frames are the real ones: composed after the model, before encoding.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -13,6 +17,7 @@ from .errors import VdeblurError
 
 MODES = ("side", "split")
 DIVIDER = 2   # pixels of the split mode's line
+MAX_STRENGTH = 2.0
 
 
 def check_mode(mode: str | None) -> None:
@@ -34,3 +39,50 @@ def compose(mode: str, before: np.ndarray, after: np.ndarray) -> np.ndarray:
     out[:, :, :middle] = before[:, :, :middle]
     out[:, :, max(0, middle - DIVIDER // 2):middle + (DIVIDER + 1) // 2] = np.iinfo(after.dtype).max
     return out
+
+
+def check_strength(strength: float) -> None:
+    if not 0 < strength <= MAX_STRENGTH:
+        raise VdeblurError(f"--strength {strength:g}: give a value above 0 and at most {MAX_STRENGTH:g} (1 = the model's result)")
+
+
+def blend(before: np.ndarray, after: np.ndarray, strength: float) -> np.ndarray:
+    """``before`` moved ``strength`` of the way to ``after``, rounded and clipped to their integer dtype."""
+    out = after.astype(np.float32)
+    out -= before
+    out *= strength
+    out += before
+    np.rint(out, out=out)
+    np.clip(out, 0, np.iinfo(after.dtype).max, out=out)
+    return out.astype(after.dtype)
+
+
+@dataclass(frozen=True)
+class View:
+    """What each written frame shows: the result at ``strength``, beside the input if ``compare``."""
+
+    compare: str | None = None
+    strength: float = 1.0
+
+    def __post_init__(self):
+        check_mode(self.compare)
+        check_strength(self.strength)
+
+    @property
+    def plain(self) -> bool:
+        """The result as it is: nothing to blend or compose."""
+        return self.compare is None and self.strength == 1
+
+    def frames(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        if self.strength != 1:
+            after = blend(before, after, self.strength)
+        return compose(self.compare, before, after) if self.compare else after
+
+    def alpha(self, alpha: np.ndarray | None) -> np.ndarray | None:
+        """The source's alpha for the frame written: twice over beside a side-by-side comparison."""
+        return np.concatenate([alpha, alpha], axis=1) if alpha is not None and self.compare == "side" else alpha
+
+    def key(self) -> dict:
+        """What a resumed run must share with the kept segments (empty for the plain result)."""
+        return {**({"compare": self.compare} if self.compare else {}),
+                **({"strength": self.strength} if self.strength != 1 else {})}

@@ -3,7 +3,8 @@
 The paper's protocol: whole frames, RGB, values in [0, 1]; the model's output is rounded to
 8 bits first, as a saved frame would be. Sets: folders of real pairs (``--data``, GoPro layout or
 ``*_blur``/``*_sharp`` files) and a fixed synthetic set (``--synthetic N``) drawn from the
-held-out split of the photos, which `vdeblur train` never sees.
+held-out split of the photos, which `vdeblur train` never sees. ``--strength`` scores the output
+`deblur --strength` would write, for several strengths from one run of the model.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .compare import blend, check_strength
 from .errors import VdeblurError
 from .metrics import psnr, quantize, ssim
 
@@ -58,23 +60,44 @@ def restore_image(model, blur: torch.Tensor, device: torch.device, precision: st
     return quantize(out.float().cpu())[0]
 
 
-def evaluate_set(model, pairs, device: torch.device, precision: str, name: str, progress: bool = False) -> dict:
+def at_strength(blur: torch.Tensor, out: torch.Tensor, strength: float) -> torch.Tensor:
+    """What `deblur --strength` writes for an 8-bit input and the model's 8-bit output."""
+    if strength == 1:
+        return out
+    as_bytes = lambda t: (t * 255).round().to(torch.uint8).numpy()  # noqa: E731
+    return torch.from_numpy(blend(as_bytes(blur), as_bytes(out), strength)).float() / 255
+
+
+def evaluate_set(model, pairs, device: torch.device, precision: str, name: str, progress: bool = False,
+                 strength: float = 1.0) -> dict:
     """Mean and per-image PSNR/SSIM of the input and of the model's output."""
-    rows = []
+    return evaluate_strengths(model, pairs, device, precision, name, progress, (strength,))[0]
+
+
+def evaluate_strengths(model, pairs, device: torch.device, precision: str, name: str, progress: bool = False,
+                       strengths=(1.0,)) -> list[dict]:
+    """:func:`evaluate_set` at each strength, from one run of the model per image."""
+    rows: list[list[dict]] = [[] for _ in strengths]
     for image_name, blur, sharp in pairs:
-        out = restore_image(model, blur, device, precision).unsqueeze(0)
+        out = restore_image(model, blur, device, precision)
         target = sharp.unsqueeze(0)
-        row = {"image": image_name,
-               "input_psnr": float(psnr(blur, sharp)), "input_ssim": float(ssim(blur, sharp)),
-               "psnr": float(psnr(out, target)), "ssim": float(ssim(out, target))}
-        rows.append(row)
+        given = {"image": image_name, "input_psnr": float(psnr(blur, sharp)), "input_ssim": float(ssim(blur, sharp))}
+        for strength, kept in zip(strengths, rows):
+            shown = at_strength(blur, out, strength).unsqueeze(0)
+            kept.append({**given, "psnr": float(psnr(shown, target)), "ssim": float(ssim(shown, target))})
         if progress:
-            print(f"  {name} {image_name}: {row['input_psnr']:.2f} -> {row['psnr']:.2f} dB", file=sys.stderr, flush=True)
-    if not rows:
+            scores = ", ".join(f"{kept[-1]['psnr']:.2f}" for kept in rows)
+            print(f"  {name} {image_name}: {given['input_psnr']:.2f} -> {scores} dB", file=sys.stderr, flush=True)
+    if not rows[0]:
         raise VdeblurError(f"{name}: no images to evaluate")
+    return [_summary(name, kept, strength) for strength, kept in zip(strengths, rows)]
+
+
+def _summary(name: str, rows: list[dict], strength: float) -> dict:
     means = {k: _mean([r[k] for r in rows]) for k in ("input_psnr", "input_ssim", "psnr", "ssim")}
     return {
-        "name": name,
+        "name": name if strength == 1 else f"{name} at strength {strength:g}",
+        **({} if strength == 1 else {"strength": strength}),
         "images": len(rows),
         "input": {"psnr": _num(means["input_psnr"]), "ssim": _num(means["input_ssim"])},
         "model": {"psnr": _num(means["psnr"]), "ssim": _num(means["ssim"])},
@@ -92,6 +115,8 @@ def register(subparsers) -> None:
     p.add_argument("--size", type=int, default=256, help="side of the synthetic images (default 256)")
     p.add_argument("--photos", action="append", metavar="DIR", help="photo folders for the synthetic set (their held-out split is used)")
     p.add_argument("--weights", type=Path, help="checkpoint (default: the shipped default weights)")
+    p.add_argument("--strength", type=float, nargs="+", default=[1.0], metavar="S",
+                   help="score what `deblur --strength S` writes; several values share one run of the model (default 1)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -113,6 +138,8 @@ def run(args) -> int:
         raise VdeblurError(f"--synthetic must be positive, got {args.synthetic}")
     if args.size < 16:
         raise VdeblurError(f"--size must be at least 16, got {args.size}")
+    for strength in args.strength:
+        check_strength(strength)
     if args.threads:
         torch.set_num_threads(args.threads)
     for folder in args.data or []:
@@ -125,11 +152,12 @@ def run(args) -> int:
     start = time.monotonic()
     sets = []
     for folder in args.data or []:
-        sets.append(evaluate_set(model, pairs_from_folder(folder), device, precision, str(folder), args.verbose))
+        sets += evaluate_strengths(model, pairs_from_folder(folder), device, precision, str(folder), args.verbose,
+                                   args.strength)
     if args.synthetic:
         name = f"synthetic held-out (n={args.synthetic}, seed={args.seed}, {args.size}px)"
-        sets.append(evaluate_set(model, pairs_synthetic(args.synthetic, args.seed, args.size, args.photos or []),
-                                 device, precision, name, args.verbose))
+        sets += evaluate_strengths(model, pairs_synthetic(args.synthetic, args.seed, args.size, args.photos or []),
+                                   device, precision, name, args.verbose, args.strength)
     report = {"weights": str(weights_path), "sha256": file_sha256(weights_path), "device": str(device),
               "precision": precision, "seconds": round(time.monotonic() - start, 1), "sets": sets}
     if args.json:

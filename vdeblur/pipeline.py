@@ -28,7 +28,7 @@ from . import sequence
 from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, auto_order, open_backend, torch_options
 from .backends.multi_device import MultiDevice
 from .compare import MODES as COMPARE_MODES
-from .compare import check_mode, compose, output_size
+from .compare import MAX_STRENGTH, View, check_strength, output_size
 from .deinterlace import MODES as DEINTERLACE_MODES
 from .errors import VdeblurError, require_pyav
 from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, is_stream
@@ -230,7 +230,7 @@ def _encode_stage(writer: VideoWriter, q: queue.Queue, stop: threading.Event, pr
 
 
 def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue.Queue,
-                     stop: threading.Event, errors: list, compare: str | None = None) -> None:
+                     stop: threading.Event, errors: list, view: View = View()) -> None:
     """Main-thread stage: frames through the backend in batches, packets straight on to the writer.
 
     Up to ``backend.batches_in_flight`` batches are submitted before the oldest is collected, so a backend that
@@ -255,9 +255,9 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
         images = handle.result()
         if images.shape != shape or images.dtype != dtype:
             raise VdeblurError(f"backend {backend.name} returned {images.dtype} {images.shape} for {dtype} {shape} frames")
-        if compare:
-            images = compose(compare, np.stack([f.image for f in timing]), images)
-        return all(_put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base, _alpha(f.alpha, compare)), stop)
+        if not view.plain:
+            images = view.frames(np.stack([f.image for f in timing]), images)
+        return all(_put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base, view.alpha(f.alpha)), stop)
                    for f, image in zip(timing, images))
 
     while not errors:
@@ -298,7 +298,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  resume: bool = True, notify=None, segment_frames: int = resume_mod.SEGMENT_FRAMES,
                  segment_seconds: float = resume_mod.SEGMENT_SECONDS, verify: bool = True,
                  compare: str | None = None, container: str | None = None, fps: Fraction | None = None,
-                 deinterlace: str = "auto", double_rate: bool = False) -> Report:
+                 deinterlace: str = "auto", double_rate: bool = False, strength: float = 1.0) -> Report:
     """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
 
     ``backend`` is a name from ``vdeblur.backends.BACKENDS`` (or "auto"), or a ready
@@ -309,7 +309,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     or Ctrl-C continues after them; ``notify`` is given a line when it does, or when kept progress
     does not fit these settings and is dropped. With ``verify`` the written file is read back and
     compared with the input (:mod:`vdeblur.verify`); what held and what did not is in the report.
-    ``compare`` ("side" or "split", :mod:`vdeblur.compare`) writes input and result side by side.
+    ``strength`` keeps that share of the model's change (1: the result as it is; 0.5: halfway from the
+    input). ``compare`` ("side" or "split", :mod:`vdeblur.compare`) writes input and result side by side.
     ``src`` "-" is standard input and a URL is read as one; ``dst`` "-" is standard output, in
     ``container`` (a name from :data:`vdeblur.fileio.PIPE_FORMATS`, default Matroska). Neither can be
     resumed or read back, and what reached standard output before an error stays there. Either may
@@ -324,7 +325,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     if batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {batch}")
     tile_size = check_tiling(tile, tile_overlap)   # (width, height) or None
-    check_mode(compare)
+    view = View(compare, strength)
     require_pyav()
     from .video import VideoReader, VideoWriter, alpha_not_kept, codec_for_suffix
 
@@ -369,11 +370,11 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         backend = _fit_in_memory(backend, tile_size, tile_overlap, notify)
         reader.use_rgb16(backend.accepts_uint16)
         if not resumable:
-            report = _run(reader, writer, backend, batch=batch, quiet=quiet, compare=compare)
+            report = _run(reader, writer, backend, batch=batch, quiet=quiet, view=view)
             written = writer
         else:
             state, note = resume_mod.ResumeState.open(resume_mod.state_dir(dst), _resume_key(
-                src, dst, backend, reader, encoding, start, duration, compare, deinterlace))
+                src, dst, backend, reader, encoding, start, duration, view, deinterlace))
             if not state.check_encoder(writer.extradata, writer.time_base):
                 note = f"{state.directory}: progress kept by another encoder version, starting over"
             if note and notify:
@@ -381,7 +382,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             first, writer = writer, None   # the segments own it now
             report, written = _run_in_segments(state, reader, first, backend, src=src, dst=dst, tmp=tmp,
                                                encoding=encoding, start=start, duration=duration, batch=batch,
-                                               quiet=quiet, compare=compare, segment_frames=segment_frames,
+                                               quiet=quiet, view=view, segment_frames=segment_frames,
                                                segment_seconds=segment_seconds, fps=fps,
                                                deinterlace=(deinterlace, double_rate))
         if drops_alpha and reader.transparent_frames:   # an opaque first frame, transparent ones later
@@ -442,7 +443,7 @@ def _interlacing_lines(reader: VideoReader, mode: str, double_rate: bool, detect
 
 
 def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Backend, *, src, dst: Path, tmp: Path,
-                     encoding: dict, start, duration, batch: int, quiet: bool, compare: str | None,
+                     encoding: dict, start, duration, batch: int, quiet: bool, view: View,
                      segment_frames: int, segment_seconds: float, fps: Fraction | None = None,
                      deinterlace: tuple[str, bool] = ("auto", False)) -> tuple[Report, VideoWriter]:
     """A resumable run: the frames after those ``state`` kept, into segments (``first`` is the first
@@ -463,7 +464,7 @@ def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Ba
             segments = resume_mod.SegmentWriter(
                 state, lambda: VideoWriter(dst, reader, **encoding, packet_sink=_segment_sink), first,
                 segment_frames=segment_frames, segment_seconds=segment_seconds)
-            report = _run(reader, segments, backend, batch=batch, quiet=quiet, done=state.frames_done, compare=compare)
+            report = _run(reader, segments, backend, batch=batch, quiet=quiet, done=state.frames_done, view=view)
         except BaseException:
             (segments or first).abort()   # the unfinished segment goes; the finished ones stay for the next run
             raise
@@ -476,11 +477,6 @@ def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Ba
     report.dropped_frames = state.dropped_frames
     report.seconds += time.perf_counter() - muxing
     return report, final
-
-
-def _alpha(alpha: np.ndarray | None, compare: str | None) -> np.ndarray | None:
-    """The source's alpha for the frame written: twice over beside a side-by-side comparison."""
-    return np.concatenate([alpha, alpha], axis=1) if alpha is not None and compare == "side" else alpha
 
 
 def _fit_in_memory(backend: Backend, tile, overlap: int, notify) -> Backend:
@@ -538,7 +534,7 @@ def _segment_sink(packets) -> None:
 
 
 def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, encoding: dict,
-                start, duration, compare: str | None = None, deinterlace: str = "auto") -> dict:
+                start, duration, view: View = View(), deinterlace: str = "auto") -> dict:
     """Everything that shapes the output's video: kept segments are used only under the same key.
     Device, precision, batch, compile and tile settings are left out (they change pixels by rounding
     at most): a run stopped on one machine goes on on another, or with --tile after running out of
@@ -561,13 +557,13 @@ def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, enc
     return {"input": {"path": str(src.resolve()), **identity},
             "output": {"suffix": dst.suffix.lower(), **encoding},
             "part": [start, duration], "model": model, "rgb": reader.rgb_format,
-            **({"compare": compare} if compare else {}), **({"deinterlace": deinterlace} if deinterlace != "auto" else {}),
+            **view.key(), **({"deinterlace": deinterlace} if deinterlace != "auto" else {}),
             **({"double_rate": True} if reader.doubling else {}),
             **({"field_order": reader.field_order} if reader.field_order and deinterlace == "auto" else {})}
 
 
 def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool, done: int = 0,
-         compare: str | None = None) -> Report:
+         view: View = View()) -> Report:
     stop = threading.Event()
     errors: list[BaseException] = []
     inq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
@@ -580,7 +576,7 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
     try:
         decoder.start()
         encoder.start()
-        _process_batches(backend, batch, inq, outq, stop, errors, compare)
+        _process_batches(backend, batch, inq, outq, stop, errors, view)
         if not errors:
             _put(outq, _END, stop)
         encoder.join()
@@ -635,6 +631,9 @@ def register(subparsers) -> None:
                    help="leave outputs that exist alone and go on with the rest (to finish an interrupted batch)")
     m = p.add_argument_group("model")
     m.add_argument("--weights", metavar="PATH", help="checkpoint to use (default: the shipped weights)")
+    m.add_argument("--strength", type=float, default=1.0, metavar="S",
+                   help="how much of the model's change to keep: 1 = all of it (default), 0.5 = halfway between "
+                        f"input and result, up to {MAX_STRENGTH:g} to exaggerate it")
     m.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help="inference backend (default: auto)")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N; several GPUs: cuda:0,cuda:1 or cuda:all "
                    "(batches go to each in turn; torch backend) (default: auto)")
@@ -770,6 +769,7 @@ def run(args) -> int:
     for src, dst in todo:   # every path checked before hours of work on the first file
         _check_paths(src, dst, args.overwrite)
     check_tiling(args.tile, args.tile_overlap)
+    check_strength(args.strength)
     if args.checkpoint_minutes < 0:
         raise VdeblurError(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes:g}")
     if not todo:
@@ -835,7 +835,7 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
             quiet=args.quiet, resume=args.resume, notify=notify, segment_seconds=args.checkpoint_minutes * 60,
             verify=args.verify, compare=args.compare, container=args.format, fps=sequence.parse_rate(args.fps),
-            deinterlace=args.deinterlace, double_rate=args.double_rate)
+            deinterlace=args.deinterlace, double_rate=args.double_rate, strength=args.strength)
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
         what = "standard output ends early" if str(dst) == STDIO else f"{dst} was not written{_kept_hint(dst)}"
         print(f"vdeblur: {describe(e)}; {what}", file=sys.stderr)
