@@ -127,6 +127,58 @@ def test_tiff_keeps_no_colour_tags_and_the_read_back_does_not_blame_the_writer(t
     assert "size, rotation and aspect ratio (TIFF keeps no colour tags)" in report.verified
 
 
+def test_a_palette_png_s_transparent_entries_are_kept(tmp_path):
+    """A palette PNG's tRNS chunk makes some colours transparent (web graphics, icons): the pixels came
+    out opaque, with no warning, as pal8 has no alpha plane of its own."""
+    colours = np.random.default_rng(2).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    src = tmp_path / "icon.png"
+    Image.fromarray(colours).quantize(16).save(src, transparency=0)
+    source = first_frame(src)
+    assert source.format.name == "pal8"
+    expected = source.to_ndarray(format="rgba")
+    assert expected[..., 3].min() == 0 and expected[..., 3].max() == 255
+    report = deblur_video(src, tmp_path / "out.png", backend=IdentityBackend())
+    assert report.warnings() == []
+    assert np.array_equal(first_frame(tmp_path / "out.png").to_ndarray(format="rgba"), expected)
+    notes = []
+    deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), notify=notes.append)
+    assert any("transparency (alpha) is not kept" in line for line in notes)   # said before the first frame
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["8-bit", "16-bit"])
+def test_grey_with_alpha_keeps_both_exactly(tmp_path, deep):
+    """swscale's RGBA-to-ya8 moved alpha by 1; 16-bit grey + alpha went through its imprecise grey path."""
+    from vdeblur.video import _packed_frame
+
+    values = np.random.default_rng(3).random((40, 60, 2)) * (65535 if deep else 255)
+    packed = values.astype(np.uint16 if deep else np.uint8)
+    src = tmp_path / "la.png"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("png", rate=1)
+        s.width, s.height, s.pix_fmt = 60, 40, "ya16be" if deep else "ya8"
+        f = _packed_frame(packed, "ya16le" if deep else "ya8").reformat(format=s.pix_fmt)
+        f.pts = 0
+        c.mux(s.encode(f))
+        c.mux(s.encode())
+    out = tmp_path / "out.png"
+    report = deblur_video(src, out, backend=IdentityBackend(uint16=deep))
+    assert report.warnings() == []
+    rgba = "rgba64le" if deep else "rgba"
+    assert first_frame(out).format.name == s.pix_fmt
+    assert np.array_equal(first_frame(out).to_ndarray(format=rgba), first_frame(src).to_ndarray(format=rgba))
+    assert np.array_equal(first_frame(src).to_ndarray(format=rgba)[..., 3], packed[..., 1])
+
+
+def test_a_picture_its_decoder_refuses_is_named_as_such_not_as_truncated(tmp_path, capsys):
+    src = tmp_path / "float.tif"
+    Image.fromarray(np.random.default_rng(4).random((40, 60)).astype(np.float32)).save(src)
+    assert main(["deblur", str(src), "-o", str(tmp_path / "out.png")]) == 1
+    assert capsys.readouterr().err == (f"vdeblur: error: {src}: FFmpeg's tiff decoder cannot read this picture: a kind "
+                                       f"it does not support (such as floating-point samples) or a damaged file; save "
+                                       f"it as 8- or 16-bit PNG or TIFF\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["float.tif"]
+
+
 def test_tiff_input_with_side_data_pyav_does_not_know(photo, tmp_path):
     tif = tmp_path / "in.tif"
     deblur_video(photo, tif, backend=IdentityBackend())

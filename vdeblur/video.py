@@ -177,6 +177,18 @@ LUMA = {1: (0.2126, 0.7152, 0.0722), 9: (0.2627, 0.6780, 0.0593), 10: (0.2627, 0
 LUMA_601 = (0.299, 0.587, 0.114)
 
 
+def _packed_frame(array: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+    """A frame of a one-plane, little-endian format that PyAV's from_ndarray lacks (grey + alpha)."""
+    height, width = array.shape[:2]
+    frame = av.VideoFrame(width, height, pix_fmt)
+    plane = frame.planes[0]
+    rows = np.zeros((height, plane.line_size), np.uint8)
+    data = array.astype(array.dtype.newbyteorder("<"), copy=False).view(np.uint8).reshape(height, -1)
+    rows[:, :data.shape[1]] = data
+    plane.update(rows)
+    return frame
+
+
 def _bit_depth(fmt: av.VideoFormat) -> int:
     return max(c.bits for c in fmt.components) if fmt.components else 8
 
@@ -290,6 +302,10 @@ class VideoReader:
             if _animated_webp(self.path):
                 raise VdeblurError(f"{self.path}: an animated WebP, which this FFmpeg cannot decode (it reads still WebP "
                                    f"only); convert it to a video or to numbered images first") from None
+            if self.corrupt_packets and c.format.name.endswith("_pipe"):   # one picture, which its decoder refused
+                raise VdeblurError(f"{self.path}: FFmpeg's {vs.codec_context.name} decoder cannot read this picture: "
+                                   f"a kind it does not support (such as floating-point samples) or a damaged "
+                                   f"file; save it as 8- or 16-bit PNG or TIFF") from None
             raise VdeblurError(f"{self.path}: no decodable video frame{where} (truncated or corrupt file?)") from None
         self._first = first
         self.doubling = bool(self.deinterlacer.doubling)
@@ -302,6 +318,9 @@ class VideoReader:
         sd = side_data(first).get("DISPLAYMATRIX")
         cc = vs.codec_context
         rate, frames = frame_rate(vs), self._expected_frames(duration)   # of the source's frames
+        first_alpha = first.to_ndarray(format="rgba", threads=1)[..., 3] \
+            if has_alpha(fmt.name) or fmt.name == "pal8" else None
+        transparent = first_alpha is not None and is_transparent(first_alpha)
         self.info = VideoInfo(
             width=first.width, height=first.height, pix_fmt=fmt.name, bit_depth=_bit_depth(fmt),
             codec=cc.name, time_base=vs.time_base / per_frame, rate=rate * per_frame if rate else None,
@@ -312,8 +331,8 @@ class VideoReader:
             display_matrix=struct.unpack("=9i", bytes(sd)) if sd is not None else None,
             hdr10=read_hdr10(first), dynamic_hdr=read_dynamic_hdr(first), interlaced=self.deinterlacer.saw_interlaced,
             linear_light=cc.name == "exr",
-            alpha=has_alpha(fmt.name),
-            transparent=has_alpha(fmt.name) and is_transparent(first.to_ndarray(format="rgba", threads=1)[..., 3]),
+            alpha=has_alpha(fmt.name) or transparent,   # a palette's transparent entries (PNG's tRNS) too
+            transparent=transparent,
         )
 
     def use_rgb16(self, wide: bool) -> None:
@@ -1094,10 +1113,15 @@ class VideoWriter:
         """RGB array (and the source's alpha, kept where the output format has alpha) -> frame in the
         output pixel format (split out so `vdeblur bench` can time it)."""
         wide = image.dtype == np.uint16
-        if self.pix_fmt.startswith("gray"):   # swscale's RGB48 to grey16 is off by up to 164 of 65535
+        if is_gray(self.pix_fmt):   # swscale's RGB48 to grey16 is off by up to 164 of 65535, and ya8's alpha by 1
             luma = image.astype(np.float32) @ np.asarray(LUMA.get(self.colorspace, LUMA_601), np.float32)
             np.rint(luma, out=luma)
-            frame = av.VideoFrame.from_ndarray(luma.astype(image.dtype), format="gray16le" if wide else "gray")
+            luma = luma.astype(image.dtype)
+            if self.pix_fmt.startswith("ya"):
+                frame = _packed_frame(np.dstack([luma, alpha if alpha is not None else np.full_like(luma, -1)]),
+                                      "ya16le" if wide else "ya8")
+            else:
+                frame = av.VideoFrame.from_ndarray(luma, format="gray16le" if wide else "gray")
             frame = frame.reformat(format=self.pix_fmt, threads=1)   # bit depth and byte order only
         else:
             if alpha is not None and self.keeps_alpha:
