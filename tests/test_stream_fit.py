@@ -7,7 +7,9 @@ import av
 import numpy as np
 import pytest
 
+import vdeblur.video
 from media import IdentityBackend, make_video, pattern
+from vdeblur.errors import VdeblurError
 from vdeblur.pipeline import deblur_video
 from vdeblur.verify import verify
 
@@ -120,3 +122,23 @@ def test_an_ass_track_without_its_header_is_left_out_not_the_job(tmp_path):
     report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend())
     assert report.copied_streams == ["#1 audio aac"]
     assert report.warnings() == ["stream #2 subtitle ssa (ssa cannot be stored in .mp4; try .mkv) not copied"]
+
+
+def test_pcm_naming_no_speakers_is_copied_into_mp4_bit_exact(tmp_path, monkeypatch):
+    """NUT (like AVI and WAV) keeps PCM's channel count, not its speakers: "2 channels". MP4's muxer took
+    the stream and refused it only when writing its index, after the last frame, with a traceback."""
+    src = make_clip(tmp_path / "in.nut", audio=[("pcm_s16le", "s16", "stereo", 48000)])
+    with av.open(str(src)) as c:
+        assert c.streams.audio[0].codec_context.layout.name == "2 channels"
+    out = tmp_path / "out.mp4"
+    report = deblur_video(src, out, backend=IdentityBackend())
+    assert report.copied_streams == ["#1 audio pcm_s16le"] and report.warnings() == []
+    assert any("bit-exact" in line for line in report.verified)
+    with av.open(str(out)) as c:
+        assert c.streams.audio[0].codec_context.layout.name == "stereo"
+
+    monkeypatch.setattr(vdeblur.video, "_USUAL_LAYOUTS", {})   # as before: the muxer's refusal at the end
+    with pytest.raises(VdeblurError, match=r"out2.mp4: cannot finish writing \(Invalid argument\); copied streams: "
+                                           r"#1 audio pcm_s16le; try .mkv"):
+        deblur_video(src, tmp_path / "out2.mp4", backend=IdentityBackend(), resume=False)
+    assert not (tmp_path / "out2.mp4").exists()

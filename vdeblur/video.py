@@ -1095,6 +1095,12 @@ class VideoWriter:
 
     def _copy_stream(self, stream):
         out = self.out.add_stream_from_template(stream)
+        if stream.type == "audio" and out.codec_context is not None:
+            # "2 channels" names no speakers (PCM from NUT, AVI, WAV): the MP4 muxer refuses it at the
+            # very end, after every frame is done. FFmpeg's usual layout is what players assume anyway.
+            layout = out.codec_context.layout
+            if layout.name.endswith(" channels") and layout.nb_channels in _USUAL_LAYOUTS:
+                out.codec_context.layout = _USUAL_LAYOUTS[layout.nb_channels]
         _label_like(out, stream)
         return out
 
@@ -1207,7 +1213,11 @@ class VideoWriter:
         self._mux(self._encode(None))
         for transcoder in self.transcoders.values():
             self._mux(transcoder.encode(None))
-        self.out.close()
+        try:
+            self.out.close()
+        except av.error.FFmpegError as e:   # the muxer's last word (MP4's index) refused: one line, not a traceback
+            raise VdeblurError(f"{self.label}: cannot finish writing ({e.strerror or e}); copied streams: "
+                               f"{', '.join(self.copied) or 'none'}; try .mkv") from None
 
     def abort(self) -> None:
         try:
