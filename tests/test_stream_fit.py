@@ -142,3 +142,30 @@ def test_pcm_naming_no_speakers_is_copied_into_mp4_bit_exact(tmp_path, monkeypat
                                            r"#1 audio pcm_s16le; try .mkv"):
         deblur_video(src, tmp_path / "out2.mp4", backend=IdentityBackend(), resume=False)
     assert not (tmp_path / "out2.mp4").exists()
+
+
+def test_audio_matroska_and_avi_cannot_hold_is_re_encoded_not_lost(tmp_path):
+    """A 3GP phone clip's AMR has no Matroska codec ID, and AVI has none for Opus: both were skipped."""
+    src = make_clip(tmp_path / "in.mkv", audio=[("libopus", "fltp", "stereo", 48000)])
+    report = deblur_video(src, tmp_path / "out.avi", backend=IdentityBackend())
+    assert report.copied_streams == ["#1 audio opus re-encoded as libmp3lame 320k (opus cannot be stored in .avi)"]
+    assert report.warnings() == []
+    phone = tmp_path / "phone.3gp"
+    with av.open(str(phone), "w") as c:
+        v = c.add_stream("h263", rate=15)
+        v.width, v.height, v.pix_fmt = 176, 144, "yuv420p"
+        a = c.add_stream("libopencore_amrnb", rate=8000, layout="mono")
+        for i in range(6):
+            f = av.VideoFrame.from_ndarray(pattern(i, 144, 176), format="rgb24").reformat(format="yuv420p")
+            f.pts = i
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+        for k in range(16):   # 0.4 s of 8 kHz in AMR's 20 ms frames
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 160), np.int16), format="s16", layout="mono")
+            af.sample_rate, af.pts = 8000, k * 160
+            c.mux(a.encode(af))
+        c.mux(a.encode(None))
+    for suffix in (".mkv", ".mp4"):
+        report = deblur_video(phone, tmp_path / f"phone{suffix}", backend=IdentityBackend())
+        assert report.copied_streams == [f"#1 audio amrnb re-encoded as aac 256k (amrnb cannot be stored in {suffix})"]
+        assert report.warnings() == []   # AAC's 128 ms of priming at 8 kHz is no desync

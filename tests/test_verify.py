@@ -83,13 +83,13 @@ def test_no_verify_reads_nothing_back(clip, tmp_path):
     assert report.verified == [] and report.verify_problems == []
 
 
-def test_re_encoded_audio_is_judged_by_start_and_length():
+def test_re_encoded_audio_is_judged_by_start_and_end():
     from vdeblur.verify import Verification, _compare_reencoded, _Stream
 
     def stream(first, last, step=0.02):   # packets of ``step`` seconds, the last one starting at ``last``
         s = _Stream()
         s.times = [first + k * step for k in range(round((last - first) / step) + 1)]
-        s.end = s.times[-1] + step
+        s.end, s.longest = s.times[-1] + step, step
         return s
 
     ok, late, short, coarse = Verification(), Verification(), Verification(), Verification()
@@ -99,10 +99,15 @@ def test_re_encoded_audio_is_judged_by_start_and_length():
     # FLAC's 104 ms packets against AAC's 20 ms with priming: both end at 0.94 s, though measured by where
     # the last packets start, the AAC lasts 105 ms longer
     _compare_reencoded(coarse, "#1 audio flac", stream(0.0, 0.836, 0.1045), stream(-0.021, 0.919, 0.02))
+    # AMR at 8 kHz as AAC: 128 ms of priming before the start and a padded last frame; counted as length,
+    # both made it "last +142 ms"
+    primed = Verification()
+    _compare_reencoded(primed, "#1 audio amrnb", stream(0.0, 0.38), stream(-0.128, 0.266, 0.128))
     assert ok.held == ["#1 audio aac: re-encoded, in sync and as long as the input's"] and not ok.problems
     assert coarse.held == ["#1 audio flac: re-encoded, in sync and as long as the input's"]
-    assert late.problems == ["#1 audio aac: re-encoded, but it starts +300 ms and lasts +0 ms against the input's"]
-    assert short.problems == ["#1 audio aac: re-encoded, but it starts +0 ms and lasts -1000 ms against the input's"]
+    assert primed.held == ["#1 audio amrnb: re-encoded, in sync and as long as the input's"]
+    assert late.problems == ["#1 audio aac: re-encoded, but it starts +300 ms and ends +300 ms against the input's"]
+    assert short.problems == ["#1 audio aac: re-encoded, but it starts +0 ms and ends -1000 ms against the input's"]
 
 
 def test_an_output_whose_video_cannot_be_read_back_is_a_problem_not_a_crash(tmp_path):

@@ -193,10 +193,10 @@ def _compare_copy(result: Verification, name: str, source: _Stream, out: _Stream
 
 
 def _compare_reencoded(result: Verification, name: str, source: _Stream, out: _Stream) -> None:
-    """Re-encoded audio differs bit for bit by nature; it must start where the input's did and last as
-    long, within a tenth of a second or one codec frame, whichever is longer: an encoder primes with
-    up to a frame (AAC's 1024 samples are 21 ms at 48 kHz, 128 ms at 8 kHz), which MP4 hides and
-    MPEG-TS times before the start."""
+    """Re-encoded audio differs bit for bit by nature; it must start and end where the input's did,
+    within a tenth of a second or one codec frame, whichever is longer: an encoder primes with up to a
+    frame (AAC's 1024 samples are 21 ms at 48 kHz, 128 ms at 8 kHz), which MP4 hides and MPEG-TS and
+    Matroska time before the start, and pads its last frame. (Start and length would count both.)"""
     if not source.times and not out.times:   # a part of the input with no subtitle in it
         result.held.append(f"{name}: none in this part")
         return
@@ -204,14 +204,13 @@ def _compare_reencoded(result: Verification, name: str, source: _Stream, out: _S
         result.problems.append(f"{name}: re-encoded, but {'nothing' if not out.times else 'no input'} to compare")
         return
     # Packets last 20 ms (Opus, AAC) to 100 ms (FLAC): compare where the last one ends, not starts.
-    start = min(out.times) - min(source.times)
-    length = (out.end - min(out.times)) - (source.end - min(source.times))
+    start, end = min(out.times) - min(source.times), out.end - source.end
     tolerance = max(0.1, out.longest + 0.005)
-    if abs(start) <= tolerance and abs(length) <= tolerance:
+    if abs(start) <= tolerance and abs(end) <= tolerance:
         result.held.append(f"{name}: re-encoded, in sync and as long as the input's")
     else:
-        result.problems.append(f"{name}: re-encoded, but it starts {round(1000 * start):+d} ms and lasts "
-                               f"{round(1000 * length):+d} ms against the input's")
+        result.problems.append(f"{name}: re-encoded, but it starts {round(1000 * start):+d} ms and ends "
+                               f"{round(1000 * end):+d} ms against the input's")
 
 
 def _picture(path, index: int, rate: Fraction | None = None) -> tuple[tuple, HDR10 | None]:

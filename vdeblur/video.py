@@ -549,8 +549,10 @@ class VideoReader:
 
 
 #: Audio a container cannot hold is re-encoded rather than lost: (encoder, bit rate) by output suffix.
-#: WebM holds only Opus and Vorbis; MP4 and MOV take AAC everywhere; MPEG-PS takes AC-3.
+#: WebM holds only Opus and Vorbis; MP4 and MOV take AAC everywhere; MPEG-PS takes AC-3; Matroska takes
+#: nearly anything (not a 3GP phone's AMR), AVI not Opus or Vorbis: players expect MP3 there.
 AUDIO_FALLBACK = {".webm": ("libopus", 192_000), ".mp4": ("aac", 256_000), ".m4v": ("aac", 256_000),
+                  ".mkv": ("aac", 256_000), ".avi": ("libmp3lame", 320_000),
                   ".mov": ("aac", 256_000), ".mpg": ("ac3", 448_000), ".mpeg": ("ac3", 448_000),   # MPEG-PS: DVD's AC-3
                   ".vob": ("ac3", 448_000), ".ts": ("aac", 256_000),
                   ".m2ts": ("ac3", 448_000), ".mts": ("ac3", 448_000)}   # Blu-ray's and AVCHD's AC-3
