@@ -74,6 +74,39 @@ def test_odd_size_rotation_and_aspect_ratio_kept(clips, tmp_path):
     assert len(video_pts(out)) == len(pts)
 
 
+def test_pixel_aspect_ratio_where_only_the_container_can_carry_it(tmp_path):
+    """AV1, VP9, VP8 and FFV1 have no aspect-ratio field: MP4's muxer writes its pasp box from the codec
+    parameters (the read-back, looking at the codec only, called it lost), while Matroska's takes the
+    stream's, which PyAV cannot set: that is said before the first frame, with what keeps it."""
+    src = tmp_path / "anamorphic.mkv"
+    make_video(src, frames=2, sar=Fraction(4, 3))
+    for codec, suffix, kept in (("libsvtav1", ".mp4", True), ("libvpx-vp9", ".mp4", True), ("libx265", ".mkv", True),
+                                ("libsvtav1", ".webm", False), ("ffv1", ".mkv", False)):
+        notes = []
+        report = identity(src, tmp_path / f"{codec}{suffix}", codec=codec, notify=notes.append)
+        if kept:
+            assert notes == [] and report.warnings() == [], (codec, suffix)
+            with av.open(str(tmp_path / f"{codec}{suffix}")) as c:
+                assert c.streams.video[0].sample_aspect_ratio == Fraction(4, 3)
+        else:
+            assert notes == [f"the source's pixel aspect ratio 4:3 is not kept: {codec} has no field for it, and PyAV "
+                             f"cannot set {suffix}'s own, so players will show the picture squeezed; write .mp4 or "
+                             f".mov, or use --codec libx264 or libx265"], (codec, suffix)
+
+
+@pytest.mark.parametrize("codec,suffix", [("prores_ks", ".mov"), ("libvpx", ".webm")])
+def test_bt601_stays_bt601_whichever_code_the_encoder_writes_for_it(tmp_path, codec, suffix):
+    """ProRes wrote SMPTE 170M as "unspecified" (it takes BT.601 as BT.470BG), and VP8 reads back as
+    BT.470BG what went in as SMPTE 170M: the same matrix under two codes, not a colour change."""
+    src = tmp_path / "sd.mp4"
+    make_video(src, frames=2)   # BT.601 as SMPTE 170M
+    out = tmp_path / f"out{suffix}"
+    report = identity(src, out, codec=codec)
+    assert report.warnings() == []
+    with av.open(str(out)) as c:
+        assert int(next(c.decode(video=0)).colorspace) in (5, 6)
+
+
 def test_mkv_with_srt_subtitles(clips, tmp_path):
     src, pts = clips["srt.mkv"]
     out = tmp_path / "out.mkv"

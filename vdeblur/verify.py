@@ -223,7 +223,8 @@ def _picture(path, index: int, rate: Fraction | None = None) -> tuple[tuple, HDR
         frame = next(c.decode(stream), None)
         if frame is None:
             return (), None
-        sar = stream.codec_context.sample_aspect_ratio   # unset (0) means square, as 1:1 does (AV1 says 1:1)
+        # MP4's pasp box first, as players do (AV1 and VP9 have no field of their own); unset means square
+        sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
         return (frame.width, frame.height, frame.rotation, int(frame.color_range), int(frame.colorspace),
                 int(frame.color_primaries), int(frame.color_trc),
                 Fraction(sar) if sar else Fraction(1), frame.format.name, stream.codec_context.name), read_hdr10(frame)
@@ -242,8 +243,8 @@ def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int
             a = (*a[:3], *b[3:5], *a[5:])
         elif {a[3], b[3]} == {0, 1}:   # unspecified YUV range means limited: AV1 always says it, and
             a = (*a[:3], b[3], *a[4:])  # H.264/HEVC say neither range nor matrix where no matrix is tagged
-        if a[4] == 2 and b[4] in (5, 6):   # unspecified matrix means swscale's BT.601; Ut Video says it
-            a = (*a[:4], b[4], *a[5:])
+        if a[4] == 2 and b[4] in (5, 6) or {a[4], b[4]} == {5, 6}:   # unspecified matrix means swscale's BT.601;
+            a = (*a[:4], b[4], *a[5:])   # Ut Video says it. BT.470BG and SMPTE 170M are both BT.601's matrix
         untagged = b[9] == "tiff"   # TIFF stores no colour tags: what its decoder says is its own guess
         if untagged:
             a = (*a[:3], *b[3:7], a[7])

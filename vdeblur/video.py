@@ -327,7 +327,7 @@ class VideoReader:
             frames=frames * per_frame if frames else None, frames_counted=self._counted(duration), seconds=self._span(duration),
             color_range=int(first.color_range), colorspace=int(first.colorspace),
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
-            sample_aspect_ratio=cc.sample_aspect_ratio,
+            sample_aspect_ratio=vs.sample_aspect_ratio or cc.sample_aspect_ratio,   # MP4's pasp box first, as players
             display_matrix=struct.unpack("=9i", bytes(sd)) if sd is not None else None,
             hdr10=read_hdr10(first), dynamic_hdr=read_dynamic_hdr(first), interlaced=self.deinterlacer.saw_interlaced,
             linear_light=cc.name == "exr",
@@ -573,6 +573,12 @@ _ENCODER_LAYOUTS = {"libopus": {3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1
                     "ac3": {7: "5.1", 8: "5.1"}}
 
 
+#: Encoders whose bitstream carries the pixel aspect ratio (H.264/HEVC VUI, MPEG-2/4 headers, JFIF).
+#: Other encoders' (AV1, VP9, FFV1, ProRes) reaches only MP4 and MOV, whose muxer writes it from the
+#: codec parameters; Matroska's and AVI's muxers take it from the stream, which PyAV cannot set.
+_SAR_IN_BITSTREAM = {"libx264", "libx264rgb", "libx265", "mpeg2video", "mpeg4", "mjpeg", "h264_nvenc", "hevc_nvenc"}
+
+
 #: FFmpeg's default layout for a channel count, for audio that names no speakers.
 _USUAL_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0(side)", 6: "5.1(side)", 7: "6.1", 8: "7.1"}
 
@@ -801,6 +807,8 @@ def output_colour(color_range: int, colorspace: int, source_pix_fmt: str, pix_fm
         return 1, 1
     if codec == "dnxhd" and colorspace == 2:
         return color_range, 1
+    if codec.startswith("prores") and colorspace == 6:   # ProRes writes SMPTE 170M as "unspecified", and takes
+        return color_range, 5                             # BT.601 as BT.470BG, the same matrix
     return color_range, colorspace
 
 
@@ -956,6 +964,13 @@ class VideoWriter:
             kept = "colour tags and HDR10 metadata" if info.hdr10 and hdr_options is not None else "colour tags"
             self.metadata_lost.append(f"the source's {' and '.join(info.dynamic_hdr)} metadata is not carried over "
                                       f"(no encoder here takes it); the output keeps the {kept}")
+        sar = info.sample_aspect_ratio
+        if sar and sar != 1 and self.suffix not in _MOV_SUFFIXES and self.suffix not in IMAGE_CODECS \
+                and enc.name not in _SAR_IN_BITSTREAM:
+            self.metadata_lost.append(f"the source's pixel aspect ratio {sar.numerator}:{sar.denominator} is not kept: "
+                                      f"{enc.name} has no field for it, and PyAV cannot set {self.suffix}'s own, so "
+                                      f"players will show the picture squeezed; write .mp4 or .mov, or use --codec "
+                                      f"libx264 or libx265")
         # Damaged input can carry timestamps that go backwards; muxers reject those, so such
         # frames/packets are dropped and counted instead of ending the run.
         self.dropped_frames = 0
