@@ -136,3 +136,23 @@ def test_limited_range_tagged_alone_is_not_lost_where_the_codec_cannot_say_it_al
         c.mux(s.encode(None))
     report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend())
     assert report.verify_problems == [] and report.verified[-1] == "size, rotation, aspect ratio and colour tags"
+
+
+def test_repacked_pcm_must_be_the_same_bytes_over_the_same_span():
+    from vdeblur.verify import Verification, _compare_copy, _Stream
+
+    def pcm(payload: bytes, packets: int, seconds: float) -> _Stream:
+        s = _Stream()
+        step = seconds / packets
+        s.times, s.end, s.longest, s.step = [k * step for k in range(packets)], seconds, step, 1 / 48000
+        s.digest.update(payload)
+        return s
+
+    ok, altered, cut = Verification(), Verification(), Verification()
+    _compare_copy(ok, "#1 audio pcm_s16le", pcm(b"abcd", 10, 0.4), pcm(b"abcd", 20, 0.4), False, repacked=True)
+    _compare_copy(altered, "#1 audio pcm_s16le", pcm(b"abcd", 10, 0.4), pcm(b"abce", 20, 0.4), False, repacked=True)
+    _compare_copy(cut, "#1 audio pcm_s16le", pcm(b"abcd", 10, 0.4), pcm(b"abcd", 20, 0.2), False, repacked=True)
+    assert ok.held == ["#1 audio pcm_s16le: bit-exact, in 20 packets where the input had 10 (PCM is cut as the "
+                       "container likes)"] and not ok.problems
+    assert altered.problems == ["#1 audio pcm_s16le: the copy differs from the input (20 packets, 10 in the input)"]
+    assert cut.problems == ["#1 audio pcm_s16le: the copy differs from the input (20 packets, 10 in the input)"]
