@@ -156,3 +156,22 @@ def test_repacked_pcm_must_be_the_same_bytes_over_the_same_span():
                        "container likes)"] and not ok.problems
     assert altered.problems == ["#1 audio pcm_s16le: the copy differs from the input (20 packets, 10 in the input)"]
     assert cut.problems == ["#1 audio pcm_s16le: the copy differs from the input (20 packets, 10 in the input)"]
+
+
+def test_a_video_shift_in_avi_is_a_desync_not_a_moved_file():
+    """Matroska or MPEG-TS move every stream when they shift the video; AVI's audio has no timestamps to
+    move. A 2-frame slideshow (frames 9 s apart) into AVI started its video 13.56 s late, read back as
+    "the muxer moved the whole file"."""
+    from vdeblur.verify import Verification, _compare_video, _Stream
+
+    def timed(times):
+        s = _Stream()
+        s.times, s.packets, s.step = list(times), len(times), 0.001
+        return s
+
+    moved, desync = Verification(), Verification()
+    _compare_video(moved, timed([0.0, 9.0]), timed([0.0, 9.0]), 2, False, shift=13.56)
+    _compare_video(desync, timed([0.0, 9.0]), timed([0.0, 9.0]), 2, False, shift=13.56, alone=False)
+    assert moved.held == ["2 frames at the input's timestamps (the muxer moved the whole file by +13560.0 ms)"]
+    assert desync.problems == ["video: starts +13560 ms from the input's, and AVI's other streams, timed by "
+                               "counting their packets, did not move with it"]

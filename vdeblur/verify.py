@@ -112,8 +112,9 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
     for stream in got.values():
         stream.times = [t - shift for t in stream.times]
         stream.end = None if stream.end is None else stream.end - shift
-    _compare_video(result, source_video, got[0], frames, damaged, shift, timeless=sequence.is_sequence(dst))
     untimed = Path(dst).suffix.lower() == ".avi"   # AVI times audio by its packets: no timestamps kept
+    _compare_video(result, source_video, got[0], frames, damaged, shift, timeless=sequence.is_sequence(dst),
+                   alone=not (untimed and (stream_map or reencoded)))
     for index, out_index in stream_map.items():
         _compare_copy(result, names[index], wanted[index], got[out_index], damaged, untimed, repacked=index in pcm)
     for index, out_index in reencoded.items():
@@ -160,7 +161,8 @@ def _close(a: list[float], b: list[float], tolerance: float) -> bool:
 
 
 def _compare_video(result: Verification, source: _Stream, out: _Stream, frames: int, damaged: bool,
-                   shift: float, timeless: bool = False) -> None:
+                   shift: float, timeless: bool = False, alone: bool = True) -> None:
+    """``alone``: the other streams move with the video (false for AVI's audio, timed by counting)."""
     if out.packets != frames:
         result.problems.append(f"video: {frames} frames were written but {out.packets} read back")
     elif timeless:
@@ -169,6 +171,9 @@ def _compare_video(result: Verification, source: _Stream, out: _Stream, frames: 
         why = " (damaged input: timestamps not compared)" if damaged else \
             " (the container times only some of them)" if len(out.times) != out.packets else ""
         result.held.append(f"{frames} frames read back{why}")
+    elif shift and not alone:
+        result.problems.append(f"video: starts {1000 * shift:+.0f} ms from the input's, and AVI's other streams, "
+                               f"timed by counting their packets, did not move with it")
     elif _close(source.times, out.times, max(source.step, out.step) + 1e-9):
         moved = f" (the muxer moved the whole file by {1000 * shift:+.1f} ms)" if shift else ""
         result.held.append(f"{frames} frames at the input's timestamps{moved}" if frames != 1
