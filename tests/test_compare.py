@@ -85,6 +85,12 @@ def test_strength_applies_to_the_result_half_of_a_comparison(clip, tmp_path):
         assert abs(written[:, 64:] - 128).max() <= 2
 
 
+def test_the_summary_names_the_strength(clip, tmp_path, capsys):
+    assert main(["deblur", str(clip), "-o", str(tmp_path / "out.mkv"), "--strength", "0.75", "--backend", "torch"]) == 0
+    summary = [line for line in capsys.readouterr().err.splitlines() if " frames in " in line]
+    assert len(summary) == 1 and " at strength 0.75" in summary[0]
+
+
 def test_a_bad_strength_is_one_line(clip, tmp_path, capsys):
     with pytest.raises(VdeblurError, match="--strength 0: give a value above 0 and at most 2"):
         deblur_video(clip, tmp_path / "x.mp4", backend=Invert(), strength=0)

@@ -849,8 +849,9 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
         b = report.backend
         copied = f", copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
         copied += f", {report.deinterlaced_frames} deinterlaced" if report.deinterlaced_frames else ""
+        strength = f" at strength {args.strength:g}" if args.strength != 1 else ""
         print(f"{report.output}: {report.frames} frames in {report.seconds:.1f} s ({report.fps:.2f} fps) "
-              f"with {b.get('backend', '?')} on {b.get('device', '?')} {b.get('precision', '')}{copied}",
+              f"with {b.get('backend', '?')} on {b.get('device', '?')} {b.get('precision', '')}{strength}{copied}",
               file=sys.stderr)
         if report.verified:
             print(f"vdeblur: read back: {'; '.join(report.verified)}", file=sys.stderr)
