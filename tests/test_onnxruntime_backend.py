@@ -163,4 +163,4 @@ def test_threads_reach_onnx_runtime_and_torch(weights, capsys):
     finally:
         torch.set_num_threads(before)
     assert main(["deblur", "in.mp4", "-o", "out.mp4", "--threads", "-1"]) == 1
-    assert "--threads must be >= 0, got -1" in capsys.readouterr().err
+    assert "--threads must be between 0 (one per core) and this machine's" in capsys.readouterr().err

@@ -132,6 +132,12 @@ def _bad_inputs(tmp):
         "tile": (full, ["--tile", "64", "--tile-overlap", "40"], "--tile-overlap"),
         "tile-shape": (full, ["--tile", "64x"], "--tile '64x': expected N or WIDTHxHEIGHT"),
         "start": (full, ["--start", "100"], "--start 100 is past the end of"),
+        "start-nan": (full, ["--start", "nan"], "--start must be a number of seconds >= 0, got nan"),
+        "duration-nan": (full, ["--duration", "nan"], "--duration must be > 0, got nan"),
+        "crf-nan": (full, ["--crf", "nan"], "--crf must be a number, got nan"),
+        "checkpoint-nan": (full, ["--checkpoint-minutes", "nan"], "--checkpoint-minutes must be >= 0, got nan"),
+        "threads": (full, ["--threads", "999"], "--threads must be between 0 (one per core) and this machine's"),
+        "overlap": (full, ["--tile-overlap", "-3"], "--tile-overlap must be >= 0, got -3"),
         "backend-weights": (full, ["--backend", "torch", "--weights", str(tmp / "none.safetensors")], "no such checkpoint file"),
     }
 

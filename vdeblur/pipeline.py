@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import glob
+import math
 import os
 import queue
 import sys
@@ -327,8 +328,11 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     tile_size = check_tiling(tile, tile_overlap)   # (width, height) or None
     view = View(compare, strength)
     require_pyav()
-    from .video import VideoReader, VideoWriter, alpha_not_kept, codec_for_suffix
+    from .video import VideoReader, VideoWriter, alpha_not_kept, check_part, codec_for_suffix
 
+    check_part(start, duration)
+    if crf is not None and not math.isfinite(crf):
+        raise VdeblurError(f"--crf must be a number, got {crf}")
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
     if double_rate and deinterlace == "off":
         raise VdeblurError("--double-rate makes one frame per field: it needs --deinterlace auto, tff or bff")
@@ -759,8 +763,9 @@ def run(args) -> int:
         raise VdeblurError("--skip-existing and --overwrite contradict each other; use one")
     if args.batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {args.batch}")
-    if args.threads < 0:
-        raise VdeblurError(f"--threads must be >= 0, got {args.threads}")
+    cpus = os.cpu_count() or 1   # more threads than CPUs only thrash (999 took minutes on 30 tiny frames)
+    if not 0 <= args.threads <= cpus:
+        raise VdeblurError(f"--threads must be between 0 (one per core) and this machine's {cpus} CPUs, got {args.threads}")
     skipped = [(src, dst) for src, dst in jobs if args.skip_existing and str(dst) != STDIO
                and (sequence.numbers(dst) if sequence.is_sequence(dst) else dst.exists())]
     todo = [job for job in jobs if job not in skipped]
@@ -770,7 +775,7 @@ def run(args) -> int:
         _check_paths(src, dst, args.overwrite)
     check_tiling(args.tile, args.tile_overlap)
     check_strength(args.strength)
-    if args.checkpoint_minutes < 0:
+    if not args.checkpoint_minutes >= 0:   # NaN too
         raise VdeblurError(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes:g}")
     if not todo:
         return 0

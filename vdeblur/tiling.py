@@ -65,6 +65,8 @@ def check_tiling(tile: int | str | TileSize | None, overlap: int) -> TileSize | 
     if size is not None and not 0 <= overlap < min(size) // 2:
         raise VdeblurError(f"--tile-overlap must be between 0 and half the tile's shorter side "
                            f"({min(size) // 2 - 1}), got {overlap}")
+    if overlap < 0:   # also used when frames are tiled on their own, after running out of memory
+        raise VdeblurError(f"--tile-overlap must be >= 0, got {overlap}")
     return size
 
 

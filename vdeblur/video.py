@@ -10,6 +10,7 @@ and remuxes the other packets bit-exact. Pitfall numbers (#NNNN) are PyAV issues
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -154,6 +155,14 @@ def alpha_not_kept(pix_fmt: str, frames: int | None = None) -> str:
             f"ProRes 4444 (.mov, --codec prores_ks), FFV1 (.mkv) and PNG keep it")
 
 
+def check_part(start: float | None, duration: float | None) -> None:
+    """``--start`` and ``--duration`` (seconds); written so that NaN fails too."""
+    if start is not None and not 0 <= start < math.inf:
+        raise VdeblurError(f"--start must be a number of seconds >= 0, got {start}")
+    if duration is not None and not duration > 0:
+        raise VdeblurError(f"--duration must be > 0, got {duration}")
+
+
 #: Faster than any camera's playback rate (phones' slow motion is 240 fps).
 IMPLAUSIBLE_RATE = 240
 
@@ -225,16 +234,13 @@ class VideoReader:
                  field_order: str | None = None):
         self.path = "standard input" if str(path) == STDIO else str(path)   # the name messages give
         self._pipe = str(path) == STDIO
-        if start is not None and start < 0:
-            raise VdeblurError(f"--start must be >= 0, got {start}")
+        check_part(start, duration)
         self.deinterlace = check_deinterlace(deinterlace)   # a --deinterlace mode (vdeblur.deinterlace)
         self.double_rate = double_rate
         self.field_order = field_order   # what idet found, over the flags' (vdeblur.deinterlace.Detection.order)
         #: One frame per field (an interlaced stream under double_rate): decided at the first frame.
         self.doubling: bool | None = None
         self.deinterlaced_frames = 0   # frames delivered that bwdif rebuilt from interlaced ones
-        if duration is not None and duration <= 0:
-            raise VdeblurError(f"--duration must be > 0, got {duration}")
         #: An input sequence's number of the first frame read (None for a video file).
         self.sequence_start = sequence.check_input(path)[0] if sequence.is_sequence(path) else None
         if self.sequence_start is None and rate is not None:
