@@ -95,6 +95,7 @@ def test_memory_check_reports_both_lengths(tmp_path):
     (["--stages", "model,nope"], "--stages"),
     (["--precision", "fp64"], "precision"),
     (["/no/such/file.mp4"], "no such file"),
+    (["--threads", "9999"], "--threads must be between 0 (one per core) and this machine's"),
 ])
 def test_bad_options_are_one_line_errors(capsys, argv, message):
     assert main(["bench", *argv]) == 1

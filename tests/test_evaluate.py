@@ -86,6 +86,7 @@ def test_eval_table(identity_weights, pair_set, capsys):
     ([], "nothing to evaluate"),
     (["--data", "/nonexistent"], "no such folder"),
     (["--synthetic", "1", "--weights", "/nonexistent.safetensors"], "no such checkpoint file"),
+    (["--synthetic", "1", "--threads", "-1"], "--threads must be between 0 (one per core) and this machine's"),
 ])
 def test_eval_errors(args, message, capsys):
     assert main(["eval", *args]) == 1

@@ -97,6 +97,10 @@ def test_cli_trains_and_refuses_to_overwrite(tmp_path, capsys):
     (["--data", "/nonexistent/dir"], "no such folder"),
     (["--synthetic-fraction", "2"], "--synthetic-fraction"),
     (["--no-synthetic"], "needs --data"),
+    (["--lr", "nan"], "--lr must be a positive number, got nan"),
+    (["--lr-power", "-1"], "--lr-power must be a number >= 0, got -1"),
+    (["--grad-weight", "inf"], "--grad-weight must be a number >= 0, got inf"),
+    (["--threads", "9999"], "--threads must be between 0 (one per core) and this machine's"),
 ])
 def test_cli_bad_options(tmp_path, capsys, extra, message):
     rc = main(["train", "--out", str(tmp_path / "x"), "--widths", "4", "8", "16", "--blocks", "1",

@@ -30,7 +30,7 @@ import torch
 from . import __version__
 from .backends import BackendOptions, torch_argv, torch_options
 from .errors import VdeblurError, require_pyav
-from .hardware import DTYPES, cpu_bf16_kind, cpu_description, cpu_name, resolve_device, resolve_precision
+from .hardware import DTYPES, check_threads, cpu_bf16_kind, cpu_description, cpu_name, resolve_device, resolve_precision
 from .network import ModelConfig, count_parameters, flops_per_frame
 from .tiling import TiledBackend, check_tiling, format_tile
 
@@ -547,6 +547,7 @@ def run_bench(args) -> dict:
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise VdeblurError(f"--stages: unknown {', '.join(sorted(unknown))}; choose from {', '.join(STAGES)}")
+    check_threads(args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)

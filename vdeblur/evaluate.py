@@ -128,7 +128,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from . import load_model
     from .checkpoint import file_sha256
-    from .hardware import resolve_device
+    from .hardware import check_threads, resolve_device
     from .training import training_precision
     from .weights import default_weights_path
 
@@ -140,6 +140,7 @@ def run(args) -> int:
         raise VdeblurError(f"--size must be at least 16, got {args.size}")
     for strength in args.strength:
         check_strength(strength)
+    check_threads(args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
     for folder in args.data or []:

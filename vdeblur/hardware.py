@@ -19,6 +19,13 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def check_threads(threads: int | None) -> None:
+    """``--threads``: 0 (or None) is one per core; more than the machine's CPUs only thrash."""
+    cpus = os.cpu_count() or 1
+    if threads is not None and not 0 <= threads <= cpus:
+        raise VdeblurError(f"--threads must be between 0 (one per core) and this machine's {cpus} CPUs, got {threads}")
+
+
 def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:

@@ -33,6 +33,7 @@ from .compare import MAX_STRENGTH, View, check_strength, output_size
 from .deinterlace import MODES as DEINTERLACE_MODES
 from .errors import VdeblurError, require_pyav
 from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, is_stream
+from .hardware import check_threads
 from .signals import describe, exit_status
 from .tiling import OutOfMemoryFallback, check_tiling
 
@@ -763,9 +764,7 @@ def run(args) -> int:
         raise VdeblurError("--skip-existing and --overwrite contradict each other; use one")
     if args.batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {args.batch}")
-    cpus = os.cpu_count() or 1   # more threads than CPUs only thrash (999 took minutes on 30 tiny frames)
-    if not 0 <= args.threads <= cpus:
-        raise VdeblurError(f"--threads must be between 0 (one per core) and this machine's {cpus} CPUs, got {args.threads}")
+    check_threads(args.threads)   # more than the CPUs only thrash (999 took minutes on 30 tiny frames)
     skipped = [(src, dst) for src, dst in jobs if args.skip_existing and str(dst) != STDIO
                and (sequence.numbers(dst) if sequence.is_sequence(dst) else dst.exists())]
     todo = [job for job in jobs if job not in skipped]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -32,7 +33,7 @@ from torch import nn
 from .checkpoint import read_checkpoint, save_state
 from .fileio import atomic_write, cache_root
 from .errors import VdeblurError
-from .hardware import cpu_bf16_kind, cpu_description, resolve_device, resolve_precision
+from .hardware import check_threads, cpu_bf16_kind, cpu_description, resolve_device, resolve_precision
 from .network import DeblurNet, ModelConfig, count_parameters, resize_bilinear
 
 KEEP_CHECKPOINTS = 3
@@ -73,8 +74,11 @@ class Recipe:
             raise VdeblurError(f"--crop {self.crop} must be a multiple of {multiple}")
         if not (0.0 <= self.synthetic_fraction <= 1.0):
             raise VdeblurError(f"--synthetic-fraction must be in [0, 1], got {self.synthetic_fraction}")
-        if self.lr <= 0:
-            raise VdeblurError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:   # NaN too
+            raise VdeblurError(f"--lr must be a positive number, got {self.lr}")
+        for name, value in (("--lr-power", self.lr_power), ("--grad-weight", self.grad_weight)):
+            if not 0 <= value < math.inf:   # power 0: a constant rate
+                raise VdeblurError(f"{name} must be a number >= 0, got {value}")
         if not self.synthetic and not self.data:
             raise VdeblurError("--no-synthetic needs --data DIR with blur/sharp pairs")
 
@@ -494,6 +498,7 @@ def run(args) -> int:
     run_dir = (args.out or cache_root() / "runs" / args.name).expanduser()
     if args.workers is not None and args.workers < 0:
         raise VdeblurError(f"--workers must be 0 or more, got {args.workers}")
+    check_threads(args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.resume:
