@@ -179,6 +179,40 @@ def test_a_picture_its_decoder_refuses_is_named_as_such_not_as_truncated(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["float.tif"]
 
 
+#: PIL's reading of each EXIF orientation: how the stored pixels are shown.
+EXIF_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}
+
+
+@pytest.mark.parametrize("exif", range(1, 9))
+def test_a_phone_photo_comes_out_the_way_its_exif_orientation_shows_it(tmp_path, exif):
+    """A portrait phone photo is stored sideways with EXIF orientation 6. PyAV 18 failed to read any of
+    the frame's side data beside the EXIF block, so the orientation was lost: the output lay on its
+    side. Image files keep no orientation here, so the pixels are turned upright, as PIL shows them."""
+    src = tmp_path / "phone.jpg"
+    im = Image.fromarray(gradient(40, 60))
+    tags = im.getexif()
+    tags[0x0112] = exif
+    im.save(src, exif=tags.tobytes(), quality=98, subsampling=0)
+    stored = first_frame(src).to_ndarray(format="rgb24")
+    shown = np.asarray(Image.fromarray(stored).transpose(EXIF_TURNS[exif])) if exif in EXIF_TURNS else stored
+    for out, codec in ((tmp_path / "out.png", None), (tmp_path / "out.mkv", "ffv1")):
+        report = deblur_video(src, out, backend=IdentityBackend(), codec=codec, pix_fmt="bgr0" if codec else None)
+        assert report.warnings() == [], out   # the read-back expects it upright, not turned
+        frame = first_frame(out)
+        assert frame.rotation == 0 and np.array_equal(frame.to_ndarray(format="rgb24"), shown), out
+
+
+def test_a_video_keeps_its_rotation_as_a_tag_not_turned_pixels(tmp_path):
+    src = tmp_path / "portrait.mp4"
+    make_video(src, frames=2, rotation=90, width=64, height=48)
+    report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend())
+    assert report.warnings() == []
+    frame = first_frame(tmp_path / "out.mp4")
+    assert frame.rotation == 90 and (frame.width, frame.height) == (64, 48)
+
+
 def test_tiff_input_with_side_data_pyav_does_not_know(photo, tmp_path):
     tif = tmp_path / "in.tif"
     deblur_video(photo, tif, backend=IdentityBackend())

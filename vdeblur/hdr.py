@@ -67,12 +67,32 @@ def _ratio(num: int, den: int) -> float | None:
 
 
 def side_data(frame):
-    """``frame.side_data`` (looked up by type name), or {} where it holds a type this PyAV does not
-    know: PyAV 18 raises ValueError for all of it then (TIFF frames carry type 31, EXIF)."""
+    """``frame.side_data`` (looked up by type name). PyAV 18 raises ValueError for all of a frame's side
+    data where one type has no name in its enum (31, EXIF, on JPEG and TIFF frames), which lost a
+    phone photo's orientation with it: such types get a name of their own instead."""
+    try:
+        return frame.side_data
+    except ValueError:
+        _name_unknown_side_data()
     try:
         return frame.side_data
     except ValueError:
         return {}
+
+
+def _name_unknown_side_data() -> None:
+    from av.sidedata.sidedata import Type
+
+    unknown: dict[int, Type] = {}
+
+    def missing(cls, value):
+        if isinstance(value, int) and value not in unknown:
+            member = object.__new__(cls)
+            member._name_, member._value_ = f"UNKNOWN_{value}", value
+            unknown[value] = member
+        return unknown.get(value)
+
+    Type._missing_ = classmethod(missing)
 
 
 def read_hdr10(frame) -> HDR10 | None:

@@ -79,6 +79,8 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
     reader = VideoReader(src, start=start, duration=duration, rate=rate if sequence.is_sequence(src) else None)
     try:
         video_index = reader.stream.index
+        if reader.orientation:   # a photo turned upright as its EXIF said: no rotation left, sides maybe swapped
+            size = size or (reader.info.width, reader.info.height)
         wanted = {i: _Stream() for i in [*stream_map, *reencoded]}
         for packet in reader.passthrough_packets():   # exactly the packets the writer was given
             if packet.stream_index in wanted:
@@ -119,7 +121,7 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
         _compare_copy(result, names[index], wanted[index], got[out_index], damaged, untimed, repacked=index in pcm)
     for index, out_index in reencoded.items():
         _compare_reencoded(result, names[index], wanted[index], got[out_index])
-    _compare_picture(result, src, video_index, dst, size, rate)
+    _compare_picture(result, src, video_index, dst, size, rate, turned=bool(reader.orientation))
     return result
 
 
@@ -245,14 +247,14 @@ def _picture(path, index: int, rate: Fraction | None = None) -> tuple[tuple, HDR
 
 
 def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int, int] | None,
-                     rate: Fraction | None = None) -> None:
+                     rate: Fraction | None = None, turned: bool = False) -> None:
     (a, source_hdr), (b, out_hdr) = _picture(src, index, rate), _picture(dst, 0, rate)
     untagged = False
     if a and b:
         # What the writer was to make of the source: its size (a comparison is wider), and the range
         # and matrix of the output's kind of pixels (an RGB source written as YUV gets BT.709).
         width, height = size or a[:2]
-        a = (width, height, a[2], *output_colour(a[3], a[4], a[8], b[8], b[9]), *a[5:8])
+        a = (width, height, 0 if turned else a[2], *output_colour(a[3], a[4], a[8], b[8], b[9]), *a[5:8])
         if av.VideoFormat(b[8]).is_rgb:   # RGB pixels have no range or matrix (TIFF stores neither)
             a = (*a[:3], *b[3:5], *a[5:])
         elif {a[3], b[3]} == {0, 1}:   # unspecified YUV range means limited: AV1 always says it, and

@@ -163,6 +163,37 @@ def check_part(start: float | None, duration: float | None) -> None:
         raise VdeblurError(f"--duration must be > 0, got {duration}")
 
 
+def _pictures(container) -> bool:
+    """Whether FFmpeg reads this input as image files (a photo, or numbered ones), not as a video."""
+    return container.format.name == "image2" or container.format.name.endswith("_pipe")
+
+
+def orientation(matrix: tuple[int, ...]) -> tuple[bool, bool, bool] | None:
+    """(transpose, flip left-right, flip top-bottom), in that order, that show stored pixels the way a
+    display matrix says, or None where it shows them as they are or turns them by other than right
+    angles. A point (x, y) is shown at (a x + c y, b x + d y) for the matrix's (a, b, c, d)."""
+    a, b, c, d = (int(np.sign(v)) for v in (matrix[0], matrix[1], matrix[3], matrix[4]))
+    if a and d and not b and not c:
+        steps = (False, a < 0, d < 0)
+    elif b and c and not a and not d:
+        steps = (True, c < 0, b < 0)
+    else:
+        return None
+    return steps if any(steps) else None
+
+
+def upright(image: np.ndarray, steps: tuple[bool, bool, bool]) -> np.ndarray:
+    """An (H, W, C) picture turned by :func:`orientation`'s steps."""
+    transpose, flip_x, flip_y = steps
+    if transpose:
+        image = image.swapaxes(0, 1)
+    if flip_x:
+        image = image[:, ::-1]
+    if flip_y:
+        image = image[::-1]
+    return np.ascontiguousarray(image)
+
+
 #: Faster than any camera's playback rate (phones' slow motion is 240 fps).
 IMPLAUSIBLE_RATE = 240
 
@@ -308,7 +339,7 @@ class VideoReader:
             if _animated_webp(self.path):
                 raise VdeblurError(f"{self.path}: an animated WebP, which this FFmpeg cannot decode (it reads still WebP "
                                    f"only); convert it to a video or to numbered images first") from None
-            if self.corrupt_packets and c.format.name.endswith("_pipe"):   # one picture, which its decoder refused
+            if self.corrupt_packets and _pictures(c):   # one picture, which its decoder refused
                 raise VdeblurError(f"{self.path}: FFmpeg's {vs.codec_context.name} decoder cannot read this picture: "
                                    f"a kind it does not support (such as floating-point samples) or a damaged "
                                    f"file; save it as 8- or 16-bit PNG or TIFF") from None
@@ -322,19 +353,26 @@ class VideoReader:
         fmt = first.format
         self.rgb_format = "rgb24"
         sd = side_data(first).get("DISPLAYMATRIX")
+        matrix = struct.unpack("=9i", bytes(sd)) if sd is not None else None
+        # A photo's EXIF orientation: image files keep none, so the pixels are turned upright here.
+        # A video's display matrix is written again instead, as players expect.
+        pictures = _pictures(c) or self.sequence_start is not None
+        self.orientation = orientation(matrix) if pictures and matrix is not None else None
+        self.stored_size = (first.width, first.height)   # before turning upright
+        width, height = self.stored_size[::-1] if self.orientation and self.orientation[0] else self.stored_size
         cc = vs.codec_context
         rate, frames = frame_rate(vs), self._expected_frames(duration)   # of the source's frames
         first_alpha = first.to_ndarray(format="rgba", threads=1)[..., 3] \
             if has_alpha(fmt.name) or fmt.name == "pal8" else None
         transparent = first_alpha is not None and is_transparent(first_alpha)
         self.info = VideoInfo(
-            width=first.width, height=first.height, pix_fmt=fmt.name, bit_depth=_bit_depth(fmt),
+            width=width, height=height, pix_fmt=fmt.name, bit_depth=_bit_depth(fmt),
             codec=cc.name, time_base=vs.time_base / per_frame, rate=rate * per_frame if rate else None,
             frames=frames * per_frame if frames else None, frames_counted=self._counted(duration), seconds=self._span(duration),
             color_range=int(first.color_range), colorspace=int(first.colorspace),
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
             sample_aspect_ratio=vs.sample_aspect_ratio or cc.sample_aspect_ratio,   # MP4's pasp box first, as players
-            display_matrix=struct.unpack("=9i", bytes(sd)) if sd is not None else None,
+            display_matrix=None if self.orientation else matrix,
             hdr10=read_hdr10(first), dynamic_hdr=read_dynamic_hdr(first), interlaced=self.deinterlacer.saw_interlaced,
             linear_light=cc.name == "exr",
             alpha=has_alpha(fmt.name) or transparent,   # a palette's transparent entries (PNG's tRNS) too
@@ -446,12 +484,15 @@ class VideoReader:
     def to_rgb(self, frame: av.VideoFrame) -> DecodedFrame:
         # Source matrix and range come from the frame's tags (PyAV >= 17, #2230/#2149); threads=1
         # is faster than swscale's auto threads while decode threads run (621 vs 396 fps, #2200).
-        if (frame.width, frame.height) != (self.info.width, self.info.height):   # a stream that changes size
+        width, height = self.stored_size
+        if (frame.width, frame.height) != (width, height):   # a stream that changes size
             self.resized_frames += 1
             self.other_size = self.other_size or (frame.width, frame.height, self._index)
         wide = self.rgb_format == "rgb48le"
         image = frame.to_ndarray(format=("rgba64le" if wide else "rgba") if self.info.alpha else self.rgb_format,
-                                 width=self.info.width, height=self.info.height, interpolation=INTERPOLATION, threads=1)
+                                 width=width, height=height, interpolation=INTERPOLATION, threads=1)
+        if self.orientation:
+            image = upright(image, self.orientation)
         alpha = None
         if self.info.alpha:
             image, alpha = np.ascontiguousarray(image[..., :3]), np.ascontiguousarray(image[..., 3])
