@@ -4,7 +4,7 @@ import av
 import pytest
 
 from media import IdentityBackend, make_video
-from vdeblur.hdr import HDR10, encoder_options, read_hdr10
+from vdeblur.hdr import HDR10, encoder_options, read_hdr10, side_data
 from vdeblur.pipeline import deblur_video
 
 # A P3-D65 grade on a 1000-nit display, the usual HDR10 case (x265's units: 1/50000, 1/10000 cd/m²).
@@ -23,7 +23,7 @@ def hdr_clip(tmp_path_factory):
 
 def first_frame_hdr(path):
     with av.open(str(path)) as c:
-        return read_hdr10(next(c.decode(video=0)))
+        return read_hdr10(side_data(next(c.decode(video=0))))
 
 
 def test_the_source_metadata_is_read_from_the_frames(hdr_clip):
@@ -68,22 +68,18 @@ def test_sdr_sources_have_none(tmp_path):
     assert first_frame_hdr(path) is None
 
 
-class _Frame:
-    def __init__(self, *kinds):
-        self.side_data = {kind: object() for kind in kinds}
-
-
 def test_dynamic_metadata_is_named():
     from vdeblur.hdr import read_dynamic_hdr
 
-    assert read_dynamic_hdr(_Frame("DOVI_RPU_BUFFER", "DOVI_METADATA", "DYNAMIC_HDR_PLUS")) == ("Dolby Vision", "HDR10+")
-    assert read_dynamic_hdr(_Frame("DISPLAYMATRIX")) == ()
+    found = {kind: b"" for kind in ("DOVI_RPU_BUFFER", "DOVI_METADATA", "DYNAMIC_HDR_PLUS")}
+    assert read_dynamic_hdr(found) == ("Dolby Vision", "HDR10+")
+    assert read_dynamic_hdr({"DISPLAYMATRIX": b""}) == ()
 
 
 def test_dolby_vision_loss_is_said_before_the_first_frame(hdr_clip, tmp_path, monkeypatch):
     import vdeblur.video as video
 
-    monkeypatch.setattr(video, "read_dynamic_hdr", lambda frame: ("Dolby Vision",))   # as an iPhone clip's frames say
+    monkeypatch.setattr(video, "read_dynamic_hdr", lambda found: ("Dolby Vision",))   # as an iPhone clip's frames say
     notes = []
     deblur_video(hdr_clip, tmp_path / "out.mp4", backend=IdentityBackend(uint16=True), codec="libx265",
                  notify=notes.append)

@@ -1,5 +1,9 @@
 """Photos in and out, and RGB sources: the colour tags must say what the pixels are."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -211,6 +215,23 @@ def test_a_video_keeps_its_rotation_as_a_tag_not_turned_pixels(tmp_path):
     assert report.warnings() == []
     frame = first_frame(tmp_path / "out.mp4")
     assert frame.rotation == 90 and (frame.width, frame.height) == (64, 48)
+
+
+def test_a_png_with_an_icc_profile_does_not_crash_the_process(tmp_path):
+    """Screenshots and exported photos carry an ICC profile, which FFmpeg's PNG decoder names in
+    metadata PyAV 18 frees twice: `vdeblur deblur` died with a segmentation fault. Run in a child
+    process, since that would take pytest down too."""
+    from PIL import ImageCms
+
+    src = tmp_path / "screenshot.png"
+    Image.fromarray(gradient(40, 60)).save(src, icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from media import IdentityBackend; "
+            "from vdeblur.pipeline import deblur_video; import gc; "
+            "[deblur_video(sys.argv[2], f'{sys.argv[3]}.{k}.png', backend=IdentityBackend()) for k in range(3)]; gc.collect()")
+    run = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(src), str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert np.array_equal(first_frame(tmp_path / "out.2.png").to_ndarray(format="rgb24"), gradient(40, 60))
 
 
 def test_tiff_input_with_side_data_pyav_does_not_know(photo, tmp_path):

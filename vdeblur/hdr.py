@@ -9,8 +9,11 @@ FFmpeg's decoders find them again.
 
 from __future__ import annotations
 
+import ctypes
 import struct
 from dataclasses import dataclass
+
+import av
 
 #: encoder -> (its parameter option, mastering display key, light level key)
 _PARAMETERS = {
@@ -66,18 +69,30 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
-def side_data(frame):
-    """``frame.side_data`` (looked up by type name). PyAV 18 raises ValueError for all of a frame's side
-    data where one type has no name in its enum (31, EXIF, on JPEG and TIFF frames), which lost a
-    phone photo's orientation with it: such types get a name of their own instead."""
+def side_data(frame) -> dict[str, bytes]:
+    """A decoded frame's side data, {type name: bytes}, read from a 2x2 copy of it.
+
+    Two PyAV 18 bugs are kept away here. Its wrapper of each entry also wraps the entry's metadata
+    dictionary, which FFmpeg owns, and frees it again when the wrapper goes: a PNG's ICC profile comes
+    with its name as metadata, and reading such a frame's side data crashed the process (segmentation
+    fault) at the next garbage collection. The copy that holds one is never freed instead, not even at
+    exit: a few hundred bytes plus the profile. And a type its enum has no name for (31, EXIF, on JPEG and TIFF frames) made it
+    raise ValueError for all of the frame's side data, a phone photo's orientation with it: such types
+    get a name of their own.
+    """
     try:
-        return frame.side_data
+        probe = frame.reformat(width=2, height=2, threads=1)   # the copy carries the side data, not the pixels
+    except (av.error.FFmpegError, ValueError):
+        return {}
+    try:
+        entries = list(probe.side_data)
     except ValueError:
         _name_unknown_side_data()
-    try:
-        return frame.side_data
-    except ValueError:
-        return {}
+        entries = list(probe.side_data)
+    found = {entry.type.name: bytes(entry) for entry in entries}
+    if "ICC_PROFILE" in found:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(probe))
+    return found
 
 
 def _name_unknown_side_data() -> None:
@@ -95,24 +110,23 @@ def _name_unknown_side_data() -> None:
     Type._missing_ = classmethod(missing)
 
 
-def read_hdr10(frame) -> HDR10 | None:
-    """The HDR10 metadata a decoded frame carries, or None."""
-    found = side_data(frame)
+def read_hdr10(found: dict[str, bytes]) -> HDR10 | None:
+    """The HDR10 metadata in a decoded frame's :func:`side_data`, or None."""
     mastering, light = found.get("MASTERING_DISPLAY_METADATA"), found.get("CONTENT_LIGHT_LEVEL")
     primaries = white = luminance = None
     if mastering is not None:
         # AVMasteringDisplayMetadata: 10 AVRationals (r, g, b, white point as x/y pairs; min, max luminance),
         # then has_primaries and has_luminance.
-        *rationals, has_primaries, has_luminance = struct.unpack("=22i", bytes(mastering)[:88])
+        *rationals, has_primaries, has_luminance = struct.unpack("=22i", mastering[:88])
         values = [_ratio(rationals[i], rationals[i + 1]) for i in range(0, 20, 2)]
         if has_primaries and None not in values[:8]:
             primaries = tuple((values[i], values[i + 1]) for i in (0, 2, 4))
             white = (values[6], values[7])
         if has_luminance and None not in values[8:]:
             luminance = (values[8], values[9])
-    cll = struct.unpack("=2I", bytes(light)[:8]) if light is not None else None
-    found = HDR10(primaries, white, luminance, cll if cll and any(cll) else None)
-    return found if found != HDR10() else None
+    cll = struct.unpack("=2I", light[:8]) if light is not None else None
+    hdr = HDR10(primaries, white, luminance, cll if cll and any(cll) else None)
+    return hdr if hdr != HDR10() else None
 
 
 def encoder_options(codec: str, hdr: HDR10) -> dict[str, str] | None:
@@ -136,7 +150,6 @@ def encoder_options(codec: str, hdr: HDR10) -> dict[str, str] | None:
     return {option: ":".join(params)} if params else {}
 
 
-def read_dynamic_hdr(frame) -> tuple[str, ...]:
-    """Names of the dynamic HDR metadata a decoded frame carries (an iPhone's Dolby Vision, HDR10+)."""
-    found = side_data(frame)
+def read_dynamic_hdr(found: dict[str, bytes]) -> tuple[str, ...]:
+    """Names of the dynamic HDR metadata in a decoded frame's :func:`side_data` (an iPhone's Dolby Vision, HDR10+)."""
     return tuple(sorted({name for key, name in _DYNAMIC.items() if found.get(key) is not None}))

@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 
 from . import sequence
-from .hdr import HDR10, WRITERS, read_hdr10
+from .hdr import HDR10, WRITERS, read_hdr10, side_data
 from .video import VideoReader, output_colour, prepare_decoder
 
 
@@ -243,7 +243,8 @@ def _picture(path, index: int, rate: Fraction | None = None) -> tuple[tuple, HDR
         sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
         return (frame.width, frame.height, frame.rotation, int(frame.color_range), int(frame.colorspace),
                 int(frame.color_primaries), int(frame.color_trc),
-                Fraction(sar) if sar else Fraction(1), frame.format.name, stream.codec_context.name), read_hdr10(frame)
+                Fraction(sar) if sar else Fraction(1), frame.format.name, stream.codec_context.name), \
+            read_hdr10(side_data(frame))
 
 
 def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int, int] | None,

@@ -352,8 +352,8 @@ class VideoReader:
             self.sequence_start += first.pts or 0
         fmt = first.format
         self.rgb_format = "rgb24"
-        sd = side_data(first).get("DISPLAYMATRIX")
-        matrix = struct.unpack("=9i", bytes(sd)) if sd is not None else None
+        found = side_data(first)
+        matrix = struct.unpack("=9i", found["DISPLAYMATRIX"][:36]) if "DISPLAYMATRIX" in found else None
         # A photo's EXIF orientation: image files keep none, so the pixels are turned upright here.
         # A video's display matrix is written again instead, as players expect.
         pictures = _pictures(c) or self.sequence_start is not None
@@ -373,7 +373,7 @@ class VideoReader:
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
             sample_aspect_ratio=vs.sample_aspect_ratio or cc.sample_aspect_ratio,   # MP4's pasp box first, as players
             display_matrix=None if self.orientation else matrix,
-            hdr10=read_hdr10(first), dynamic_hdr=read_dynamic_hdr(first), interlaced=self.deinterlacer.saw_interlaced,
+            hdr10=read_hdr10(found), dynamic_hdr=read_dynamic_hdr(found), interlaced=self.deinterlacer.saw_interlaced,
             linear_light=cc.name == "exr",
             alpha=has_alpha(fmt.name) or transparent,   # a palette's transparent entries (PNG's tRNS) too
             transparent=transparent,
