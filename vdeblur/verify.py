@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 
 from . import sequence
-from .hdr import HDR10, WRITERS, read_hdr10, side_data
+from .hdr import WRITERS, read_hdr10, side_data
 from .video import VideoReader, output_colour, prepare_decoder
 
 
@@ -229,27 +229,30 @@ def _compare_reencoded(result: Verification, name: str, source: _Stream, out: _S
                                f"{round(1000 * end):+d} ms against the input's")
 
 
-def _picture(path, index: int, rate: Fraction | None = None) -> tuple[tuple, HDR10 | None]:
-    """The first frame's tags, and its HDR10 metadata."""
+def _picture(path, index: int, rate: Fraction | None = None) -> tuple[tuple, dict[str, bytes]]:
+    """The first frame's tags, and its side data (HDR10 metadata, ICC profile)."""
     with _open(path, rate) as c:
         stream = c.streams[index]
         if stream.type != "video":   # a muxer that took a codec it cannot label (FFV1 in MPEG-TS: "data")
-            return (), None
+            return (), {}
         prepare_decoder(stream)   # decoded as the reader did (OpenEXR through the sRGB curve)
         frame = next(c.decode(stream), None)
         if frame is None:
-            return (), None
+            return (), {}
         # MP4's pasp box first, as players do (AV1 and VP9 have no field of their own); unset means square
         sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
         return (frame.width, frame.height, frame.rotation, int(frame.color_range), int(frame.colorspace),
                 int(frame.color_primaries), int(frame.color_trc),
-                Fraction(sar) if sar else Fraction(1), frame.format.name, stream.codec_context.name), \
-            read_hdr10(side_data(frame))
+                Fraction(sar) if sar else Fraction(1), frame.format.name, stream.codec_context.name), side_data(frame)
 
 
 def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int, int] | None,
                      rate: Fraction | None = None, turned: bool = False) -> None:
-    (a, source_hdr), (b, out_hdr) = _picture(src, index, rate), _picture(dst, 0, rate)
+    (a, source_side), (b, out_side) = _picture(src, index, rate), _picture(dst, 0, rate)
+    source_hdr, out_hdr = read_hdr10(source_side), read_hdr10(out_side)
+    profile = source_side.get("ICC_PROFILE")
+    if profile and profile == out_side.get("ICC_PROFILE"):
+        result.held.append(f"ICC colour profile ({len(profile)} bytes)")
     untagged = False
     if a and b:
         # What the writer was to make of the source: its size (a comparison is wider), and the range

@@ -22,7 +22,7 @@ import av
 from av.subtitles.subtitle import SubtitleSet
 import numpy as np
 
-from . import sequence
+from . import icc, sequence
 from .deinterlace import Deinterlacer, check_mode as check_deinterlace
 from .errors import VdeblurError
 from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO
@@ -133,6 +133,7 @@ class VideoInfo:
     linear_light: bool = False   # OpenEXR: decoded to sRGB-coded values (see VideoReader._setup)
     alpha: bool = False        # the pixel format has an alpha plane (GIF's decoder always gives one)
     transparent: bool = False  # and the first frame uses it: some pixel is not fully opaque
+    icc_profile: bytes | None = None   # a photo's ICC colour profile (Display P3, Adobe RGB), from the first frame
     frames_counted: bool = False   # ``frames`` is the container's own count, not an estimate (VFR makes those wrong)
     seconds: float | None = None   # length of the part to be read, as the container announces it
 
@@ -377,6 +378,7 @@ class VideoReader:
             linear_light=cc.name == "exr",
             alpha=has_alpha(fmt.name) or transparent,   # a palette's transparent entries (PNG's tRNS) too
             transparent=transparent,
+            icc_profile=found.get("ICC_PROFILE") or None,
         )
 
     def use_rgb16(self, wide: bool) -> None:
@@ -1011,6 +1013,12 @@ class VideoWriter:
             kept = "colour tags and HDR10 metadata" if info.hdr10 and hdr_options is not None else "colour tags"
             self.metadata_lost.append(f"the source's {' and '.join(info.dynamic_hdr)} metadata is not carried over "
                                       f"(no encoder here takes it); the output keeps the {kept}")
+        self.icc_profile = info.icc_profile
+        self.keeps_icc = bool(self.icc_profile) and self.one_picture and self.suffix in icc.SUFFIXES
+        if self.icc_profile and not self.keeps_icc and b"sRGB" not in self.icc_profile:   # sRGB is what is assumed
+            self.metadata_lost.append(f"the source's ICC colour profile is not written into {self.suffix or 'this'} "
+                                      f"output, so colour-managed viewers take its colours for sRGB; a single .png "
+                                      f"or .jpg keeps it")
         sar = info.sample_aspect_ratio
         if sar and sar != 1 and self.suffix not in _MOV_SUFFIXES and self.suffix not in IMAGE_CODECS \
                 and enc.name not in _SAR_IN_BITSTREAM:
@@ -1282,6 +1290,8 @@ class VideoWriter:
         except av.error.FFmpegError as e:   # the muxer's last word (MP4's index) refused: one line, not a traceback
             raise VdeblurError(f"{self.label}: cannot finish writing ({e.strerror or e}); copied streams: "
                                f"{', '.join(self.copied) or 'none'}; try .mkv") from None
+        if self.keeps_icc and self.packet_sink is None:   # the picture's own file, not a kept segment
+            icc.embed(self.path, self.icc_profile)
 
     def abort(self) -> None:
         try:
