@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from media import IdentityBackend, make_video, psnr
+from media import IdentityBackend, make_video
 from vdeblur import VdeblurError
 from vdeblur.backends.base import Pending
 from vdeblur.pipeline import deblur_video

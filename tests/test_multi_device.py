@@ -8,7 +8,6 @@ import torch
 
 from media import IdentityBackend, make_video, yuv_planes
 from test_memory_fallback import Budget
-from vdeblur import VdeblurError
 from vdeblur.backends import BackendOptions, open_backend
 from vdeblur.backends.multi_device import MultiDevice
 from vdeblur.checkpoint import save_checkpoint
