@@ -22,7 +22,7 @@ import av
 from av.subtitles.subtitle import SubtitleSet
 import numpy as np
 
-from . import icc, sequence
+from . import photo_tags, sequence
 from .deinterlace import Deinterlacer, check_mode as check_deinterlace
 from .errors import VdeblurError
 from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO
@@ -134,6 +134,7 @@ class VideoInfo:
     alpha: bool = False        # the pixel format has an alpha plane (GIF's decoder always gives one)
     transparent: bool = False  # and the first frame uses it: some pixel is not fully opaque
     icc_profile: bytes | None = None   # a photo's ICC colour profile (Display P3, Adobe RGB), from the first frame
+    exif: bytes | None = None   # a photo's EXIF tags (camera, time taken), orientation taken out by FFmpeg
     frames_counted: bool = False   # ``frames`` is the container's own count, not an estimate (VFR makes those wrong)
     seconds: float | None = None   # length of the part to be read, as the container announces it
 
@@ -193,6 +194,10 @@ def upright(image: np.ndarray, steps: tuple[bool, bool, bool]) -> np.ndarray:
     if flip_y:
         image = image[::-1]
     return np.ascontiguousarray(image)
+
+
+#: Decoders whose EXIF side data is the photo's own tags (camera, time taken, place).
+_EXIF_DECODERS = ("mjpeg", "png", "webp", "libwebp")
 
 
 #: Faster than any camera's playback rate (phones' slow motion is 240 fps).
@@ -379,6 +384,8 @@ class VideoReader:
             alpha=has_alpha(fmt.name) or transparent,   # a palette's transparent entries (PNG's tRNS) too
             transparent=transparent,
             icc_profile=found.get("ICC_PROFILE") or None,
+            # A TIFF's "EXIF" is its own file structure (strips, sizes), not tags about the photo
+            exif=(found.get("EXIF") or found.get("UNKNOWN_31") or None) if cc.name in _EXIF_DECODERS else None,
         )
 
     def use_rgb16(self, wide: bool) -> None:
@@ -1013,9 +1020,9 @@ class VideoWriter:
             kept = "colour tags and HDR10 metadata" if info.hdr10 and hdr_options is not None else "colour tags"
             self.metadata_lost.append(f"the source's {' and '.join(info.dynamic_hdr)} metadata is not carried over "
                                       f"(no encoder here takes it); the output keeps the {kept}")
-        self.icc_profile = info.icc_profile
-        self.keeps_icc = bool(self.icc_profile) and self.one_picture and self.suffix in icc.SUFFIXES
-        if self.icc_profile and not self.keeps_icc and b"sRGB" not in self.icc_profile:   # sRGB is what is assumed
+        self.icc_profile, self.exif = info.icc_profile, info.exif
+        self.keeps_photo_tags = self.one_picture and self.suffix in photo_tags.SUFFIXES
+        if self.icc_profile and not self.keeps_photo_tags and b"sRGB" not in self.icc_profile:   # sRGB is assumed
             self.metadata_lost.append(f"the source's ICC colour profile is not written into {self.suffix or 'this'} "
                                       f"output, so colour-managed viewers take its colours for sRGB; a single .png "
                                       f"or .jpg keeps it")
@@ -1290,8 +1297,8 @@ class VideoWriter:
         except av.error.FFmpegError as e:   # the muxer's last word (MP4's index) refused: one line, not a traceback
             raise VdeblurError(f"{self.label}: cannot finish writing ({e.strerror or e}); copied streams: "
                                f"{', '.join(self.copied) or 'none'}; try .mkv") from None
-        if self.keeps_icc and self.packet_sink is None:   # the picture's own file, not a kept segment
-            icc.embed(self.path, self.icc_profile)
+        if self.keeps_photo_tags and (self.icc_profile or self.exif) and self.packet_sink is None:   # not a segment
+            photo_tags.embed(self.path, icc=self.icc_profile, exif=self.exif)
 
     def abort(self) -> None:
         try:

@@ -1,4 +1,4 @@
-"""A photo's ICC colour profile reaches the PNG or JPEG made from it."""
+"""A photo's ICC colour profile and EXIF tags reach the PNG or JPEG made from it."""
 
 import struct
 import zlib
@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from media import IdentityBackend
-from vdeblur.icc import embed
+from vdeblur.photo_tags import embed
 from vdeblur.pipeline import deblur_video
 
 
@@ -55,7 +55,7 @@ def test_a_profile_larger_than_one_jpeg_segment_is_split(tmp_path):
     path = tmp_path / "big.jpg"
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(path, quality=90)
     profile = _profile(150_000)   # three APP2 segments of at most 65,519 bytes
-    embed(path, profile)
+    embed(path, icc=profile)
     with Image.open(path) as im:
         assert im.info["icc_profile"] == profile
         im.load()
@@ -69,7 +69,7 @@ def test_png_keeps_its_chunks_and_loses_a_contradicting_srgb_chunk(tmp_path):
     path.write_bytes(data[:33] + srgb + data[33:])   # after IHDR (8 + 25 bytes)
     with Image.open(path) as im:
         assert "srgb" in im.info
-    embed(path, _profile(100))
+    embed(path, icc=_profile(100))
     with Image.open(path) as im:
         assert im.info["icc_profile"] == _profile(100) and "srgb" not in im.info
         assert np.asarray(im).max() == 7
@@ -79,4 +79,47 @@ def test_a_file_of_another_kind_is_refused(tmp_path):
     path = tmp_path / "not.png"
     path.write_bytes(b"GIF89a")
     with pytest.raises(ValueError, match="not a PNG file"):
-        embed(path, b"profile")
+        embed(path, icc=b"profile")
+
+
+def _phone_shot(path, orientation=6):
+    pixels = (np.random.default_rng(1).random((40, 60, 3)) * 255).astype(np.uint8)
+    im = Image.fromarray(pixels)
+    tags = im.getexif()
+    tags[0x0112], tags[0x010F], tags[0x0110], tags[0x0132] = orientation, "Apple", "iPhone 15", "2026:12:03 08:00:00"
+    im.save(path, exif=tags.tobytes(), quality=95)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_exif_tags_reach_the_picture_without_turning_it_again(tmp_path, suffix):
+    """Camera, model and time taken are kept; the orientation is not, since the pixels were turned upright."""
+    src = _phone_shot(tmp_path / "phone.jpg")
+    out = tmp_path / f"out{suffix}"
+    report = deblur_video(src, out, backend=IdentityBackend())
+    assert report.warnings() == []
+    with Image.open(out) as im:
+        tags = im.getexif()
+        assert (tags.get(0x010F), tags.get(0x0110), tags.get(0x0132)) == ("Apple", "iPhone 15", "2026:12:03 08:00:00")
+        assert tags.get(0x0112) in (None, 1) and im.size == (40, 60)   # upright: portrait, and nothing turns it back
+
+
+def test_a_tiff_s_own_structure_is_not_taken_for_exif(tmp_path):
+    src = tmp_path / "scan.tif"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src)
+    out = tmp_path / "out.jpg"
+    deblur_video(src, out, backend=IdentityBackend())
+    with Image.open(out) as im:
+        assert dict(im.getexif()) == {}
+
+
+def test_exif_and_profile_together_in_both_formats(tmp_path):
+    for suffix in (".jpg", ".png"):
+        path = tmp_path / f"both{suffix}"
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+        tags = Image.Exif()
+        tags[0x010F] = "Canon"
+        embed(path, icc=_profile(500), exif=tags.tobytes().removeprefix(b"Exif\x00\x00"))   # as FFmpeg gives it
+        with Image.open(path) as im:
+            assert im.info["icc_profile"] == _profile(500) and im.getexif().get(0x010F) == "Canon"
+            im.load()
