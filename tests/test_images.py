@@ -129,6 +129,9 @@ def test_tiff_keeps_no_colour_tags_and_the_read_back_does_not_blame_the_writer(t
     report = deblur_video(src, tmp_path / "frames" / "%03d.tif", backend=IdentityBackend())
     assert report.warnings() == []   # was "primaries 1 -> 2, transfer 1 -> 2"
     assert "size, rotation and aspect ratio (TIFF keeps no colour tags)" in report.verified
+    report = deblur_video(src, tmp_path / "frames" / "%03d.jpg", backend=IdentityBackend())
+    assert report.warnings() == []   # JPEG (JFIF) says BT.601 in full range, and nothing of primaries or transfer
+    assert "size, rotation, aspect ratio, colour range and matrix (JPEG keeps no primaries or transfer)" in report.verified
 
 
 def test_a_palette_png_s_transparent_entries_are_kept(tmp_path):

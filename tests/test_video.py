@@ -544,7 +544,7 @@ def test_encoders_do_not_fill_the_terminal(tmp_path):
     for out, extra in ((tmp_path / "o.webm", []), (tmp_path / "o.mkv", ["--codec", "libx265"])):
         run = subprocess.run([sys.executable, "-m", "vdeblur", "deblur", str(src), "-o", str(out), "-q", *extra],
                              capture_output=True, text=True, env=env)
-        assert run.returncode == 0 and run.stderr == "", run.stderr
+        assert run.returncode == 0 and run.stderr == "", run.stderr[-3000:]
 
 
 def test_audio_a_container_cannot_hold_is_re_encoded_not_lost(tmp_path):

@@ -253,7 +253,7 @@ def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int
     profile = source_side.get("ICC_PROFILE")
     if profile and profile == out_side.get("ICC_PROFILE"):
         result.held.append(f"ICC colour profile ({len(profile)} bytes)")
-    untagged = False
+    untagged = ""
     if a and b:
         # What the writer was to make of the source: its size (a comparison is wider), and the range
         # and matrix of the output's kind of pixels (an RGB source written as YUV gets BT.709).
@@ -265,13 +265,15 @@ def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int
             a = (*a[:3], b[3], *a[4:])  # H.264/HEVC say neither range nor matrix where no matrix is tagged
         if a[4] == 2 and b[4] in (5, 6) or {a[4], b[4]} == {5, 6}:   # unspecified matrix means swscale's BT.601;
             a = (*a[:4], b[4], *a[5:])   # Ut Video says it. BT.470BG and SMPTE 170M are both BT.601's matrix
-        untagged = b[9] == "tiff"   # TIFF stores no colour tags: what its decoder says is its own guess
-        if untagged:
-            a = (*a[:3], *b[3:7], a[7])
+        # Image files that store no colour tags, or only some: what their decoder says is its own guess.
+        if b[9] == "tiff":
+            a, untagged = (*a[:3], *b[3:7], a[7]), "size, rotation and aspect ratio (TIFF keeps no colour tags)"
+        elif Path(dst).suffix.lower() in (".jpg", ".jpeg"):   # JFIF is BT.601 in full range, nothing more
+            a, untagged = (*a[:5], *b[5:7], a[7]), ("size, rotation, aspect ratio, colour range and matrix "
+                                                    "(JPEG keeps no primaries or transfer)")
         b = b[:8]
     if a == b:
-        result.held.append("size, rotation and aspect ratio (TIFF keeps no colour tags)" if untagged
-                           else "size, rotation, aspect ratio and colour tags")
+        result.held.append(untagged or "size, rotation, aspect ratio and colour tags")
     else:
         fields = ("width", "height", "rotation", "colour range", "colour matrix", "primaries", "transfer", "aspect ratio")
         diff = ", ".join(f"{f} {x} -> {y}" for f, x, y in zip(fields, a, b) if x != y) or "no frame read back"
