@@ -196,6 +196,9 @@ def upright(image: np.ndarray, steps: tuple[bool, bool, bool]) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+#: Seconds an encoder may decode a frame before showing it (B-frame reordering is a few frames).
+_LONGEST_REORDER = 60
+
 #: Decoders whose EXIF side data is the photo's own tags (camera, time taken, place).
 _EXIF_DECODERS = ("mjpeg", "png", "webp", "libwebp")
 
@@ -1243,9 +1246,17 @@ class VideoWriter:
 
     def _encode(self, frame: av.VideoFrame | None) -> list:
         try:
-            return self.video.encode(frame)
+            packets = self.video.encode(frame)
         except av.error.FFmpegError as e:
             raise VdeblurError(f"{self.label}: encoder {self.video.codec_context.name} failed ({e.strerror or e})") from None
+        for packet in packets:
+            # libx265 gives one in five encodes of exactly two frames a garbage DTS (1e17 off; the pictures
+            # are fine), and a resumable run's last segment can hold two frames: the muxer refused it at the
+            # very end. No encoder decodes a frame after showing it, or a minute before.
+            if packet.dts is not None and packet.pts is not None and packet.time_base \
+                    and not 0 <= (packet.pts - packet.dts) * packet.time_base <= _LONGEST_REORDER:
+                packet.dts = packet.pts
+        return packets
 
     def write_encoded(self, packet: av.Packet) -> None:
         """One video packet encoded earlier by an encoder set up like this one (pts/dts in its
