@@ -199,6 +199,15 @@ def upright(image: np.ndarray, steps: tuple[bool, bool, bool]) -> np.ndarray:
 #: Seconds an encoder may decode a frame before showing it (B-frame reordering is a few frames).
 _LONGEST_REORDER = 60
 
+
+def repair_dts(packet: av.Packet) -> None:
+    """A DTS after its packet's PTS, or more than a minute before, is garbage: the PTS stands in for it.
+    libx265 gives one in five encodes of exactly two frames such a DTS (1e17 off; the pictures are
+    fine), and a resumable run's last segment can hold two frames: the muxer refused it at the very end."""
+    if packet.dts is not None and packet.pts is not None and packet.time_base \
+            and not 0 <= (packet.pts - packet.dts) * packet.time_base <= _LONGEST_REORDER:
+        packet.dts = packet.pts
+
 #: Decoders whose EXIF side data is the photo's own tags (camera, time taken, place).
 _EXIF_DECODERS = ("mjpeg", "png", "webp", "libwebp")
 
@@ -1250,18 +1259,14 @@ class VideoWriter:
         except av.error.FFmpegError as e:
             raise VdeblurError(f"{self.label}: encoder {self.video.codec_context.name} failed ({e.strerror or e})") from None
         for packet in packets:
-            # libx265 gives one in five encodes of exactly two frames a garbage DTS (1e17 off; the pictures
-            # are fine), and a resumable run's last segment can hold two frames: the muxer refused it at the
-            # very end. No encoder decodes a frame after showing it, or a minute before.
-            if packet.dts is not None and packet.pts is not None and packet.time_base \
-                    and not 0 <= (packet.pts - packet.dts) * packet.time_base <= _LONGEST_REORDER:
-                packet.dts = packet.pts
+            repair_dts(packet)
         return packets
 
     def write_encoded(self, packet: av.Packet) -> None:
         """One video packet encoded earlier by an encoder set up like this one (pts/dts in its
         ``time_base``). Each segment's encoder started afresh, so its first decode timestamps can
         fall before the last segment's: they are moved up, never past their own pts."""
+        repair_dts(packet)   # segments kept by a version that did not repair them
         dts, last = packet.dts, self._last_video_dts
         if dts is not None and last is not None and dts <= last:
             if packet.pts is not None and last + 1 > packet.pts:
