@@ -18,6 +18,16 @@ class Invert(IdentityBackend):
         return np.iinfo(frames.dtype).max - frames
 
 
+class StopAtNine(Invert):
+    """Ctrl-C once 9 frames are done: a run that leaves kept segments behind."""
+
+    def run(self, frames):
+        self.calls += len(frames)
+        if self.calls > 9:
+            raise KeyboardInterrupt
+        return super().run(frames)
+
+
 def rgb_frames(path):
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)]
@@ -104,15 +114,8 @@ def test_kept_progress_is_reused_only_at_the_same_strength(tmp_path):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_video(src, frames=12)
 
-    class StopAtNine(Invert):
-        def run(self, frames):
-            self.calls += len(frames)
-            if self.calls > 9:
-                raise KeyboardInterrupt
-            return super().run(frames)
-
     with pytest.raises(KeyboardInterrupt):
-        deblur_video(src, out, backend=StopAtNine(), segment_frames=2, segment_seconds=0, strength=0.5)
+        deblur_video(src, out, backend=StopAtNine(), segment_frames=2, segment_seconds=0, strength=0.5)   # 4 segments kept
     notes = []
     deblur_video(src, out, backend=Invert(), notify=notes.append, segment_frames=2, segment_seconds=0)
     assert len(notes) == 1 and "starting over" in notes[0], notes
@@ -124,13 +127,6 @@ def test_a_comparison_does_not_reuse_plain_progress(tmp_path):
     """Kept segments of a plain run must not end up in a comparison (and the other way round)."""
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_video(src, frames=12)
-
-    class StopAtNine(Invert):
-        def run(self, frames):
-            self.calls += len(frames)
-            if self.calls > 9:
-                raise KeyboardInterrupt
-            return super().run(frames)
 
     with pytest.raises(KeyboardInterrupt):
         deblur_video(src, out, backend=StopAtNine(), segment_frames=2, segment_seconds=0)

@@ -47,6 +47,29 @@ def make_clip(path, audio=(), subtitles=None, frames=10):
     return path
 
 
+def _camera_clip(path, video, audio):
+    """A clip from one video encoder (codec, fps, width, height, pixel format, frames) and one mono audio
+    encoder (codec, rate, samples per packet, packets) of a tone, the way a camera or phone writes it."""
+    codec, fps, width, height, pix_fmt, frames = video
+    audio_codec, rate, size, packets = audio
+    with av.open(str(path), "w") as c:
+        v = c.add_stream(codec, rate=fps)
+        v.width, v.height, v.pix_fmt = width, height, pix_fmt
+        a = c.add_stream(audio_codec, rate=rate, layout="mono")
+        for i in range(frames):
+            f = av.VideoFrame.from_ndarray(pattern(i, height, width), format="rgb24").reformat(format=pix_fmt)
+            f.pts = i
+            c.mux(v.encode(f))
+        c.mux(v.encode(None))
+        for k in range(packets):
+            tone = (3000 * np.sin(np.arange(k * size, (k + 1) * size) / 20)).astype(np.int16)
+            af = av.AudioFrame.from_ndarray(tone[None], format="s16", layout="mono")
+            af.sample_rate, af.pts = rate, k * size
+            c.mux(a.encode(af))
+        c.mux(a.encode(None))
+    return path
+
+
 def stream_kinds(path):
     with av.open(str(path)) as c:
         return [(s.type, s.codec_context.name if s.codec_context else None) for s in c.streams]
@@ -150,21 +173,8 @@ def test_audio_matroska_and_avi_cannot_hold_is_re_encoded_not_lost(tmp_path):
     report = deblur_video(src, tmp_path / "out.avi", backend=IdentityBackend())
     assert report.copied_streams == ["#1 audio opus re-encoded as libmp3lame 320k (opus cannot be stored in .avi)"]
     assert report.warnings() == []
-    phone = tmp_path / "phone.3gp"
-    with av.open(str(phone), "w") as c:
-        v = c.add_stream("h263", rate=15)
-        v.width, v.height, v.pix_fmt = 176, 144, "yuv420p"
-        a = c.add_stream("libopencore_amrnb", rate=8000, layout="mono")
-        for i in range(6):
-            f = av.VideoFrame.from_ndarray(pattern(i, 144, 176), format="rgb24").reformat(format="yuv420p")
-            f.pts = i
-            c.mux(v.encode(f))
-        c.mux(v.encode(None))
-        for k in range(16):   # 0.4 s of 8 kHz in AMR's 20 ms frames
-            af = av.AudioFrame.from_ndarray(np.zeros((1, 160), np.int16), format="s16", layout="mono")
-            af.sample_rate, af.pts = 8000, k * 160
-            c.mux(a.encode(af))
-        c.mux(a.encode(None))
+    phone = _camera_clip(tmp_path / "phone.3gp", ("h263", 15, 176, 144, "yuv420p", 6),
+                         ("libopencore_amrnb", 8000, 160, 16))   # 0.4 s of 8 kHz in AMR's 20 ms frames
     for suffix in (".mkv", ".mp4"):
         report = deblur_video(phone, tmp_path / f"phone{suffix}", backend=IdentityBackend())
         assert report.copied_streams == [f"#1 audio amrnb re-encoded as aac 256k (amrnb cannot be stored in {suffix})"]
@@ -174,22 +184,7 @@ def test_audio_matroska_and_avi_cannot_hold_is_re_encoded_not_lost(tmp_path):
 def test_pcm_cut_into_other_packets_by_the_container_is_still_a_bit_exact_copy(tmp_path):
     """MXF holds a video frame's worth of PCM per packet and MOV twice as many smaller ones: the same
     bytes at the same times were reported as "the copy differs from the input (20 packets, 10 in the input)"."""
-    src = tmp_path / "camera.mxf"
-    with av.open(str(src), "w") as c:
-        v = c.add_stream("mpeg2video", rate=25)
-        v.width, v.height, v.pix_fmt = 64, 48, "yuv422p"
-        a = c.add_stream("pcm_s16le", rate=48000, layout="mono")
-        for i in range(10):
-            f = av.VideoFrame.from_ndarray(pattern(i, 48, 64), format="rgb24").reformat(format="yuv422p")
-            f.pts = i
-            c.mux(v.encode(f))
-        c.mux(v.encode(None))
-        for k in range(10):
-            tone = (3000 * np.sin(np.arange(k * 1920, (k + 1) * 1920) / 20)).astype(np.int16)
-            af = av.AudioFrame.from_ndarray(tone[None], format="s16", layout="mono")
-            af.sample_rate, af.pts = 48000, k * 1920
-            c.mux(a.encode(af))
-        c.mux(a.encode(None))
+    src = _camera_clip(tmp_path / "camera.mxf", ("mpeg2video", 25, 64, 48, "yuv422p", 10), ("pcm_s16le", 48000, 1920, 10))
     for suffix in (".mov", ".mkv"):
         report = deblur_video(src, tmp_path / f"out{suffix}", backend=IdentityBackend())
         assert report.warnings() == [], suffix
