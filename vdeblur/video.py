@@ -208,6 +208,7 @@ def repair_dts(packet: av.Packet) -> None:
             and not 0 <= (packet.pts - packet.dts) * packet.time_base <= _LONGEST_REORDER:
         packet.dts = packet.pts
 
+
 #: Decoders whose EXIF side data is the photo's own tags (camera, time taken, place).
 _EXIF_DECODERS = ("mjpeg", "png", "webp", "libwebp")
 
