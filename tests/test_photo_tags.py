@@ -123,3 +123,18 @@ def test_exif_and_profile_together_in_both_formats(tmp_path):
         with Image.open(path) as im:
             assert im.info["icc_profile"] == _profile(500) and im.getexif().get(0x010F) == "Canon"
             im.load()
+
+
+def test_a_palette_png_s_profile_and_orientation_are_read_too(tmp_path):
+    """swscale writes no palette, so the 2x2 copy side data is read from failed for pal8: a palette PNG's
+    profile and orientation were lost."""
+    src = tmp_path / "icon.png"
+    im = Image.fromarray((np.random.default_rng(2).random((40, 60, 3)) * 255).astype(np.uint8)).quantize(16)
+    tags = im.getexif()
+    tags[0x0112] = 6
+    im.save(src, icc_profile=_profile(200), exif=tags.tobytes())
+    out = tmp_path / "out.png"
+    report = deblur_video(src, out, backend=IdentityBackend())
+    assert report.warnings() == []
+    with Image.open(out) as shown:
+        assert shown.info["icc_profile"] == _profile(200) and shown.size == (40, 60)

@@ -80,9 +80,13 @@ def side_data(frame) -> dict[str, bytes]:
     raise ValueError for all of the frame's side data, a phone photo's orientation with it: such types
     get a name of their own.
     """
-    try:
-        probe = frame.reformat(width=2, height=2, threads=1)   # the copy carries the side data, not the pixels
-    except (av.error.FFmpegError, ValueError):
+    for layout in (None, "rgb24"):   # swscale writes no palette (pal8): then the copy is RGB
+        try:
+            probe = frame.reformat(format=layout, width=2, height=2, threads=1)   # the side data, not the pixels
+            break
+        except (av.error.FFmpegError, ValueError):
+            continue
+    else:
         return {}
     try:
         entries = list(probe.side_data)
