@@ -126,3 +126,57 @@ def test_export_cli_writes_and_refuses_overwrite(tiny_model, tmp_path, capsys):
     assert main(["export", "--weights", str(weights), "-o", str(out), "--height", "64"]) == 1
     assert "both --height and --width" in capsys.readouterr().err
     assert not list(tmp_path.glob(".*partial"))
+
+
+def _as_vs_mlrt_loads(proto, height, width):
+    """What vs-mlrt's loader does to a file before its runtime sees it: batch 1 and the tile size
+    written into the input, the output's height and width cleared, then ONNX shape inference."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(proto)
+    for dim, value in zip(fixed.graph.input[0].type.tensor_type.shape.dim, (1, None, height, width)):
+        if value is not None:
+            dim.dim_value = value
+    for dim in list(fixed.graph.output[0].type.tensor_type.shape.dim)[2:]:
+        dim.Clear()
+    del fixed.graph.value_info[:]
+    return onnx.shape_inference.infer_shapes(fixed, strict_mode=True)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_planar_layout_for_vs_mlrt_matches_torch(tiny_model, precision):
+    """float32 RGB [1, 3, H, W] in and out, one input "input" and one output, plain ops; any size."""
+    proto = build_onnx(tiny_model, ExportSpec(precision=precision, plugin=False, io="planar"))
+    onnx.checker.check_model(proto, full_check=True)
+    assert count_custom_nodes(proto) == {} and not proto.functions
+    (inp,), (out,) = proto.graph.input, proto.graph.output
+    assert (inp.name, out.name) == ("input", "output")
+    for value in (inp, out):
+        assert value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        dims = value.type.tensor_type.shape.dim
+        assert [d.dim_value for d in dims[:2]] == [1, 3] and [d.dim_param for d in dims[2:]] == ["height", "width"]
+    frames = _frames(n=1, h=70, w=90)   # not a multiple of 16: the graph pads and crops
+    loaded = _as_vs_mlrt_loads(proto, 70, 90)
+    assert [d.dim_value for d in loaded.graph.output[0].type.tensor_type.shape.dim] == [1, 3, 70, 90]
+    planes = np.ascontiguousarray(frames.transpose(0, 3, 1, 2), dtype=np.float32) / 255
+    (restored,) = _session(loaded).run(None, {"input": planes})
+    ref = _torch_restore(tiny_model, frames).numpy()
+    assert restored.dtype == np.float32 and restored.shape == planes.shape
+    assert restored.min() >= 0 and restored.max() <= 1
+    assert np.abs(restored - ref).max() < (1e-4 if precision == "fp32" else 2e-2)
+
+
+def test_planar_layout_needs_plain_ops_and_is_not_for_vdeblurs_backends(tiny_model, tmp_path, capsys):
+    from vdeblur.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from vdeblur.errors import VdeblurError
+
+    with pytest.raises(VdeblurError, match="--no-plugin"):
+        ExportSpec(io="planar")
+    weights = save_checkpoint(tmp_path / "tiny.safetensors", tiny_model)
+    out = tmp_path / "planar.onnx"
+    assert main(["export", "--weights", str(weights), "-o", str(out), "--io", "planar", "--height", "48", "--width", "64"]) == 0
+    assert "no custom nodes; float32 RGB planes, fp32, 48x64" in capsys.readouterr().out
+    proto = onnx.load(out)
+    assert {p.key: p.value for p in proto.metadata_props}["io"] == "planar"
+    assert [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim] == [1, 3, 48, 64]
+    with pytest.raises(VdeblurError, match="planar export"):
+        OnnxRuntimeBackend(onnx=str(out), weights=str(weights))

@@ -47,6 +47,11 @@ OUTPUT = "restored"
 #: float32 [N]: NaN/Inf values in each restored frame before clamping (the runtime's guard reads it).
 NONFINITE = "nonfinite"
 PRECISIONS = ("fp32", "fp16", "bf16")
+#: "frames": what vdeblur's backends run (uint8 NHWC, plus the NaN guard). "planar": float32 RGB
+#: [1, 3, H, W] in [0, 1], one input named "input" and one output, the convention of vs-mlrt
+#: (VapourSynth) and avs-mlrt (AviSynth), whose filters feed RGBS clips to any such file.
+IO_LAYOUTS = ("frames", "planar")
+PLANAR_INPUT, PLANAR_OUTPUT = "input", "output"
 
 _NP_DTYPES = {"fp32": np.float32, "fp16": np.float16}
 
@@ -67,10 +72,15 @@ class ExportSpec:
     plugin: bool = True
     height: int | None = None
     width: int | None = None
+    io: str = "frames"
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise VdeblurError(f"unknown export precision {self.precision!r}; use {', '.join(PRECISIONS)}")
+        if self.io not in IO_LAYOUTS:
+            raise VdeblurError(f"unknown export layout {self.io!r}; use {' or '.join(IO_LAYOUTS)}")
+        if self.io == "planar" and self.plugin:
+            raise VdeblurError("the planar layout is for runtimes without vdeblur's plugins: export it with plain ops (--no-plugin)")
         if (self.height is None) != (self.width is None):
             raise VdeblurError("give both --height and --width, or neither for a dynamic-size model")
         for v in (self.height, self.width):
@@ -238,7 +248,15 @@ class _GraphBuilder:
         straight into a Cast: TensorRT allows UINT8 only at the network boundary."""
         x = self.op("Cast", [frames], to=self.elem)
         x = self.op("Transpose", [x], perm=[0, 3, 1, 2])
-        x = self.op("Div", [x, self.scalar(255.0)])
+        return self.pad(self.op("Div", [x, self.scalar(255.0)]), multiple, spec)
+
+    def planar_in(self, planes: str, multiple: int, spec: ExportSpec) -> tuple[str, str]:
+        """float32 NCHW in [0, 1] -> padded, in the model precision; returns (padded, crop_ends)."""
+        x = planes if self.precision == "fp32" else self.op("Cast", [planes], to=self.elem)
+        return self.pad(x, multiple, spec)
+
+    def pad(self, x: str, multiple: int, spec: ExportSpec) -> tuple[str, str]:
+        """Edge-pad NCHW ``x`` to a multiple of ``multiple``; returns (padded, crop_ends)."""
         if not spec.dynamic:
             ph, pw = -spec.height % multiple, -spec.width % multiple
             ends = self.ints([spec.height, spec.width])
@@ -266,6 +284,17 @@ class _GraphBuilder:
         y = self.op("Transpose", [y], perm=[0, 2, 3, 1])
         # The uint8 tensor must be the graph output itself: TensorRT allows UINT8 only at the boundary.
         return self.op("Cast", [y], to=self.onnx.TensorProto.UINT8, out=OUTPUT), nonfinite
+
+    def planar_out(self, y: str, ends: str, planes: str) -> str:
+        """Crop and clamp to [0, 1], float32 NCHW. The result is added to ``planes`` * 0, which
+        changes no value but ties the output's shape to the input's: vs-mlrt fixes the input's size
+        and reads the output's from ONNX shape inference, which cannot follow the dynamic pad and crop."""
+        y = self.op("Slice", [y, self.ints([0, 0]), ends, self.ints([2, 3])])
+        y = self.op("Clip", [y, self.scalar(0.0), self.scalar(1.0)])
+        if self.precision != "fp32":
+            y = self.op("Cast", [y], to=self.onnx.TensorProto.FLOAT)
+        zeros = self.op("Mul", [planes, self.const("f32_0", np.asarray(0.0, dtype=np.float32))])
+        return self.op("Add", [y, zeros], out=PLANAR_OUTPUT)
 
 
 def _gate_body(helper, TP, x: str, prefix: str = "") -> list:
@@ -325,17 +354,20 @@ def build_onnx(model: DeblurNet, spec: ExportSpec, metadata: dict | None = None)
     g = _GraphBuilder(onnx, spec.precision)
     h = spec.height if not spec.dynamic else "height"
     w = spec.width if not spec.dynamic else "width"
+    float32 = onnx.TensorProto.FLOAT
     with torch.no_grad():
-        x, ends = g.frames_in(INPUT, model.config.size_multiple, spec)
-        y = g.network(x, model, spec.plugin)
-        g.frames_out(y, ends)
-    graph = helper.make_graph(
-        g.nodes, "vdeblur",
-        [helper.make_tensor_value_info(INPUT, onnx.TensorProto.UINT8, ["batch", h, w, 3])],
-        [helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.UINT8, ["batch", h, w, 3]),
-         helper.make_tensor_value_info(NONFINITE, onnx.TensorProto.FLOAT, ["batch"])],
-        initializer=list(g.initializers.values()),
-    )
+        if spec.io == "planar":
+            x, ends = g.planar_in(PLANAR_INPUT, model.config.size_multiple, spec)
+            g.planar_out(g.network(x, model, spec.plugin), ends, PLANAR_INPUT)
+            inputs = [helper.make_tensor_value_info(PLANAR_INPUT, float32, [1, 3, h, w])]
+            outputs = [helper.make_tensor_value_info(PLANAR_OUTPUT, float32, [1, 3, h, w])]
+        else:
+            x, ends = g.frames_in(INPUT, model.config.size_multiple, spec)
+            g.frames_out(g.network(x, model, spec.plugin), ends)
+            inputs = [helper.make_tensor_value_info(INPUT, onnx.TensorProto.UINT8, ["batch", h, w, 3])]
+            outputs = [helper.make_tensor_value_info(OUTPUT, onnx.TensorProto.UINT8, ["batch", h, w, 3]),
+                       helper.make_tensor_value_info(NONFINITE, float32, ["batch"])]
+    graph = helper.make_graph(g.nodes, "vdeblur", inputs, outputs, initializer=list(g.initializers.values()))
     opset = OPSET_BF16 if spec.precision == "bf16" else OPSET
     opsets = [helper.make_opsetid("", opset)]
     functions = []
@@ -345,7 +377,7 @@ def build_onnx(model: DeblurNet, spec: ExportSpec, metadata: dict | None = None)
     proto = helper.make_model(graph, opset_imports=opsets, functions=functions, producer_name="vdeblur")
     # The oldest IR that carries this opset, so older readers (TensorRT's parser) accept the file.
     proto.ir_version = helper.find_min_ir_version_for(opsets[:1])
-    meta = {"precision": spec.precision, "plugin": str(spec.plugin).lower(),
+    meta = {"precision": spec.precision, "plugin": str(spec.plugin).lower(), "io": spec.io,
             "shape": "dynamic" if spec.dynamic else f"{spec.height}x{spec.width}",
             "size_multiple": str(model.config.size_multiple), **(metadata or {})}
     helper.set_model_props(proto, {k: str(v) for k, v in meta.items()})
@@ -384,7 +416,7 @@ def export(weights: str | None, output: str | os.PathLike, spec: ExportSpec, ove
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("export", help="write the network as ONNX (uint8 frames in and out), for ONNX Runtime or TensorRT")
+    p = subparsers.add_parser("export", help="write the network as ONNX, for ONNX Runtime, TensorRT or VapourSynth (vs-mlrt)")
     p.add_argument("--weights", help="checkpoint (default: the shipped weights)")
     p.add_argument("-o", "--output", required=True, help="ONNX file to write")
     p.add_argument("--height", type=int, help="fixed frame height (with --width); default: dynamic")
@@ -392,6 +424,10 @@ def register(subparsers) -> None:
     p.add_argument("--dynamic", action="store_true", help="any frame size (the default when no size is given)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="numeric type inside the graph (default fp32)")
     p.add_argument("--no-plugin", action="store_true", help="plain ONNX ops instead of the fused-attention custom nodes")
+    p.add_argument("--io", choices=IO_LAYOUTS, default="frames",
+                   help="frames: uint8 [N, H, W, 3] in and out, what vdeblur's onnxruntime and tensorrt backends run "
+                        "(default); planar: float32 RGB [1, 3, H, W] in [0, 1] in and out, plain ops, for vs-mlrt's "
+                        "VapourSynth filters (vsmlrt.inference) and avs-mlrt")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=run)
 
@@ -399,9 +435,11 @@ def register(subparsers) -> None:
 def run(args) -> int:
     if args.dynamic and (args.height or args.width):
         raise VdeblurError("--dynamic conflicts with --height/--width")
-    spec = ExportSpec(precision=args.precision, plugin=not args.no_plugin, height=args.height, width=args.width)
+    spec = ExportSpec(precision=args.precision, plugin=not args.no_plugin and args.io == "frames",
+                      height=args.height, width=args.width, io=args.io)
     info = export(args.weights, args.output, spec, overwrite=args.overwrite)
     nodes = ", ".join(f"{v} {k}" for k, v in sorted(info["custom_nodes"].items())) or "no custom nodes"
-    print(f"wrote {info['path']} ({info['bytes'] / 2**20:.1f} MiB, {info['nodes']} nodes: {nodes}; "
+    layout = "uint8 frames" if spec.io == "frames" else "float32 RGB planes"
+    print(f"wrote {info['path']} ({info['bytes'] / 2**20:.1f} MiB, {info['nodes']} nodes: {nodes}; {layout}, "
           f"{spec.precision}, {'dynamic size' if spec.dynamic else f'{spec.height}x{spec.width}'}) in {info['seconds']:.2f} s")
     return 0

@@ -92,6 +92,9 @@ class OnnxRuntimeBackend(Backend):
             raise VdeblurError(f"{path}: not a readable ONNX file ({type(e).__name__})") from None
         meta = {p.key: p.value for p in model.metadata_props}
         names = ([i.name for i in model.graph.input], [o.name for o in model.graph.output])
+        if meta.get("io") == "planar":
+            raise VdeblurError(f"{path}: a planar export, for vs-mlrt; vdeblur runs the default layout "
+                               "(`vdeblur export` without --io planar)")
         if names != (["frames"], ["restored", "nonfinite"]):
             raise VdeblurError(f"{path}: not a vdeblur export (inputs {names[0]}, outputs {names[1]}); make one with `vdeblur export`")
         return model.SerializeToString(), meta
