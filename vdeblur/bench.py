@@ -16,7 +16,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -222,7 +221,8 @@ def peak_rss_bytes() -> int:
     """Peak resident set size of this process so far.
 
     Linux: VmHWM of /proc/self/status. Not ``ru_maxrss``: that survives fork + exec, so a child
-    started by a big parent (the memory check) would report the parent's peak.
+    started by a big parent (the memory check) would report the parent's peak. Windows: the peak
+    working set. Elsewhere ``ru_maxrss`` (the ``resource`` module is POSIX-only, so it is imported here).
     """
     try:
         with open("/proc/self/status") as f:
@@ -231,8 +231,39 @@ def peak_rss_bytes() -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
+    if sys.platform == "win32":
+        return _windows_peak_working_set()
+    import resource
+
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss if sys.platform == "darwin" else rss * 1024   # KiB on Linux, bytes on macOS
+
+
+def _process_memory_counters():
+    """psapi's PROCESS_MEMORY_COUNTERS: two DWORDs, then eight SIZE_T counters."""
+    import ctypes
+
+    sizes = ("PeakWorkingSetSize", "WorkingSetSize", "QuotaPeakPagedPoolUsage", "QuotaPagedPoolUsage",
+             "QuotaPeakNonPagedPoolUsage", "QuotaNonPagedPoolUsage", "PagefileUsage", "PeakPagefileUsage")
+
+    class Counters(ctypes.Structure):
+        _fields_ = [("cb", ctypes.c_uint32), ("PageFaultCount", ctypes.c_uint32),
+                    *((name, ctypes.c_size_t) for name in sizes)]
+
+    return Counters
+
+
+def _windows_peak_working_set() -> int:
+    import ctypes
+
+    counters_type = _process_memory_counters()
+    counters = counters_type(cb=ctypes.sizeof(counters_type))
+    kernel32, psapi = ctypes.WinDLL("kernel32"), ctypes.WinDLL("psapi")
+    kernel32.GetCurrentProcess.restype = ctypes.c_void_p
+    psapi.GetProcessMemoryInfo.argtypes = [ctypes.c_void_p, ctypes.POINTER(counters_type), ctypes.c_uint32]
+    if not psapi.GetProcessMemoryInfo(kernel32.GetCurrentProcess(), ctypes.byref(counters), counters.cb):
+        raise OSError(ctypes.get_last_error(), "GetProcessMemoryInfo failed")
+    return counters.PeakWorkingSetSize
 
 
 def gpu_memory(device: torch.device) -> dict | None:
