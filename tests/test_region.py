@@ -1,0 +1,107 @@
+"""`deblur --region`: only the rectangle is the model's, every other pixel is the decoder's."""
+
+import itertools
+
+import av
+import numpy as np
+import pytest
+
+from media import IdentityBackend, make_video
+from vdeblur import VdeblurError, deblur_video
+from vdeblur.cli import main
+from vdeblur.region import CONTEXT, RegionBackend, parse_region, stored_region
+from vdeblur.video import upright
+
+
+class InvertBackend(IdentityBackend):
+    """255 - x, and a record of the shapes it was given: where the model ran is plain to see."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def run(self, frames):
+        self.shapes.append(frames.shape)
+        return 255 - frames
+
+
+@pytest.mark.parametrize("steps", list(itertools.product([False, True], repeat=3)))
+def test_a_region_as_shown_is_the_same_pixels_of_the_stored_frame(steps):
+    stored = np.random.default_rng(1).integers(0, 256, (7, 11, 1), dtype=np.uint8)
+    shown = upright(stored, steps)
+    for region in [(0, 0, 1, 1), (2, 1, 3, 4), (shown.shape[1] - 2, shown.shape[0] - 3, 2, 3)]:
+        x, y, w, h = region
+        sx, sy, sw, sh = stored_region(region, (shown.shape[1], shown.shape[0]), steps)
+        assert np.array_equal(upright(stored[sy:sy + sh, sx:sx + sw], steps), shown[y:y + h, x:x + w])
+
+
+def test_the_backend_sees_the_region_with_context_and_only_the_region_changes():
+    frames = np.random.default_rng(0).integers(0, 256, (2, 120, 200, 3), dtype=np.uint8)
+    inner = InvertBackend()
+    out = RegionBackend(inner, (10, 50, 60, 30)).run(frames)
+    # 32 pixels of context where the frame has them: none left of x=10, all of them elsewhere.
+    assert inner.shapes == [(2, 30 + 2 * CONTEXT, 10 + 60 + CONTEXT, 3)]
+    inside = np.zeros(frames.shape, bool)
+    inside[:, 50:80, 10:70] = True
+    assert np.array_equal(out[inside], 255 - frames[inside])
+    assert np.array_equal(out[~inside], frames[~inside])
+    assert frames.flags.writeable and not np.shares_memory(out, frames)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("3,4", "LEFT,TOP,WIDTH,HEIGHT"), ("a,b,c,d", "LEFT,TOP,WIDTH,HEIGHT"), ("-1,0,10,10", "not be negative"),
+    ("0,0,0,10", "at least 1x1")])
+def test_bad_regions_are_one_line_errors(value, message):
+    with pytest.raises(VdeblurError, match=message):
+        parse_region(value)
+
+
+@pytest.mark.parametrize("rotation", [None, 90])
+def test_deblur_video_changes_only_the_region_as_shown(tmp_path, rotation):
+    src = tmp_path / "in.mkv"
+    make_video(src, width=96, height=64, frames=3, rotation=rotation, codec="ffv1", pix_fmt="yuv444p",
+               options={})
+    region = (8, 40, 24, 16)   # as shown: a 64x96 picture on its side when rotated
+    plain, boxed = tmp_path / "plain.mkv", tmp_path / "boxed.mkv"
+    deblur_video(src, plain, backend=IdentityBackend(), codec="ffv1", pix_fmt="yuv444p", resume=False)
+    report = deblur_video(src, boxed, backend=InvertBackend(), codec="ffv1", pix_fmt="yuv444p", resume=False,
+                          region=region)
+    assert report.frames == 3 and report.backend["region"]
+    with av.open(str(plain)) as a, av.open(str(boxed)) as b:
+        before = [f.to_ndarray(format="rgb24") for f in a.decode(video=0)]
+        after = [f.to_ndarray(format="rgb24") for f in b.decode(video=0)]
+    x, y, w, h = region
+    for shown_before, shown_after in zip(before, after):
+        if rotation:   # a display matrix of +90 degrees is shown turned 90 degrees anticlockwise
+            shown_before, shown_after = np.rot90(shown_before), np.rot90(shown_after)
+        diff = np.abs(shown_after.astype(int) - shown_before).max(axis=2)
+        inside = np.zeros(diff.shape, bool)
+        inside[y:y + h, x:x + w] = True
+        assert diff[~inside].max() <= 1            # the decoder's pixels, through lossless 4:4:4
+        assert np.median(diff[inside]) > 20         # inverted by the stand-in model
+
+
+def test_cli_says_the_region_and_refuses_one_past_the_picture(tmp_path, capsys):
+    src = tmp_path / "in.mp4"
+    make_video(src, width=64, height=48, frames=2)
+    out = tmp_path / "out.mp4"
+    assert main(["deblur", str(src), "-o", str(out), "--region", "40,20,30,10", "-q"]) == 1
+    assert "--region 40,20,30,10 reaches past the 64x48 picture (it ends at 70,30)" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["deblur", str(src), "-o", str(out), "--region", "1,2"]) == 1
+    assert "LEFT,TOP,WIDTH,HEIGHT" in capsys.readouterr().err
+
+
+def test_kept_progress_is_reused_only_for_the_same_region(tmp_path):
+    from test_compare import Invert, StopAtNine
+    from vdeblur.resume import state_dir
+
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(src, frames=12)
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=StopAtNine(), segment_frames=2, segment_seconds=0, region=(0, 0, 16, 16))
+    assert state_dir(out).exists()
+    notes = []
+    deblur_video(src, out, backend=Invert(), notify=notes.append, segment_frames=2, segment_seconds=0,
+                 region=(16, 16, 16, 16))
+    assert len(notes) == 1 and "starting over" in notes[0], notes
