@@ -427,3 +427,30 @@ def test_an_os_error_anywhere_in_a_run_is_one_line(clip, tmp_path, capsys, monke
     monkeypatch.setattr(pipeline, "deblur_video", full)
     assert main(["deblur", str(clip), "-o", str(tmp_path / "out.mp4"), "-q"]) == 1
     assert capsys.readouterr().err == f"vdeblur: error: {tmp_path / 'x'}: No space left on device\n"
+
+
+def test_json_prints_a_line_per_input_with_its_report_error_or_skip(clip, weights, tmp_path, capsys):
+    import json
+    import shutil
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(clip, src / "a.mp4")
+    (src / "b.mp4").write_text("not a video")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "c.mp4").write_text("done before")
+    shutil.copy(clip, src / "c.mp4")
+    inputs = [str(src / n) for n in ("a.mp4", "b.mp4", "c.mp4")]
+    assert main(["deblur", *inputs, "-o", str(out), "--skip-existing", "--json", *_cli_torch(weights)]) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by_input = {Path(line["input"]).name: line for line in lines}
+    assert len(lines) == 3 and set(by_input) == {"a.mp4", "b.mp4", "c.mp4"}
+    report = by_input["a.mp4"]
+    assert report["output"] == str(out / "a.mp4") and report["frames"] == 6 and report["fps"] > 0
+    assert report["backend"]["backend"] == "torch" and report["warnings"] == []
+    assert report["copied_streams"] == ["#1 audio aac"] and report["verified"][0] == "6 frames at the input's timestamps"
+    assert "b.mp4" in by_input["b.mp4"]["error"] and "frames" not in by_input["b.mp4"]
+    assert by_input["c.mp4"] == {"input": inputs[2], "skipped": "the output exists", "output": str(out / "c.mp4")}
+    assert main(["deblur", str(clip), "-o", "-", "--json"]) == 1
+    assert "--json prints on standard output, which -o - fills with video" in capsys.readouterr().err

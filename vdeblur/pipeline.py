@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import collections
 import glob
+import json
 import math
 import os
 import queue
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -85,6 +86,10 @@ class Report:
     @property
     def fps(self) -> float:
         return (self.frames - self.resumed_frames) / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        """Every field, plus ``fps`` and ``warnings``: what `deblur --json` prints."""
+        return {**asdict(self), "fps": round(self.fps, 4), "warnings": self.warnings()}
 
     def warnings(self) -> list[str]:
         out = [f"stream {s} not copied" for s in self.skipped_streams]
@@ -717,6 +722,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="do not read OUTPUT back to compare its frames' timestamps, copied streams and tags with INPUT")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    p.add_argument("--json", action="store_true", help="print one JSON object per input on standard output as it "
+                   "finishes: its report (frames, fps, backend, warnings, what the read-back confirmed), or "
+                   "the error or skip (for scripts; the progress bar and summary stay on standard error)")
     p.set_defaults(func=run)
 
 
@@ -789,6 +797,8 @@ def run(args) -> int:
                         to_directory=any(Path(name).is_dir() for name in args.input))
     if args.skip_existing and args.overwrite:
         raise VdeblurError("--skip-existing and --overwrite contradict each other; use one")
+    if args.json and args.output == STDIO:
+        raise VdeblurError("--json prints on standard output, which -o - fills with video; write to a file")
     if args.batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {args.batch}")
     check_threads(args.threads)   # more than the CPUs only thrash (999 took minutes on 30 tiny frames)
@@ -797,6 +807,7 @@ def run(args) -> int:
     todo = [job for job in jobs if job not in skipped]
     for src, dst in skipped:
         print(f"vdeblur: {dst} exists, skipped", file=sys.stderr)
+        _print_json(args, src, dst, skipped="the output exists")
     for src, dst in todo:   # every path checked before hours of work on the first file
         _check_paths(src, dst, args.overwrite)
     check_tiling(args.tile, args.tile_overlap)
@@ -874,7 +885,9 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
         return exit_status(e)
     except (VdeblurError, OSError) as e:   # OSError: a full disk or a vanished folder, wherever it struck
         message = describe_os_error(e) if isinstance(e, OSError) else str(e)
+        _print_json(args, src, dst, error=f"{message}{_kept_hint(dst)}")
         raise VdeblurError(f"{message}{_kept_hint(dst)}") from None
+    _print_json(args, src, dst, **report.to_dict())
     for warning in report.warnings():
         print(f"vdeblur: warning: {warning}", file=sys.stderr)
     if not args.quiet:
@@ -891,6 +904,12 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
         if report.verified:
             print(f"vdeblur: read back: {'; '.join(report.verified)}", file=sys.stderr)
     return 0
+
+
+def _print_json(args, src, dst, **fields) -> None:
+    """One line of `deblur --json`: the input and output, then a report, an error or a skip."""
+    if args.json:
+        print(json.dumps({"input": str(src), **fields, "output": str(dst)}, default=str), flush=True)
 
 
 def _kept_hint(dst: Path) -> str:
