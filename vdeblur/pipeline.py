@@ -80,6 +80,8 @@ class Report:
     seconds_read: float | None = None
     held_frames: int = 0   # counted by the container, but only as "the last picture again" (AVI)
     deinterlaced_frames: int = 0   # interlaced frames rebuilt by bwdif before the model (this run's)
+    captions_kept: int = 0   # frames whose closed captions (CEA-608/708) went into the output's video (this run's)
+    captions_lost: str | None = None   # why the input's closed captions are not in the output
     verified: list[str] = field(default_factory=list)          # what reading the file back confirmed
     verify_problems: list[str] = field(default_factory=list)   # and what it did not
 
@@ -106,6 +108,8 @@ class Report:
             out.append(self.resized)
         if self.transparency_lost:
             out.append(self.transparency_lost)
+        if self.captions_lost:
+            out.append(self.captions_lost)
         if self.backend.get("nonfinite_frames"):
             out.append(f"{self.backend['nonfinite_frames']} frame(s) had NaN/inf output even in fp32: damaged weights?")
         expected = self.expected_frames
@@ -228,7 +232,7 @@ def _encode_stage(writer: VideoWriter, q: queue.Queue, stop: threading.Event, pr
             if item is _END:
                 return
             if isinstance(item, DecodedFrame):
-                writer.write_frame(item.image, item.pts, item.duration, item.time_base, item.alpha)
+                writer.write_frame(item.image, item.pts, item.duration, item.time_base, item.alpha, item.captions)
                 progress.update(1)
             else:
                 writer.write_packet(item)
@@ -265,7 +269,7 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
             raise VdeblurError(f"backend {backend.name} returned {images.dtype} {images.shape} for {dtype} {shape} frames")
         if not view.plain:
             images = view.frames(np.stack([f.image for f in timing]), images)
-        return all(_put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base, view.alpha(f.alpha)), stop)
+        return all(_put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base, view.alpha(f.alpha), f.captions), stop)
                    for f, image in zip(timing, images))
 
     while not errors:
@@ -377,7 +381,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             VideoWriter(tmp, reader, **encoding, label=dst).abort()
             _discard(tmp)
         warnings = writer.metadata_lost + _interlacing_lines(reader, deinterlace, double_rate, detected, order) \
-            + ([LINEAR_LIGHT] if reader.info.linear_light else [])
+            + ([LINEAR_LIGHT] if reader.info.linear_light else []) + _caption_lines(reader, writer)
         drops_alpha = reader.info.alpha and not reader.info.transparent and not writer.keeps_alpha
         pix_fmt = writer.pix_fmt
         for line in warnings if notify else ():
@@ -631,7 +635,32 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
                   corrupt_packets=reader.corrupt_packets + writer.dropped_packets,
                   corrupt_frames=reader.corrupt_frames, dropped_frames=writer.dropped_frames,
                   copied_streams=writer.copied, skipped_streams=writer.skipped, backend=backend.describe(),
-                  resized=_resized(reader))
+                  resized=_resized(reader), **_captions(reader, writer))
+
+
+def _caption_lines(reader: VideoReader, writer) -> list[str]:
+    """Said before the first frame where the input's first frame has closed captions the output will lose."""
+    from .video import CAPTION_ENCODERS
+
+    if not reader.captioned or (writer.carries_captions and not reader.doubling):
+        return []
+    why = ("at --double-rate each frame's would be shown twice" if reader.doubling else
+           f"{writer.codec_name} cannot carry them; --codec {' or '.join(CAPTION_ENCODERS)} can")
+    return [f"the input's video carries closed captions (CEA-608/708), which will not be kept: {why}"]
+
+
+def _captions(reader: VideoReader, writer) -> dict:
+    """Closed captions in the input's video: kept (frames), or why not."""
+    from .video import CAPTION_ENCODERS
+
+    found = reader.caption_frames
+    if not found:
+        return {}
+    if writer.carries_captions and not reader.doubling:
+        return {"captions_kept": found}
+    why = ("at --double-rate each frame's would be shown twice" if reader.doubling else
+           f"{writer.codec_name} cannot carry them ({', '.join(CAPTION_ENCODERS)} can)")
+    return {"captions_lost": f"closed captions (CEA-608/708) in {found} frame(s) were not kept: {why}"}
 
 
 def _resized(reader: VideoReader) -> str | None:
@@ -894,6 +923,7 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
         b = report.backend
         copied = f", copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
         copied += f", {report.deinterlaced_frames} deinterlaced" if report.deinterlaced_frames else ""
+        copied += f", closed captions of {report.captions_kept} frames" if report.captions_kept else ""
         strength = f" at strength {args.strength:g}" if args.strength != 1 else ""
         if args.region:
             x, y, w, h = parse_region(args.region)

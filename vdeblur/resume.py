@@ -267,6 +267,8 @@ class SegmentWriter:
         self.dropped_packets = 0
         self.dropped_frames = 0                 # in this run (earlier runs' are in the state)
         self._last_pts = state.last_pts
+        self.carries_captions = bool(getattr(first, "carries_captions", False))
+        self.codec_name = getattr(first, "codec_name", "")
         self._encoder = first
         self._file = None
         self._temp: Path | None = None
@@ -314,7 +316,7 @@ class SegmentWriter:
         self._file = None
         self.state.add_segment(self._temp, encoder.frames, self._segment_last_pts, next_pts, self._segment_dropped)
 
-    def write_frame(self, image, pts: int, duration: int, time_base, alpha=None) -> None:
+    def write_frame(self, image, pts: int, duration: int, time_base, alpha=None, captions=None) -> None:
         if self._last_pts is not None and pts <= self._last_pts:
             self.dropped_frames += 1         # out-of-order timestamps (damaged input), as VideoWriter does
             self._segment_dropped += 1
@@ -323,7 +325,7 @@ class SegmentWriter:
             self._finish(next_pts=pts)
         if self._file is None:
             self._open(self.new_encoder())
-        self._encoder.write_frame(image, pts, duration, time_base, alpha)
+        self._encoder.write_frame(image, pts, duration, time_base, alpha, captions)
         self._last_pts = self._segment_last_pts = pts
 
     def write_packet(self, packet) -> None:

@@ -26,7 +26,7 @@ from . import photo_tags, sequence
 from .deinterlace import Deinterlacer, check_mode as check_deinterlace
 from .errors import VdeblurError
 from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO
-from .hdr import HDR10, WRITERS, encoder_options, read_dynamic_hdr, read_hdr10, side_data
+from .hdr import HDR10, WRITERS, caption_carrier, encoder_options, read_dynamic_hdr, read_hdr10, side_data
 
 # Streams copied packet for packet (attachments are not packets: they are copied from the header).
 COPY_TYPES = ("audio", "subtitle", "data")
@@ -107,6 +107,7 @@ class DecodedFrame:
     duration: int
     time_base: Fraction
     alpha: np.ndarray | None = None
+    captions: av.VideoFrame | None = None   # a small copy of the decoded frame holding its closed captions
 
 
 @dataclass(frozen=True)
@@ -331,6 +332,7 @@ class VideoReader:
         self.corrupt_frames = 0
         self.resized_frames = 0   # frames of another size than the first, scaled to it
         self.transparent_frames = 0   # frames with some pixel not fully opaque
+        self.caption_frames = 0   # frames that carried closed captions (A53 side data)
         self.end_time: float | None = None   # where the last frame converted so far ends (seconds)
         # Frame slots between pictures with none of their own: an AVI's empty chunks ("show the last
         # picture again"), which its header counts as frames and the demuxer drops.
@@ -372,6 +374,7 @@ class VideoReader:
         fmt = first.format
         self.rgb_format = "rgb24"
         found = side_data(first)
+        self.captioned = "A53_CC" in found   # closed captions in the first frame (most captioned streams)
         matrix = struct.unpack("=9i", found["DISPLAYMATRIX"][:36]) if "DISPLAYMATRIX" in found else None
         # A photo's EXIF orientation: image files keep none, so the pixels are turned upright here.
         # A video's display matrix is written again instead, as players expect.
@@ -531,7 +534,12 @@ class VideoReader:
         self._next_pts = pts + duration
         end = float((pts + duration) * tb)
         self.end_time = end if self.end_time is None else max(self.end_time, end)
-        return DecodedFrame(image, self._shifted(pts, tb), duration, tb, alpha)
+        captions = caption_carrier(frame)
+        if captions is not None:
+            self.caption_frames += 1
+            if self.doubling:   # both fields' frames hold the frame's captions: they would be shown twice
+                captions = None
+        return DecodedFrame(image, self._shifted(pts, tb), duration, tb, alpha, captions)
 
     def video_frames(self) -> Iterator[av.VideoFrame]:
         """The decoded frames alone, before RGB conversion (`vdeblur bench` times the two apart).
@@ -881,6 +889,25 @@ def output_colour(color_range: int, colorspace: int, source_pix_fmt: str, pix_fm
     return color_range, colorspace
 
 
+#: Encoders that write closed captions (A53 side data of their frames) into the video bitstream, as
+#: FFmpeg does when it re-encodes: libx264 and mpeg2video by default, libx265 with its a53cc option.
+CAPTION_ENCODERS = ("libx264", "libx265", "mpeg2video")
+
+
+def with_captions(frame: av.VideoFrame, carrier: av.VideoFrame) -> av.VideoFrame:
+    """``frame``'s pixels and tags in a frame made from ``carrier`` (:func:`vdeblur.hdr.caption_carrier`),
+    so the encoder finds the captions of the decoded frame it came from."""
+    out = carrier.reformat(width=frame.width, height=frame.height, format=frame.format.name, threads=1)
+    if any(a.buffer_size != b.buffer_size for a, b in zip(out.planes, frame.planes)):
+        return frame   # laid out otherwise (never seen): the picture matters more than its captions
+    for target, plane in zip(out.planes, frame.planes):
+        target.update(plane)
+    out.pict_type = frame.pict_type   # not the source's frame type: the encoder chooses its own
+    out.colorspace, out.color_range = frame.colorspace, frame.color_range
+    out.color_primaries, out.color_trc = frame.color_primaries, frame.color_trc
+    return out
+
+
 class VideoWriter:
     """Encode RGB frames and remux the copied streams into ``path`` (container chosen by its suffix).
 
@@ -912,6 +939,9 @@ class VideoWriter:
         if self.one_picture and (info.frames or 1) > 1:
             raise self._more_than_one_picture(f"about {info.frames} frames")
         enc = _encoder(codec or codec_for_suffix(self.suffix))
+        self.codec_name = enc.name
+        #: Whether closed captions given with the frames reach the output (in its video bitstream).
+        self.carries_captions = enc.name in CAPTION_ENCODERS and not self.sequence
         self.pix_fmt = choose_pix_fmt(enc, info, pix_fmt)
         if enc.name == "mjpeg" and pix_fmt is None:
             self.pix_fmt = "yuv444p"   # no chroma loss
@@ -958,6 +988,7 @@ class VideoWriter:
             # x265 and SVT-AV1 print a screenful of info to stderr by themselves; errors still show.
             if enc.name == "libx265":
                 options["x265-params"] = ":".join(filter(None, ("log-level=error", options.get("x265-params"))))
+                options["a53cc"] = "1"   # closed captions from the frames, as libx264 and mpeg2video write by default
             elif enc.name == "libsvtav1":
                 os.environ.setdefault("SVT_LOG", "1")   # read when the library first logs
             if enc.name == "dnxhd":   # its default profile takes only broadcast sizes and bitrates; DNxHR takes any
@@ -1202,10 +1233,13 @@ class VideoWriter:
                             f"write a video (.mp4, .mkv) or an image sequence ({numbered}) instead")
 
     def write_frame(self, image: np.ndarray, pts: int, duration: int, time_base: Fraction,
-                    alpha: np.ndarray | None = None) -> None:
+                    alpha: np.ndarray | None = None, captions: av.VideoFrame | None = None) -> None:
         if self.one_picture and self.frames:
             raise self._more_than_one_picture("more than one frame")
-        self.encode_frame(self.to_frame(image, alpha), pts, duration, time_base)
+        frame = self.to_frame(image, alpha)
+        if captions is not None and self.carries_captions:
+            frame = with_captions(frame, captions)
+        self.encode_frame(frame, pts, duration, time_base)
 
     def to_frame(self, image: np.ndarray, alpha: np.ndarray | None = None) -> av.VideoFrame:
         """RGB array (and the source's alpha, kept where the output format has alpha) -> frame in the
