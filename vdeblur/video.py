@@ -375,6 +375,9 @@ class VideoReader:
         self.rgb_format = "rgb24"
         found = side_data(first)
         self.captioned = "A53_CC" in found   # closed captions in the first frame (most captioned streams)
+        # Each frame is looked at only where captions can be and no ICC profile is: reading side data
+        # that has a profile off the decoded frame itself crashes PyAV 18 (see hdr.side_data).
+        self._look_for_captions = vs.codec_context.name in CAPTION_DECODERS and "ICC_PROFILE" not in found
         matrix = struct.unpack("=9i", found["DISPLAYMATRIX"][:36]) if "DISPLAYMATRIX" in found else None
         # A photo's EXIF orientation: image files keep none, so the pixels are turned upright here.
         # A video's display matrix is written again instead, as players expect.
@@ -534,7 +537,7 @@ class VideoReader:
         self._next_pts = pts + duration
         end = float((pts + duration) * tb)
         self.end_time = end if self.end_time is None else max(self.end_time, end)
-        captions = caption_carrier(frame)
+        captions = caption_carrier(frame) if self._look_for_captions else None
         if captions is not None:
             self.caption_frames += 1
             if self.doubling:   # both fields' frames hold the frame's captions: they would be shown twice
@@ -889,6 +892,8 @@ def output_colour(color_range: int, colorspace: int, source_pix_fmt: str, pix_fm
     return color_range, colorspace
 
 
+#: Decoders that give closed captions as A53 side data (from H.264/HEVC SEI, MPEG-2 user data, AV1 T.35).
+CAPTION_DECODERS = ("h264", "hevc", "mpeg2video", "mpeg1video", "av1", "libdav1d")
 #: Encoders that write closed captions (A53 side data of their frames) into the video bitstream, as
 #: FFmpeg does when it re-encodes: libx264 and mpeg2video by default, libx265 with its a53cc option.
 CAPTION_ENCODERS = ("libx264", "libx265", "mpeg2video")
