@@ -25,7 +25,7 @@ def photo(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
 def test_the_profile_is_written_into_a_single_picture_and_read_back(photo, tmp_path, suffix):
     out = tmp_path / f"out{suffix}"
     report = deblur_video(photo, out, backend=IdentityBackend())
@@ -40,7 +40,7 @@ def test_outputs_that_cannot_keep_a_profile_say_so_before_the_first_frame(photo,
     notes = []
     deblur_video(photo, tmp_path / "out.tif", backend=IdentityBackend(), notify=notes.append)
     assert notes == ["the source's ICC colour profile is not written into .tif output, so colour-managed viewers "
-                     "take its colours for sRGB; a single .png or .jpg keeps it"]
+                     "take its colours for sRGB; a single .png, .jpg or .webp keeps it"]
 
 
 def test_an_srgb_profile_is_dropped_without_a_word(tmp_path):
@@ -91,7 +91,7 @@ def _phone_shot(path, orientation=6):
     return path
 
 
-@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".webp"])
 def test_exif_tags_reach_the_picture_without_turning_it_again(tmp_path, suffix):
     """Camera, model and time taken are kept; the orientation is not, since the pixels were turned upright."""
     src = _phone_shot(tmp_path / "phone.jpg")
@@ -114,7 +114,7 @@ def test_a_tiff_s_own_structure_is_not_taken_for_exif(tmp_path):
 
 
 def test_exif_and_profile_together_in_both_formats(tmp_path):
-    for suffix in (".jpg", ".png"):
+    for suffix in (".jpg", ".png", ".webp"):
         path = tmp_path / f"both{suffix}"
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
         tags = Image.Exif()
@@ -138,3 +138,23 @@ def test_a_palette_png_s_profile_and_orientation_are_read_too(tmp_path):
     assert report.warnings() == []
     with Image.open(out) as shown:
         assert shown.info["icc_profile"] == _profile(200) and shown.size == (40, 60)
+
+
+@pytest.mark.parametrize("lossless, alpha", [(False, False), (True, False), (True, True), (False, True)])
+def test_webp_gets_an_extended_header_and_keeps_its_picture(tmp_path, lossless, alpha):
+    """A simple WebP (one VP8 or VP8L chunk) gets the VP8X header that flags the profile and the tags;
+    one with alpha has that header already. The picture itself is untouched."""
+    pixels = (np.random.default_rng(3).random((30, 50, 4 if alpha else 3)) * 255).astype(np.uint8)
+    path = tmp_path / "pic.webp"
+    Image.fromarray(pixels).save(path, lossless=lossless, quality=90)
+    with Image.open(path) as im:
+        before = np.asarray(im.convert("RGBA"))
+    tags = Image.Exif()
+    tags[0x010F] = "Pixel"
+    embed(path, icc=_profile(333), exif=tags.tobytes().removeprefix(b"Exif\x00\x00"))   # an odd size: padded
+    data = path.read_bytes()
+    assert data[12:16] == b"VP8X" and data[20] & 0x28 == 0x28 and bool(data[20] & 0x10) == alpha
+    assert struct.unpack("<I", data[4:8])[0] == len(data) - 8
+    with Image.open(path) as im:
+        assert im.info["icc_profile"] == _profile(333) and im.getexif().get(0x010F) == "Pixel"
+        assert im.size == (50, 30) and np.array_equal(np.asarray(im.convert("RGBA")), before)

@@ -5,7 +5,7 @@ that reads it shows the colours as shot. EXIF holds when and with what the photo
 photo libraries sort by. FFmpeg's PNG and JPEG encoders write these only from a frame's side data,
 which PyAV cannot attach to a new frame, so they are added to the finished file here: PNG's iCCP and
 eXIf chunks after the header, JPEG's APP1 (EXIF) and APP2 (profile) segments after SOI (and JFIF's
-APP0). FFmpeg has already taken the EXIF orientation out (it became the display matrix, and the
+APP0), WebP's ICCP and EXIF chunks (in the extended layout, whose VP8X header says they are there). FFmpeg has already taken the EXIF orientation out (it became the display matrix, and the
 picture was turned upright), so the tags written do not turn it again.
 """
 
@@ -16,7 +16,7 @@ import zlib
 from pathlib import Path
 
 #: The formats tags are written into, by suffix.
-SUFFIXES = (".png", ".jpg", ".jpeg")
+SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_ICC = b"ICC_PROFILE\x00"
 _JPEG_EXIF = b"Exif\x00\x00"
@@ -28,7 +28,7 @@ def embed(path: str | Path, icc: bytes | None = None, exif: bytes | None = None)
     file at ``path``, which has neither, in place."""
     path = Path(path)
     data = path.read_bytes()
-    writer = _png if path.suffix.lower() == ".png" else _jpeg
+    writer = {".png": _png, ".webp": _webp}.get(path.suffix.lower(), _jpeg)
     path.write_bytes(writer(data, icc, exif))
 
 
@@ -71,6 +71,43 @@ def _jpeg(data: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
         segments += b"".join(_segment(b"\xe2", _JPEG_ICC + bytes((k, len(pieces))) + piece)
                              for k, piece in enumerate(pieces, 1))
     return data[:at] + segments + data[at:]
+
+
+#: VP8X flags (WebP container specification): an ICC profile, alpha, and EXIF follow.
+_WEBP_ICC, _WEBP_ALPHA, _WEBP_EXIF = 0x20, 0x10, 0x08
+
+
+def _webp(data: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        raise ValueError("not a WebP file")
+    chunks, at = [], 12
+    while at + 8 <= len(data):
+        kind, size = data[at:at + 4], struct.unpack("<I", data[at + 4:at + 8])[0]
+        chunks.append((kind, data[at + 8:at + 8 + size]))
+        at += 8 + size + (size & 1)   # chunks are padded to an even size
+    if chunks and chunks[0][0] == b"VP8X":
+        header, chunks = bytearray(chunks[0][1]), chunks[1:]
+    else:   # the simple layout (one VP8 or VP8L picture) has no header to flag the tags in: make one
+        width, height, alpha = _webp_picture_size(*chunks[0])
+        header = bytearray([_WEBP_ALPHA if alpha else 0, 0, 0, 0])
+        header += (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    header[0] |= (_WEBP_ICC if icc else 0) | (_WEBP_EXIF if exif else 0)
+    ordered = [(b"VP8X", bytes(header)), *([(b"ICCP", icc)] if icc else []),   # the order the specification sets
+               *(c for c in chunks if c[0] not in (b"ICCP", b"EXIF")), *([(b"EXIF", exif)] if exif else [])]
+    body = b"WEBP" + b"".join(kind + struct.pack("<I", len(payload)) + payload + b"\x00" * (len(payload) & 1)
+                              for kind, payload in ordered)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _webp_picture_size(kind: bytes, payload: bytes) -> tuple[int, int, bool]:
+    """(width, height, has alpha) from a lossy (VP8) or lossless (VP8L) picture's own header."""
+    if kind == b"VP8 " and payload[3:6] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", payload[6:10])
+        return width & 0x3FFF, height & 0x3FFF, False
+    if kind == b"VP8L" and payload[:1] == b"\x2f":
+        bits = int.from_bytes(payload[1:5], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, bool(bits >> 28 & 1)
+    raise ValueError("not a WebP picture this can read the size of")
 
 
 def _segment(marker: bytes, body: bytes) -> bytes:
