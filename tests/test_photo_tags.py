@@ -25,7 +25,7 @@ def photo(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp"])
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tif"])
 def test_the_profile_is_written_into_a_single_picture_and_read_back(photo, tmp_path, suffix):
     out = tmp_path / f"out{suffix}"
     report = deblur_video(photo, out, backend=IdentityBackend())
@@ -38,9 +38,9 @@ def test_the_profile_is_written_into_a_single_picture_and_read_back(photo, tmp_p
 
 def test_outputs_that_cannot_keep_a_profile_say_so_before_the_first_frame(photo, tmp_path):
     notes = []
-    deblur_video(photo, tmp_path / "out.tif", backend=IdentityBackend(), notify=notes.append)
-    assert notes == ["the source's ICC colour profile is not written into .tif output, so colour-managed viewers "
-                     "take its colours for sRGB; a single .png, .jpg or .webp keeps it"]
+    deblur_video(photo, tmp_path / "out.avi", backend=IdentityBackend(), notify=notes.append)
+    assert notes == ["the source's ICC colour profile is not written into .avi output, so colour-managed viewers "
+                     "take its colours for sRGB; a single .png, .jpg, .webp or .tif keeps it"]
 
 
 def test_an_srgb_profile_is_dropped_without_a_word(tmp_path):
@@ -158,3 +158,15 @@ def test_webp_gets_an_extended_header_and_keeps_its_picture(tmp_path, lossless, 
     with Image.open(path) as im:
         assert im.info["icc_profile"] == _profile(333) and im.getexif().get(0x010F) == "Pixel"
         assert im.size == (50, 30) and np.array_equal(np.asarray(im.convert("RGBA")), before)
+
+
+def test_tiff_gets_the_profile_tag_and_keeps_its_other_tags_and_picture(tmp_path):
+    pixels = (np.random.default_rng(4).random((20, 30)) * 65535).astype(np.uint16)
+    path = tmp_path / "scan.tif"
+    Image.fromarray(pixels).save(path, tiffinfo={270: "a scanned print"})   # 16-bit grey, a description
+    with Image.open(path) as im:
+        before = np.asarray(im)
+    embed(path, icc=_profile(301))   # odd: padded
+    with Image.open(path) as im:
+        assert im.info["icc_profile"] == _profile(301)
+        assert im.tag_v2[270] == "a scanned print" and np.array_equal(np.asarray(im), before)

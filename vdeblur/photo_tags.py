@@ -5,7 +5,8 @@ that reads it shows the colours as shot. EXIF holds when and with what the photo
 photo libraries sort by. FFmpeg's PNG and JPEG encoders write these only from a frame's side data,
 which PyAV cannot attach to a new frame, so they are added to the finished file here: PNG's iCCP and
 eXIf chunks after the header, JPEG's APP1 (EXIF) and APP2 (profile) segments after SOI (and JFIF's
-APP0), WebP's ICCP and EXIF chunks (in the extended layout, whose VP8X header says they are there). FFmpeg has already taken the EXIF orientation out (it became the display matrix, and the
+APP0), WebP's ICCP and EXIF chunks (in the extended layout, whose VP8X header says they are there),
+and TIFF's InterColorProfile tag (the profile only: a TIFF's own tags and the EXIF ones overlap). FFmpeg has already taken the EXIF orientation out (it became the display matrix, and the
 picture was turned upright), so the tags written do not turn it again.
 """
 
@@ -16,7 +17,7 @@ import zlib
 from pathlib import Path
 
 #: The formats tags are written into, by suffix.
-SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_ICC = b"ICC_PROFILE\x00"
 _JPEG_EXIF = b"Exif\x00\x00"
@@ -28,7 +29,7 @@ def embed(path: str | Path, icc: bytes | None = None, exif: bytes | None = None)
     file at ``path``, which has neither, in place."""
     path = Path(path)
     data = path.read_bytes()
-    writer = {".png": _png, ".webp": _webp}.get(path.suffix.lower(), _jpeg)
+    writer = {".png": _png, ".webp": _webp, ".tif": _tiff, ".tiff": _tiff}.get(path.suffix.lower(), _jpeg)
     path.write_bytes(writer(data, icc, exif))
 
 
@@ -108,6 +109,34 @@ def _webp_picture_size(kind: bytes, payload: bytes) -> tuple[int, int, bool]:
         bits = int.from_bytes(payload[1:5], "little")
         return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, bool(bits >> 28 & 1)
     raise ValueError("not a WebP picture this can read the size of")
+
+
+_TIFF_ICC_TAG, _TIFF_UNDEFINED = 34675, 7
+
+
+def _tiff(data: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
+    """The first directory written again at the end with the profile's tag in it (its values stay where
+    they are; the old directory is left unused), and the header pointed at it."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or struct.unpack(order + "H", data[2:4])[0] != 42:
+        raise ValueError("not a TIFF file")
+    if not icc:
+        return data
+    first = struct.unpack(order + "I", data[4:8])[0]
+    count = struct.unpack(order + "H", data[first:first + 2])[0]
+    entries = [data[first + 2 + 12 * i:first + 14 + 12 * i] for i in range(count)]
+    following = data[first + 2 + 12 * count:first + 6 + 12 * count]   # the next directory's offset
+    out = bytearray(data)
+    out += b"\x00" * (len(out) & 1)   # offsets are even
+    profile_at = len(out)
+    out += icc + b"\x00" * (len(icc) & 1)
+    tag = struct.pack(order + "HHII", _TIFF_ICC_TAG, _TIFF_UNDEFINED, len(icc), profile_at)
+    entries = sorted([e for e in entries if struct.unpack(order + "H", e[:2])[0] != _TIFF_ICC_TAG] + [tag],
+                     key=lambda e: struct.unpack(order + "H", e[:2])[0])   # directories are sorted by tag
+    directory_at = len(out)
+    out += struct.pack(order + "H", len(entries)) + b"".join(entries) + following
+    out[4:8] = struct.pack(order + "I", directory_at)
+    return bytes(out)
 
 
 def _segment(marker: bytes, body: bytes) -> bytes:

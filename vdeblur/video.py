@@ -1074,7 +1074,7 @@ class VideoWriter:
         if self.icc_profile and not self.keeps_photo_tags and b"sRGB" not in self.icc_profile:   # sRGB is assumed
             self.metadata_lost.append(f"the source's ICC colour profile is not written into {self.suffix or 'this'} "
                                       f"output, so colour-managed viewers take its colours for sRGB; a single .png, "
-                                      f".jpg or .webp keeps it")
+                                      f".jpg, .webp or .tif keeps it")
         sar = info.sample_aspect_ratio
         if sar and sar != 1 and self.suffix not in _MOV_SUFFIXES and self.suffix not in IMAGE_CODECS \
                 and enc.name not in _SAR_IN_BITSTREAM:
