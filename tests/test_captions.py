@@ -80,6 +80,7 @@ def test_captions_reach_the_output_in_order(tmp_path, name, codec, resume):
                           segment_seconds=0)
     assert captions_in(out) == [captions_of(i) for i in range(6)]
     assert report.captions_kept == 6 and report.captions_lost is None and report.warnings() == []
+    assert "the first frame's closed captions" in report.verified
 
 
 def test_an_encoder_without_captions_says_they_are_lost_before_and_after(tmp_path):

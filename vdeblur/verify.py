@@ -253,6 +253,9 @@ def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int
     profile = source_side.get("ICC_PROFILE")
     if profile and profile == out_side.get("ICC_PROFILE"):
         result.held.append(f"ICC colour profile ({len(profile)} bytes)")
+    captions = source_side.get("A53_CC")
+    if captions and captions == out_side.get("A53_CC"):   # a loss is the pipeline's warning, with its count
+        result.held.append("the first frame's closed captions")
     untagged = ""
     if a and b:
         # What the writer was to make of the source: its size (a comparison is wider), and the range
