@@ -99,19 +99,16 @@ def side_data(frame) -> dict[str, bytes]:
     return found
 
 
-def caption_carrier(frame):
-    """A 2x2 copy of ``frame`` that holds its side data, if the frame carries closed captions
-    (CEA-608/708, "A53" side data: broadcast and cable recordings); else None. PyAV cannot attach
-    side data to a new frame, but a copy keeps it, so the writer's frame is made from this copy
-    and takes the captions on (:func:`vdeblur.video.with_captions`)."""
+def has_captions(frame) -> bool:
+    """Whether a decoded frame carries closed captions (CEA-608/708, "A53" side data: broadcast and
+    cable recordings). Read off the frame itself: only for frames without an ICC profile (see side_data)."""
     from av.sidedata.sidedata import Type
 
     try:
-        found = frame.side_data.get(Type.A53_CC)
+        return frame.side_data.get(Type.A53_CC) is not None
     except ValueError:   # a side data type PyAV's enum has no name for (see side_data above)
         _name_unknown_side_data()
-        found = frame.side_data.get(Type.A53_CC)
-    return None if found is None else frame.reformat(width=2, height=2, threads=1)
+        return frame.side_data.get(Type.A53_CC) is not None
 
 
 def _name_unknown_side_data() -> None:

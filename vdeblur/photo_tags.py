@@ -6,8 +6,9 @@ photo libraries sort by. FFmpeg's PNG and JPEG encoders write these only from a 
 which PyAV cannot attach to a new frame, so they are added to the finished file here: PNG's iCCP and
 eXIf chunks after the header, JPEG's APP1 (EXIF) and APP2 (profile) segments after SOI (and JFIF's
 APP0), WebP's ICCP and EXIF chunks (in the extended layout, whose VP8X header says they are there),
-and TIFF's InterColorProfile tag (the profile only: a TIFF's own tags and the EXIF ones overlap). FFmpeg has already taken the EXIF orientation out (it became the display matrix, and the
-picture was turned upright), so the tags written do not turn it again.
+and TIFF's InterColorProfile tag (the profile only: a TIFF's own tags and the EXIF ones overlap).
+FFmpeg has already taken the EXIF orientation out (it became the display matrix, and the picture was
+turned upright), so the tags written do not turn it again.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import struct
 import zlib
 from pathlib import Path
 
-#: The formats tags are written into, by suffix.
-SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_ICC = b"ICC_PROFILE\x00"
 _JPEG_EXIF = b"Exif\x00\x00"
@@ -29,8 +28,7 @@ def embed(path: str | Path, icc: bytes | None = None, exif: bytes | None = None)
     file at ``path``, which has neither, in place."""
     path = Path(path)
     data = path.read_bytes()
-    writer = {".png": _png, ".webp": _webp, ".tif": _tiff, ".tiff": _tiff}.get(path.suffix.lower(), _jpeg)
-    path.write_bytes(writer(data, icc, exif))
+    path.write_bytes(_WRITERS[path.suffix.lower()](data, icc, exif))
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -141,3 +139,8 @@ def _tiff(data: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
 
 def _segment(marker: bytes, body: bytes) -> bytes:
     return b"\xff" + marker + struct.pack(">H", 2 + len(body)) + body
+
+
+#: The formats tags are written into, by suffix.
+_WRITERS = {".png": _png, ".jpg": _jpeg, ".jpeg": _jpeg, ".webp": _webp, ".tif": _tiff, ".tiff": _tiff}
+SUFFIXES = tuple(_WRITERS)

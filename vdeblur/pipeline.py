@@ -638,28 +638,31 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
                   resized=_resized(reader), **_captions(reader, writer))
 
 
-def _caption_lines(reader: VideoReader, writer) -> list[str]:
-    """Said before the first frame where the input's first frame has closed captions the output will lose."""
+def _captions_dropped(reader: VideoReader, writer) -> str | None:
+    """Why the output cannot keep the input's closed captions, or None where it keeps them."""
     from .video import CAPTION_ENCODERS
 
-    if not reader.captioned or (writer.carries_captions and not reader.doubling):
-        return []
-    why = ("at --double-rate each frame's would be shown twice" if reader.doubling else
-           f"{writer.codec_name} cannot carry them; --codec {' or '.join(CAPTION_ENCODERS)} can")
-    return [f"the input's video carries closed captions (CEA-608/708), which will not be kept: {why}"]
+    if reader.doubling:
+        return "at --double-rate each frame's would be shown twice"
+    if not writer.carries_captions:
+        return f"{writer.codec_name} cannot carry them ({', '.join(CAPTION_ENCODERS)} can)"
+    return None
+
+
+def _caption_lines(reader: VideoReader, writer) -> list[str]:
+    """Said before the first frame where the input's first frame has closed captions the output will lose."""
+    why = _captions_dropped(reader, writer) if reader.captioned else None
+    return [f"the input's video carries closed captions (CEA-608/708), which will not be kept: {why}"] if why else []
 
 
 def _captions(reader: VideoReader, writer) -> dict:
     """Closed captions in the input's video: kept (frames), or why not."""
-    from .video import CAPTION_ENCODERS
-
     found = reader.caption_frames
     if not found:
         return {}
-    if writer.carries_captions and not reader.doubling:
+    why = _captions_dropped(reader, writer)
+    if why is None:
         return {"captions_kept": found}
-    why = ("at --double-rate each frame's would be shown twice" if reader.doubling else
-           f"{writer.codec_name} cannot carry them ({', '.join(CAPTION_ENCODERS)} can)")
     return {"captions_lost": f"closed captions (CEA-608/708) in {found} frame(s) were not kept: {why}"}
 
 

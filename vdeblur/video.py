@@ -26,7 +26,7 @@ from . import photo_tags, sequence
 from .deinterlace import Deinterlacer, check_mode as check_deinterlace
 from .errors import VdeblurError
 from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO
-from .hdr import HDR10, WRITERS, caption_carrier, encoder_options, read_dynamic_hdr, read_hdr10, side_data
+from .hdr import HDR10, WRITERS, encoder_options, has_captions, read_dynamic_hdr, read_hdr10, side_data
 
 # Streams copied packet for packet (attachments are not packets: they are copied from the header).
 COPY_TYPES = ("audio", "subtitle", "data")
@@ -107,7 +107,7 @@ class DecodedFrame:
     duration: int
     time_base: Fraction
     alpha: np.ndarray | None = None
-    captions: av.VideoFrame | None = None   # a small copy of the decoded frame holding its closed captions
+    captions: av.VideoFrame | None = None   # a 2x2 copy of the decoded frame, holding its closed captions
 
 
 @dataclass(frozen=True)
@@ -537,11 +537,11 @@ class VideoReader:
         self._next_pts = pts + duration
         end = float((pts + duration) * tb)
         self.end_time = end if self.end_time is None else max(self.end_time, end)
-        captions = caption_carrier(frame) if self._look_for_captions else None
-        if captions is not None:
+        captions = None
+        if self._look_for_captions and has_captions(frame):
             self.caption_frames += 1
-            if self.doubling:   # both fields' frames hold the frame's captions: they would be shown twice
-                captions = None
+            if not self.doubling:   # at double rate both fields' frames hold them: they would be shown twice
+                captions = frame.reformat(width=2, height=2, threads=1)   # a copy keeps the side data (with_captions)
         return DecodedFrame(image, self._shifted(pts, tb), duration, tb, alpha, captions)
 
     def video_frames(self) -> Iterator[av.VideoFrame]:
@@ -900,8 +900,9 @@ CAPTION_ENCODERS = ("libx264", "libx265", "mpeg2video")
 
 
 def with_captions(frame: av.VideoFrame, carrier: av.VideoFrame) -> av.VideoFrame:
-    """``frame``'s pixels and tags in a frame made from ``carrier`` (:func:`vdeblur.hdr.caption_carrier`),
-    so the encoder finds the captions of the decoded frame it came from."""
+    """``frame``'s pixels and tags in a frame made from ``carrier``, a small copy of the decoded frame it
+    came from, so the encoder finds that frame's captions: PyAV cannot attach side data to a new frame,
+    but a copy (and a copy of the copy) keeps it."""
     out = carrier.reformat(width=frame.width, height=frame.height, format=frame.format.name, threads=1)
     if any(a.buffer_size != b.buffer_size for a, b in zip(out.planes, frame.planes)):
         return frame   # laid out otherwise (never seen): the picture matters more than its captions
