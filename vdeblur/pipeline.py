@@ -292,12 +292,25 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
             pass
 
 
-def _progress(total: int | None, quiet: bool, done: int = 0):
-    from tqdm import tqdm
+class _Progress:
+    """Each frame written, told to the bar on standard error and to the caller's ``progress`` callback."""
 
-    return tqdm(total=total, initial=done, unit="frame", disable=quiet, dynamic_ncols=True, file=sys.stderr,
-                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} frames [{elapsed}<{remaining}, {rate_fmt}]"
-                if total else None)
+    def __init__(self, total: int | None, quiet: bool, done: int = 0, callback=None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=done, unit="frame", disable=quiet, dynamic_ncols=True, file=sys.stderr,
+                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} frames [{elapsed}<{remaining}, {rate_fmt}]"
+                        if total else None)
+        self.total, self.done, self.callback = total, done, callback
+
+    def update(self, frames: int) -> None:
+        self.bar.update(frames)
+        self.done += frames
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str | Backend = "auto",
@@ -311,7 +324,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  segment_seconds: float = resume_mod.SEGMENT_SECONDS, verify: bool = True,
                  compare: str | None = None, container: str | None = None, fps: Fraction | None = None,
                  deinterlace: str = "auto", double_rate: bool = False, strength: float = 1.0,
-                 region: str | tuple[int, int, int, int] | None = None) -> Report:
+                 region: str | tuple[int, int, int, int] | None = None, progress=None) -> Report:
     """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
 
     ``backend`` is a name from ``vdeblur.backends.BACKENDS`` (or "auto"), or a ready
@@ -331,7 +344,9 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     ``deinterlace`` is a mode of :mod:`vdeblur.deinterlace` (auto: as the frames are flagged, unless
     FFmpeg's idet clearly finds otherwise), and ``double_rate`` makes each field of interlaced video a frame.
     ``region`` (left, top, width, height, as the picture is shown) deblurs only that rectangle
-    (:mod:`vdeblur.region`); every other pixel is written as decoded.
+    (:mod:`vdeblur.region`); every other pixel is written as decoded. ``progress(done, total)`` is called
+    from the encoding thread after each frame written: frames done (those resumed included) and the
+    frames expected (None where the input does not say); an exception it raises stops the run.
     """
     from_stream, to_stdout = is_stream(src), str(dst) == STDIO
     src, dst = (str(src) if from_stream else Path(src)), Path(dst)
@@ -397,7 +412,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             backend = RegionBackend(backend, region)
         reader.use_rgb16(backend.accepts_uint16)
         if not resumable:
-            report = _run(reader, writer, backend, batch=batch, quiet=quiet, view=view)
+            report = _run(reader, writer, backend, batch=batch, quiet=quiet, view=view, on_frame=progress)
             written = writer
         else:
             state, note = resume_mod.ResumeState.open(resume_mod.state_dir(dst), _resume_key(
@@ -411,7 +426,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                                                encoding=encoding, start=start, duration=duration, batch=batch,
                                                quiet=quiet, view=view, segment_frames=segment_frames,
                                                segment_seconds=segment_seconds, fps=fps,
-                                               deinterlace=(deinterlace, double_rate))
+                                               deinterlace=(deinterlace, double_rate), on_frame=progress)
         if drops_alpha and reader.transparent_frames:   # an opaque first frame, transparent ones later
             report.transparency_lost = alpha_not_kept(pix_fmt, reader.transparent_frames)
         if tmp is not None:
@@ -472,7 +487,7 @@ def _interlacing_lines(reader: VideoReader, mode: str, double_rate: bool, detect
 def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Backend, *, src, dst: Path, tmp: Path,
                      encoding: dict, start, duration, batch: int, quiet: bool, view: View,
                      segment_frames: int, segment_seconds: float, fps: Fraction | None = None,
-                     deinterlace: tuple[str, bool] = ("auto", False)) -> tuple[Report, VideoWriter]:
+                     deinterlace: tuple[str, bool] = ("auto", False), on_frame=None) -> tuple[Report, VideoWriter]:
     """A resumable run: the frames after those ``state`` kept, into segments (``first`` is the first
     one's encoder), then every kept segment and the input's other streams into ``tmp`` in one pass."""
     from .video import VideoWriter
@@ -491,7 +506,8 @@ def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Ba
             segments = resume_mod.SegmentWriter(
                 state, lambda: VideoWriter(dst, reader, **encoding, packet_sink=_segment_sink), first,
                 segment_frames=segment_frames, segment_seconds=segment_seconds)
-            report = _run(reader, segments, backend, batch=batch, quiet=quiet, done=state.frames_done, view=view)
+            report = _run(reader, segments, backend, batch=batch, quiet=quiet, done=state.frames_done, view=view,
+                          on_frame=on_frame)
         except BaseException:
             (segments or first).abort()   # the unfinished segment goes; the finished ones stay for the next run
             raise
@@ -601,12 +617,12 @@ def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, enc
 
 
 def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool, done: int = 0,
-         view: View = View()) -> Report:
+         view: View = View(), on_frame=None) -> Report:
     stop = threading.Event()
     errors: list[BaseException] = []
     inq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
     outq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
-    progress = _progress(reader.info.frames, quiet, done)
+    progress = _Progress(reader.info.frames, quiet, done, on_frame)
     decoder = threading.Thread(target=_decode_stage, args=(reader, inq, stop), name="vdeblur-decode", daemon=True)
     encoder = threading.Thread(target=_encode_stage, args=(writer, outq, stop, progress, errors),
                                name="vdeblur-encode", daemon=True)
@@ -757,6 +773,10 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per input on standard output as it "
                    "finishes: its report (frames, fps, backend, warnings, what the read-back confirmed), or "
                    "the error or skip (for scripts; the progress bar and summary stay on standard error)")
+    p.add_argument("--json-progress", action="store_true",
+                   help="--json, and while each input runs a progress object at most once a second: "
+                   '{"input", "output", "progress": {"frames", "total", "fraction", "fps", "eta_seconds"}} '
+                   "(for front-ends; total, fraction and eta_seconds are null where the input gives no length)")
     p.set_defaults(func=run)
 
 
@@ -825,6 +845,7 @@ def plan_outputs(inputs: list[str], output: str, to_directory: bool = False) -> 
 
 
 def run(args) -> int:
+    args.json = args.json or args.json_progress
     jobs = plan_outputs(expand_inputs(args.input), args.output,
                         to_directory=any(Path(name).is_dir() for name in args.input))
     if args.skip_existing and args.overwrite:
@@ -910,7 +931,8 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
             quiet=args.quiet, resume=args.resume, notify=notify, segment_seconds=args.checkpoint_minutes * 60,
             verify=args.verify, compare=args.compare, container=args.format, fps=sequence.parse_rate(args.fps),
-            deinterlace=args.deinterlace, double_rate=args.double_rate, strength=args.strength, region=args.region)
+            deinterlace=args.deinterlace, double_rate=args.double_rate, strength=args.strength, region=args.region,
+            progress=JsonProgress(src, dst) if args.json_progress else None)
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
         what = "standard output ends early" if str(dst) == STDIO else f"{dst} was not written{_kept_hint(dst)}"
         print(f"vdeblur: {describe(e)}; {what}", file=sys.stderr)
@@ -943,6 +965,32 @@ def _print_json(args, src, dst, **fields) -> None:
     """One line of `deblur --json`: the input and output, then a report, an error or a skip."""
     if args.json:
         print(json.dumps({"input": str(src), **fields, "output": str(dst)}, default=str), flush=True)
+
+
+class JsonProgress:
+    """A ``progress`` callback of :func:`deblur_video` printing `deblur --json-progress`'s lines: the
+    first frame, then at most one line per ``every`` seconds, and the last frame. Speed counts from the
+    first frame written, so that loading the model does not make the first minutes look slow."""
+
+    def __init__(self, src, dst, every: float = 1.0, clock=time.monotonic):
+        self.src, self.dst, self.every, self.clock = str(src), str(dst), every, clock
+        self.first: tuple[float, int] | None = None
+        self.last = -math.inf
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = self.clock()
+        if self.first is None:
+            self.first = (now, done)
+        elif done != total and now - self.last < self.every:
+            return
+        self.last = now
+        seconds, frames = now - self.first[0], done - self.first[1]
+        fps = frames / seconds if frames and seconds > 0 else None
+        left = max(total - done, 0) if total else None
+        print(json.dumps({"input": self.src, "output": self.dst, "progress": {
+            "frames": done, "total": total, "fraction": round(min(done / total, 1.0), 4) if total else None,
+            "fps": round(fps, 4) if fps else None,
+            "eta_seconds": round(left / fps, 1) if fps and left is not None else None}}), flush=True)
 
 
 def _kept_hint(dst: Path) -> str:
