@@ -80,6 +80,7 @@ class Report:
     seconds_read: float | None = None
     held_frames: int = 0   # counted by the container, but only as "the last picture again" (AVI)
     deinterlaced_frames: int = 0   # interlaced frames rebuilt by bwdif before the model (this run's)
+    repeated_frames: int = 0   # identical to the frame before, so given its result without the model (this run's)
     captions_kept: int = 0   # frames whose closed captions (CEA-608/708) went into the output's video (this run's)
     captions_lost: str | None = None   # why the input's closed captions are not in the output
     verified: list[str] = field(default_factory=list)          # what reading the file back confirmed
@@ -242,31 +243,41 @@ def _encode_stage(writer: VideoWriter, q: queue.Queue, stop: threading.Event, pr
 
 
 def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue.Queue,
-                     stop: threading.Event, errors: list, view: View = View()) -> None:
+                     stop: threading.Event, errors: list, view: View = View(), reuse: bool = True) -> int:
     """Main-thread stage: frames through the backend in batches, packets straight on to the writer.
 
     Up to ``backend.batches_in_flight`` batches are submitted before the oldest is collected, so a backend that
     returns from ``submit`` early (torch on CUDA) computes one batch while this thread stacks and
-    uploads the next; a synchronous backend just hands its result over one batch later.
+    uploads the next; a synchronous backend just hands its result over one batch later. With ``reuse``,
+    a frame identical to the one before it (a repeated frame: frame-rate conversion, a static shot,
+    a screen recording) is not given to the backend: it gets that frame's result. Returns how many were.
     """
     from .video import DecodedFrame
 
-    pending: list[DecodedFrame] = []
-    in_flight: collections.deque = collections.deque()   # (frames' timing, input shape, input dtype, Pending)
+    pending: list[tuple[DecodedFrame, bool]] = []   # each frame, and whether it repeats the frame before
+    in_flight: collections.deque = collections.deque()   # (frames, repeats, input shape, input dtype, Pending)
+    last_input: np.ndarray | None = None
+    last_result: np.ndarray | None = None   # of the last frame collected
+    repeated = 0
 
     def submit():
         if not pending:
             return
-        frames = np.stack([f.image for f in pending])
-        handle = backend.submit(frames)
-        in_flight.append((list(pending), frames.shape, frames.dtype, handle))
+        frames, repeats = [f for f, _ in pending], [r for _, r in pending]
+        computed = np.stack([f.image for f, r in pending if not r]) if not all(repeats) else None
+        handle = backend.submit(computed) if computed is not None else None
+        in_flight.append((frames, repeats, None if computed is None else computed.shape, frames[0].image.dtype, handle))
         pending.clear()
 
     def collect() -> bool:
-        timing, shape, dtype, handle = in_flight.popleft()
-        images = handle.result()
-        if images.shape != shape or images.dtype != dtype:
-            raise VdeblurError(f"backend {backend.name} returned {images.dtype} {images.shape} for {dtype} {shape} frames")
+        nonlocal last_result
+        timing, repeats, shape, dtype, handle = in_flight.popleft()
+        computed = iter(_checked(backend, handle.result(), shape, dtype) if handle is not None else ())
+        results = []
+        for repeat in repeats:
+            last_result = last_result if repeat else next(computed)
+            results.append(last_result)
+        images = np.stack(results)
         if not view.plain:
             images = view.frames(np.stack([f.image for f in timing]), images)
         return all(_put(outq, DecodedFrame(image, f.pts, f.duration, f.time_base, view.alpha(f.alpha), f.captions), stop)
@@ -279,7 +290,10 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
         if isinstance(item, _Failure):
             raise item.error
         if isinstance(item, DecodedFrame):
-            pending.append(item)
+            repeat = reuse and last_input is not None and _same_picture(item.image, last_input)
+            repeated += repeat
+            last_input = item.image
+            pending.append((item, repeat))
             if len(pending) >= batch:
                 submit()
                 if len(in_flight) >= backend.batches_in_flight and not collect():
@@ -290,6 +304,22 @@ def _process_batches(backend: Backend, batch: int, inq: queue.Queue, outq: queue
         submit()
         while in_flight and collect():
             pass
+    return repeated
+
+
+def _checked(backend: Backend, images: np.ndarray, shape, dtype) -> np.ndarray:
+    if images.shape != shape or images.dtype != dtype:
+        raise VdeblurError(f"backend {backend.name} returned {images.dtype} {images.shape} for {dtype} {shape} frames")
+    return images
+
+
+def _same_picture(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two decoded frames are identical: one row first, which tells most different frames apart
+    at a fraction of the cost of comparing every pixel."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    middle = a.shape[0] // 2
+    return np.array_equal(a[middle], b[middle]) and np.array_equal(a, b)
 
 
 class _Progress:
@@ -324,7 +354,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  segment_seconds: float = resume_mod.SEGMENT_SECONDS, verify: bool = True,
                  compare: str | None = None, container: str | None = None, fps: Fraction | None = None,
                  deinterlace: str = "auto", double_rate: bool = False, strength: float = 1.0,
-                 region: str | tuple[int, int, int, int] | None = None, progress=None) -> Report:
+                 region: str | tuple[int, int, int, int] | None = None, progress=None, dedup: bool = True) -> Report:
     """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
 
     ``backend`` is a name from ``vdeblur.backends.BACKENDS`` (or "auto"), or a ready
@@ -346,7 +376,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     ``region`` (left, top, width, height, as the picture is shown) deblurs only that rectangle
     (:mod:`vdeblur.region`); every other pixel is written as decoded. ``progress(done, total)`` is called
     from the encoding thread after each frame written: frames done (those resumed included) and the
-    frames expected (None where the input does not say); an exception it raises stops the run.
+    frames expected (None where the input does not say); an exception it raises stops the run. With
+    ``dedup`` a frame identical to the one before it gets that frame's result without the model.
     """
     from_stream, to_stdout = is_stream(src), str(dst) == STDIO
     src, dst = (str(src) if from_stream else Path(src)), Path(dst)
@@ -412,7 +443,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             backend = RegionBackend(backend, region)
         reader.use_rgb16(backend.accepts_uint16)
         if not resumable:
-            report = _run(reader, writer, backend, batch=batch, quiet=quiet, view=view, on_frame=progress)
+            report = _run(reader, writer, backend, batch=batch, quiet=quiet, view=view, on_frame=progress, dedup=dedup)
             written = writer
         else:
             state, note = resume_mod.ResumeState.open(resume_mod.state_dir(dst), _resume_key(
@@ -426,7 +457,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                                                encoding=encoding, start=start, duration=duration, batch=batch,
                                                quiet=quiet, view=view, segment_frames=segment_frames,
                                                segment_seconds=segment_seconds, fps=fps,
-                                               deinterlace=(deinterlace, double_rate), on_frame=progress)
+                                               deinterlace=(deinterlace, double_rate), on_frame=progress,
+                                               dedup=dedup)
         if drops_alpha and reader.transparent_frames:   # an opaque first frame, transparent ones later
             report.transparency_lost = alpha_not_kept(pix_fmt, reader.transparent_frames)
         if tmp is not None:
@@ -487,7 +519,8 @@ def _interlacing_lines(reader: VideoReader, mode: str, double_rate: bool, detect
 def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Backend, *, src, dst: Path, tmp: Path,
                      encoding: dict, start, duration, batch: int, quiet: bool, view: View,
                      segment_frames: int, segment_seconds: float, fps: Fraction | None = None,
-                     deinterlace: tuple[str, bool] = ("auto", False), on_frame=None) -> tuple[Report, VideoWriter]:
+                     deinterlace: tuple[str, bool] = ("auto", False), on_frame=None,
+                     dedup: bool = True) -> tuple[Report, VideoWriter]:
     """A resumable run: the frames after those ``state`` kept, into segments (``first`` is the first
     one's encoder), then every kept segment and the input's other streams into ``tmp`` in one pass."""
     from .video import VideoWriter
@@ -507,7 +540,7 @@ def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Ba
                 state, lambda: VideoWriter(dst, reader, **encoding, packet_sink=_segment_sink), first,
                 segment_frames=segment_frames, segment_seconds=segment_seconds)
             report = _run(reader, segments, backend, batch=batch, quiet=quiet, done=state.frames_done, view=view,
-                          on_frame=on_frame)
+                          on_frame=on_frame, dedup=dedup)
         except BaseException:
             (segments or first).abort()   # the unfinished segment goes; the finished ones stay for the next run
             raise
@@ -617,7 +650,7 @@ def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, enc
 
 
 def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: int, quiet: bool, done: int = 0,
-         view: View = View(), on_frame=None) -> Report:
+         view: View = View(), on_frame=None, dedup: bool = True) -> Report:
     stop = threading.Event()
     errors: list[BaseException] = []
     inq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
@@ -630,7 +663,7 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
     try:
         decoder.start()
         encoder.start()
-        _process_batches(backend, batch, inq, outq, stop, errors, view)
+        repeated = _process_batches(backend, batch, inq, outq, stop, errors, view, dedup)
         if not errors:
             _put(outq, _END, stop)
         encoder.join()
@@ -646,7 +679,7 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
     return Report(output=writer.path, frames=writer.frames, expected_frames=reader.info.frames,
                   frames_counted=reader.info.frames_counted, expected_seconds=reader.info.seconds,
                   seconds_read=reader.seconds_read, held_frames=reader.held_frames,
-                  deinterlaced_frames=reader.deinterlaced_frames,
+                  deinterlaced_frames=reader.deinterlaced_frames, repeated_frames=repeated,
                   seconds=time.perf_counter() - started,
                   corrupt_packets=reader.corrupt_packets + writer.dropped_packets,
                   corrupt_frames=reader.corrupt_frames, dropped_frames=writer.dropped_frames,
@@ -716,6 +749,9 @@ def register(subparsers) -> None:
     m.add_argument("--strength", type=float, default=1.0, metavar="S",
                    help="how much of the model's change to keep: 1 = all of it (default), 0.5 = halfway between "
                         f"input and result, up to {MAX_STRENGTH:g} to exaggerate it")
+    m.add_argument("--no-dedup", dest="dedup", action="store_false",
+                   help="run the model on every frame; by default a frame identical to the one before it (repeated "
+                        "by frame-rate conversion, a still shot, a screen recording) gets that frame's result for free")
     m.add_argument("--backend", default="auto", choices=["auto", *BACKENDS], help="inference backend (default: auto)")
     m.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N; several GPUs: cuda:0,cuda:1 or cuda:all "
                    "(batches go to each in turn; torch backend) (default: auto)")
@@ -932,7 +968,7 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
             quiet=args.quiet, resume=args.resume, notify=notify, segment_seconds=args.checkpoint_minutes * 60,
             verify=args.verify, compare=args.compare, container=args.format, fps=sequence.parse_rate(args.fps),
             deinterlace=args.deinterlace, double_rate=args.double_rate, strength=args.strength, region=args.region,
-            progress=JsonProgress(src, dst) if args.json_progress else None)
+            progress=JsonProgress(src, dst) if args.json_progress else None, dedup=args.dedup)
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
         what = "standard output ends early" if str(dst) == STDIO else f"{dst} was not written{_kept_hint(dst)}"
         print(f"vdeblur: {describe(e)}; {what}", file=sys.stderr)
@@ -948,6 +984,7 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
         b = report.backend
         copied = f", copied {', '.join(report.copied_streams)}" if report.copied_streams else ""
         copied += f", {report.deinterlaced_frames} deinterlaced" if report.deinterlaced_frames else ""
+        copied += f", {report.repeated_frames} repeated frames reused" if report.repeated_frames else ""
         copied += f", closed captions of {report.captions_kept} frames" if report.captions_kept else ""
         strength = f" at strength {args.strength:g}" if args.strength != 1 else ""
         if args.region:
