@@ -9,7 +9,7 @@ import pytest
 from media import IdentityBackend, make_video
 from vdeblur import VdeblurError, deblur_video
 from vdeblur.cli import main
-from vdeblur.region import CONTEXT, RegionBackend, parse_region, stored_region
+from vdeblur.region import CONTEXT, RegionBackend, describe_regions, parse_region, parse_regions, stored_region
 from vdeblur.video import upright
 
 
@@ -48,6 +48,35 @@ def test_the_backend_sees_the_region_with_context_and_only_the_region_changes():
     assert frames.flags.writeable and not np.shares_memory(out, frames)
 
 
+def test_several_regions_each_get_their_own_window_and_overlaps_take_the_later():
+    frames = np.random.default_rng(2).integers(0, 256, (1, 120, 200, 3), dtype=np.uint8)
+
+    class AddRegionMark(InvertBackend):
+        def run(self, frames):
+            self.shapes.append(frames.shape)
+            return np.full_like(frames, len(self.shapes))   # 1 for the first window, 2 for the second
+
+    inner = AddRegionMark()
+    out = RegionBackend(inner, [(100, 40, 20, 20), (110, 50, 50, 10)]).run(frames)
+    assert inner.shapes == [(1, 20 + 2 * CONTEXT, 20 + 2 * CONTEXT, 3), (1, 10 + 2 * CONTEXT, 50 + 2 * CONTEXT, 3)]
+    expected = frames.copy()
+    expected[:, 40:60, 100:120] = 1
+    expected[:, 50:60, 110:160] = 2
+    assert np.array_equal(out, expected)
+
+
+def test_regions_parse_one_or_several():
+    assert parse_regions(None) is None
+    assert parse_regions("1,2,3,4") == parse_regions((1, 2, 3, 4)) == [(1, 2, 3, 4)]
+    assert parse_regions(["1,2,3,4", (5, 6, 7, 8)]) == [(1, 2, 3, 4), (5, 6, 7, 8)]
+    assert describe_regions([(1, 2, 3, 4)]) == "region 3x4 at 1,2"
+    assert describe_regions([(1, 2, 3, 4), (5, 6, 7, 8)]) == "regions 3x4 at 1,2 and 7x8 at 5,6"
+    with pytest.raises(VdeblurError, match="no rectangle"):
+        parse_regions([])
+    with pytest.raises(VdeblurError, match="LEFT,TOP,WIDTH,HEIGHT"):
+        parse_regions(["1,2,3,4", "5,6"])
+
+
 @pytest.mark.parametrize("value, message", [
     ("3,4", "LEFT,TOP,WIDTH,HEIGHT"), ("a,b,c,d", "LEFT,TOP,WIDTH,HEIGHT"), ("-1,0,10,10", "not be negative"),
     ("0,0,0,10", "at least 1x1")])
@@ -66,7 +95,7 @@ def test_deblur_video_changes_only_the_region_as_shown(tmp_path, rotation):
     deblur_video(src, plain, backend=IdentityBackend(), codec="ffv1", pix_fmt="yuv444p", resume=False)
     report = deblur_video(src, boxed, backend=InvertBackend(), codec="ffv1", pix_fmt="yuv444p", resume=False,
                           region=region)
-    assert report.frames == 3 and report.backend["region"]
+    assert report.frames == 3 and report.backend["regions"]
     with av.open(str(plain)) as a, av.open(str(boxed)) as b:
         before = [f.to_ndarray(format="rgb24") for f in a.decode(video=0)]
         after = [f.to_ndarray(format="rgb24") for f in b.decode(video=0)]
@@ -90,6 +119,26 @@ def test_cli_says_the_region_and_refuses_one_past_the_picture(tmp_path, capsys):
     assert not out.exists()
     assert main(["deblur", str(src), "-o", str(out), "--region", "1,2"]) == 1
     assert "LEFT,TOP,WIDTH,HEIGHT" in capsys.readouterr().err
+    assert main(["deblur", str(src), "-o", str(out), "--region", "0,0,8,8", "--region", "40,20,30,10", "-q"]) == 1
+    assert "--region 40,20,30,10 reaches past" in capsys.readouterr().err
+
+
+def test_cli_deblurs_two_regions(tmp_path, capsys, monkeypatch):
+    import vdeblur.pipeline as pipeline
+
+    src, out = tmp_path / "in.mkv", tmp_path / "out.mkv"
+    make_video(src, width=64, height=48, frames=2, codec="ffv1", pix_fmt="yuv444p", options={})
+    real = pipeline.deblur_video
+    monkeypatch.setattr(pipeline, "deblur_video", lambda *a, **kw: real(*a, **{**kw, "backend": InvertBackend()}))
+    assert main(["deblur", str(src), "-o", str(out), "--codec", "ffv1", "--pix-fmt", "yuv444p",
+                 "--region", "0,0,8,8", "--region", "40,20,16,10"]) == 0
+    assert "regions 8x8 at 0,0 and 16x10 at 40,20" in capsys.readouterr().err
+    with av.open(str(src)) as a, av.open(str(out)) as b:
+        before, after = (next(c.decode(video=0)).to_ndarray(format="rgb24").astype(int) for c in (a, b))
+    changed = np.abs(after - before).max(axis=2) > 20
+    expected = np.zeros(changed.shape, bool)
+    expected[0:8, 0:8] = expected[20:30, 40:56] = True
+    assert np.array_equal(changed, expected)
 
 
 def test_kept_progress_is_reused_only_for_the_same_region(tmp_path):

@@ -36,7 +36,7 @@ from .errors import VdeblurError, require_pyav
 from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, is_stream
 from .hardware import check_threads
 from .signals import describe, exit_status
-from .region import RegionBackend, parse_region, stored_region
+from .region import RegionBackend, describe_regions, parse_regions, stored_region
 from .tiling import OutOfMemoryFallback, check_tiling
 
 if TYPE_CHECKING:
@@ -354,7 +354,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  segment_seconds: float = resume_mod.SEGMENT_SECONDS, verify: bool = True,
                  compare: str | None = None, container: str | None = None, fps: Fraction | None = None,
                  deinterlace: str = "auto", double_rate: bool = False, strength: float = 1.0,
-                 region: str | tuple[int, int, int, int] | None = None, progress=None, dedup: bool = True) -> Report:
+                 region=None, progress=None, dedup: bool = True) -> Report:
     """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
 
     ``backend`` is a name from ``vdeblur.backends.BACKENDS`` (or "auto"), or a ready
@@ -373,8 +373,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     be an image sequence (``frames/%04d.png``, :mod:`vdeblur.sequence`); an input one is read at ``fps``.
     ``deinterlace`` is a mode of :mod:`vdeblur.deinterlace` (auto: as the frames are flagged, unless
     FFmpeg's idet clearly finds otherwise), and ``double_rate`` makes each field of interlaced video a frame.
-    ``region`` (left, top, width, height, as the picture is shown) deblurs only that rectangle
-    (:mod:`vdeblur.region`); every other pixel is written as decoded. ``progress(done, total)`` is called
+    ``region`` (left, top, width, height, as the picture is shown), or a list of them, deblurs only those
+    rectangles (:mod:`vdeblur.region`); every other pixel is written as decoded. ``progress(done, total)`` is called
     from the encoding thread after each frame written: frames done (those resumed included) and the
     frames expected (None where the input does not say); an exception it raises stops the run. With
     ``dedup`` a frame identical to the one before it gets that frame's result without the model.
@@ -386,7 +386,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     if batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {batch}")
     tile_size = check_tiling(tile, tile_overlap)   # (width, height) or None
-    region = parse_region(region)
+    regions = parse_regions(region)
     view = View(compare, strength)
     require_pyav()
     from .video import VideoReader, VideoWriter, alpha_not_kept, check_part, codec_for_suffix
@@ -400,9 +400,9 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     deinterlace, detected, order = _interlacing(src, start, duration, fps, deinterlace, from_stream)
     reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace, double_rate=double_rate,
                          field_order=order)
-    if region is not None:
+    if regions is not None:
         try:
-            region = _stored_region(reader, region)
+            regions = [_stored_region(reader, r) for r in regions]
         except VdeblurError:
             reader.close()
             raise
@@ -439,15 +439,15 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                 fused_attention=fused_attention, cuda_graphs=cuda_graphs, engine=engine, onnx=onnx,
                 deep_input=reader.info.high_bit_depth))
         backend = _fit_in_memory(backend, tile_size, tile_overlap, notify)
-        if region is not None:
-            backend = RegionBackend(backend, region)
+        if regions is not None:
+            backend = RegionBackend(backend, regions)
         reader.use_rgb16(backend.accepts_uint16)
         if not resumable:
             report = _run(reader, writer, backend, batch=batch, quiet=quiet, view=view, on_frame=progress, dedup=dedup)
             written = writer
         else:
             state, note = resume_mod.ResumeState.open(resume_mod.state_dir(dst), _resume_key(
-                src, dst, backend, reader, encoding, start, duration, view, deinterlace, region))
+                src, dst, backend, reader, encoding, start, duration, view, deinterlace, regions))
             if not state.check_encoder(writer.extradata, writer.time_base):
                 note = f"{state.directory}: progress kept by another encoder version, starting over"
             if note and notify:
@@ -620,7 +620,7 @@ def _segment_sink(packets) -> None:
 
 
 def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, encoding: dict,
-                start, duration, view: View = View(), deinterlace: str = "auto", region=None) -> dict:
+                start, duration, view: View = View(), deinterlace: str = "auto", regions=None) -> dict:
     """Everything that shapes the output's video: kept segments are used only under the same key.
     Device, precision, batch, compile and tile settings are left out (they change pixels by rounding
     at most): a run stopped on one machine goes on on another, or with --tile after running out of
@@ -644,7 +644,7 @@ def _resume_key(src: Path, dst: Path, backend: Backend, reader: VideoReader, enc
             "output": {"suffix": dst.suffix.lower(), **encoding},
             "part": [start, duration], "model": model, "rgb": reader.rgb_format,
             **view.key(), **({"deinterlace": deinterlace} if deinterlace != "auto" else {}),
-            **({"region": list(region)} if region is not None else {}),
+            **({"regions": [list(r) for r in regions]} if regions is not None else {}),
             **({"double_rate": True} if reader.doubling else {}),
             **({"field_order": reader.field_order} if reader.field_order and deinterlace == "auto" else {})}
 
@@ -783,9 +783,10 @@ def register(subparsers) -> None:
     s = p.add_argument_group("part of the input")
     s.add_argument("--start", type=float, metavar="SEC", help="start at this time (seconds)")
     s.add_argument("--duration", type=float, metavar="SEC", help="process this many seconds")
-    s.add_argument("--region", metavar="X,Y,W,H", help="deblur only this rectangle of each frame (left, top, width, "
-                   "height in pixels, as the picture is shown) and keep the rest as it is: a plate or a face costs "
-                   "a fraction of the whole frame")
+    s.add_argument("--region", metavar="X,Y,W,H", action="append",
+                   help="deblur only this rectangle of each frame (left, top, width, height in pixels, as the picture "
+                   "is shown) and keep the rest as it is: a plate or a face costs a fraction of the whole frame; "
+                   "give it again for more rectangles")
     s.add_argument("--deinterlace", choices=DEINTERLACE_MODES, default="auto",
                    help="auto: frames the decoder flags interlaced are deinterlaced (FFmpeg's bwdif, one frame per "
                    "frame) before the model; tff/bff: every frame, with that field first (interlaced video flagged "
@@ -901,7 +902,7 @@ def run(args) -> int:
         _check_paths(src, dst, args.overwrite)
     check_tiling(args.tile, args.tile_overlap)
     check_strength(args.strength)
-    parse_region(args.region)
+    parse_regions(args.region)
     if not args.checkpoint_minutes >= 0:   # NaN too
         raise VdeblurError(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes:g}")
     if not todo:
@@ -988,8 +989,7 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
         copied += f", closed captions of {report.captions_kept} frames" if report.captions_kept else ""
         strength = f" at strength {args.strength:g}" if args.strength != 1 else ""
         if args.region:
-            x, y, w, h = parse_region(args.region)
-            strength += f", region {w}x{h} at {x},{y}"
+            strength += f", {describe_regions(parse_regions(args.region))}"
         print(f"{report.output}: {report.frames} frames in {report.seconds:.1f} s ({report.fps:.2f} fps) "
               f"with {b.get('backend', '?')} on {b.get('device', '?')} {b.get('precision', '')}{strength}{copied}",
               file=sys.stderr)

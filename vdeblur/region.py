@@ -1,10 +1,13 @@
-"""`deblur --region`: deblur one rectangle of each frame and leave the rest as decoded.
+"""`deblur --region`: deblur rectangles of each frame and leave the rest as decoded.
 
 A number plate, a face or a sign is often all that needs to be read, and the model's cost grows with
 the pixels it sees: a 320x180 region of a 1080p frame costs about a twentieth of the frame on a CPU.
 The network sees the rectangle plus up to :data:`CONTEXT` pixels around it, so motion that crosses the
 rectangle's border is seen whole; only the rectangle itself is written back, so every pixel outside it
 is the decoder's own.
+
+Several rectangles (``--region`` given again) each go to the network on their own, with their own
+context; where two overlap, the later one's result is kept there.
 
 The rectangle is given as the picture is shown: for video stored on its side with a rotation tag
 (phones), it is turned into the stored frame's coordinates, which is what the model gets.
@@ -42,6 +45,23 @@ def parse_region(value: str | Region | None) -> Region | None:
     return parts
 
 
+def parse_regions(value) -> list[Region] | None:
+    """One ``--region`` or several: a string or four integers, or a list of them; None: the whole frame."""
+    if value is None:
+        return None
+    one = isinstance(value, str) or (len(value) == 4 and all(isinstance(v, (int, np.integer)) for v in value))
+    regions = [parse_region(value)] if one else [parse_region(v) for v in value]
+    if not regions:
+        raise VdeblurError("--region: no rectangle given")
+    return regions
+
+
+def describe_regions(regions: list[Region]) -> str:
+    """For the summary line: "region 320x180 at 640,360", or several joined by "and"."""
+    word = "region" if len(regions) == 1 else "regions"
+    return f"{word} " + " and ".join(f"{w}x{h} at {x},{y}" for x, y, w, h in regions)
+
+
 def stored_region(region: Region, shown: tuple[int, int], steps: tuple[bool, bool, bool] | None) -> Region:
     """The rectangle of the stored frame that is shown as ``region``.
 
@@ -64,16 +84,17 @@ def stored_region(region: Region, shown: tuple[int, int], steps: tuple[bool, boo
 
 
 class RegionBackend(Backend):
-    """Wraps a backend: it gets the region plus context, and only the region of its output is kept."""
+    """Wraps a backend: it gets each region plus context, and only the regions of its output are kept."""
 
-    def __init__(self, inner: Backend, region: Region, context: int = CONTEXT):
-        self.inner, self.region, self.context = inner, region, context
+    def __init__(self, inner: Backend, regions: Region | list[Region], context: int = CONTEXT):
+        self.inner, self.context = inner, context
+        self.regions = [regions] if isinstance(regions, tuple) else list(regions)
         self.name = inner.name
         self.accepts_uint16 = inner.accepts_uint16
         self.batches_in_flight = inner.batches_in_flight
 
-    def _window(self, height: int, width: int) -> tuple[int, int, int, int]:
-        x, y, w, h = self.region
+    def _window(self, region: Region, height: int, width: int) -> tuple[int, int, int, int]:
+        x, y, w, h = region
         c = self.context
         return max(0, y - c), min(height, y + h + c), max(0, x - c), min(width, x + w + c)
 
@@ -81,12 +102,15 @@ class RegionBackend(Backend):
         return self.submit(frames).result()
 
     def submit(self, frames: np.ndarray) -> Pending:
-        top, bottom, left, right = self._window(frames.shape[1], frames.shape[2])
-        return _Pasted(frames, self.inner.submit(np.ascontiguousarray(frames[:, top:bottom, left:right])),
-                       self.region, (top, left))
+        parts = []
+        for region in self.regions:
+            top, bottom, left, right = self._window(region, frames.shape[1], frames.shape[2])
+            handle = self.inner.submit(np.ascontiguousarray(frames[:, top:bottom, left:right]))
+            parts.append((region, (top, left), handle))
+        return _Pasted(frames, parts)
 
     def describe(self) -> dict:
-        return {**self.inner.describe(), "region": list(self.region)}
+        return {**self.inner.describe(), "regions": [list(r) for r in self.regions]}
 
     def release_memory(self) -> None:
         self.inner.release_memory()
@@ -96,15 +120,14 @@ class RegionBackend(Backend):
 
 
 class _Pasted(Pending):
-    """The inner backend's result for the window, written into a copy of the whole frames."""
+    """The inner backend's results for the windows, each region written into a copy of the whole frames."""
 
-    def __init__(self, frames: np.ndarray, handle: Pending, region: Region, origin: tuple[int, int]):
-        self.frames, self.handle, self.region, self.origin = frames, handle, region, origin
+    def __init__(self, frames: np.ndarray, parts: list[tuple[Region, tuple[int, int], Pending]]):
+        self.frames, self.parts = frames, parts
 
     def result(self) -> np.ndarray:
-        out = self.handle.result()
-        x, y, w, h = self.region
-        top, left = y - self.origin[0], x - self.origin[1]
         whole = self.frames.copy()
-        whole[:, y:y + h, x:x + w] = out[:, top:top + h, left:left + w]
+        for (x, y, w, h), (top, left), handle in self.parts:
+            out = handle.result()
+            whole[:, y:y + h, x:x + w] = out[:, y - top:y - top + h, x - left:x - left + w]
         return whole
