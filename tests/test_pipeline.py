@@ -416,6 +416,49 @@ def test_a_directory_or_an_unexpanded_pattern_as_input(tmp_path):
         (tmp_path / "one" / "x.mp4", tmp_path / "out" / "x.mp4")]
 
 
+def test_recursive_input_mirrors_its_subdirectories_and_passes_over_the_output(tmp_path):
+    from vdeblur.pipeline import expand_inputs, plan_outputs
+
+    card = tmp_path / "DCIM"
+    for name in ("100GOPRO/GX01.MP4", "100GOPRO/GX02.MP4", "101GOPRO/GX01.MP4", "top.mov", ".hidden/x.mp4",
+                 "deblurred/old.mp4", "101GOPRO/readme.txt"):
+        (card / name).parent.mkdir(parents=True, exist_ok=True)
+        (card / name).write_bytes(b"")
+    out = card / "deblurred"   # inside the input: its videos are outputs, not inputs
+    found = expand_inputs([str(card)], recursive=True, skip=str(out))
+    assert found == [str(card / n) for n in ("top.mov", "100GOPRO/GX01.MP4", "100GOPRO/GX02.MP4", "101GOPRO/GX01.MP4")]
+    assert expand_inputs([str(card)], skip=str(out)) == [str(card / "top.mov")]
+    pairs = plan_outputs(found, str(out), to_directory=True, folders=[str(card)])
+    assert [(str(a.relative_to(card)), str(b.relative_to(out))) for a, b in pairs] == [
+        ("top.mov", "top.mov"), ("100GOPRO/GX01.MP4", "100GOPRO/GX01.MP4"),
+        ("100GOPRO/GX02.MP4", "100GOPRO/GX02.MP4"), ("101GOPRO/GX01.MP4", "101GOPRO/GX01.MP4")]
+    assert (out / "100GOPRO").is_dir() and (out / "101GOPRO").is_dir()
+    # Without the mirrored folders, the two GX01.MP4 would collide.
+    with pytest.raises(VdeblurError, match="would both be written as"):
+        plan_outputs(found, str(tmp_path / "flat"), to_directory=True)
+    (tmp_path / "nothing" / "deeper").mkdir(parents=True)
+    with pytest.raises(VdeblurError, match="no video files in it or its subdirectories"):
+        expand_inputs([str(tmp_path / "nothing")], recursive=True)
+
+
+def test_cli_recursive_run(clip, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import vdeblur.pipeline as pipeline
+    from media import IdentityBackend
+
+    for sub in ("a", "b"):
+        (tmp_path / "in" / sub).mkdir(parents=True)
+        shutil.copy(clip, tmp_path / "in" / sub / "same.mp4")
+    real = pipeline.deblur_video
+    monkeypatch.setattr(pipeline, "deblur_video", lambda *a, **kw: real(*a, **{**kw, "backend": IdentityBackend()}))
+    monkeypatch.setattr(pipeline, "open_backend", lambda *a, **kw: IdentityBackend())
+    assert main(["deblur", str(tmp_path / "in"), "-o", str(tmp_path / "in" / "out"), "-r", "-q"]) == 0
+    assert "2 of 2 file(s) written" in capsys.readouterr().err
+    assert sorted(p.relative_to(tmp_path / "in" / "out").as_posix() for p in (tmp_path / "in" / "out").rglob("*.mp4")) \
+        == ["a/same.mp4", "b/same.mp4"]
+
+
 def test_an_os_error_anywhere_in_a_run_is_one_line(clip, tmp_path, capsys, monkeypatch):
     import errno
 

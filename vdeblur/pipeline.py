@@ -742,6 +742,9 @@ def register(subparsers) -> None:
                         "an image sequence such as out/%%04d.png (.png, .tif, .dpx, .jpg, .webp; numbered as an input "
                         "sequence's frames, else from 1); - writes standard output (Matroska, or --format)")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="a directory INPUT gives the videos in its subdirectories too, written to the same "
+                        "subdirectories of OUTPUT (which is itself passed over if it lies inside INPUT)")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave outputs that exist alone and go on with the rest (to finish an interrupted batch)")
     m = p.add_argument_group("model")
@@ -822,23 +825,25 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi", ".mts", ".m2t
                   ".flv", ".3gp", ".mpg", ".mpeg", ".y4m", ".h264", ".264", ".hevc", ".265")
 
 
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """INPUTs as files: a directory gives the videos in it (sorted, not its subdirectories), and a
-    pattern the shell left alone (Windows does not expand *) gives what it matches."""
+def expand_inputs(inputs: list[str], recursive: bool = False, skip: str | None = None) -> list[str]:
+    """INPUTs as files: a directory gives the videos in it (sorted; with ``recursive``, those of its
+    subdirectories too, but not of ``skip``, the output directory), and a pattern the shell left alone
+    (Windows does not expand *) gives what it matches. Hidden files and folders, such as vdeblur's own
+    temporary ones, are passed over."""
     files = []
     for name in inputs:
         path = Path(name)
         if is_stream(name):
             files.append(name)
         elif path.is_dir():
-            found = sorted(str(p) for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith("."))
+            found = _videos_in(path, recursive, Path(skip) if skip and skip != STDIO else None)
             if not found:
                 guess = sequence.guess_pattern(path)
                 if guess and guess[1] > 1:   # a folder of frames: say how to read it as one video
                     raise VdeblurError(f"{path}: no video files in it, but {guess[1]} numbered images; to read them "
                                        f"as one video, give the sequence: {guess[0]}")
-                raise VdeblurError(f"{path}: no video files in it (looked for {', '.join(VIDEO_SUFFIXES)})")
+                where = "in it or its subdirectories" if recursive else "in it"
+                raise VdeblurError(f"{path}: no video files {where} (looked for {', '.join(VIDEO_SUFFIXES)})")
             files += found
         elif not path.exists() and glob.has_magic(name):
             matches = sorted(glob.glob(name))
@@ -850,11 +855,23 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     return files
 
 
-def plan_outputs(inputs: list[str], output: str, to_directory: bool = False) -> list[tuple[Path | str, Path]]:
+def _videos_in(folder: Path, recursive: bool, skip: Path | None) -> list[str]:
+    found = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if recursive and not d.startswith(".")
+                         and not (skip is not None and skip.exists() and (Path(root) / d).samefile(skip)))
+        found += [str(Path(root) / n) for n in sorted(names)
+                  if Path(n).suffix.lower() in VIDEO_SUFFIXES and not n.startswith(".") and (Path(root) / n).is_file()]
+    return found
+
+
+def plan_outputs(inputs: list[str], output: str, to_directory: bool = False,
+                 folders: list[str] = ()) -> list[tuple[Path | str, Path]]:
     """(input, output) pairs: one INPUT and a file name (or "-") -> that file; several INPUTs, or a
     directory (existing, written with a trailing slash, or ``to_directory``) -> OUTPUT/<input's name>,
-    the directory made if its parent exists. Two inputs of the same name would collide there: refused.
-    Standard input and URLs stay strings (a Path would fold the "//" of a URL)."""
+    the directory made if its parent exists; an input found inside one of ``folders`` (a recursive
+    search) -> OUTPUT/<its path inside that folder>. Two inputs written under the same name would
+    collide there: refused. Standard input and URLs stay strings (a Path would fold the "//" of a URL)."""
     out = Path(output)
     if output == STDIO and len(inputs) > 1:
         raise VdeblurError(f"-o - (standard output) takes one INPUT, not {len(inputs)}")
@@ -874,17 +891,21 @@ def plan_outputs(inputs: list[str], output: str, to_directory: bool = False) -> 
     pairs, seen = [], {}
     for name in inputs:
         src = Path(name)
-        if src.name in seen:
-            raise VdeblurError(f"{seen[src.name]} and {src} would both be written as {out / src.name}")
-        seen[src.name] = src
-        pairs.append((src, out / src.name))
+        inside = next((src.relative_to(f) for f in map(Path, folders) if src.is_relative_to(f)), None)
+        relative = inside if inside is not None else Path(src.name)
+        if relative in seen:
+            raise VdeblurError(f"{seen[relative]} and {src} would both be written as {out / relative}")
+        seen[relative] = src
+        (out / relative).parent.mkdir(parents=True, exist_ok=True)
+        pairs.append((src, out / relative))
     return pairs
 
 
 def run(args) -> int:
     args.json = args.json or args.json_progress
-    jobs = plan_outputs(expand_inputs(args.input), args.output,
-                        to_directory=any(Path(name).is_dir() for name in args.input))
+    folders = [name for name in args.input if Path(name).is_dir()]
+    jobs = plan_outputs(expand_inputs(args.input, args.recursive, skip=args.output), args.output,
+                        to_directory=bool(folders), folders=folders if args.recursive else [])
     if args.skip_existing and args.overwrite:
         raise VdeblurError("--skip-existing and --overwrite contradict each other; use one")
     if args.json and args.output == STDIO:
