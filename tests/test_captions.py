@@ -101,3 +101,11 @@ def test_double_rate_does_not_show_each_frames_captions_twice(tmp_path):
     assert report.frames == 8 and captions_in(tmp_path / "out.mp4") == [None] * 8
     assert report.warnings() == ["closed captions (CEA-608/708) in 8 frame(s) were not kept: at --double-rate "
                                  "each frame's would be shown twice"]
+
+
+def test_reinterlaced_output_keeps_each_frames_captions_once(tmp_path):
+    src = captioned(tmp_path, frames=4, interlaced=True)
+    report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), reinterlace=True)
+    assert report.frames == 4 and captions_in(tmp_path / "out.mp4") == [captions_of(i) for i in range(4)]
+    assert report.captions_kept == 4 and report.warnings() == []
+    assert "interlaced, top field first" in report.verified and "the first frame's closed captions" in report.verified

@@ -245,7 +245,7 @@ def test_double_rate_of_progressive_video_or_with_deinterlacing_off(tmp_path):
     make_video(src, width=W, height=H, frames=4)
     notes = []
     report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), double_rate=True, notify=notes.append)
-    assert notes == [PROGRESSIVE] and report.frames == 4 and report.deinterlaced_frames == 0
+    assert notes == [PROGRESSIVE.format(option="--double-rate")] and report.frames == 4 and report.deinterlaced_frames == 0
     with pytest.raises(VdeblurError, match="--double-rate makes one frame per field: it needs --deinterlace auto, tff or bff"):
         deblur_video(src, tmp_path / "off.mp4", backend=IdentityBackend(), double_rate=True, deinterlace="off")
     woven = make_interlaced(tmp_path / "woven.mp4", flag=None)   # flagged progressive, found out by idet
@@ -261,3 +261,87 @@ def test_the_field_order_the_pictures_show_beats_the_flags(tmp_path):
     report = deblur_video(src, tmp_path / "out.mkv", backend=IdentityBackend(), double_rate=True, notify=notes.append)
     assert notes[0].startswith("the input is interlaced, top field first as FFmpeg's idet finds:")
     assert report.frames == 16 and all(shows_moment(img, k) for k, img in enumerate(frames_of(tmp_path / "out.mkv")) if 0 < k < 15)
+
+
+class FieldMarks(IdentityBackend):
+    """Every frame a flat grey that says which it was: 60 for the first of each pair (a frame's first
+    field), 180 for the second."""
+
+    def __init__(self):
+        super().__init__()
+        self.frames = 0
+
+    def run(self, frames):
+        marks = [60 if (self.frames + k) % 2 == 0 else 180 for k in range(len(frames))]
+        self.frames += len(frames)
+        return np.stack([np.full(f.shape, m, np.uint8) for f, m in zip(frames, marks)])
+
+
+@pytest.mark.parametrize("order", ["tff", "bff"])
+def test_reinterlace_weaves_each_field_from_its_own_frame(tmp_path, order):
+    src = make_interlaced(tmp_path / f"{order}.mkv", flag=order, first_on_top=order == "tff", intra=True)
+    out = tmp_path / "woven.mkv"
+    notes = []
+    backend = FieldMarks()
+    report = deblur_video(src, out, backend=backend, reinterlace=True, codec="ffv1", pix_fmt="yuv444p",
+                          notify=notes.append)
+    first = "top" if order == "tff" else "bottom"
+    assert notes == [f"the input is interlaced, {first} field first as FFmpeg's idet finds: each field is made a frame "
+                     f"(FFmpeg's bwdif) for the model, and the results are woven back into interlaced frames, "
+                     f"{first} field first, at the input's frame rate"]
+    assert backend.frames == 16 and report.frames == report.expected_frames == 8
+    assert report.verified[0] == "8 frames at the input's timestamps"
+    assert f"interlaced, {first} field first" in report.verified and report.warnings() == []
+    assert video_pts(out) == video_pts(src)
+    for frame in frames_of(out):
+        rows = frame[..., 1].astype(int).mean(axis=1)
+        own = slice(0, None, 2) if order == "tff" else slice(1, None, 2)   # the first field's lines
+        other = slice(1, None, 2) if order == "tff" else slice(0, None, 2)
+        assert np.all(np.abs(rows[own] - 60) <= 2) and np.all(np.abs(rows[other] - 180) <= 2)
+
+
+def test_reinterlace_gives_back_the_input_through_an_identity_model(tv, tmp_path):
+    out = tmp_path / "tv.mp4"
+    report = deblur_video(tv, out, backend=IdentityBackend(), reinterlace=True, crf=4)
+    assert report.frames == 8 and "interlaced, top field first" in report.verified and report.warnings() == []
+    source, written = frames_of(tv), frames_of(out)
+    assert len(written) == 8
+    for i, (a, b) in enumerate(zip(source, written)):
+        # Each field's lines are its own moment's, as in the source: combed where the bar moves, not deinterlaced.
+        assert comb(b) > 0.5 * comb(a) > 1
+        assert np.abs(a.astype(int) - b).mean() < 2
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].average_rate == 25
+
+
+def test_reinterlace_refusals_and_progressive_input(tv, tmp_path):
+    from vdeblur.pipeline import PROGRESSIVE
+
+    with pytest.raises(VdeblurError, match="--reinterlace: libx265 cannot code interlaced video; use --codec libx264, "
+                                           "mpeg2video, prores_ks or ffv1"):
+        deblur_video(tv, tmp_path / "a.mkv", backend=IdentityBackend(), reinterlace=True, codec="libx265")
+    with pytest.raises(VdeblurError, match="--reinterlace writes interlaced video; pictures are progressive"):
+        deblur_video(tv, tmp_path / "f%03d.png", backend=IdentityBackend(), reinterlace=True)
+    with pytest.raises(VdeblurError, match="--reinterlace makes one frame per field: it needs --deinterlace auto"):
+        deblur_video(tv, tmp_path / "b.mkv", backend=IdentityBackend(), reinterlace=True, deinterlace="off")
+    assert not list(tmp_path.iterdir())
+    src = tmp_path / "p.mp4"
+    make_video(src, width=W, height=H, frames=4)
+    notes = []
+    report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), reinterlace=True, notify=notes.append)
+    assert notes == [PROGRESSIVE.format(option="--reinterlace")] and report.frames == 4
+    assert not any("interlaced" in line for line in report.verified)
+
+
+def test_cli_reinterlace_is_one_pass(tv, tmp_path, capsys, monkeypatch):
+    import vdeblur.pipeline as pipeline
+    from vdeblur.cli import main
+    from vdeblur.resume import state_dir
+
+    real = pipeline.deblur_video
+    monkeypatch.setattr(pipeline, "deblur_video", lambda *a, **kw: real(*a, **{**kw, "backend": IdentityBackend()}))
+    out = tmp_path / "out.mkv"
+    assert main(["deblur", str(tv), "-o", str(out), "--reinterlace", "--codec", "mpeg2video"]) == 0
+    err = capsys.readouterr().err
+    assert "8 frames in" in err and "interlaced, top field first" in err
+    assert not state_dir(out).exists()

@@ -8,6 +8,11 @@ comes out per frame in ("send_frame"), so the frame count, the timestamps and ev
 them (resume segments, the read-back) are those of the source; each output frame keeps its source
 frame's timestamp, duration and tags. With double rate ("send_field") each field becomes a frame:
 50i gives 50p, and the motion of every field is kept, at twice the frames to deblur.
+
+Re-interlacing (``--reinterlace``) undoes double rate after the model: each pair of frames made
+from one frame's two fields is woven back into one interlaced frame, each field's lines taken from
+the deblurred frame of that field's moment, so the output has the source's frames, rate and field
+order, and the encoder codes it as interlaced (:class:`Weaver`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from .errors import VdeblurError
 
@@ -232,3 +239,77 @@ class Deinterlacer:
         out.color_range, out.colorspace = source.color_range, source.colorspace
         out.color_primaries, out.color_trc = source.color_primaries, source.color_trc
         return out
+
+
+#: Encoders that code interlaced video, and the options that make them do so (beside the frames'
+#: field flags and the stream's field order, which every one is given).
+INTERLACED_ENCODERS = {
+    "libx264": lambda order: {"x264-params": f"{order}=1"},   # PAFF/MBAFF field coding, that field first
+    "mpeg2video": lambda order: {"flags": "+ildct+ilme"},
+    "prores_ks": lambda order: {"flags": "+ildct"},
+    "ffv1": lambda order: {},   # lossless: the lines are kept whatever the coding; the flags say the order
+}
+#: AVCodecContext.field_order values: coded and shown top first, bottom first (then the two mixed orders).
+_FIELD_ORDERS = {2: "tff", 3: "bff", 4: "tff", 5: "bff"}
+
+
+def field_order_of(code: int | None) -> str | None:
+    """An AVFieldOrder code (a decoder's ``codec_context.field_order``) as "tff" or "bff"; None if progressive or unknown."""
+    return _FIELD_ORDERS.get(code or 0)
+
+
+def weave(first: av.VideoFrame, second: av.VideoFrame, order: str) -> av.VideoFrame:
+    """The two frames bwdif made of one interlaced frame's fields (in time order), after the model,
+    back into one frame: the first field's lines from ``first``, the second's from ``second``, in
+    every plane (chroma lines of 4:2:0 alternate between the fields as luma lines do). In place, into ``first``."""
+    second_field = 1 if order == "tff" else 0   # the rows of the later field: bottom ones when top comes first
+    for a, b in zip(first.planes, second.planes):
+        mine = np.frombuffer(a, np.uint8).reshape(a.height, -1)
+        theirs = np.frombuffer(b, np.uint8).reshape(b.height, -1)
+        mine[second_field::2] = theirs[second_field::2]
+    return first
+
+
+class Weaver:
+    """Re-interlacing for a writer: frames in pairs (each field's deblurred frame, in time order) in,
+    one interlaced frame out per pair, flagged with its field order by FFmpeg's setfield."""
+
+    def __init__(self, order: str):
+        self.order = order
+        self._held: tuple | None = None   # (frame, pts, duration, time base, captions) of the first field
+        self._graph: av.filter.Graph | None = None
+
+    def add(self, frame: av.VideoFrame, pts: int, duration: int, time_base: Fraction, captions=None):
+        """The woven frame and its (pts, duration, time base, captions) once a pair is complete, else None."""
+        if self._held is None:
+            self._held = (frame, pts, duration, time_base, captions)
+            return None
+        first, first_pts, first_duration, _, first_captions = self._held
+        self._held = None
+        return (self._flagged(weave(first, frame, self.order), first_pts, time_base),
+                first_pts, first_duration + duration, time_base, first_captions)
+
+    def flush(self):
+        """A last field left without its partner (a part that ends mid-frame): both fields from it."""
+        if self._held is None:
+            return None
+        frame, pts, duration, time_base, captions = self._held
+        self._held = None
+        return self._flagged(frame, pts, time_base), pts, 2 * duration, time_base, captions
+
+    def _flagged(self, frame: av.VideoFrame, pts: int, time_base: Fraction) -> av.VideoFrame:
+        import av
+
+        if self._graph is None:
+            graph = av.filter.Graph()
+            source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                                      time_base=time_base or _ANY_TIME_BASE)
+            setfield = graph.add("setfield", self.order)
+            sink = graph.add("buffersink")
+            source.link_to(setfield)
+            setfield.link_to(sink)
+            graph.configure()
+            self._graph = graph
+        frame.pts, frame.time_base = pts, time_base or _ANY_TIME_BASE
+        self._graph.push(frame)
+        return self._graph.pull()

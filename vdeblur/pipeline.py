@@ -51,8 +51,10 @@ LINEAR_LIGHT = ("the input is OpenEXR, in linear light: it is read through the s
 DEINTERLACING = "the input is interlaced{found}: each frame is deinterlaced (FFmpeg's bwdif, same frame rate) before the model"
 DOUBLING = ("the input is interlaced{found}: each field is made a frame (FFmpeg's bwdif, twice the frame rate) before "
             "the model, so there are twice the frames to deblur")
-#: Said when --double-rate has nothing to double.
-PROGRESSIVE = "--double-rate: the input is not interlaced, so its frames are left as they are"
+WEAVING = ("the input is interlaced{found}: each field is made a frame (FFmpeg's bwdif) for the model, and the "
+           "results are woven back into interlaced frames, {order} field first, at the input's frame rate")
+#: Said when --double-rate (or --reinterlace) has nothing to double.
+PROGRESSIVE = "{option}: the input is not interlaced, so its frames are left as they are"
 INTERLACED = ("the input is interlaced and --deinterlace is off: the model takes each frame as one picture, so "
               "its two fields (moments 1/50 or 1/60 s apart) are mixed and moving edges come out combed")
 _QUEUE_FRAMES = 8        # frames buffered between stages (beyond one batch), ~22 MB at 720p
@@ -354,7 +356,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  segment_seconds: float = resume_mod.SEGMENT_SECONDS, verify: bool = True,
                  compare: str | None = None, container: str | None = None, fps: Fraction | None = None,
                  deinterlace: str = "auto", double_rate: bool = False, strength: float = 1.0,
-                 region=None, progress=None, dedup: bool = True) -> Report:
+                 region=None, progress=None, dedup: bool = True, reinterlace: bool = False) -> Report:
     """Deblur every frame of ``src`` into ``dst``, keeping timestamps, other streams and tags.
 
     ``backend`` is a name from ``vdeblur.backends.BACKENDS`` (or "auto"), or a ready
@@ -372,7 +374,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     resumed or read back, and what reached standard output before an error stays there. Either may
     be an image sequence (``frames/%04d.png``, :mod:`vdeblur.sequence`); an input one is read at ``fps``.
     ``deinterlace`` is a mode of :mod:`vdeblur.deinterlace` (auto: as the frames are flagged, unless
-    FFmpeg's idet clearly finds otherwise), and ``double_rate`` makes each field of interlaced video a frame.
+    FFmpeg's idet clearly finds otherwise), and ``double_rate`` makes each field of interlaced video a frame;
+    ``reinterlace`` does too, and weaves the results back into interlaced frames (the input's rate and field order).
     ``region`` (left, top, width, height, as the picture is shown), or a list of them, deblurs only those
     rectangles (:mod:`vdeblur.region`); every other pixel is written as decoded. ``progress(done, total)`` is called
     from the encoding thread after each frame written: frames done (those resumed included) and the
@@ -395,11 +398,14 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     if crf is not None and not math.isfinite(crf):
         raise VdeblurError(f"--crf must be a number, got {crf}")
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
-    if double_rate and deinterlace == "off":
-        raise VdeblurError("--double-rate makes one frame per field: it needs --deinterlace auto, tff or bff")
+    if (double_rate or reinterlace) and deinterlace == "off":
+        option = "--reinterlace" if reinterlace else "--double-rate"
+        raise VdeblurError(f"{option} makes one frame per field: it needs --deinterlace auto, tff or bff")
+    double_rate = double_rate or reinterlace
     deinterlace, detected, order = _interlacing(src, start, duration, fps, deinterlace, from_stream)
     reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace, double_rate=double_rate,
-                         field_order=order)
+                         field_order=order, weaving=reinterlace)
+    fields = _woven_order(reader, deinterlace) if reinterlace and reader.doubling else None
     if regions is not None:
         try:
             regions = [_stored_region(reader, r) for r in regions]
@@ -408,11 +414,14 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             raise
     suffix = PIPE_FORMATS[container] if to_stdout else dst.suffix.lower()
     encoding = dict(codec=codec or codec_for_suffix(suffix), crf=crf, preset=preset, pix_fmt=pix_fmt)
+    if fields:
+        encoding["fields"] = fields
     if compare == "side":
         encoding["size"] = output_size(compare, reader.info.width, reader.info.height)
     # An image sequence's frames are whole files, so its segments are too: every format resumes that is
     # a sequence or keeps codec headers apart from the packets.
-    resumable = resume and not from_stream and not to_stdout \
+    # Woven output is written in one pass: its frames are pairs of the reader's, which segments do not count.
+    resumable = resume and not from_stream and not to_stdout and not fields \
         and (sequence.is_sequence(dst) or resume_mod.muxer_takes_global_header(dst))
     tmp = None if to_stdout else _temp_path(dst)
     writer = None
@@ -426,7 +435,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         if resumable:   # the other streams join the file only at the end: its header must work now, not then
             VideoWriter(tmp, reader, **encoding, label=dst).abort()
             _discard(tmp)
-        warnings = writer.metadata_lost + _interlacing_lines(reader, deinterlace, double_rate, detected, order) \
+        warnings = writer.metadata_lost + _interlacing_lines(reader, deinterlace, double_rate, detected, order, fields) \
             + ([LINEAR_LIGHT] if reader.info.linear_light else []) + _caption_lines(reader, writer)
         drops_alpha = reader.info.alpha and not reader.info.transparent and not writer.keeps_alpha
         pix_fmt = writer.pix_fmt
@@ -468,7 +477,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             state.discard()
         report.output = "standard output" if to_stdout else str(dst)
         if verify and not (from_stream or to_stdout):   # neither can be read again
-            _read_back(report, src, dst, written, start, duration, encoding.get("size"), fps, reader.doubling)
+            _read_back(report, src, dst, written, start, duration, encoding.get("size"), fps, reader.doubling and not fields,
+                       fields)
         return report
     finally:
         if not finished:
@@ -503,17 +513,31 @@ def _interlacing(src, start, duration, fps, mode: str, from_stream: bool) -> tup
 
 
 def _interlacing_lines(reader: VideoReader, mode: str, double_rate: bool, detected: str | None,
-                       order: str | None = None) -> list[str]:
-    """What is said before the first frame about interlacing: what was found, or what is done."""
+                       order: str | None = None, woven: str | None = None) -> list[str]:
+    """What is said before the first frame about interlacing: what was found, or what is done
+    (``woven``: the field order the output is woven back in, under --reinterlace)."""
     if detected:
         return [detected]
     if not reader.info.interlaced:
-        return [PROGRESSIVE] if double_rate and not reader.doubling else []
+        option = "--reinterlace" if reader.weaving else "--double-rate"
+        return [PROGRESSIVE.format(option=option)] if double_rate and not reader.doubling else []
     if mode == "off":
         return [INTERLACED]
-    first = {"tff": "top", "bff": "bottom"}.get(order)
-    found = f", {first} field first as FFmpeg's idet finds" if first else ""
+    first = {"tff": "top", "bff": "bottom"}
+    found = f", {first[order]} field first as FFmpeg's idet finds" if order in first else ""
+    if woven:
+        return [WEAVING.format(found=found, order=first[woven])]
     return [(DOUBLING if reader.doubling else DEINTERLACING).format(found=found)]
+
+
+def _woven_order(reader: VideoReader, mode: str) -> str:
+    """The field order to weave --reinterlace's output in: the one bwdif took the fields in (the mode
+    given, what idet found, or the stream's), top first where nothing says."""
+    from .deinterlace import field_order_of
+
+    if mode in ("tff", "bff"):
+        return mode
+    return reader.field_order or field_order_of(reader.stream.codec_context.field_order) or "tff"
 
 
 def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Backend, *, src, dst: Path, tmp: Path,
@@ -575,7 +599,7 @@ def _fit_in_memory(backend: Backend, tile, overlap: int, notify) -> Backend:
 
 
 def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start, duration, size=None,
-               rate: Fraction | None = None, fields: bool = False) -> None:
+               rate: Fraction | None = None, fields: bool = False, woven: str | None = None) -> None:
     """Fill the report's verification; a file that cannot be read back is a problem, not a crash."""
     import av
 
@@ -584,7 +608,8 @@ def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start
     try:
         result = verify(src, dst, {i: s.index for i, s in written.stream_map.items()}, start=start, duration=duration,
                         frames=report.frames, damaged=bool(report.corrupt_packets or report.dropped_frames), size=size,
-                        reencoded={i: t.stream.index for i, t in written.transcoders.items()}, rate=rate, fields=fields)
+                        reencoded={i: t.stream.index for i, t in written.transcoders.items()}, rate=rate, fields=fields,
+                        interlaced=woven)
     except (av.error.FFmpegError, OSError, VdeblurError) as e:
         report.verify_problems = [f"{dst} could not be read back ({getattr(e, 'strerror', None) or e})"]
         return
@@ -676,7 +701,9 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
             if thread.ident is not None:   # a signal can land while start() runs: never started, nothing to join
                 thread.join()
         progress.close()
-    return Report(output=writer.path, frames=writer.frames, expected_frames=reader.info.frames,
+    woven = reader.weaving and reader.doubling   # two frames of the reader's make one of the writer's
+    expected = reader.info.frames // 2 if woven and reader.info.frames else reader.info.frames
+    return Report(output=writer.path, frames=writer.frames, expected_frames=expected,
                   frames_counted=reader.info.frames_counted, expected_seconds=reader.info.seconds,
                   seconds_read=reader.seconds_read, held_frames=reader.held_frames,
                   deinterlaced_frames=reader.deinterlaced_frames, repeated_frames=repeated,
@@ -691,7 +718,7 @@ def _captions_dropped(reader: VideoReader, writer) -> str | None:
     """Why the output cannot keep the input's closed captions, or None where it keeps them."""
     from .video import CAPTION_ENCODERS
 
-    if reader.doubling:
+    if reader.doubling and not reader.weaving:
         return "at --double-rate each frame's would be shown twice"
     if not writer.carries_captions:
         return f"{writer.codec_name} cannot carry them ({', '.join(CAPTION_ENCODERS)} can)"
@@ -706,7 +733,7 @@ def _caption_lines(reader: VideoReader, writer) -> list[str]:
 
 def _captions(reader: VideoReader, writer) -> dict:
     """Closed captions in the input's video: kept (frames), or why not."""
-    found = reader.caption_frames
+    found = reader.caption_frames // 2 if reader.weaving and reader.doubling else reader.caption_frames   # per field
     if not found:
         return {}
     why = _captions_dropped(reader, writer)
@@ -797,6 +824,10 @@ def register(subparsers) -> None:
     s.add_argument("--double-rate", action="store_true",
                    help="deinterlace each field into a frame: 50i becomes 50p and 59.94i 59.94p, every field's "
                    "motion kept, at twice the frames to deblur (default: one frame per frame)")
+    s.add_argument("--reinterlace", action="store_true",
+                   help="deblur each field as a frame (as --double-rate), then weave the results back: the output is "
+                   "interlaced like the input (same frames, rate and field order, closed captions kept), for "
+                   "broadcast delivery; libx264, mpeg2video, prores_ks or ffv1; written in one pass (not resumable)")
     s.add_argument("--fps", metavar="RATE", help="frames per second of an image-sequence INPUT such as frames/%%04d.png "
                    "(25, 23.976, 24000/1001; default 25, as FFmpeg)")
     r = p.add_argument_group("resuming", "By default finished segments of video are kept in a hidden folder "
@@ -989,7 +1020,8 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
             pix_fmt=args.pix_fmt, start=args.start, duration=args.duration, overwrite=args.overwrite,
             quiet=args.quiet, resume=args.resume, notify=notify, segment_seconds=args.checkpoint_minutes * 60,
             verify=args.verify, compare=args.compare, container=args.format, fps=sequence.parse_rate(args.fps),
-            deinterlace=args.deinterlace, double_rate=args.double_rate, strength=args.strength, region=args.region,
+            deinterlace=args.deinterlace, double_rate=args.double_rate, reinterlace=args.reinterlace,
+            strength=args.strength, region=args.region,
             progress=JsonProgress(src, dst) if args.json_progress else None, dedup=args.dedup)
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
         what = "standard output ends early" if str(dst) == STDIO else f"{dst} was not written{_kept_hint(dst)}"

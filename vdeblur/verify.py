@@ -66,13 +66,15 @@ def _without_adts(data: bytes) -> bytes:
 
 def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int, int], *, start: float | None,
            duration: float | None, frames: int, damaged: bool, size: tuple[int, int] | None = None,
-           reencoded: dict[int, int] | None = None, rate: Fraction | None = None, fields: bool = False) -> Verification:
+           reencoded: dict[int, int] | None = None, rate: Fraction | None = None, fields: bool = False,
+           interlaced: str | None = None) -> Verification:
     """Compare ``dst`` with the part of ``src`` it was made from. ``stream_map``: input stream index ->
     output stream index of each copied stream; ``frames``: frames written; ``damaged``: the input had
     packets or frames skipped, so only counts can be compared; ``size``: the frames' (width, height)
     where it is not the input's (a side-by-side comparison); ``reencoded``: input -> output index of
     audio re-encoded to fit the container, compared by where it starts and how long it lasts; ``rate``:
-    an input image sequence's frame rate; ``fields``: each input frame was made two, one per field. An
+    an input image sequence's frame rate; ``fields``: each input frame was made two, one per field;
+    ``interlaced``: the field order ("tff", "bff") the output was woven in (--reinterlace). An
     output image sequence keeps no time: its frames are counted."""
     reencoded = reencoded or {}
     result = Verification()
@@ -122,7 +124,25 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
     for index, out_index in reencoded.items():
         _compare_reencoded(result, names[index], wanted[index], got[out_index])
     _compare_picture(result, src, video_index, dst, size, rate, turned=bool(reader.orientation))
+    if interlaced:
+        _check_interlaced(result, dst, interlaced)
     return result
+
+
+def _check_interlaced(result: Verification, dst, order: str) -> None:
+    """Woven output must decode as interlaced frames, in the field order they were woven in."""
+    from .deinterlace import field_order_of
+
+    with av.open(str(dst)) as c:
+        stream = c.streams.video[0]
+        frame = next(c.decode(stream), None)
+        found = field_order_of(stream.codec_context.field_order)
+    first = {"tff": "top", "bff": "bottom"}
+    if frame is not None and frame.interlaced_frame and found == order:
+        result.held.append(f"interlaced, {first[order]} field first")
+    else:
+        said = "progressive" if frame is None or not frame.interlaced_frame else f"{first.get(found, 'unknown')} field first"
+        result.problems.append(f"the output should decode as interlaced, {first[order]} field first, but reads as {said}")
 
 
 def _open(path, rate: Fraction | None = None):

@@ -14,7 +14,7 @@ import math
 import os
 import struct
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from av.subtitles.subtitle import SubtitleSet
 import numpy as np
 
 from . import photo_tags, sequence
-from .deinterlace import Deinterlacer, check_mode as check_deinterlace
+from .deinterlace import INTERLACED_ENCODERS, Deinterlacer, Weaver, check_mode as check_deinterlace
 from .errors import VdeblurError
 from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO
 from .hdr import HDR10, WRITERS, encoder_options, has_captions, read_dynamic_hdr, read_hdr10, side_data
@@ -282,12 +282,13 @@ class VideoReader:
 
     def __init__(self, path: str | os.PathLike, start: float | None = None, duration: float | None = None,
                  rate: Fraction | None = None, deinterlace: str = "auto", double_rate: bool = False,
-                 field_order: str | None = None):
+                 field_order: str | None = None, weaving: bool = False):
         self.path = "standard input" if str(path) == STDIO else str(path)   # the name messages give
         self._pipe = str(path) == STDIO
         check_part(start, duration)
         self.deinterlace = check_deinterlace(deinterlace)   # a --deinterlace mode (vdeblur.deinterlace)
         self.double_rate = double_rate
+        self.weaving = weaving   # double rate's frames will be woven back into the source's (--reinterlace)
         self.field_order = field_order   # what idet found, over the flags' (vdeblur.deinterlace.Detection.order)
         #: One frame per field (an interlaced stream under double_rate): decided at the first frame.
         self.doubling: bool | None = None
@@ -540,7 +541,8 @@ class VideoReader:
         captions = None
         if self._look_for_captions and has_captions(frame):
             self.caption_frames += 1
-            if not self.doubling:   # at double rate both fields' frames hold them: they would be shown twice
+            # At double rate both fields' frames hold them, and would show them twice, unless woven back.
+            if not self.doubling or self.weaving:
                 captions = frame.reformat(width=2, height=2, threads=1)   # a copy keeps the side data (with_captions)
         return DecodedFrame(image, self._shifted(pts, tb), duration, tb, alpha, captions)
 
@@ -926,7 +928,8 @@ class VideoWriter:
     def __init__(self, path: str | os.PathLike, reader: VideoReader, *, codec: str | None = None,
                  crf: float | None = None, preset: str | None = None, pix_fmt: str | None = None,
                  size: tuple[int, int] | None = None, label: str | os.PathLike | None = None,
-                 packet_sink: Callable[[list[av.Packet]], None] | None = None, container: str | None = None):
+                 packet_sink: Callable[[list[av.Packet]], None] | None = None, container: str | None = None,
+                 fields: str | None = None):
         self.path = str(path)
         to_stdout = self.path == STDIO
         container = (container or PIPE_DEFAULT) if to_stdout else None
@@ -934,6 +937,12 @@ class VideoWriter:
         self.suffix = PIPE_FORMATS[container] if to_stdout else Path(path).suffix.lower()   # picks the muxer
         self.packet_sink = packet_sink
         info = reader.info
+        #: Re-interlacing: frames come in pairs, one per field ("tff" or "bff": the source's order), each
+        #: pair written as one interlaced frame, so the output is timed as the source's frames, not its fields.
+        self.weaver = Weaver(fields) if fields else None
+        if fields:
+            info = replace(info, time_base=info.time_base * 2, rate=info.rate / 2 if info.rate else None,
+                           frames=info.frames // 2 if info.frames else None)
         if self.suffix == ".gif":
             raise VdeblurError(f"{self.label}: vdeblur does not write GIF (256 colours would undo the deblurring); "
                                f"write .mp4 or .webm, or .png for one picture")
@@ -946,6 +955,11 @@ class VideoWriter:
             raise self._more_than_one_picture(f"about {info.frames} frames")
         enc = _encoder(codec or codec_for_suffix(self.suffix))
         self.codec_name = enc.name
+        if fields and (self.sequence or self.one_picture):
+            raise VdeblurError(f"{self.label}: --reinterlace writes interlaced video; pictures are progressive")
+        if fields and enc.name not in INTERLACED_ENCODERS:
+            raise VdeblurError(f"--reinterlace: {enc.name} cannot code interlaced video; use --codec "
+                               f"{', '.join(list(INTERLACED_ENCODERS)[:-1])} or {list(INTERLACED_ENCODERS)[-1]}")
         #: Whether closed captions given with the frames reach the output (in its video bitstream).
         self.carries_captions = enc.name in CAPTION_ENCODERS and not self.sequence
         self.pix_fmt = choose_pix_fmt(enc, info, pix_fmt)
@@ -1003,6 +1017,10 @@ class VideoWriter:
                 options.update(qmin="2", qmax="2")   # JPEG at q 2 (ffmpeg's -q:v 2), not the encoder's bitrate default
             elif enc.name in ("libwebp", "libwebp_anim") and "quality" not in options:
                 options["quality"] = "95"   # as JPEG's q 2; libwebp's own default, 75, blurs fine detail again
+            if fields:
+                for key, value in INTERLACED_ENCODERS[enc.name](fields).items():
+                    options[key] = ":".join(filter(None, (options.get(key), value))) if key.endswith("-params") else value
+                options["field_order"] = {"tff": "tt", "bff": "bb"}[fields]   # the container's tag (MP4 fiel, MKV FieldOrder)
             vout.options = options
             self._setup_video(vout, info, reader.stream, size or (info.width, info.height))
             self.copied: list[str] = []
@@ -1243,6 +1261,13 @@ class VideoWriter:
         if self.one_picture and self.frames:
             raise self._more_than_one_picture("more than one frame")
         frame = self.to_frame(image, alpha)
+        if self.weaver is None:
+            self._write(frame, pts, duration, time_base, captions)
+        elif (woven := self.weaver.add(frame, pts, duration, time_base, captions)) is not None:
+            self._write(*woven)
+
+    def _write(self, frame: av.VideoFrame, pts: int, duration: int, time_base: Fraction,
+               captions: av.VideoFrame | None = None) -> None:
         if captions is not None and self.carries_captions:
             frame = with_captions(frame, captions)
         self.encode_frame(frame, pts, duration, time_base)
@@ -1346,6 +1371,8 @@ class VideoWriter:
 
     def close(self) -> None:
         """Flush the encoders and write the trailer; without this the last frames and the index are lost."""
+        if self.weaver is not None and (last := self.weaver.flush()) is not None:
+            self._write(*last)
         self._mux(self._encode(None))
         for transcoder in self.transcoders.values():
             self._mux(transcoder.encode(None))
