@@ -405,7 +405,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     deinterlace, detected, order = _interlacing(src, start, duration, fps, deinterlace, from_stream)
     reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace, double_rate=double_rate,
                          field_order=order, weaving=reinterlace)
-    fields = _woven_order(reader, deinterlace) if reinterlace and reader.doubling else None
+    fields = _woven_order(reader, deinterlace) if reader.woven else None
     if regions is not None:
         try:
             regions = [_stored_region(reader, r) for r in regions]
@@ -701,8 +701,7 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
             if thread.ident is not None:   # a signal can land while start() runs: never started, nothing to join
                 thread.join()
         progress.close()
-    woven = reader.weaving and reader.doubling   # two frames of the reader's make one of the writer's
-    expected = reader.info.frames // 2 if woven and reader.info.frames else reader.info.frames
+    expected = reader.info.frames // 2 if reader.woven and reader.info.frames else reader.info.frames
     return Report(output=writer.path, frames=writer.frames, expected_frames=expected,
                   frames_counted=reader.info.frames_counted, expected_seconds=reader.info.seconds,
                   seconds_read=reader.seconds_read, held_frames=reader.held_frames,
@@ -718,7 +717,7 @@ def _captions_dropped(reader: VideoReader, writer) -> str | None:
     """Why the output cannot keep the input's closed captions, or None where it keeps them."""
     from .video import CAPTION_ENCODERS
 
-    if reader.doubling and not reader.weaving:
+    if reader.doubling and not reader.woven:
         return "at --double-rate each frame's would be shown twice"
     if not writer.carries_captions:
         return f"{writer.codec_name} cannot carry them ({', '.join(CAPTION_ENCODERS)} can)"
@@ -733,7 +732,7 @@ def _caption_lines(reader: VideoReader, writer) -> list[str]:
 
 def _captions(reader: VideoReader, writer) -> dict:
     """Closed captions in the input's video: kept (frames), or why not."""
-    found = reader.caption_frames // 2 if reader.weaving and reader.doubling else reader.caption_frames   # per field
+    found = reader.caption_frames // 2 if reader.woven else reader.caption_frames   # counted per field
     if not found:
         return {}
     why = _captions_dropped(reader, writer)

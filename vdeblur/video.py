@@ -408,6 +408,11 @@ class VideoReader:
             exif=(found.get("EXIF") or found.get("UNKNOWN_31") or None) if cc.name in _EXIF_DECODERS else None,
         )
 
+    @property
+    def woven(self) -> bool:
+        """Whether two frames delivered make one frame written: interlaced input under --reinterlace."""
+        return bool(self.weaving and self.doubling)
+
     def use_rgb16(self, wide: bool) -> None:
         """Deliver deeper-than-8-bit video as uint16 RGB (for a backend that takes it)."""
         self.rgb_format = "rgb48le" if wide and self.info.high_bit_depth else "rgb24"
