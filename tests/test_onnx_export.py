@@ -128,6 +128,16 @@ def test_export_cli_writes_and_refuses_overwrite(tiny_model, tmp_path, capsys):
     assert not list(tmp_path.glob(".*partial"))
 
 
+def test_export_never_overwrites_its_weights(tiny_model, tmp_path, capsys):
+    weights = save_checkpoint(tmp_path / "tiny.safetensors", tiny_model)
+    before = weights.read_bytes()
+    (tmp_path / "alias.safetensors").hardlink_to(weights)
+    for target in (weights, tmp_path / "alias.safetensors"):
+        assert main(["export", "--weights", str(weights), "-o", str(target), "--overwrite"]) == 1
+        assert "the output would overwrite the input" in capsys.readouterr().err
+    assert weights.read_bytes() == before
+
+
 def _as_vs_mlrt_loads(proto, height, width):
     """What vs-mlrt's loader does to a file before its runtime sees it: batch 1 and the tile size
     written into the input, the output's height and width cleared, then ONNX shape inference."""

@@ -116,6 +116,15 @@ def test_fixture_converts_and_matches_tensorflow(tiny, tmp_path, capsys):
     assert np.abs(y - np.load(FIXTURE / "tf_output.npy")).max() <= 1e-5
 
 
+@pytest.mark.parametrize("suffix", [".index", ".data-00000-of-00001"])
+def test_import_never_overwrites_the_checkpoint_it_reads(tiny, capsys, suffix):
+    target = Path(f"{tiny}{suffix}")
+    before = target.read_bytes()
+    rc, text = run_cli(capsys, tiny, "-o", target, "--overwrite")
+    assert rc == 1 and "the output would overwrite the input" in text
+    assert target.read_bytes() == before
+
+
 def test_prefix_forms(tiny):
     assert resolve_prefix("a/deblur.model-675000.index") == Path("a/deblur.model-675000")
     assert resolve_prefix("a/deblur.model-675000.data-00000-of-00001") == Path("a/deblur.model-675000")

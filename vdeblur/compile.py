@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import VdeblurError, require_pyav
-from .fileio import atomic_write
+from .fileio import atomic_write, check_output
 from .trt.cache import EngineKey, ShapeProfile, parse_shape, read_sidecar, write_sidecar
 
 DEFAULT_ENGINE_DIR = Path("engines")
@@ -102,8 +102,9 @@ def verify_engine(plan: bytes, weights: Path, frames: np.ndarray, source: str) -
 
 def compile_engine(weights: str | None, profile: ShapeProfile, precision: str = "fp16", plugin: bool = True,
                    engine_dir: Path = DEFAULT_ENGINE_DIR, output: Path | None = None, check_frames: np.ndarray | None = None,
-                   overwrite: bool = False, log=print) -> tuple[Path, dict]:
-    """Return an up-to-date engine for these inputs, building (and verifying) it if needed."""
+                   overwrite: bool = False, log=print, inputs: tuple = ()) -> tuple[Path, dict]:
+    """Return an up-to-date engine for these inputs, building (and verifying) it if needed. ``output``
+    is never one of the files read (the weights, or ``inputs`` such as the video checked on)."""
     from . import load_model
     from .checkpoint import file_sha256
     from .onnx_export import ExportSpec, build_onnx
@@ -114,6 +115,8 @@ def compile_engine(weights: str | None, profile: ShapeProfile, precision: str = 
     trt = import_tensorrt()
     import_pycuda()
     weights_path = Path(weights) if weights else default_weights_path()
+    if output is not None:
+        check_output(output, True, inputs=[weights_path, *inputs])
     sha = file_sha256(weights_path)
     size = profile.static_size
     spec = ExportSpec(precision=precision, plugin=plugin, height=size and size[0], width=size and size[1])
@@ -196,7 +199,8 @@ def run(args) -> int:
     frames = video_frames(args.video, VERIFY_FRAMES) if args.video else None
     profile = profile_from_args(args, frames.shape[1:3] if frames is not None else None)
     path, doc = compile_engine(args.weights, profile, args.precision, not args.no_plugin, Path(args.engine_dir),
-                               Path(args.output) if args.output else None, frames, args.overwrite)
+                               Path(args.output) if args.output else None, frames, args.overwrite,
+                               inputs=(args.video,) if args.video else ())
     print(f"engine: {path}")
     if "verify_psnr_db" in doc:
         print(f"checked against fp32 torch on {doc['verify_frames']} frames: PSNR {doc['verify_psnr_db']} dB, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -60,10 +60,15 @@ def is_stream(name: str | os.PathLike) -> bool:
     return str(name) == STDIO or "://" in str(name)
 
 
-def check_output(path: str | os.PathLike, overwrite: bool, dir_hint: str = "") -> Path:
+def check_output(path: str | os.PathLike, overwrite: bool, dir_hint: str = "",
+                 inputs: Iterable[str | os.PathLike] = ()) -> Path:
     """The no-clobber rule every command shares: an existing file is replaced only when asked,
-    a directory never (``dir_hint`` says what to give instead)."""
+    a directory never (``dir_hint`` says what to give instead), and one of the command's ``inputs``
+    not even then (by name, link or second name of the same file)."""
     path = Path(path)
+    for source in map(Path, inputs):
+        if path.resolve() == source.resolve() or (path.exists() and source.exists() and os.path.samefile(path, source)):
+            raise VdeblurError(f"{path}: the output would overwrite the input; choose another name")
     if path.is_dir():
         raise VdeblurError(f"{path}: is a directory{'; ' + dir_hint if dir_hint else ''}")
     if path.exists() and not overwrite:

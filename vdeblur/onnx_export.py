@@ -403,8 +403,8 @@ def export(weights: str | None, output: str | os.PathLike, spec: ExportSpec, ove
     from .checkpoint import file_sha256
     from .weights import default_weights_path
 
-    check_output(output, overwrite)  # fail before the work, not after
     weights_path = Path(weights) if weights else default_weights_path()
+    check_output(output, overwrite, inputs=[weights_path])  # fail before the work, not after
     model = load_model(weights_path)
     sha = file_sha256(weights_path)
     t0 = time.perf_counter()

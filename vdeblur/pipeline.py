@@ -165,13 +165,12 @@ def _check_paths(src: Path | str, dst: Path, overwrite: bool) -> None:
         if not src.exists():
             raise VdeblurError(f"{src}: no such file")
         hint += f" such as {dst / src.name}"
-    if not is_stream(src) and (src.resolve() == dst.resolve()
-                               or (src.exists() and dst.exists() and os.path.samefile(src, dst))):
-        raise VdeblurError(f"{dst}: the output would overwrite the input; choose another name")
+    inputs = () if is_stream(src) else (src,)
     if sequence.is_sequence(dst):
+        check_output(dst, True, inputs=inputs)   # the pattern itself; its numbered files are checked next
         sequence.check_output(dst, overwrite)
     else:
-        check_output(dst, overwrite, dir_hint=hint)
+        check_output(dst, overwrite, dir_hint=hint, inputs=inputs)
     if not dst.suffix:
         raise VdeblurError(f"{dst}: give the output a container suffix such as .mp4 or .mkv")
     if not dst.parent.is_dir():

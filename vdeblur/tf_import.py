@@ -192,7 +192,8 @@ def convert(prefix: str | Path) -> tuple[ModelConfig, dict[str, torch.Tensor], d
 
 def import_tf(prefix: str | Path, out: str | Path, overwrite: bool = False) -> dict:
     """Convert and write; returns the provenance record. Never replaces ``out`` unless asked."""
-    out = check_output(out, overwrite, dir_hint="give the output file name")
+    ckpt = TFCheckpoint(prefix)
+    out = check_output(out, overwrite, dir_hint="give the output file name", inputs=[ckpt.index_path, *ckpt.data_paths()])
     config, state, provenance = convert(prefix)
     save_state(out, config, state, extra={"provenance": provenance})
     return provenance
