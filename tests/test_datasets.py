@@ -83,7 +83,15 @@ def test_crop_larger_than_images(tmp_path):
     _png(tmp_path / "a_blur.png")
     _png(tmp_path / "a_sharp.png")
     with pytest.raises(VdeblurError, match="smaller than --crop 64"):
-        PairedCrops([tmp_path], crop=64).sample(np.random.default_rng(0))
+        PairedCrops([tmp_path], crop=64)
+
+
+def test_every_pair_is_checked_before_training_starts(tmp_path):
+    for name in ("a", "b", "c"):
+        _png(tmp_path / f"{name}_blur.png", 40, 48)
+        _png(tmp_path / f"{name}_sharp.png", 40, 48 if name != "c" else 50)
+    with pytest.raises(VdeblurError, match="c_blur.png: size 48x40 differs from its sharp partner's 50x40"):
+        PairedCrops([tmp_path], crop=16)   # not only when a sample happens to draw the bad pair
 
 
 def test_samples_are_a_function_of_seed_and_index(tmp_path):

@@ -92,3 +92,24 @@ def test_eval_errors(args, message, capsys):
     assert main(["eval", *args]) == 1
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_refuses_pairs_smaller_than_the_ssim_window(identity_weights, tmp_path, capsys):
+    for kind in ("blur", "sharp"):
+        Image.fromarray(np.zeros((5, 5, 3), np.uint8)).save(tmp_path / f"x_{kind}.png")
+    assert main(["eval", "--data", str(tmp_path), "--weights", str(identity_weights)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"vdeblur: error: {tmp_path / 'x_blur.png'}: 5x5 is smaller than SSIM's 11x11 window"
+
+
+def test_the_table_says_which_way_an_infinite_psnr_goes():
+    from vdeblur.evaluate import _gain_text
+
+    def summary(given, got):
+        gain = None if given is None or got is None else round(got - given, 4)
+        return {"input": {"psnr": given}, "model": {"psnr": got}, "gain_db": gain}
+
+    assert _gain_text(summary(30.0, 31.25)) == "+1.25"
+    assert _gain_text(summary(None, 40.0)) == "-inf"   # the input was already the sharp image
+    assert _gain_text(summary(30.0, None)) == "+inf"
+    assert _gain_text(summary(None, None)) == "n/a"

@@ -99,6 +99,29 @@ def find_pairs(root) -> list[Pair]:
     return pairs
 
 
+def image_size(path) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding it; a one-line error for a broken file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types for broken files
+        raise VdeblurError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
+
+
+def check_pairs(pairs: list[Pair], smallest: int, why: str) -> None:
+    """Every pair at once, before a long run can meet a bad one hours in: equal sizes, and at least
+    ``smallest`` pixels on each side (``why`` names what needs them)."""
+    for pair in pairs:
+        blur, sharp = image_size(pair.blur), image_size(pair.sharp)
+        if blur != sharp:
+            raise VdeblurError(f"{pair.blur}: size {blur[0]}x{blur[1]} differs from its sharp "
+                               f"partner's {sharp[0]}x{sharp[1]} ({pair.sharp})")
+        if min(blur) < smallest:
+            raise VdeblurError(f"{pair.blur}: {blur[0]}x{blur[1]} is smaller than {why}")
+
+
 def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     blur, sharp = read_image(pair.blur), read_image(pair.sharp)
     if blur.shape != sharp.shape:
@@ -113,6 +136,7 @@ class PairedCrops:
     def __init__(self, roots, crop: int):
         self.pairs = [p for root in roots for p in find_pairs(root)]
         self.crop = int(crop)
+        check_pairs(self.pairs, self.crop, f"--crop {self.crop}")
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -122,9 +146,6 @@ class PairedCrops:
         got = self._cache.get(i)
         if got is None:
             got = load_pair(self.pairs[i])
-            c = self.crop
-            if got[0].shape[0] < c or got[0].shape[1] < c:
-                raise VdeblurError(f"{self.pairs[i].blur}: {got[0].shape[1]}x{got[0].shape[0]} is smaller than --crop {c}")
             if len(self.pairs) <= _CACHE_LIMIT_PAIRS:
                 self._cache[i] = got
         return got

@@ -20,15 +20,17 @@ import torch
 
 from .compare import blend, check_strength
 from .errors import VdeblurError
-from .metrics import psnr, quantize, ssim
+from .metrics import SSIM_WINDOW, psnr, quantize, ssim
 
 DEFAULT_SYNTHETIC_SEED = 2026
 
 
 def pairs_from_folder(folder):
-    from .datasets import find_pairs, load_pair, to_tensor
+    from .datasets import check_pairs, find_pairs, load_pair, to_tensor
 
-    for pair in find_pairs(folder):
+    pairs = find_pairs(folder)
+    check_pairs(pairs, SSIM_WINDOW, f"SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window")
+    for pair in pairs:
         blur, sharp = load_pair(pair)
         yield pair.name, to_tensor(blur), to_tensor(sharp)
 
@@ -171,5 +173,14 @@ def run(args) -> int:
     for s in sets:
         fmt = lambda v, spec: "inf" if v is None else format(v, spec)  # noqa: E731
         print(f"{s['name'][-48:]:<48} {s['images']:>6}  {fmt(s['input']['psnr'], '10.2f')} {fmt(s['input']['ssim'], '7.4f')}  "
-              f"{fmt(s['model']['psnr'], '10.2f')} {fmt(s['model']['ssim'], '7.4f')}  {fmt(s['gain_db'], '+7.2f')}")
+              f"{fmt(s['model']['psnr'], '10.2f')} {fmt(s['model']['ssim'], '7.4f')}  {_gain_text(s):>7}")
     return 0
+
+
+def _gain_text(summary: dict) -> str:
+    """The gain column, where JSON's null stands for an infinite PSNR on either side: an input equal
+    to its sharp image (inf) can only lose, an output equal to it (inf) can only gain."""
+    if summary["gain_db"] is not None:
+        return format(summary["gain_db"], "+.2f")
+    given, got = summary["input"]["psnr"], summary["model"]["psnr"]
+    return "-inf" if given is None and got is not None else "+inf" if got is None and given is not None else "n/a"
