@@ -331,8 +331,12 @@ def test_several_inputs_load_the_model_once_and_go_on_past_a_bad_file(clip, weig
     (out / "c.mkv").unlink()
     assert main(["deblur", inputs[0], inputs[2], "-o", str(out), "--skip-existing", *_cli_torch(weights)]) == 0
     err = capsys.readouterr().err
-    assert f"{out / 'a.mp4'} exists, skipped" in err and "1 of 2 file(s) written, 1 skipped (existed)" in err
+    assert f"{out / 'a.mp4'} exists, skipped" in err and "file(s) written" not in err   # -q: no summary
     assert files(out) == ["a.mp4", "c.mkv"]
+    (out / "c.mkv").unlink()
+    loud = [a for a in _cli_torch(weights) if a != "-q"]
+    assert main(["deblur", inputs[0], inputs[2], "-o", str(out), "--skip-existing", *loud]) == 0
+    assert "1 of 2 file(s) written, 1 skipped (existed)" in capsys.readouterr().err
 
 
 def test_output_plans(tmp_path, clip, weights, capsys):
@@ -349,6 +353,16 @@ def test_output_plans(tmp_path, clip, weights, capsys):
     (tmp_path / "f.mp4").write_text("")
     with pytest.raises(VdeblurError, match="not a directory"):
         plan_outputs(["a.mp4", "b.mp4"], str(tmp_path / "f.mp4"))
+    # A file name for several inputs (a shell-expanded pattern): not made into a folder of that name.
+    with pytest.raises(VdeblurError, match=r"multi.mp4: 2 inputs need a directory as OUTPUT, not a file name; give -o "):
+        plan_outputs(["a.mp4", "b.mp4"], str(tmp_path / "multi.mp4"))
+    assert not (tmp_path / "multi.mp4").exists()
+    assert plan_outputs(["a.mp4", "b.mp4"], str(tmp_path / "v1.2")) == [
+        (Path("a.mp4"), tmp_path / "v1.2" / "a.mp4"), (Path("b.mp4"), tmp_path / "v1.2" / "b.mp4")]
+    # A collision is found before any folder is made.
+    with pytest.raises(VdeblurError, match="would both be written as"):
+        plan_outputs(["a/x.mp4", "b/x.mp4"], str(tmp_path / "coll"))
+    assert not (tmp_path / "coll").exists()
     # One input into a directory: written there under its own name.
     assert main(["deblur", str(clip), "-o", str(tmp_path / "d"), *_cli_torch(weights)]) == 0
     assert files(tmp_path / "d") == [clip.name]
@@ -453,7 +467,7 @@ def test_cli_recursive_run(clip, tmp_path, capsys, monkeypatch):
     real = pipeline.deblur_video
     monkeypatch.setattr(pipeline, "deblur_video", lambda *a, **kw: real(*a, **{**kw, "backend": IdentityBackend()}))
     monkeypatch.setattr(pipeline, "open_backend", lambda *a, **kw: IdentityBackend())
-    assert main(["deblur", str(tmp_path / "in"), "-o", str(tmp_path / "in" / "out"), "-r", "-q"]) == 0
+    assert main(["deblur", str(tmp_path / "in"), "-o", str(tmp_path / "in" / "out"), "-r"]) == 0
     assert "2 of 2 file(s) written" in capsys.readouterr().err
     assert sorted(p.relative_to(tmp_path / "in" / "out").as_posix() for p in (tmp_path / "in" / "out").rglob("*.mp4")) \
         == ["a/same.mp4", "b/same.mp4"]
@@ -497,3 +511,22 @@ def test_json_prints_a_line_per_input_with_its_report_error_or_skip(clip, weight
     assert by_input["c.mp4"] == {"input": inputs[2], "skipped": "the output exists", "output": str(out / "c.mp4")}
     assert main(["deblur", str(clip), "-o", "-", "--json"]) == 1
     assert "--json prints on standard output, which -o - fills with video" in capsys.readouterr().err
+
+
+def test_json_says_refusals_before_any_file_is_started(clip, tmp_path, capsys):
+    import json
+
+    def printed():
+        cap = capsys.readouterr()
+        return [json.loads(line) for line in cap.out.splitlines()], cap.err
+
+    missing = tmp_path / "gone.mp4"
+    assert main(["deblur", str(missing), "-o", str(tmp_path / "o.mp4"), "--json"]) == 1
+    lines, err = printed()
+    assert lines == [{"input": str(missing), "error": f"{missing}: no such file", "output": str(tmp_path / "o.mp4")}]
+    assert err == f"vdeblur: error: {missing}: no such file\n"
+    assert main(["deblur", str(clip), "-o", str(tmp_path / "o.mp4"), "--json", "--batch", "0"]) == 1
+    assert printed()[0] == [{"error": "--batch must be >= 1, got 0"}]
+    assert main(["deblur", str(tmp_path / "f_%04d.png"), "-o", str(tmp_path / "o.mp4"), "--json-progress"]) == 1
+    lines, _ = printed()
+    assert len(lines) == 1 and "f_%04d.png" in lines[0]["error"]

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from .errors import VdeblurError
-from .synthetic import IMAGE_SUFFIXES, SyntheticBlur
+from .fileio import IMAGE_SUFFIXES
+from .synthetic import SyntheticBlur
 
 _CACHE_LIMIT_PAIRS = 64  # small sets (like gopro-resynth) stay decoded in memory
 

@@ -46,6 +46,9 @@ def describe_os_error(e: OSError) -> str:
     return f"{e.filename}: {reason}" if e.filename else reason
 
 
+#: Still-image files: photos for training, and names that are pictures, not videos or folders.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
 #: INPUT or OUTPUT "-": standard input or output, for pipes to and from ffmpeg, players and other tools.
 STDIO = "-"
 

@@ -33,7 +33,7 @@ from .compare import MODES as COMPARE_MODES
 from .compare import MAX_STRENGTH, View, check_strength, output_size
 from .deinterlace import MODES as DEINTERLACE_MODES
 from .errors import VdeblurError, require_pyav
-from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, is_stream
+from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, is_stream
 from .hardware import check_threads
 from .signals import describe, exit_status
 from .region import RegionBackend, describe_regions, parse_regions, stored_region
@@ -916,7 +916,9 @@ def plan_outputs(inputs: list[str], output: str, to_directory: bool = False,
             raise VdeblurError(f"{out}: not a directory; several inputs need a directory as OUTPUT")
         if not out.parent.is_dir():
             raise VdeblurError(f"{out.parent}: output directory does not exist")
-        out.mkdir()
+        if out.suffix.lower() in (*VIDEO_SUFFIXES, *IMAGE_SUFFIXES) and not output.endswith(("/", os.sep)):
+            raise VdeblurError(f"{out}: {len(inputs)} inputs need a directory as OUTPUT, not a file name; "
+                               f"give -o {out.parent / out.stem}{os.sep}, or one INPUT")
     pairs, seen = [], {}
     for name in inputs:
         src = Path(name)
@@ -925,39 +927,27 @@ def plan_outputs(inputs: list[str], output: str, to_directory: bool = False,
         if relative in seen:
             raise VdeblurError(f"{seen[relative]} and {src} would both be written as {out / relative}")
         seen[relative] = src
-        (out / relative).parent.mkdir(parents=True, exist_ok=True)
         pairs.append((src, out / relative))
+    for _, dst in pairs:   # folders only once every name is known to be free of collisions
+        dst.parent.mkdir(parents=True, exist_ok=True)
     return pairs
 
 
 def run(args) -> int:
     args.json = args.json or args.json_progress
-    folders = [name for name in args.input if Path(name).is_dir()]
-    jobs = plan_outputs(expand_inputs(args.input, args.recursive, skip=args.output), args.output,
-                        to_directory=bool(folders), folders=folders if args.recursive else [])
-    if args.skip_existing and args.overwrite:
-        raise VdeblurError("--skip-existing and --overwrite contradict each other; use one")
-    if args.json and args.output == STDIO:
-        raise VdeblurError("--json prints on standard output, which -o - fills with video; write to a file")
-    if args.batch < 1:
-        raise VdeblurError(f"--batch must be >= 1, got {args.batch}")
-    check_threads(args.threads)   # more than the CPUs only thrash (999 took minutes on 30 tiny frames)
-    skipped = [(src, dst) for src, dst in jobs if args.skip_existing and str(dst) != STDIO
-               and (sequence.numbers(dst) if sequence.is_sequence(dst) else dst.exists())]
-    todo = [job for job in jobs if job not in skipped]
-    for src, dst in skipped:
-        print(f"vdeblur: {dst} exists, skipped", file=sys.stderr)
-        _print_json(args, src, dst, skipped="the output exists")
+    try:
+        jobs, todo = _planned(args)
+    except VdeblurError as e:
+        _print_json_error(args, e)
+        raise
     for src, dst in todo:   # every path checked before hours of work on the first file
-        _check_paths(src, dst, args.overwrite)
-    check_tiling(args.tile, args.tile_overlap)
-    check_strength(args.strength)
-    parse_regions(args.region)
-    if not args.checkpoint_minutes >= 0:   # NaN too
-        raise VdeblurError(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes:g}")
+        try:
+            _check_paths(src, dst, args.overwrite)
+        except VdeblurError as e:
+            _print_json(args, src, dst, error=str(e))
+            raise
     if not todo:
         return 0
-    check_container(args.format, args.output == STDIO)
     options = dict(weights=args.weights, device=args.device, precision=args.precision, batch=args.batch,
                    threads=args.threads, **torch_options(args), engine=getattr(args, "engine", None),
                    onnx=getattr(args, "onnx", None))
@@ -970,7 +960,12 @@ def run(args) -> int:
     if args.backend == "auto" and auto_order(chosen) != auto_order(replace(chosen, deep_input=True)):
         # Only where 10-bit input would change auto's pick is every input opened to see.
         chosen = replace(chosen, deep_input=_any_deep(todo, sequence.parse_rate(args.fps)))
-    with open_backend(args.backend, chosen) as backend:   # loaded (and compiled) once
+    try:
+        backend = open_backend(args.backend, chosen)   # loaded (and compiled) once
+    except VdeblurError as e:
+        _print_json_error(args, e)
+        raise
+    with backend:
         for i, (src, dst) in enumerate(todo, 1):
             if not args.quiet:
                 print(f"vdeblur: [{i}/{len(todo)}] {src}", file=sys.stderr)
@@ -983,10 +978,38 @@ def run(args) -> int:
             if status:   # interrupted: the files already written stay
                 return status
     done = len(todo) - len(failed)
-    print(f"vdeblur: {done} of {len(jobs)} file(s) written"
-          + (f", {len(skipped)} skipped (existed)" if skipped else "")
-          + (f", {len(failed)} failed: {', '.join(map(str, failed))}" if failed else ""), file=sys.stderr)
+    if not args.quiet or failed:   # -q keeps the line only where it reports a failure
+        print(f"vdeblur: {done} of {len(jobs)} file(s) written"
+              + (f", {len(jobs) - len(todo)} skipped (existed)" if len(jobs) > len(todo) else "")
+              + (f", {len(failed)} failed: {', '.join(map(str, failed))}" if failed else ""), file=sys.stderr)
     return 1 if failed else 0
+
+
+def _planned(args) -> tuple[list, list]:
+    """Every (input, output) pair, and those to do (not skipped), after checking the options that
+    do not depend on a file."""
+    folders = [name for name in args.input if Path(name).is_dir()]
+    jobs = plan_outputs(expand_inputs(args.input, args.recursive, skip=args.output), args.output,
+                        to_directory=bool(folders), folders=folders if args.recursive else [])
+    if args.skip_existing and args.overwrite:
+        raise VdeblurError("--skip-existing and --overwrite contradict each other; use one")
+    if args.json and args.output == STDIO:
+        raise VdeblurError("--json prints on standard output, which -o - fills with video; write to a file")
+    if args.batch < 1:
+        raise VdeblurError(f"--batch must be >= 1, got {args.batch}")
+    check_threads(args.threads)   # more than the CPUs only thrash (999 took minutes on 30 tiny frames)
+    check_tiling(args.tile, args.tile_overlap)
+    check_strength(args.strength)
+    parse_regions(args.region)
+    if not args.checkpoint_minutes >= 0:   # NaN too
+        raise VdeblurError(f"--checkpoint-minutes must be >= 0, got {args.checkpoint_minutes:g}")
+    check_container(args.format, args.output == STDIO)
+    skipped = [(src, dst) for src, dst in jobs if args.skip_existing and str(dst) != STDIO
+               and (sequence.numbers(dst) if sequence.is_sequence(dst) else dst.exists())]
+    for src, dst in skipped:
+        print(f"vdeblur: {dst} exists, skipped", file=sys.stderr)
+        _print_json(args, src, dst, skipped="the output exists")
+    return jobs, [job for job in jobs if job not in skipped]
 
 
 def _any_deep(jobs, rate) -> bool:
@@ -1079,6 +1102,12 @@ class JsonProgress:
             "frames": done, "total": total, "fraction": round(min(done / total, 1.0), 4) if total else None,
             "fps": round(fps, 4) if fps else None,
             "eta_seconds": round(left / fps, 1) if fps and left is not None else None}}), flush=True)
+
+
+def _print_json_error(args, e: VdeblurError) -> None:
+    """`deblur --json`'s line for a refusal that is not about one input (options, the backend)."""
+    if args.json and args.output != STDIO:
+        print(json.dumps({"error": str(e)}), flush=True)
 
 
 def _kept_hint(dst: Path) -> str:

@@ -28,7 +28,6 @@ from .metrics import quantize
 #: (every 6th, see ``is_holdout``) gets real photos (coffee, chelsea), not textures.
 BUILTIN_PHOTOS = ("astronaut", "camera", "coins", "rocket", "brick", "coffee",
                   "grass", "gravel", "text", "page", "moon", "chelsea")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 HOLDOUT_EVERY = 6
 SPLITS = ("train", "val", "all")
 
