@@ -105,6 +105,18 @@ def test_tile_values(value, expected):
     assert check_tiling(value, 8) == expected
 
 
+def test_the_default_overlap_fits_small_tiles():
+    from vdeblur.tiling import fitted_overlap
+
+    assert [fitted_overlap(parse, None) for parse in (None, (512, 512), (66, 100), (64, 200), (32, 32), (16, 40))] \
+        == [32, 32, 32, 31, 15, 7]
+    assert fitted_overlap((32, 32), 4) == 4   # as given
+    assert check_tiling("32", None) == (32, 32)
+    assert TiledBackend(IdentityBackend(), 32).overlap == 15
+    with pytest.raises(VdeblurError, match=r"half the tile's shorter side \(15\), got 32"):
+        check_tiling("32", 32)   # asked for: not changed
+
+
 @pytest.mark.parametrize("tile,overlap,message", [
     ("abc", "32", "--tile 'abc': expected N or WIDTHxHEIGHT"),
     ("64x", "8", "--tile '64x': expected N or WIDTHxHEIGHT"),

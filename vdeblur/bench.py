@@ -815,7 +815,7 @@ def register(subparsers) -> None:
     p.add_argument("--weights", metavar="PATH", help="checkpoint (default: shipped weights, else random ones)")
     add_torch_arguments(p)
     p.add_argument("--tile", metavar="N|WxH", help="run the model on N x N or W x H tiles")
-    p.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="tile overlap (default: 32)")
+    p.add_argument("--tile-overlap", type=int, metavar="M", help="tile overlap (default: 32, less for tiles too small for it)")
     p.add_argument("--threads", type=int, default=0, metavar="T",
                    help="CPU threads for the model, torch or ONNX Runtime (default: one per core)")
     p.add_argument("--engine", metavar="PATH", help="TensorRT engine file (tensorrt backend)")

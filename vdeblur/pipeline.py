@@ -37,7 +37,7 @@ from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_out
 from .hardware import check_threads
 from .signals import describe, exit_status
 from .region import RegionBackend, describe_regions, parse_regions, stored_region
-from .tiling import OutOfMemoryFallback, check_tiling
+from .tiling import DEFAULT_OVERLAP, OutOfMemoryFallback, check_tiling, fitted_overlap
 
 if TYPE_CHECKING:
     from .video import DecodedFrame, VideoReader, VideoWriter
@@ -348,7 +348,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                  weights: str | None = None, device: str = "auto", precision: str = "auto", batch: int = 1,
                  threads: int = 0, compile: bool = False, compile_mode: str | None = None, fused_attention: bool = False,
                  cuda_graphs: bool = False, engine: str | None = None, onnx: str | None = None,
-                 tile: int | str | tuple[int, int] | None = 0, tile_overlap: int = 32, codec: str | None = None, crf: float | None = None,
+                 tile: int | str | tuple[int, int] | None = 0, tile_overlap: int | None = None, codec: str | None = None, crf: float | None = None,
                  preset: str | None = None, pix_fmt: str | None = None, start: float | None = None,
                  duration: float | None = None, overwrite: bool = False, quiet: bool = True,
                  resume: bool = True, notify=None, segment_frames: int = resume_mod.SEGMENT_FRAMES,
@@ -388,6 +388,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     if batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {batch}")
     tile_size = check_tiling(tile, tile_overlap)   # (width, height) or None
+    tile_overlap = fitted_overlap(tile_size, tile_overlap)
     regions = parse_regions(region)
     view = View(compare, strength)
     require_pyav()
@@ -797,7 +798,8 @@ def register(subparsers) -> None:
     m.add_argument("--tile", metavar="N|WxH", help="process frames in N x N or W x H tiles to save memory; "
                    "multiples of 16 waste nothing on padding (default: whole frames, tiled on their own "
                    "if memory runs out)")
-    m.add_argument("--tile-overlap", type=int, default=32, metavar="M", help="pixels shared by neighbouring tiles, blended (default: 32)")
+    m.add_argument("--tile-overlap", type=int, metavar="M", help="pixels shared by neighbouring tiles, blended (default: "
+                   f"{DEFAULT_OVERLAP}, or less where a tile under {2 * DEFAULT_OVERLAP + 2} pixels has no room for it)")
     e = p.add_argument_group("output encoding")
     e.add_argument("--codec", help="video encoder: libx265, libsvtav1, ffv1, ... any PyAV has "
                    "(default: libx264; libsvtav1 for .webm)")

@@ -59,9 +59,21 @@ def parse_tile(value: int | str | TileSize | None) -> TileSize | None:
     return int(w), int(h)
 
 
-def check_tiling(tile: int | str | TileSize | None, overlap: int) -> TileSize | None:
-    """Parse and check ``--tile`` with ``--tile-overlap`` before any work; None: no tiling."""
+#: --tile-overlap's default, where the tile has room for it.
+DEFAULT_OVERLAP = 32
+
+
+def fitted_overlap(size: TileSize | None, overlap: int | None) -> int:
+    """The overlap to use: as given, or (None) the default, made smaller where a small tile has no room for it."""
+    if overlap is not None:
+        return overlap
+    return DEFAULT_OVERLAP if size is None else max(0, min(DEFAULT_OVERLAP, min(size) // 2 - 1))
+
+
+def check_tiling(tile: int | str | TileSize | None, overlap: int | None) -> TileSize | None:
+    """Parse and check ``--tile`` with ``--tile-overlap`` (None: the default, fitted) before any work; None: no tiling."""
     size = parse_tile(tile)
+    overlap = fitted_overlap(size, overlap)
     if size is not None and not 0 <= overlap < min(size) // 2:
         raise VdeblurError(f"--tile-overlap must be between 0 and half the tile's shorter side "
                            f"({min(size) // 2 - 1}), got {overlap}")
@@ -77,11 +89,11 @@ def format_tile(size: TileSize) -> str:
 class TiledBackend(Backend):
     """Wraps a backend: frames larger than the tile go through it as overlapping width x height crops."""
 
-    def __init__(self, inner: Backend, tile: int | str | TileSize, overlap: int = 32):
+    def __init__(self, inner: Backend, tile: int | str | TileSize, overlap: int | None = None):
         size = check_tiling(tile, overlap)
         if size is None:
             raise VdeblurError("TiledBackend needs a tile size")
-        self.inner, self.overlap = inner, overlap
+        self.inner, self.overlap = inner, fitted_overlap(size, overlap)
         self.tile_w, self.tile_h = size
         self.name = inner.name
         self.accepts_uint16 = inner.accepts_uint16
