@@ -120,6 +120,17 @@ def test_atomic_write_cleans_up_when_terminated_midway(tmp_path):
     assert signal.getsignal(signal.SIGTERM) == before
 
 
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX's")
+def test_atomic_write_gives_the_file_the_mode_a_new_file_gets(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = atomic_write(tmp_path / "weights.safetensors", b"data")
+    finally:
+        os.umask(old)
+    assert path.read_bytes() == b"data" and path.stat().st_mode & 0o777 == 0o640   # 0666 less the umask, not 0600
+    assert list(tmp_path.iterdir()) == [path]
+
+
 def test_handlers_are_restored_ignored_signals_stay_ignored(tmp_path, capsys):
     old_hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)   # as under nohup
     try:

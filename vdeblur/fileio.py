@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -24,7 +24,7 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], obj
     partial file under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    fd, tmp = _new_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             if callable(data):
@@ -38,6 +38,18 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], obj
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _new_temp(path: Path) -> tuple[int, str]:
+    """A new hidden file beside ``path``, made with the mode any new file gets (0666 less the umask;
+    mkstemp's 0600 would leave the final file unreadable to the user's group)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.partial")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def describe_os_error(e: OSError) -> str:
