@@ -345,3 +345,14 @@ def test_cli_reinterlace_is_one_pass(tv, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "8 frames in" in err and "interlaced, top field first" in err
     assert not state_dir(out).exists()
+
+
+def test_reinterlace_says_which_heights_x264_cannot_split_into_fields(tmp_path):
+    src = tmp_path / "odd.mkv"
+    make_video(src, width=64, height=50, frames=2)
+    with pytest.raises(VdeblurError, match=r"libx264 cannot code yuv420p interlaced at 50 lines \(whole chroma lines "
+                                           r"in each field of subsampled chroma need a multiple of 4\); use --codec ffv1"):
+        deblur_video(src, tmp_path / "o.mkv", backend=IdentityBackend(), reinterlace=True, deinterlace="tff")
+    report = deblur_video(src, tmp_path / "o.mkv", backend=IdentityBackend(), reinterlace=True, deinterlace="tff",
+                          codec="ffv1")
+    assert report.frames == 2 and "interlaced, top field first" in report.verified

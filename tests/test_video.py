@@ -1,6 +1,7 @@
 """Nothing lost: frames, timestamps, other streams, tags and colours survive the video path."""
 
 from fractions import Fraction
+from pathlib import Path
 import io
 
 import av
@@ -697,3 +698,34 @@ def test_an_encoder_s_garbage_dts_is_repaired_before_the_muxer_sees_it(tmp_path)
         out = tmp_path / f"two{k}.mkv"
         report = identity(src, out, codec="libx265")
         assert report.frames == 2 and report.warnings() == []
+
+
+def test_crf_is_checked_against_the_encoders_range():
+    from vdeblur.video import check_crf
+
+    x264 = _avoptions("libx264")
+    check_crf("libx264", x264, 0)
+    check_crf("libx264", x264, -12, bit_depth=10)   # x264's scale reaches below 0 at 10 bits
+    for crf, depth in ((-1, 8), (51.5, 8), (-13, 10)):
+        with pytest.raises(VdeblurError, match=f"--crf {crf:g}: libx264 takes"):
+            check_crf("libx264", x264, crf, bit_depth=depth)
+    check_crf("libsvtav1", _avoptions("libsvtav1"), 63)
+    check_crf("ffv1", _avoptions("ffv1"), 1e9)   # no crf option: constant_quality says so
+
+
+def _avoptions(name):
+    import av
+
+    opts = av.codec.CodecContext.create(name, "w").supported_options
+    return (*opts.generic, *opts.private)
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, where no file can be made")
+def test_a_file_that_cannot_be_made_is_named_without_encoder_hints(tmp_path, capsys):
+    from vdeblur.cli import main
+
+    src = tmp_path / "in.mp4"
+    make_video(src, frames=2)
+    assert main(["deblur", str(src), "-o", "/proc/vdeblur-test.mp4", "--no-resume", "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vdeblur: error: /proc/vdeblur-test.mp4: cannot write (") and "crf" not in err, err

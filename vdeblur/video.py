@@ -9,6 +9,7 @@ and remuxes the other packets bit-exact. Pitfall numbers (#NNNN) are PyAV issues
 
 from __future__ import annotations
 
+import errno
 import io
 import math
 import os
@@ -69,6 +70,11 @@ def codec_for_suffix(suffix: str) -> str:
     if suffix == ".webm":
         return "libsvtav1" if "libsvtav1" in av.codecs_available else "libvpx-vp9"
     return "libx264"
+
+
+#: Errors of the file or the disk rather than the format or the encoder (a full disk, a closed pipe).
+_FILE_ERRNOS = {getattr(errno, name) for name in ("ENOENT", "EACCES", "EPERM", "ENOSPC", "EROFS", "EPIPE", "EIO",
+                                                 "EDQUOT", "EISDIR", "ENOTDIR") if hasattr(errno, name)}
 
 
 def _open_error(path: str, e: Exception) -> VdeblurError:
@@ -815,6 +821,26 @@ def hardware_needed(codec: av.codec.Codec) -> str | None:
     return next((_HARDWARE[d] for d in devices if d in _HARDWARE), "its hardware and driver")
 
 
+#: --crf ranges the encoders' option tables do not give (x264's and x265's run from -1, "unset", to any number).
+CRF_RANGES = {"libx264": (0, 51), "libx265": (0, 51)}
+
+
+def check_crf(encoder: str, options, crf: float, bit_depth: int = 8) -> None:
+    """A --crf outside the encoder's range is refused: x264 clamps 52 to 51 and takes -1 as "unset"
+    (its default, 23) without a word. ``options``: the encoder's AVOptions."""
+    if encoder == "libx264" and bit_depth > 8:
+        low, high = -6 * (bit_depth - 8), 51   # x264 extends the scale below 0 by 6 per bit above 8
+    elif encoder in CRF_RANGES:
+        low, high = CRF_RANGES[encoder]
+    else:
+        option = next((o for o in options if o.name in ("crf", "cq")), None)
+        if option is None or not (0 <= option.min and option.max < 1e6):
+            return
+        low, high = option.min, option.max
+    if not low <= crf <= high:
+        raise VdeblurError(f"--crf {crf:g}: {encoder} takes {low:g} to {high:g} (lower is better)")
+
+
 def constant_quality(encoder: str, supported: set[str], crf: float) -> dict[str, str]:
     """``--crf`` under the encoder's own name: x264-style crf, or NVENC's VBR aimed at quality ``cq``
     with no bitrate cap (NVENC's cq runs 0-51 like x264's crf, lower is better)."""
@@ -874,6 +900,17 @@ def _odd_for_chroma(pix_fmt: str, size: tuple[int, int]) -> str | None:
         return None
     sides = "an even width and height" if odd_width and odd_height else ("an even width" if odd_width else "an even height")
     return f"{width}x{height} (its subsampled chroma needs {sides})"
+
+
+def _uneven_fields(pix_fmt: str, size: tuple[int, int]) -> str | None:
+    """"50 lines (each field of 4:2:0 needs whole chroma lines: a multiple of 4)" where a frame cannot
+    be split into two equal fields with whole chroma lines, else None."""
+    width, height = size
+    step = 4 if av.VideoFormat(pix_fmt, width, height).chroma_height() != height else 2
+    if height % step == 0:
+        return None
+    why = "whole chroma lines in each field of subsampled chroma" if step == 4 else "two fields of equal height"
+    return f"{height} lines ({why} need a multiple of {step})"
 
 
 def output_colour(color_range: int, colorspace: int, source_pix_fmt: str, pix_fmt: str, codec: str) -> tuple[int, int]:
@@ -974,6 +1011,7 @@ class VideoWriter:
         self.color_range, self.colorspace = output_colour(info.color_range, info.colorspace, info.pix_fmt,
                                                           self.pix_fmt, enc.name)
         options = {}
+        asked = {"crf": crf, "preset": preset, "pix-fmt": pix_fmt}   # for a hint if the encoder refuses them
         hdr_options = encoder_options(enc.name, info.hdr10) if info.hdr10 else {}   # None: this encoder cannot
         try:
             target, muxer = self.path, None
@@ -999,6 +1037,8 @@ class VideoWriter:
                                    f"another --codec{f' (e.g. {fitting})' if fitting != enc.name else ''} or output suffix") from None
             opts = vout.codec_context.supported_options
             supported = {o.name for o in (*opts.generic, *opts.private)}
+            if crf is not None:
+                check_crf(enc.name, (*opts.generic, *opts.private), crf, _bit_depth(av.VideoFormat(self.pix_fmt)))
             crf = DEFAULT_CRF.get(enc.name) if crf is None else crf
             if crf is not None:
                 options.update(constant_quality(enc.name, supported, crf))
@@ -1068,13 +1108,20 @@ class VideoWriter:
             if enc.name == "dnxhd" and (width < 256 or height < 120):
                 raise VdeblurError(f"{self.label}: DNxHR takes frames of at least 256x120, not {width}x{height}; "
                                    f"use --codec prores_ks or ffv1") from None
+            uneven = _uneven_fields(self.pix_fmt, (width, height)) if fields else None
+            if uneven:   # x264 refuses to code such a frame interlaced
+                raise VdeblurError(f"{self.label}: {enc.name} cannot code {self.pix_fmt} interlaced at {uneven}; use "
+                                   f"--codec ffv1, prores_ks or mpeg2video") from None
             odd = _odd_for_chroma(self.pix_fmt, (width, height))
             if odd:   # x264 and x265 refuse half a chroma sample (ffmpeg: "width not divisible by 2")
                 raise VdeblurError(f"{self.label}: {enc.name} cannot write {self.pix_fmt} at {odd}; use --pix-fmt "
                                    f"yuv444p (fewer players take it), or --codec libsvtav1 (or ffv1 in .mkv), "
                                    f"which take odd sizes") from None
+            if e.errno in _FILE_ERRNOS:   # the file, not the encoder: no hint about options
+                raise VdeblurError(f"{self.label}: cannot write ({e.strerror})") from None
             streams = ", ".join(self.copied) or "none"
-            chosen = " ".join(f"--{k} {v}" for k, v in (("crf", crf), ("preset", preset), ("pix-fmt", pix_fmt)) if v is not None)
+            chosen = " ".join(f"--{k} {v:g}" if isinstance(v, float) else f"--{k} {v}"
+                              for k, v in asked.items() if v is not None)
             raise VdeblurError(f"{self.label}: cannot start writing ({e.strerror or e}); copied streams: {streams}"
                                + (f"; does {enc.name} take {chosen}?" if chosen else "")) from None
         except BaseException:
@@ -1384,6 +1431,8 @@ class VideoWriter:
         try:
             self.out.close()
         except av.error.FFmpegError as e:   # the muxer's last word (MP4's index) refused: one line, not a traceback
+            if e.errno in _FILE_ERRNOS:
+                raise VdeblurError(f"{self.label}: cannot finish writing ({e.strerror})") from None
             raise VdeblurError(f"{self.label}: cannot finish writing ({e.strerror or e}); copied streams: "
                                f"{', '.join(self.copied) or 'none'}; try .mkv") from None
         if self.keeps_photo_tags and (self.icc_profile or self.exif) and self.packet_sink is None:   # not a segment
