@@ -729,3 +729,23 @@ def test_a_file_that_cannot_be_made_is_named_without_encoder_hints(tmp_path, cap
     assert main(["deblur", str(src), "-o", "/proc/vdeblur-test.mp4", "--no-resume", "-q"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("vdeblur: error: /proc/vdeblur-test.mp4: cannot write (") and "crf" not in err, err
+
+
+def test_a_pixel_format_the_encoder_lacks_is_said_before_the_first_frame(tmp_path):
+    from vdeblur.video import pix_fmt_loss
+
+    assert pix_fmt_loss("yuv422p10le", "yuv420p", "libsvtav1") == (
+        "libsvtav1 does not take the source's yuv422p10le, so it is written as yuv420p: 4:2:2 chroma becomes 4:2:0 "
+        "and 10-bit becomes 8-bit; --pix-fmt or another --codec (ffv1, prores_ks) keeps more")
+    for same in (("yuv420p", "yuv420p"), ("yuvj420p", "yuv420p"), ("rgb24", "yuv420p"), ("gray", "yuv420p"),
+                 ("yuv420p", "yuv444p")):
+        assert pix_fmt_loss(*same, "libx264") is None
+    src = tmp_path / "in.mkv"
+    make_video(src, width=64, height=48, frames=2, codec="ffv1", pix_fmt="yuv444p", options={})
+    notes = []
+    deblur_video(src, tmp_path / "o.mkv", backend=IdentityBackend(), codec="mpeg2video", notify=notes.append)
+    assert notes == [pix_fmt_loss("yuv444p", "yuv420p", "mpeg2video")]
+    notes.clear()
+    deblur_video(src, tmp_path / "p.mkv", backend=IdentityBackend(), codec="mpeg2video", pix_fmt="yuv420p",
+                 notify=notes.append)
+    assert notes == []   # asked for

@@ -889,6 +889,29 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
     return supported[0]
 
 
+def pix_fmt_loss(source: str, chosen: str, encoder: str) -> str | None:
+    """What a YUV source loses in the pixel format chosen for an encoder that lacks its own ("4:4:4
+    chroma becomes 4:2:0", "10-bit becomes 8-bit"), for a line before the first frame; else None.
+    An RGB, palette or grey source is left out: its conversion to the usual 4:2:0 is expected."""
+    src, out = av.VideoFormat(source.replace("yuvj", "yuv"), 64, 64), av.VideoFormat(chosen, 64, 64)
+    if src.is_rgb or out.is_rgb or len(src.components) < 3 or src.name.startswith(("pal", "gray", "ya")):
+        return None
+    lost = []
+    if out.chroma_width() * out.chroma_height() < src.chroma_width() * src.chroma_height():
+        lost.append(f"{_subsampling(src)} chroma becomes {_subsampling(out)}")
+    if _bit_depth(out) < _bit_depth(src):
+        lost.append(f"{_bit_depth(src)}-bit becomes {_bit_depth(out)}-bit")
+    if not lost:
+        return None
+    return (f"{encoder} does not take the source's {source}, so it is written as {chosen}: {' and '.join(lost)}; "
+            f"--pix-fmt or another --codec (ffv1, prores_ks) keeps more")
+
+
+def _subsampling(fmt: av.VideoFormat) -> str:
+    return {(64, 64): "4:4:4", (32, 64): "4:2:2", (32, 32): "4:2:0", (16, 64): "4:1:1"}.get(
+        (fmt.chroma_width(), fmt.chroma_height()), f"{fmt.chroma_width()}x{fmt.chroma_height()}")
+
+
 def _odd_for_chroma(pix_fmt: str, size: tuple[int, int]) -> str | None:
     """"65x49 (4:2:0 chroma needs an even width and height)" where a side is odd along an axis the
     format subsamples, else None."""
@@ -1131,6 +1154,9 @@ class VideoWriter:
         self.frames = 0
         #: What of the source does not reach the output (metadata, transparency), each said in a line.
         self.metadata_lost: list[str] = []
+        loss = pix_fmt_loss(info.pix_fmt, self.pix_fmt, enc.name) if pix_fmt is None else None
+        if loss:
+            self.metadata_lost.append(loss)
         if hdr_options is None:
             self.metadata_lost.append(f"the source's HDR10 metadata ({info.hdr10.describe()}) is not written: {enc.name} "
                                       f"cannot carry it; use --codec {', '.join(WRITERS[:-1])} or {WRITERS[-1]}")
