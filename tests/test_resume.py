@@ -278,6 +278,10 @@ def test_a_full_disk_keeps_the_finished_segments_and_the_same_command_goes_on(cl
         def write(self, data):
             raise OSError(errno.ENOSPC, "No space left on device")
 
+        def close(self):   # a buffered file flushes on close: that fails too, and once raised over the first error
+            self.file.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
         def __getattr__(self, name):
             return getattr(self.file, name)
 
@@ -296,6 +300,7 @@ def test_a_full_disk_keeps_the_finished_segments_and_the_same_command_goes_on(cl
     with pytest.raises(VdeblurError, match="writing a segment failed \\(No space left on device\\)"):
         deblur_video(src, out, backend=IdentityBackend(), **SMALL)
     assert not out.exists() and kept_frames(out) == 6
+    assert not list(state_dir(out).glob("*.partial"))   # the unfinished segment does not keep the disk full
     monkeypatch.setattr(resume.SegmentWriter, "_open", real_open)   # space freed
     notes = []
     report = deblur_video(src, out, backend=IdentityBackend(), notify=notes.append, **SMALL)

@@ -343,8 +343,11 @@ class SegmentWriter:
         if self._encoder is not None:
             self._encoder.abort()
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            try:
+                file.close()
+            except OSError:   # its buffer could not be flushed (a full disk): it goes anyway
+                pass
         if self._temp is not None:
             self._temp.unlink(missing_ok=True)
 
