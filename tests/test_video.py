@@ -749,3 +749,14 @@ def test_a_pixel_format_the_encoder_lacks_is_said_before_the_first_frame(tmp_pat
     deblur_video(src, tmp_path / "p.mkv", backend=IdentityBackend(), codec="mpeg2video", pix_fmt="yuv420p",
                  notify=notes.append)
     assert notes == []   # asked for
+
+
+@pytest.mark.parametrize("name", ["subs.mkv", "subs.mp4"])   # SubRip and mov_text
+def test_a_subtitle_on_screen_where_the_part_starts_is_kept_from_the_start(tmp_path, name):
+    src, out = tmp_path / name, tmp_path / f"part-{name}"
+    make_video(src, frames=6, subtitles=True, audio=True)   # "hello" 0-0.1 s, "world" 0.1-0.2 s
+    report = deblur_video(src, out, backend=IdentityBackend(), start=0.04)
+    cues = packets(out, "subtitle")
+    assert [(round(t, 3), round(d, 3)) for t, d, _ in cues] == [(0.0, 0.06), (0.06, 0.1)]
+    assert [data[-5:] for _, _, data in cues] == [b"hello", b"world"]   # the text unchanged
+    assert report.warnings() == [] and any("2 packets bit-exact" in line for line in report.verified), report.verified

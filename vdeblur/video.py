@@ -482,7 +482,7 @@ class VideoReader:
     def _all_frames(self) -> Iterator[av.VideoFrame]:
         for packet in self._demux():
             if packet.stream is not self.stream:
-                if packet.size and self._wanted(packet.pts, packet.time_base):
+                if packet.size and self._wanted(packet):
                     self._pending.append(packet)
                 continue
             if self._video_done:
@@ -510,11 +510,24 @@ class VideoReader:
                 return   # every stream is past the selected part
             yield packet
 
-    def _wanted(self, pts, time_base) -> bool:
+    def _wanted(self, packet: av.Packet) -> bool:
+        """Whether a copied packet lies inside the part. A subtitle still on screen where the part starts
+        is kept too, from the start on: its timing is trimmed (here), its text is not."""
+        pts, time_base = packet.pts, packet.time_base
         if pts is None or not time_base:
             return True
         t = float(pts * time_base)   # a whole file keeps everything, audio priming before 0 included
-        return (not self._shift or t >= self.start - 1e-6) and (self.end is None or t < self.end)
+        if self.end is not None and t >= self.end:
+            return False
+        if not self._shift or t >= self.start - 1e-6:
+            return True
+        if packet.stream.type != "subtitle" or not packet.duration \
+                or float((pts + packet.duration) * time_base) <= self.start + 1e-6:
+            return False
+        begin = round(self.start / time_base)
+        packet.duration = pts + packet.duration - begin
+        packet.pts = packet.dts = begin
+        return True
 
     def _shifted(self, ts: int | None, time_base: Fraction) -> int | None:
         if ts is None or not self._shift:
@@ -613,7 +626,7 @@ class VideoReader:
                         and float(packet.pts * packet.time_base) > self.end + 2.0:
                     return   # every stream is past the selected part
                 continue
-            if packet.size and self._wanted(packet.pts, packet.time_base):
+            if packet.size and self._wanted(packet):
                 self._pending.append(packet)
                 yield from self._drain_packets()
 
