@@ -113,3 +113,9 @@ def test_the_table_says_which_way_an_infinite_psnr_goes():
     assert _gain_text(summary(None, 40.0)) == "-inf"   # the input was already the sharp image
     assert _gain_text(summary(30.0, None)) == "+inf"
     assert _gain_text(summary(None, None)) == "n/a"
+
+
+def test_a_file_given_as_a_folder_is_named_so(tmp_path, capsys):
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    assert main(["eval", "--data", str(tmp_path / "clip.mp4")]) == 1
+    assert capsys.readouterr().err == f"vdeblur: error: {tmp_path / 'clip.mp4'}: not a folder\n"

@@ -68,6 +68,9 @@ def test_backend_errors_are_one_line(weights, tmp_path):
     assert main(["export", "--weights", str(weights), "-o", str(bf16), "--precision", "bf16"]) == 0
     with pytest.raises(VdeblurError, match="no bf16"):
         OnnxRuntimeBackend(onnx=str(bf16), device="cpu")
+    from vdeblur.backends import BackendOptions, open_backend
+    with pytest.raises(VdeblurError, match="--onnx is for the onnxruntime backend, not --backend torch"):
+        open_backend("torch", BackendOptions(onnx=str(fixed)))
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .errors import VdeblurError
-from .fileio import IMAGE_SUFFIXES
+from .fileio import IMAGE_SUFFIXES, check_folder
 from .synthetic import SyntheticBlur
 
 _CACHE_LIMIT_PAIRS = 64  # small sets (like gopro-resynth) stay decoded in memory
@@ -28,9 +28,7 @@ _CACHE_LIMIT_PAIRS = 64  # small sets (like gopro-resynth) stay decoded in memor
 
 def list_images(folder) -> list[Path]:
     """Image files below ``folder``, sorted; an error naming the folder when there are none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise VdeblurError(f"{folder}: no such folder")
+    folder = check_folder(folder)
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not paths:
         raise VdeblurError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
@@ -78,9 +76,7 @@ class Pair:
 
 def find_pairs(root) -> list[Pair]:
     """All blur/sharp pairs below ``root`` (GoPro layout and/or ``*_blur``/``*_sharp`` files)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise VdeblurError(f"{root}: no such folder")
+    root = check_folder(root)
     images = list_images(root)
     pairs: list[Pair] = []
     for p in images:

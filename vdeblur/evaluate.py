@@ -20,6 +20,7 @@ import torch
 
 from .compare import blend, check_strength
 from .errors import VdeblurError
+from .fileio import check_folder
 from .metrics import SSIM_WINDOW, psnr, quantize, ssim
 
 DEFAULT_SYNTHETIC_SEED = 2026
@@ -146,8 +147,7 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     for folder in args.data or []:
-        if not folder.is_dir():
-            raise VdeblurError(f"{folder}: no such folder")
+        check_folder(folder)
     device = resolve_device(args.device)
     precision = training_precision(args.precision, device)
     weights_path = args.weights or default_weights_path()

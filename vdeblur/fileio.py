@@ -91,6 +91,14 @@ def check_output(path: str | os.PathLike, overwrite: bool, dir_hint: str = "",
     return path
 
 
+def check_folder(path: str | os.PathLike) -> Path:
+    """A folder given as input: "no such folder", or "not a folder" for a file, as one line."""
+    path = Path(path)
+    if not path.is_dir():
+        raise VdeblurError(f"{path}: {'not a folder' if path.exists() else 'no such folder'}")
+    return path
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import read_checkpoint, save_state
-from .fileio import atomic_write, cache_root
+from .fileio import atomic_write, cache_root, check_folder
 from .errors import VdeblurError
 from .hardware import check_threads, cpu_bf16_kind, cpu_description, resolve_device, resolve_precision
 from .network import DeblurNet, ModelConfig, count_parameters, resize_bilinear
@@ -489,8 +489,7 @@ def recipe_from_args(args) -> Recipe:
     r.model = cfg.to_dict()
     r.check()
     for folder in r.data + r.photos:
-        if not Path(folder).is_dir():
-            raise VdeblurError(f"{folder}: no such folder")
+        check_folder(folder)
     return r
 
 

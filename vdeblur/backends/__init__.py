@@ -103,6 +103,9 @@ def open_backend(name: str, options: BackendOptions) -> Backend:
     if "," in options.device or options.device == "cuda:all":
         return _open_on_each(name, options)
     if name != "auto":
+        for option, implied in _IMPLIED_BY_OPTION.items():
+            if getattr(options, option) and name != implied:   # not silently left unused
+                raise VdeblurError(f"--{option} is for the {implied} backend, not --backend {name}")
         return backend_class(name).from_options(options)
     for option, implied in _IMPLIED_BY_OPTION.items():
         if getattr(options, option):
