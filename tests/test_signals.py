@@ -131,6 +131,13 @@ def test_atomic_write_gives_the_file_the_mode_a_new_file_gets(tmp_path):
     assert list(tmp_path.iterdir()) == [path]
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no file can be made")
+def test_atomic_write_names_the_file_asked_for_when_it_cannot_start():
+    with pytest.raises(OSError) as caught:
+        atomic_write("/proc/vdeblur-test.onnx", b"data")
+    assert caught.value.filename == "/proc/vdeblur-test.onnx"
+
+
 def test_handlers_are_restored_ignored_signals_stay_ignored(tmp_path, capsys):
     old_hup = signal.signal(signal.SIGHUP, signal.SIG_IGN)   # as under nohup
     try:

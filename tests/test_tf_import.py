@@ -224,6 +224,9 @@ def test_existing_output_needs_overwrite(tiny, tmp_path, capsys):
 
 def test_inputs_are_not_modified(tiny, tmp_path, capsys):
     before = {p.name: file_sha256(p) for p in tiny.parent.iterdir()}
+    rc, text = run_cli(capsys, tiny, "-o", tmp_path / "sub" / "o.safetensors")
+    assert rc == 1 and f"{tmp_path / 'sub'}: output directory does not exist" in text   # a typo makes no folders
+    (tmp_path / "sub").mkdir()
     rc, _ = run_cli(capsys, tiny, "-o", tmp_path / "sub" / "o.safetensors")
     assert rc == 0
     after = {p.name: file_sha256(p) for p in tiny.parent.iterdir() if p.is_file()}

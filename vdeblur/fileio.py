@@ -24,7 +24,10 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], obj
     partial file under the final name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _new_temp(path)
+    try:
+        fd, tmp = _new_temp(path)
+    except OSError as e:   # named by the file asked for, not the hidden temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             if callable(data):
@@ -88,6 +91,8 @@ def check_output(path: str | os.PathLike, overwrite: bool, dir_hint: str = "",
         raise VdeblurError(f"{path}: is a directory{'; ' + dir_hint if dir_hint else ''}")
     if path.exists() and not overwrite:
         raise VdeblurError(f"{path}: already exists; pass --overwrite to replace it")
+    if not path.parent.is_dir():
+        raise VdeblurError(f"{path.parent}: output directory does not exist")
     return path
 
 
