@@ -113,6 +113,10 @@ def test_cli_bad_options(tmp_path, capsys, extra, message):
 def test_resume_of_a_non_run(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path), "--resume"]) == 1
     assert "not a vdeblur training run" in capsys.readouterr().err
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    assert main(["train", "--out", str(tmp_path / "clip.mp4"), "--steps", "1"]) == 1
+    assert capsys.readouterr().err == (f"vdeblur: error: {tmp_path / 'clip.mp4'}: not a folder; --out names the "
+                                       f"folder a run keeps its checkpoints in\n")
 
 
 @pytest.mark.slow

@@ -495,6 +495,8 @@ def recipe_from_args(args) -> Recipe:
 
 def run(args) -> int:
     run_dir = (args.out or cache_root() / "runs" / args.name).expanduser()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise VdeblurError(f"{run_dir}: not a folder; --out names the folder a run keeps its checkpoints in")
     if args.workers is not None and args.workers < 0:
         raise VdeblurError(f"--workers must be 0 or more, got {args.workers}")
     check_threads(args.threads)
