@@ -176,12 +176,15 @@ def test_a_changed_file_in_the_sequence_starts_the_run_over(tmp_path):
     (["{d}/none_%04d.png", "-o", "{d}/o.mp4"], "none_%04d.png: no files of this sequence"),
     (["{d}/clip.mp4", "-o", "{d}/o.mp4", "--fps", "30"], "--fps is for an image sequence"),
     (["{d}/clip.mp4", "-o", "{d}/o_%04d.mkv"], "an image sequence is written as .dpx, .jpeg, .jpg, .png, .tif, .tiff"),
+    # A file that happens to match the pattern (o50.mp4 for o%d.mp4) is not "a file of this sequence".
+    (["{d}/clip.mp4", "-o", "{d}/gap_%04d.mp4"], "gap_%04d.mp4: an image sequence is written as"),
     (["{d}/clip.mp4", "-o", "{d}/o.png"], "or an image sequence ({d}/o_%04d.png) instead"),
 ])
 def test_sequence_mistakes_are_one_line(tmp_path, capsys, args, message):
     for n in (1, 2, 5):
         Image.fromarray(pattern(n, 48, 64)).save(tmp_path / f"gap_{n:04d}.png")
     make_video(tmp_path / "clip.mp4", frames=3)
+    (tmp_path / "gap_0050.mp4").write_bytes(b"")
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main(["deblur", *[a.format(d=tmp_path) for a in args], "-q"]) == 1
     err = capsys.readouterr().err

@@ -167,6 +167,10 @@ def _check_paths(src: Path | str, dst: Path, overwrite: bool) -> None:
         hint += f" such as {dst / src.name}"
     inputs = () if is_stream(src) else (src,)
     if sequence.is_sequence(dst):
+        require_pyav()
+        from .video import check_sequence_suffix
+
+        check_sequence_suffix(dst, dst.suffix)   # before "files of this sequence exist", which would mislead
         check_output(dst, True, inputs=inputs)   # the pattern itself; its numbered files are checked next
         sequence.check_output(dst, overwrite)
     else:

@@ -62,6 +62,13 @@ IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".jpg": "mjpeg",
                 ".webp": "libwebp"}
 
 
+def check_sequence_suffix(label, suffix: str) -> None:
+    """An output name with %d in it is an image sequence: its suffix must be an image format's."""
+    if suffix.lower() not in IMAGE_CODECS:
+        raise VdeblurError(f"{label}: an image sequence is written as {', '.join(sorted(set(IMAGE_CODECS)))} "
+                           f"files; a video's name has no %d in it")
+
+
 def codec_for_suffix(suffix: str) -> str:
     """The encoder when none is asked for: H.264 plays everywhere, but WebM holds only VP8, VP9 and AV1,
     and an image suffix means that image format."""
@@ -1025,9 +1032,8 @@ class VideoWriter:
             raise VdeblurError(f"{self.label}: vdeblur does not write GIF (256 colours would undo the deblurring); "
                                f"write .mp4 or .webm, or .png for one picture")
         self.sequence = not to_stdout and sequence.is_sequence(self.path)   # one file per frame
-        if self.sequence and self.suffix not in IMAGE_CODECS:
-            raise VdeblurError(f"{self.label}: an image sequence is written as {', '.join(sorted(set(IMAGE_CODECS)))} "
-                               f"files; a video's name has no %d in it")
+        if self.sequence:
+            check_sequence_suffix(self.label, self.suffix)
         self.one_picture = self.suffix in IMAGE_CODECS and not self.sequence
         if self.one_picture and (info.frames or 1) > 1:
             raise self._more_than_one_picture(f"about {info.frames} frames")
