@@ -119,3 +119,14 @@ def test_a_file_given_as_a_folder_is_named_so(tmp_path, capsys):
     (tmp_path / "clip.mp4").write_bytes(b"")
     assert main(["eval", "--data", str(tmp_path / "clip.mp4")]) == 1
     assert capsys.readouterr().err == f"vdeblur: error: {tmp_path / 'clip.mp4'}: not a folder\n"
+
+
+def test_a_photo_folder_too_small_for_the_held_out_split_is_said(identity_weights, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(photos / f"p{i}.png")
+    assert main(["eval", "--synthetic", "1", "--size", "32", "--photos", str(photos),
+                 "--weights", str(identity_weights), "--json"]) == 0
+    assert (f"vdeblur eval: {photos} adds no photo to the held-out synthetic set: it takes every 6th photo "
+            f"(sorted), and the folder has 3") in capsys.readouterr().err

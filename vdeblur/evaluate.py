@@ -158,6 +158,7 @@ def run(args) -> int:
         sets += evaluate_strengths(model, pairs_from_folder(folder), device, precision, str(folder), args.verbose,
                                    args.strength)
     if args.synthetic:
+        _say_unused_photos(args.photos or [])
         name = f"synthetic held-out (n={args.synthetic}, seed={args.seed}, {args.size}px)"
         sets += evaluate_strengths(model, pairs_synthetic(args.synthetic, args.seed, args.size, args.photos or []),
                                    device, precision, name, args.verbose, args.strength)
@@ -175,6 +176,18 @@ def run(args) -> int:
         print(f"{s['name'][-48:]:<48} {s['images']:>6}  {fmt(s['input']['psnr'], '10.2f')} {fmt(s['input']['ssim'], '7.4f')}  "
               f"{fmt(s['model']['psnr'], '10.2f')} {fmt(s['model']['ssim'], '7.4f')}  {_gain_text(s):>7}")
     return 0
+
+
+def _say_unused_photos(folders) -> None:
+    """The held-out split takes every 6th photo of a folder: a folder of fewer adds none, which is said."""
+    from .datasets import list_images
+    from .synthetic import HOLDOUT_EVERY
+
+    for folder in folders:
+        count = len(list_images(folder))
+        if count < HOLDOUT_EVERY:
+            print(f"vdeblur eval: {folder} adds no photo to the held-out synthetic set: it takes every "
+                  f"{HOLDOUT_EVERY}th photo (sorted), and the folder has {count}", file=sys.stderr)
 
 
 def _gain_text(summary: dict) -> str:
