@@ -946,8 +946,8 @@ def _odd_for_chroma(pix_fmt: str, size: tuple[int, int]) -> str | None:
 
 
 def _uneven_fields(pix_fmt: str, size: tuple[int, int]) -> str | None:
-    """"50 lines (each field of 4:2:0 needs whole chroma lines: a multiple of 4)" where a frame cannot
-    be split into two equal fields with whole chroma lines, else None."""
+    """"50 lines (whole chroma lines in each field of subsampled chroma need a multiple of 4)" where a
+    frame cannot be split into two equal fields with whole chroma lines, else None."""
     width, height = size
     step = 4 if av.VideoFormat(pix_fmt, width, height).chroma_height() != height else 2
     if height % step == 0:
@@ -1150,8 +1150,8 @@ class VideoWriter:
             if enc.name == "dnxhd" and (width < 256 or height < 120):
                 raise VdeblurError(f"{self.label}: DNxHR takes frames of at least 256x120, not {width}x{height}; "
                                    f"use --codec prores_ks or ffv1") from None
-            uneven = _uneven_fields(self.pix_fmt, (width, height)) if fields else None
-            if uneven:   # x264 refuses to code such a frame interlaced
+            uneven = _uneven_fields(self.pix_fmt, (width, height)) if fields and enc.name == "libx264" else None
+            if uneven:   # x264 refuses to code such a frame interlaced (the others take it)
                 raise VdeblurError(f"{self.label}: {enc.name} cannot code {self.pix_fmt} interlaced at {uneven}; use "
                                    f"--codec ffv1, prores_ks or mpeg2video") from None
             odd = _odd_for_chroma(self.pix_fmt, (width, height))
