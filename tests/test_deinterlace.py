@@ -356,3 +356,49 @@ def test_reinterlace_says_which_heights_x264_cannot_split_into_fields(tmp_path):
     report = deblur_video(src, tmp_path / "o.mkv", backend=IdentityBackend(), reinterlace=True, deinterlace="tff",
                           codec="ffv1")
     assert report.frames == 2 and "interlaced, top field first" in report.verified
+
+
+def bar_rows(path) -> list[tuple[int, int]]:
+    """Where the bar sits on an even and on an odd line of each frame: (first field, second field) for tff."""
+    out = []
+    for img in frames_of(path):
+        red = img[..., 0]
+        out.append(tuple(int(np.flatnonzero(red[row] > 130).mean()) for row in (10, 11)))
+    return out
+
+
+def test_reinterlace_keeps_each_fields_lines_where_the_flags_and_the_stream_disagree(tmp_path):
+    # Four bottom-first frames: too few for idet to decide, and the stream's field order says top first.
+    src = make_interlaced(tmp_path / "bff4.mkv", frames=4, flag="bff", first_on_top=False)
+    out = tmp_path / "out.mkv"
+    report = deblur_video(src, out, backend=IdentityBackend(), reinterlace=True, codec="ffv1", pix_fmt="yuv444p")
+    assert report.frames == 4 and report.warnings() == []
+    assert bar_rows(out) == bar_rows(src)   # every line where it was, not moved to the other field's
+
+
+def test_reinterlace_of_a_part_takes_whole_frames(tv, tmp_path):
+    out = tmp_path / "part.mkv"
+    # 0.05 s falls inside frame 1 (0.04-0.08) and 0.17 inside frame 4: frames 2 to 4, each with both fields.
+    report = deblur_video(tv, out, backend=IdentityBackend(), reinterlace=True, codec="ffv1", pix_fmt="yuv444p",
+                          start=0.05, duration=0.12)
+    assert report.frames == 3 and report.verified[0] == "3 frames at the input's timestamps"
+    assert bar_rows(out) == bar_rows(tv)[2:5]
+
+
+def test_reinterlace_of_an_input_that_starts_progressive_says_what_it_wrote(tmp_path):
+    progressive, interlaced, src = tmp_path / "p.h264", tmp_path / "i.h264", tmp_path / "pi.h264"
+    make_video(progressive, width=W, height=H, frames=3, options={"preset": "ultrafast"})
+    make_interlaced(interlaced, frames=4)
+    src.write_bytes(progressive.read_bytes() + interlaced.read_bytes())   # a progressive head, then interlaced
+    report = deblur_video(src, tmp_path / "out.mkv", backend=IdentityBackend(), reinterlace=True)
+    assert report.deinterlaced_frames == 4
+    assert report.warnings() == ["--reinterlace: the input starts progressive, so it was written progressive; its 4 "
+                                 "interlaced frame(s) after that were deinterlaced at the frame rate (--deinterlace "
+                                 "tff or bff treats every frame as interlaced)"]
+
+
+def test_reinterlace_progress_counts_the_frames_written(tv, tmp_path):
+    seen = []
+    deblur_video(tv, tmp_path / "o.mkv", backend=IdentityBackend(), reinterlace=True, codec="ffv1",
+                 progress=lambda *a: seen.append(a))
+    assert seen == [(n, 8) for n in range(1, 9)]   # 8 interlaced frames, not 16 field frames

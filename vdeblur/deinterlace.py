@@ -154,6 +154,7 @@ class Deinterlacer:
         self.doubling = doubling
         self.saw_interlaced = False   # some frame was flagged interlaced by the decoder
         self.rebuilt = False
+        self.second_field = False   # the frame given last is made from its source frame's second field
         self._graph: av.filter.Graph | None = None
         self._shape: tuple | None = None
         self._sources: deque = deque()   # [frame, rebuilt, outputs still to come] of frames pushed
@@ -165,7 +166,7 @@ class Deinterlacer:
             if self.doubling is None:
                 self.doubling = self.double_rate and self.mode != "off" and (interlaced or self.mode != "auto")
             if self.mode == "off" or (self._graph is None and not (interlaced or self.doubling) and self.mode == "auto"):
-                self.rebuilt = False
+                self.rebuilt = self.second_field = False
                 yield frame   # nothing to do yet: progressive frames before the first interlaced one
                 continue
             shape = (frame.width, frame.height, frame.format.name)
@@ -212,6 +213,7 @@ class Deinterlacer:
                 return
             entry = self._sources[0]
             source, self.rebuilt = entry[0], entry[1]
+            self.second_field = self.doubling and entry[2] == 1   # the later of a frame's two field frames
             entry[2] -= 1
             if not entry[2]:
                 self._sources.popleft()

@@ -54,7 +54,7 @@ DOUBLING = ("the input is interlaced{found}: each field is made a frame (FFmpeg'
 WEAVING = ("the input is interlaced{found}: each field is made a frame (FFmpeg's bwdif) for the model, and the "
            "results are woven back into interlaced frames, {order} field first, at the input's frame rate")
 #: Said when --double-rate (or --reinterlace) has nothing to double.
-PROGRESSIVE = "{option}: the input is not interlaced, so its frames are left as they are"
+PROGRESSIVE = "{option}: the input's first frame is not interlaced, so frames are not made one per field"
 INTERLACED = ("the input is interlaced and --deinterlace is off: the model takes each frame as one picture, so "
               "its two fields (moments 1/50 or 1/60 s apart) are mixed and moving edges come out combed")
 _QUEUE_FRAMES = 8        # frames buffered between stages (beyond one batch), ~22 MB at 720p
@@ -85,6 +85,7 @@ class Report:
     repeated_frames: int = 0   # identical to the frame before, so given its result without the model (this run's)
     captions_kept: int = 0   # frames whose closed captions (CEA-608/708) went into the output's video (this run's)
     captions_lost: str | None = None   # why the input's closed captions are not in the output
+    not_woven: str | None = None   # --reinterlace met interlaced frames only after a progressive start
     verified: list[str] = field(default_factory=list)          # what reading the file back confirmed
     verify_problems: list[str] = field(default_factory=list)   # and what it did not
 
@@ -113,6 +114,8 @@ class Report:
             out.append(self.transparency_lost)
         if self.captions_lost:
             out.append(self.captions_lost)
+        if self.not_woven:
+            out.append(self.not_woven)
         if self.backend.get("nonfinite_frames"):
             out.append(f"{self.backend['nonfinite_frames']} frame(s) had NaN/inf output even in fp32: damaged weights?")
         expected = self.expected_frames
@@ -238,8 +241,10 @@ def _encode_stage(writer: VideoWriter, q: queue.Queue, stop: threading.Event, pr
             if item is _END:
                 return
             if isinstance(item, DecodedFrame):
+                before = writer.frames   # frames written: --reinterlace writes one for two given
                 writer.write_frame(item.image, item.pts, item.duration, item.time_base, item.alpha, item.captions)
-                progress.update(1)
+                if writer.frames != before:
+                    progress.update(writer.frames - before)
             else:
                 writer.write_packet(item)
     except BaseException as e:  # noqa: BLE001
@@ -410,6 +415,13 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace, double_rate=double_rate,
                          field_order=order, weaving=reinterlace)
     fields = _woven_order(reader, deinterlace) if reader.woven else None
+    if fields and deinterlace == "auto" and order is None and not from_stream:
+        # bwdif must take the fields in the order they are woven back in: left to the frames' own flags,
+        # it can take them in another order than the stream's (a file whose flags disagree), and each
+        # field's lines would be woven onto the other field's.
+        reader.close()
+        reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace, double_rate=True,
+                             field_order=fields, weaving=True)
     if regions is not None:
         try:
             regions = [_stored_region(reader, r) for r in regions]
@@ -472,6 +484,10 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                                                segment_seconds=segment_seconds, fps=fps,
                                                deinterlace=(deinterlace, double_rate), on_frame=progress,
                                                dedup=dedup)
+        if reinterlace and not reader.doubling and report.deinterlaced_frames:
+            report.not_woven = (f"--reinterlace: the input starts progressive, so it was written progressive; its "
+                                f"{report.deinterlaced_frames} interlaced frame(s) after that were deinterlaced at the "
+                                f"frame rate (--deinterlace tff or bff treats every frame as interlaced)")
         if drops_alpha and reader.transparent_frames:   # an opaque first frame, transparent ones later
             report.transparency_lost = alpha_not_kept(pix_fmt, reader.transparent_frames)
         if tmp is not None:
@@ -684,7 +700,8 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
     errors: list[BaseException] = []
     inq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
     outq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
-    progress = _Progress(reader.info.frames, quiet, done, on_frame)
+    expected = reader.info.frames // 2 if reader.woven and reader.info.frames else reader.info.frames
+    progress = _Progress(expected, quiet, done, on_frame)
     decoder = threading.Thread(target=_decode_stage, args=(reader, inq, stop), name="vdeblur-decode", daemon=True)
     encoder = threading.Thread(target=_encode_stage, args=(writer, outq, stop, progress, errors),
                                name="vdeblur-encode", daemon=True)
@@ -705,7 +722,6 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
             if thread.ident is not None:   # a signal can land while start() runs: never started, nothing to join
                 thread.join()
         progress.close()
-    expected = reader.info.frames // 2 if reader.woven and reader.info.frames else reader.info.frames
     return Report(output=writer.path, frames=writer.frames, expected_frames=expected,
                   frames_counted=reader.info.frames_counted, expected_seconds=reader.info.seconds,
                   seconds_read=reader.seconds_read, held_frames=reader.held_frames,

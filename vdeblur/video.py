@@ -477,13 +477,20 @@ class VideoReader:
         self._video_done = False
         self.deinterlacer = Deinterlacer(self.deinterlace, self.double_rate, self.doubling,   # a fresh one after a seek
                                          self.field_order)
+        first_kept = False   # woven back (--reinterlace), a frame's second field goes where its first went
         for frame in self.deinterlacer.process(self._all_frames()):
+            if self.weaving and self.deinterlacer.second_field:
+                if first_kept:
+                    yield frame
+                continue
+            first_kept = False
             t = frame.time
             if self._shift and t is not None and t < self.start - 1e-6:
                 continue
             if self.end is not None and t is not None and t >= self.end - 1e-6:
                 self._video_done = True   # decoding stops; the demuxer goes on queuing the part's packets
                 continue
+            first_kept = True
             yield frame
 
     def _all_frames(self) -> Iterator[av.VideoFrame]:
