@@ -305,3 +305,17 @@ def test_a_full_disk_keeps_the_finished_segments_and_the_same_command_goes_on(cl
     notes = []
     report = deblur_video(src, out, backend=IdentityBackend(), notify=notes.append, **SMALL)
     assert report.resumed_frames == 6 and video_pts(out) == pts and notes[0].startswith("resuming after frame 6")
+
+
+def test_a_one_pass_run_says_it_left_an_earlier_runs_progress_alone(clips, tmp_path):
+    src, _ = clips["long.mkv"]
+    out = tmp_path / "out.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=Counting(fail_at=10), **SMALL)
+    kept = kept_frames(out)
+    assert kept > 0
+    notes = []
+    deblur_video(src, out, backend=IdentityBackend(), resume=False, notify=notes.append)
+    assert notes == [f"{state_dir(out)} still keeps {kept} finished frames of an earlier run of this output, which "
+                     f"this run did not use; delete it if that run is not to go on"]
+    assert kept_frames(out) == kept   # not deleted

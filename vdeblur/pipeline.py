@@ -495,6 +495,11 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         finished = True
         if state is not None:
             state.discard()
+        elif notify and not to_stdout and (kept := resume_mod.kept_frames(dst)):
+            # An earlier, interrupted run's progress, unused by this one-pass run: said, not deleted
+            # (it may be hours of another command's work).
+            notify(f"{resume_mod.state_dir(dst)} still keeps {kept} finished frames of an earlier run of this output, "
+                   f"which this run did not use; delete it if that run is not to go on")
         report.output = "standard output" if to_stdout else str(dst)
         if verify and not (from_stream or to_stdout):   # neither can be read again
             _read_back(report, src, dst, written, start, duration, encoding.get("size"), fps, reader.doubling and not fields,
