@@ -402,3 +402,14 @@ def test_reinterlace_progress_counts_the_frames_written(tv, tmp_path):
     deblur_video(tv, tmp_path / "o.mkv", backend=IdentityBackend(), reinterlace=True, codec="ffv1",
                  progress=lambda *a: seen.append(a))
     assert seen == [(n, 8) for n in range(1, 9)]   # 8 interlaced frames, not 16 field frames
+
+
+def test_reinterlace_counts_a_size_change_in_the_inputs_frames(tmp_path):
+    a, b, joined = tmp_path / "a.h264", tmp_path / "b.h264", tmp_path / "ab.h264"
+    make_video(a, width=64, height=48, frames=3, options={"preset": "ultrafast", "x264-params": "interlaced=1"})
+    make_video(b, width=96, height=64, frames=2, options={"preset": "ultrafast", "x264-params": "interlaced=1"})
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    report = deblur_video(joined, tmp_path / "out.mkv", backend=IdentityBackend(), deinterlace="tff", reinterlace=True,
+                          codec="ffv1")
+    assert report.frames == 5
+    assert report.resized.startswith("the input changes size mid-stream (96x64 from frame 3): 2 frame(s) were scaled")

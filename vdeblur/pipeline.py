@@ -770,8 +770,10 @@ def _resized(reader: VideoReader) -> str | None:
     if not reader.resized_frames:
         return None
     (w, h, index), info = reader.other_size, reader.info
+    per = 2 if reader.woven else 1   # the reader counts field frames; the input has half as many
     stretched = ", which stretches them" if w * info.height != h * info.width else ""
-    return (f"the input changes size mid-stream ({w}x{h} from frame {index}): {reader.resized_frames} frame(s) were "
+    return (f"the input changes size mid-stream ({w}x{h} from frame {index // per}): "
+            f"{reader.resized_frames // per} frame(s) were "
             f"scaled to {info.width}x{info.height}, the first frame's size{stretched}")
 
 
