@@ -112,19 +112,22 @@ def check_pairs(pairs: list[Pair], smallest: int, why: str) -> None:
     ``smallest`` pixels on each side (``why`` names what needs them)."""
     for pair in pairs:
         blur, sharp = image_size(pair.blur), image_size(pair.sharp)
-        if blur != sharp:
-            raise VdeblurError(f"{pair.blur}: size {blur[0]}x{blur[1]} differs from its sharp "
-                               f"partner's {sharp[0]}x{sharp[1]} ({pair.sharp})")
+        _check_same_size(pair, blur, sharp)
         if min(blur) < smallest:
             raise VdeblurError(f"{pair.blur}: {blur[0]}x{blur[1]} is smaller than {why}")
 
 
 def load_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     blur, sharp = read_image(pair.blur), read_image(pair.sharp)
-    if blur.shape != sharp.shape:
-        raise VdeblurError(f"{pair.blur}: size {blur.shape[1]}x{blur.shape[0]} differs from its sharp "
-                           f"partner's {sharp.shape[1]}x{sharp.shape[0]} ({pair.sharp})")
+    _check_same_size(pair, blur.shape[1::-1], sharp.shape[1::-1])
     return blur, sharp
+
+
+def _check_same_size(pair: Pair, blur: tuple[int, int], sharp: tuple[int, int]) -> None:
+    """Sizes as (width, height)."""
+    if blur != sharp:
+        raise VdeblurError(f"{pair.blur}: size {blur[0]}x{blur[1]} differs from its sharp "
+                           f"partner's {sharp[0]}x{sharp[1]} ({pair.sharp})")
 
 
 class PairedCrops:

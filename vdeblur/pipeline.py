@@ -705,7 +705,7 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
     errors: list[BaseException] = []
     inq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
     outq: queue.Queue = queue.Queue(maxsize=_QUEUE_FRAMES + batch)
-    expected = reader.info.frames // 2 if reader.woven and reader.info.frames else reader.info.frames
+    expected = reader.info.frames // reader.per_input_frame if reader.info.frames else reader.info.frames
     progress = _Progress(expected, quiet, done, on_frame)
     decoder = threading.Thread(target=_decode_stage, args=(reader, inq, stop), name="vdeblur-decode", daemon=True)
     encoder = threading.Thread(target=_encode_stage, args=(writer, outq, stop, progress, errors),
@@ -757,7 +757,7 @@ def _caption_lines(reader: VideoReader, writer) -> list[str]:
 
 def _captions(reader: VideoReader, writer) -> dict:
     """Closed captions in the input's video: kept (frames), or why not."""
-    found = reader.caption_frames // 2 if reader.woven else reader.caption_frames   # counted per field
+    found = reader.caption_frames // reader.per_input_frame
     if not found:
         return {}
     why = _captions_dropped(reader, writer)
@@ -770,7 +770,7 @@ def _resized(reader: VideoReader) -> str | None:
     if not reader.resized_frames:
         return None
     (w, h, index), info = reader.other_size, reader.info
-    per = 2 if reader.woven else 1   # the reader counts field frames; the input has half as many
+    per = reader.per_input_frame
     stretched = ", which stretches them" if w * info.height != h * info.width else ""
     return (f"the input changes size mid-stream ({w}x{h} from frame {index // per}): "
             f"{reader.resized_frames // per} frame(s) were "

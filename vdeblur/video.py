@@ -426,6 +426,12 @@ class VideoReader:
         """Whether two frames delivered make one frame written: interlaced input under --reinterlace."""
         return bool(self.weaving and self.doubling)
 
+    @property
+    def per_input_frame(self) -> int:
+        """Frames delivered per frame of the input: 2 where woven back, whose counts (frames, captions,
+        resized frames) are said in the input's frames."""
+        return 2 if self.woven else 1
+
     def use_rgb16(self, wide: bool) -> None:
         """Deliver deeper-than-8-bit video as uint16 RGB (for a backend that takes it)."""
         self.rgb_format = "rgb48le" if wide and self.info.high_bit_depth else "rgb24"
