@@ -1,6 +1,8 @@
 """Progress for callers: `deblur_video(progress=...)` and the CLI's `--json-progress` lines."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -96,3 +98,18 @@ def test_cli_json_progress_lines_then_the_report(clip, tmp_path, capsys, monkeyp
     assert progress[0]["progress"]["frames"] == 1 and progress[-1]["progress"]["frames"] == 9
     assert progress[-1]["progress"]["fraction"] == 1.0
     assert report["frames"] == 9 and "progress" not in report
+
+
+def test_from_a_pipe_the_last_object_is_the_last_frame(tmp_path):
+    """MPEG-TS from a pipe has no frame count; the last object gives the total once it is known."""
+    clip, out = tmp_path / "in.ts", tmp_path / "o.mkv"
+    make_video(clip, frames=9)
+    cat = subprocess.Popen(["cat", str(clip)], stdout=subprocess.PIPE)   # a real pipe: no seeking, no header count
+    run = subprocess.run([sys.executable, "-m", "vdeblur", "deblur", "-", "-o", str(out), "--json-progress",
+                          "--codec", "ffv1", "--threads", "1"], stdin=cat.stdout, capture_output=True, text=True)
+    cat.stdout.close()
+    assert cat.wait() == 0
+    assert run.returncode == 0, run.stderr
+    *progress, report = [json.loads(line) for line in run.stdout.splitlines()]
+    assert progress[0]["progress"]["total"] is None and report["frames"] == 9
+    assert progress[-1]["progress"] == {**progress[-1]["progress"], "frames": 9, "total": 9, "fraction": 1.0}

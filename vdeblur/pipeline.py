@@ -349,6 +349,13 @@ class _Progress:
         if self.callback is not None:
             self.callback(self.done, self.total)
 
+    def finish(self) -> None:
+        """All frames are written: a total that was unknown (a pipe) or estimated (a header's count) is now
+        known, and the callback hears it, so its last call is always the last frame."""
+        if self.callback is not None and self.total != self.done:
+            self.total = self.done
+            self.callback(self.done, self.total)
+
     def close(self) -> None:
         self.bar.close()
 
@@ -721,6 +728,7 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
         if errors:
             raise errors[0]
         writer.close()
+        progress.finish()
     finally:
         stop.set()
         for thread in (decoder, encoder):
