@@ -46,8 +46,9 @@ def pattern(i: int, height: int, width: int, high: bool = False) -> np.ndarray:
 
 def make_video(path, *, width=64, height=48, frames=8, rate=25, codec="libx264", pix_fmt="yuv420p",
                audio=False, subtitles=False, vfr=False, rotation=None, bt709=False, full_range=False,
-               untagged=False, sar=None, options=None, metadata=None, chapters=None, attachment=None):
-    """Write a test clip; returns the list of video pts written."""
+               untagged=False, sar=None, options=None, metadata=None, chapters=None, attachment=None,
+               cues=((0, 100, "hello"), (100, 100, "world"))):
+    """Write a test clip; returns the list of video pts written. ``cues``: the subtitles' (start ms, duration ms, text)."""
     high = "10" in pix_fmt
     out = av.open(str(path), "w")
     if metadata:
@@ -100,14 +101,14 @@ def make_video(path, *, width=64, height=48, frames=8, rate=25, codec="libx264",
             out.mux(a.encode(af))
         out.mux(a.encode(None))
     if s is not None:
-        for k, text in enumerate(["hello", "world"]):
+        for begin, length, text in cues:
             payload = text.encode()
             data = len(payload).to_bytes(2, "big") + payload if str(path).endswith((".mp4", ".mov")) else payload
             p = av.Packet(data)
             p.stream = s
             p.time_base = Fraction(1, 1000)
-            p.pts = p.dts = k * 100
-            p.duration = 100
+            p.pts = p.dts = begin
+            p.duration = length
             out.mux(p)
     out.close()
     return pts_list

@@ -760,3 +760,19 @@ def test_a_subtitle_on_screen_where_the_part_starts_is_kept_from_the_start(tmp_p
     assert [(round(t, 3), round(d, 3)) for t, d, _ in cues] == [(0.0, 0.06), (0.06, 0.1)]
     assert [data[-5:] for _, _, data in cues] == [b"hello", b"world"]   # the text unchanged
     assert report.warnings() == [] and any("2 packets bit-exact" in line for line in report.verified), report.verified
+
+
+@pytest.mark.parametrize("name", ["part.mkv", "part.mp4"])
+def test_two_subtitles_on_screen_where_the_part_starts_are_both_kept(tmp_path, name):
+    """Both would begin at the start; MP4 drops a packet with its predecessor's dts, so the second begins a tick
+    later. (An MP4 cannot hold cues that overlap, so the source is Matroska's SubRip.)"""
+    src, out = tmp_path / "subs.mkv", tmp_path / name
+    make_video(src, frames=6, subtitles=True, cues=((0, 200, "first"), (20, 180, "second"), (150, 50, "third")))
+    report = deblur_video(src, out, backend=IdentityBackend(), start=0.1)
+    cues = packets(out, "subtitle")
+    assert [data.lstrip(b"\x00\x05\x06") for _, _, data in cues] == [b"first", b"second", b"third"]
+    timing = [(0.0, 0.1), (0.001, 0.099), (0.05, 0.05)]
+    if name.endswith(".mp4"):   # an MP4 text track shows one cue at a time: each ends where the next begins
+        timing = [(0.0, 0.001), (0.001, 0.049), (0.05, 0.05)]
+    assert [(round(t, 3), round(d, 3)) for t, d, _ in cues] == timing
+    assert report.warnings() == [] and any(line.startswith("#1 subtitle") for line in report.verified), report.verified

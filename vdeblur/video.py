@@ -358,6 +358,7 @@ class VideoReader:
         self.start = float(start or 0.0)
         self.end = self.start + duration if duration is not None else None
         self._shift = start is not None   # a part starts at 0; a whole file keeps its own timeline
+        self._trimmed_to: dict[int, int] = {}   # per subtitle stream, where the last cue trimmed to the start begins
         if start and not self._pipe:   # a pipe cannot seek: frames before start are decoded and dropped
             try:
                 c.seek(int(start / vs.time_base) - 1, stream=vs, backward=True)   # the frame before too (deinterlacing)
@@ -544,7 +545,12 @@ class VideoReader:
         if packet.stream.type != "subtitle" or not packet.duration \
                 or float((pts + packet.duration) * time_base) <= self.start + 1e-6:
             return False
-        begin = round(self.start / time_base)
+        # Two cues on screen at the start would both begin there, and MP4 drops a packet with the dts of
+        # the one before: each further cue begins a tick later.
+        begin = max(round(self.start / time_base), self._trimmed_to.get(packet.stream.index, -1) + 1)
+        if pts + packet.duration <= begin:
+            return False
+        self._trimmed_to[packet.stream.index] = begin
         packet.duration = pts + packet.duration - begin
         packet.pts = packet.dts = begin
         return True
