@@ -135,6 +135,8 @@ def _bad_inputs(tmp):
         "tile": (full, ["--tile", "64", "--tile-overlap", "40"], "--tile-overlap"),
         "tile-shape": (full, ["--tile", "64x"], "--tile '64x': expected N or WIDTHxHEIGHT"),
         "start": (full, ["--start", "100"], "--start 100 is past the end of"),
+        "start-in-last-frame": (full, ["--start", "0.39"], "--start 0.39: no video frame of "
+                                f"{full} starts at or after it (the last starts at 0.360 s, and the video ends at 0.400 s)"),
         "start-nan": (full, ["--start", "nan"], "--start must be a number of seconds >= 0, got nan"),
         "duration-nan": (full, ["--duration", "nan"], "--duration must be > 0, got nan"),
         "crf-nan": (full, ["--crf", "nan"], "--crf must be a number, got nan"),

@@ -371,6 +371,10 @@ class VideoReader:
             length = self._length()
             if start and length is not None and start >= length:
                 raise VdeblurError(f"--start {start:g} is past the end of {self.path} ({length:.2f} s long)") from None
+            if start and self._before_start is not None:   # the last frame starts before --start and ends after it
+                ends = f", and the video ends at {length:.3f} s" if length else ""
+                raise VdeblurError(f"--start {start:g}: no video frame of {self.path} starts at or after it (the last "
+                                   f"starts at {self._before_start:.3f} s{ends})") from None
             where = f" after {start} s" if start else ""
             if _animated_webp(self.path):
                 raise VdeblurError(f"{self.path}: an animated WebP, which this FFmpeg cannot decode (it reads still WebP "
@@ -482,6 +486,7 @@ class VideoReader:
         ``_pending``. Frames before ``start`` are deinterlaced too: the first one kept has its neighbour."""
         self._pending: list = []
         self._video_done = False
+        self._before_start: float | None = None   # the time of the last frame dropped for starting before --start
         self.deinterlacer = Deinterlacer(self.deinterlace, self.double_rate, self.doubling,   # a fresh one after a seek
                                          self.field_order)
         first_kept = False   # woven back (--reinterlace), a frame's second field goes where its first went
@@ -493,6 +498,7 @@ class VideoReader:
             first_kept = False
             t = frame.time
             if self._shift and t is not None and t < self.start - 1e-6:
+                self._before_start = t
                 continue
             if self.end is not None and t is not None and t >= self.end - 1e-6:
                 self._video_done = True   # decoding stops; the demuxer goes on queuing the part's packets
