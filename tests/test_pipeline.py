@@ -81,6 +81,54 @@ def test_refuses_to_write_onto_the_input(clip, tmp_path, capsys):
     assert clip.read_bytes() == before
 
 
+@pytest.mark.parametrize("option", ["--weights", "--onnx"])
+def test_refuses_to_write_onto_its_own_model_file(clip, tmp_path, capsys, option):
+    model = tmp_path / "model.mkv"   # a name OUTPUT may well have
+    model.write_bytes(b"weights")
+    backend = ["--backend", "onnxruntime"] if option == "--onnx" else []
+    assert main(["deblur", str(clip), "-o", str(model), "--overwrite", "-q", option, str(model), *backend]) == 1
+    assert "would overwrite the input" in capsys.readouterr().err
+    with pytest.raises(VdeblurError, match="would overwrite the input"):
+        deblur_video(clip, model, weights=str(model), overwrite=True)
+    assert model.read_bytes() == b"weights"
+
+
+class Squatter(IdentityBackend):
+    """Another program writes the output's name while the run works."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = path
+
+    def run(self, frames):
+        if not self.path.exists():
+            self.path.write_bytes(b"precious")
+        return super().run(frames)
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_a_file_that_appears_at_output_during_the_run_is_left_alone(clip, tmp_path, resume):
+    out = tmp_path / "out.mkv"
+    with pytest.raises(VdeblurError, match=f"{out}: appeared while this run was writing it, and was left alone; "
+                                           f"the result is {tmp_path / 'out.vdeblur-1.mkv'}"):
+        deblur_video(clip, out, backend=Squatter(out), codec="ffv1", resume=resume)
+    assert out.read_bytes() == b"precious"
+    assert files(tmp_path) == ["out.mkv", "out.vdeblur-1.mkv"]   # the result, and nothing kept beside
+    assert len(video_pts(tmp_path / "out.vdeblur-1.mkv")) == 6
+    deblur_video(clip, out, backend=Squatter(out), codec="ffv1", resume=resume, overwrite=True)   # asked to replace it
+    assert len(video_pts(out)) == 6
+
+
+def test_a_picture_that_appears_in_an_output_sequence_during_the_run_is_left_alone(clip, tmp_path):
+    first = tmp_path / "f_0001.png"
+    with pytest.raises(VdeblurError, match=f"{first}: appeared while this run was writing"):
+        deblur_video(clip, tmp_path / "f_%04d.png", backend=Squatter(first))
+    assert first.read_bytes() == b"precious"
+    assert files(tmp_path) == [".f_%04d.png.vdeblur-resume", "f_0001.png"]   # the frames kept: --overwrite goes on
+    report = deblur_video(clip, tmp_path / "f_%04d.png", backend=IdentityBackend(), overwrite=True)
+    assert report.resumed_frames == 6 and files(tmp_path) == [f"f_{n:04d}.png" for n in range(1, 7)]
+
+
 class Failing(IdentityBackend):
     def __init__(self, exc):
         super().__init__()

@@ -158,7 +158,8 @@ def _get(q: queue.Queue, stop: threading.Event):
                 return _END
 
 
-def _check_paths(src: Path | str, dst: Path, overwrite: bool) -> None:
+def _check_paths(src: Path | str, dst: Path, overwrite: bool, models: tuple = ()) -> None:
+    """``models``: the weights, ONNX or engine files the run reads, which no output may replace either."""
     if str(dst) == STDIO:
         return
     hint = "give an output file name"
@@ -168,7 +169,7 @@ def _check_paths(src: Path | str, dst: Path, overwrite: bool) -> None:
         if not src.exists():
             raise VdeblurError(f"{src}: no such file")
         hint += f" such as {dst / src.name}"
-    inputs = () if is_stream(src) else (src,)
+    inputs = (*(() if is_stream(src) else (src,)), *(m for m in models if m and Path(m).exists()))
     if sequence.is_sequence(dst):
         require_pyav()
         from .video import check_sequence_suffix
@@ -204,11 +205,41 @@ def _temp_path(dst: Path) -> Path:
     return dst.with_name(f".{dst.stem}.vdeblur-{os.getpid()}.partial{dst.suffix}")
 
 
-def _publish(tmp: Path, dst: Path) -> None:
+def _publish(tmp: Path, dst: Path, overwrite: bool) -> Path:
+    """The finished file takes its name, which is returned. Without ``overwrite``, a file that appeared there
+    while the run worked (another program, a second run onto the same name) is left alone, and the result takes
+    a free name beside it (the caller says so), so hours of work are neither lost nor silently written over."""
     if sequence.is_sequence(dst):
+        if not overwrite and (there := sequence.numbers(dst)):
+            raise VdeblurError(f"{sequence.file_name(dst, there[0])}: appeared while this run was writing {dst}; "
+                               f"it was left alone (--overwrite replaces it)")
         sequence.publish(tmp, dst)
-    else:
+        return dst
+    if overwrite:
         os.replace(tmp, dst)
+        return dst
+    for n in range(1000):
+        name = dst if n == 0 else dst.with_name(f"{dst.stem}.vdeblur-{n}{dst.suffix}")
+        if _link_new(tmp, name):
+            tmp.unlink(missing_ok=True)
+            return name
+    raise VdeblurError(f"{dst}: appeared while this run was writing it, and was left alone")
+
+
+def _link_new(tmp: Path, name: Path) -> bool:
+    """Give ``tmp`` the new name ``name`` unless a file has it: False then. A hard link fails where the name
+    exists, in one step; filesystems without hard links (FAT, exFAT, some network shares) are checked first,
+    then renamed, which leaves a moment between the two."""
+    try:
+        os.link(tmp, name)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:
+        if name.exists():
+            return False
+        os.replace(tmp, name)
+        return True
 
 
 def _discard(tmp: Path) -> None:
@@ -399,7 +430,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     """
     from_stream, to_stdout = is_stream(src), str(dst) == STDIO
     src, dst = (str(src) if from_stream else Path(src)), Path(dst)
-    _check_paths(src, dst, overwrite)
+    _check_paths(src, dst, overwrite, models=(weights, engine, onnx))
     container = check_container(container, to_stdout)
     if batch < 1:
         raise VdeblurError(f"--batch must be >= 1, got {batch}")
@@ -447,6 +478,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     resumable = resume and not from_stream and not to_stdout and not fields \
         and (sequence.is_sequence(dst) or resume_mod.muxer_takes_global_header(dst))
     tmp = None if to_stdout else _temp_path(dst)
+    published = dst
     writer = None
     state = None
     owned_backend = None   # opened here, so closed here; a Backend passed in is the caller's
@@ -498,7 +530,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         if drops_alpha and reader.transparent_frames:   # an opaque first frame, transparent ones later
             report.transparency_lost = alpha_not_kept(pix_fmt, reader.transparent_frames)
         if tmp is not None:
-            _publish(tmp, dst)
+            published = _publish(tmp, dst, overwrite)
         finished = True
         if state is not None:
             state.discard()
@@ -507,10 +539,13 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             # (it may be hours of another command's work).
             notify(f"{resume_mod.state_dir(dst)} still keeps {kept} finished frames of an earlier run of this output, "
                    f"which this run did not use; delete it if that run is not to go on")
-        report.output = "standard output" if to_stdout else str(dst)
+        report.output = "standard output" if to_stdout else str(published)
         if verify and not (from_stream or to_stdout):   # neither can be read again
-            _read_back(report, src, dst, written, start, duration, encoding.get("size"), fps, reader.doubling and not fields,
-                       fields)
+            _read_back(report, src, published, written, start, duration, encoding.get("size"), fps,
+                       reader.doubling and not fields, fields)
+        if not to_stdout and published != dst:
+            raise VdeblurError(f"{dst}: appeared while this run was writing it, and was left alone; the result is "
+                               f"{published}")
         return report
     finally:
         if not finished:
@@ -979,7 +1014,8 @@ def run(args) -> int:
         raise
     for src, dst in todo:   # every path checked before hours of work on the first file
         try:
-            _check_paths(src, dst, args.overwrite)
+            _check_paths(src, dst, args.overwrite, models=(args.weights, getattr(args, "engine", None),
+                                                           getattr(args, "onnx", None)))
         except VdeblurError as e:
             _print_json(args, src, dst, error=str(e))
             raise
