@@ -94,6 +94,8 @@ def test_memory_check_reports_both_lengths(tmp_path):
     (["--frames", "0"], "--frames"),
     (["--stages", "model,nope"], "--stages"),
     (["--precision", "fp64"], "precision"),
+    (["--precision", ","], "--precision: give at least one of auto, fp32, bf16, fp16"),
+    (["--stages", ""], "--stages: give at least one of decode"),
     (["/no/such/file.mp4"], "no such file"),
     (["--threads", "9999"], "--threads must be between 0 (one per core) and this machine's"),
 ])
@@ -121,3 +123,22 @@ def test_cuda_reports_gpu_memory_and_event_times(capsys, tiny_model):
         assert m["gpu_event_ms_per_frame"] > 0 and m["fraction_of_peak"] > 0
     assert r["peaks"]["fp16"]["via"] == "mm"
     assert st["end_to_end"]["frames_per_run"] == 4
+
+
+def test_the_shipped_weights_config_is_reported_and_measured(capsys):
+    """No --weights: the FLOPs and the reported config are the shipped checkpoint's, not the paper's defaults."""
+    from vdeblur import load_model
+
+    r = _bench_json(capsys, "--size", "32x32", "--frames", "1", "--precision", "fp32", "--stages", "model",
+                    "--repeats", "1")
+    shipped = load_model(None).config
+    assert r["model"]["config"] == shipped.to_dict() and r["model"]["config"]["global_residual"] is True
+    assert r["sizes"][0]["stages"]["model"]["fp32"]["flops_per_frame"] == flops_per_frame(shipped, 32, 32)
+
+
+def test_auto_precision_is_the_backends_own_pick(capsys):
+    """ONNX Runtime has no bf16 convolutions: its "auto" is fp32 even on a CPU where torch's is bf16."""
+    pytest.importorskip("onnxruntime")
+    r = _bench_json(capsys, "--backend", "onnxruntime", "--size", "32x32", "--frames", "1", "--stages", "model",
+                    "--repeats", "1")
+    assert r["settings"]["precisions"] == ["fp32"] and list(r["sizes"][0]["stages"]["model"]) == ["fp32"]

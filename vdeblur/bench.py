@@ -581,9 +581,15 @@ def run_bench(args) -> dict:
     check_threads(args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if not stages:
+        raise VdeblurError(f"--stages: give at least one of {', '.join(STAGES)}")
     device = resolve_device(args.device)
-    precisions = list(dict.fromkeys(resolve_precision(p, device) for p in _split(args.precision)))
-    if device.type == "cpu" and "bf16" in precisions and not cpu_bf16_kind():
+    requested = list(dict.fromkeys(_split(args.precision)))
+    if not requested:
+        raise VdeblurError("--precision: give at least one of auto, fp32, bf16, fp16")
+    for p in requested:
+        resolve_precision(p, device)   # an unknown name fails before any work
+    if device.type == "cpu" and "bf16" in requested and not cpu_bf16_kind():
         print("vdeblur: warning: this CPU has no native bf16; bf16 is emulated and may be hundreds of times "
               "slower than fp32", file=sys.stderr)
     weights, weights_note = weights_source(args.weights, args.backend)
@@ -591,10 +597,14 @@ def run_bench(args) -> dict:
     encode_opts = {"codec": args.codec, "crf": args.crf, "preset": args.preset}
     tile = check_tiling(args.tile, args.tile_overlap)   # (width, height) or None, checked before any work
     cfg = ModelConfig()
-    if args.weights:   # FLOPs follow the checkpoint's own config
+    from .weights import default_weights
+
+    shipped = default_weights()
+    own_file = args.onnx or getattr(args, "engine", None)   # the model file the backend brings
+    if args.weights or (not random_weights and not own_file and shipped is not None):   # the checkpoint's own config
         from .checkpoint import read_checkpoint
 
-        cfg = read_checkpoint(args.weights).config
+        cfg = read_checkpoint(args.weights or shipped.path).config
     with torch.device("meta"):
         from .network import build_model
 
@@ -606,7 +616,7 @@ def run_bench(args) -> dict:
         "device": device_facts(device),
         "weights": weights_note,
         "model": {"config": cfg.to_dict(), "parameters": params},
-        "settings": {"backend": args.backend, "precisions": precisions, "batch": args.batch, "repeats": args.repeats,
+        "settings": {"backend": args.backend, "precisions": None, "batch": args.batch, "repeats": args.repeats,
                      "e2e_repeats": args.e2e_repeats or args.repeats,
                      "warmup": args.warmup, **torch_options(args), "tile": list(tile) if tile else None, "encode": encode_opts},
         "sizes": [],
@@ -615,13 +625,15 @@ def run_bench(args) -> dict:
         workdir = Path(tmp)
         clips = _clips(args, workdir)
         runners = {}
-        for precision in precisions:
+        for precision in requested:   # "auto" is the backend's own pick (ONNX Runtime's is fp32 on a CPU)
             options = BackendOptions(weights=weights, device=args.device, precision=precision, batch=args.batch,
                                      engine=args.engine, onnx=args.onnx, threads=args.threads, **torch_options(args))
             backend = open_model_backend(args.backend, options, random_weights)
             if tile:
                 backend = TiledBackend(backend, tile, args.tile_overlap)
-            runners[precision] = backend
+            runners.setdefault(backend.describe()["precision"], backend)
+        precisions = list(runners)
+        result["settings"]["precisions"] = precisions
         result["backend"] = runners[precisions[0]].describe()
         try:
             per_size, variants = [], []

@@ -364,6 +364,10 @@ class VideoReader:
                 c.seek(int(start / vs.time_base) - 1, stream=vs, backward=True)   # the frame before too (deinterlacing)
             except av.error.FFmpegError as e:
                 raise VdeblurError(f"{self.path}: cannot seek to {start} s ({e.strerror})") from None
+            except OverflowError:   # beyond any timestamp the stream can hold
+                length = self._length()
+                raise VdeblurError(f"--start {start:g} is past the end of {self.path}"
+                                   + (f" ({length:.2f} s long)" if length is not None else "")) from None
         self._frames = self._decoded_frames()
         try:
             first = next(self._frames)
