@@ -101,6 +101,12 @@ def test_cli_trains_and_refuses_to_overwrite(tmp_path, capsys):
     (["--lr-power", "-1"], "--lr-power must be a number >= 0, got -1"),
     (["--grad-weight", "inf"], "--grad-weight must be a number >= 0, got inf"),
     (["--threads", "9999"], "--threads must be between 0 (one per core) and this machine's"),
+    (["--seed", "-1"], "--seed must be between 0 and 2**63 - 1, got -1"),
+    (["--seed", str(2**64)], "--seed must be between 0 and 2**63 - 1"),
+    (["--checkpoint-minutes", "-1"], "--checkpoint-minutes must be a positive number of minutes, got -1.0"),
+    (["--time-limit", "nan"], "--time-limit must be a positive number of minutes, got nan"),
+    (["--log-every", "0"], "--log-every must be at least 1, got 0"),
+    (["--no-synthetic", "--synthetic-fraction", "0.5"], "--no-synthetic has none"),
 ])
 def test_cli_bad_options(tmp_path, capsys, extra, message):
     rc = main(["train", "--out", str(tmp_path / "x"), "--widths", "4", "8", "16", "--blocks", "1",
@@ -108,6 +114,15 @@ def test_cli_bad_options(tmp_path, capsys, extra, message):
     assert rc == 1
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../escape", "/abs/path"])
+def test_a_run_name_is_one_folder_name(tmp_path, capsys, monkeypatch, name):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["train", "--name", name, "--steps", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"vdeblur: error: --name {name!r}: a run name is one folder name under") and "--out" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_resume_of_a_non_run(tmp_path, capsys):
@@ -181,3 +196,22 @@ def test_compiled_training_follows_eager(tmp_path, monkeypatch):
 
 def _recipe_start(recipe):
     return Trainer(recipe, torch.device("cpu"), "fp32").model.state_dict()
+
+
+def test_a_signal_checkpoints_and_exits_128_plus_n(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "vdeblur", "train", "--out", str(out), "--widths", "4", "8", "16",
+                             "--blocks", "1", "--crop", "32", "--batch", "1", "--steps", "100000", "--no-progress",
+                             "--log-every", "1", "--threads", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "log.jsonl").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and "continue with: vdeblur train --resume" in err
+    assert json.loads((out / "latest.json").read_text())["step"] >= 1

@@ -81,6 +81,8 @@ class Recipe:
                 raise VdeblurError(f"{name} must be a number >= 0, got {value}")
         if not self.synthetic and not self.data:
             raise VdeblurError("--no-synthetic needs --data DIR with blur/sharp pairs")
+        if not 0 <= self.seed < 2**63:   # torch's and numpy's seeds
+            raise VdeblurError(f"--seed must be between 0 and 2**63 - 1, got {self.seed}")
 
 
 # ----------------------------------------------------------------------------- losses
@@ -402,6 +404,7 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
               f"{trainer.elapsed / 60:.1f} min of training)", file=sys.stderr, flush=True)
     if world > 1:
         dist.destroy_process_group()
+    trainer.stopped_by = stop["signal"]
     return trainer
 
 
@@ -493,7 +496,22 @@ def recipe_from_args(args) -> Recipe:
     return r
 
 
+def _check_run_options(args) -> None:
+    name = args.name
+    if not args.out and (not name or name in (".", "..") or "/" in name or "\\" in name or Path(name).is_absolute()):
+        raise VdeblurError(f"--name {name!r}: a run name is one folder name under {cache_root() / 'runs'}; "
+                           f"give a path with --out instead")
+    for option, value in (("--checkpoint-minutes", args.checkpoint_minutes), ("--time-limit", args.time_limit)):
+        if value is not None and not 0 < value < math.inf:   # NaN too
+            raise VdeblurError(f"{option} must be a positive number of minutes, got {value}")
+    if args.log_every < 1:
+        raise VdeblurError(f"--log-every must be at least 1, got {args.log_every}")
+    if args.no_synthetic and args.synthetic_fraction is not None:
+        raise VdeblurError("--synthetic-fraction is the share of synthetic samples; --no-synthetic has none")
+
+
 def run(args) -> int:
+    _check_run_options(args)
     run_dir = (args.out or cache_root() / "runs" / args.name).expanduser()
     if run_dir.exists() and not run_dir.is_dir():
         raise VdeblurError(f"{run_dir}: not a folder; --out names the folder a run keeps its checkpoints in")
@@ -520,4 +538,6 @@ def run(args) -> int:
                     compile=args.compile)
     if trainer.step < recipe.steps:
         print(f"vdeblur train: continue with: vdeblur train --resume --out {run_dir}", file=sys.stderr)
+    if trainer.stopped_by is not None:   # checkpointed, but stopped as asked: 128 + N, as every command exits
+        return 128 + trainer.stopped_by
     return 0
