@@ -46,6 +46,12 @@ def test_odd_size_restores_to_input_size():
     assert y.min() >= 0 and y.max() <= 1
 
 
+def test_restore_is_inference_only():
+    """The Python API's restore keeps no autograd graph (5x the memory), so its result converts to numpy."""
+    y = build_model(LIGHT).eval().restore(torch.rand(1, 3, 32, 32))
+    assert not y.requires_grad and y.numpy().shape == (1, 3, 32, 32)
+
+
 def test_batch_of_720p_in_light_config():
     model = build_model(LIGHT).eval()
     x = torch.rand(2, 3, 720, 1280)

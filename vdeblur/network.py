@@ -258,8 +258,11 @@ class DeblurNet(nn.Module):
     def forward(self, blurry: torch.Tensor) -> torch.Tensor:
         return self.forward_pyramid(blurry)[-1]
 
+    @torch.no_grad()
     def restore(self, frames: torch.Tensor) -> torch.Tensor:
-        """Deblur NCHW images in [0, 1] of any size: edge-pad to the size multiple, run, crop, clamp."""
+        """Deblur NCHW images in [0, 1] of any size: edge-pad to the size multiple, run, crop, clamp.
+        Inference only: no autograd graph (which would hold every activation: 5x the memory); train
+        through ``forward``."""
         h, w = frames.shape[-2:]
         padded = pad_to_multiple(frames, self.config.size_multiple)
         return self(padded)[..., :h, :w].clamp(0.0, 1.0)
