@@ -138,6 +138,13 @@ def test_export_never_overwrites_its_weights(tiny_model, tmp_path, capsys):
     assert weights.read_bytes() == before
 
 
+def test_export_to_a_dash_is_refused_not_a_file_named_dash(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "-o", "-"]) == 1
+    assert capsys.readouterr().err == "vdeblur: error: -o -: this command writes a file, not standard output; give a file name\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def _as_vs_mlrt_loads(proto, height, width):
     """What vs-mlrt's loader does to a file before its runtime sees it: batch 1 and the tile size
     written into the input, the output's height and width cleared, then ONNX shape inference."""

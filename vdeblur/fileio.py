@@ -83,6 +83,8 @@ def check_output(path: str | os.PathLike, overwrite: bool, dir_hint: str = "",
     """The no-clobber rule every command shares: an existing file is replaced only when asked,
     a directory never (``dir_hint`` says what to give instead), and one of the command's ``inputs``
     not even then (by name, link or second name of the same file)."""
+    if str(path) == STDIO:   # deblur streams to "-"; the commands that come here write files
+        raise VdeblurError("-o -: this command writes a file, not standard output; give a file name")
     path = Path(path)
     for source in map(Path, inputs):
         if path.resolve() == source.resolve() or (path.exists() and source.exists() and os.path.samefile(path, source)):
