@@ -78,6 +78,17 @@ def test_a_sequence_from_1001_into_mp4_at_the_given_rate(tmp_path):
     assert min(psnr(a, b) for a, (_, b) in zip(frames, got)) > 40   # RGB -> YUV 4:4:4 -> RGB, lossless coding
 
 
+@pytest.mark.parametrize("resume", [True, False])
+def test_a_slow_time_lapse_keeps_its_b_frames_in_order(tmp_path, resume):
+    """One frame per 100 s: x264 decodes a B-frame's neighbour minutes before showing it, which is no garbage."""
+    src, _ = write_pngs(tmp_path / "lapse", 1, 6)
+    out = tmp_path / "lapse.mkv"
+    report = deblur_video(src, out, backend=IdentityBackend(), fps=Fraction(1, 100), resume=resume)
+    assert report.frames == 6 and report.warnings() == []
+    with av.open(str(out)) as c:
+        assert [round(f.time) for f in c.decode(video=0)] == [0, 100, 200, 300, 400, 500]
+
+
 def test_a_video_into_a_png_sequence_numbered_from_1_at_16_bits_for_10_bit(tmp_path):
     src = tmp_path / "in.mp4"
     make_video(src, frames=5, pix_fmt="yuv420p10le", audio=True)

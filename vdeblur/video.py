@@ -212,14 +212,18 @@ def upright(image: np.ndarray, steps: tuple[bool, bool, bool]) -> np.ndarray:
 
 #: Seconds an encoder may decode a frame before showing it (B-frame reordering is a few frames).
 _LONGEST_REORDER = 60
+_REORDER_FRAMES = 40   # x264 and x265 delay at most 16 B-frames plus lookahead reordering
 
 
 def repair_dts(packet: av.Packet) -> None:
     """A DTS after its packet's PTS, or more than a minute before, is garbage: the PTS stands in for it.
     libx265 gives one in five encodes of exactly two frames such a DTS (1e17 off; the pictures are
     fine), and a resumable run's last segment can hold two frames: the muxer refused it at the very end."""
-    if packet.dts is not None and packet.pts is not None and packet.time_base \
-            and not 0 <= (packet.pts - packet.dts) * packet.time_base <= _LONGEST_REORDER:
+    if packet.dts is None or packet.pts is None or not packet.time_base:
+        return
+    # A slow time-lapse (--fps 0.05: 20 s a frame) reorders over minutes: the limit is frames too.
+    longest = max(_LONGEST_REORDER, _REORDER_FRAMES * (packet.duration or 0) * packet.time_base)
+    if not 0 <= (packet.pts - packet.dts) * packet.time_base <= longest:
         packet.dts = packet.pts
 
 
