@@ -220,6 +220,21 @@ def test_a_video_keeps_its_rotation_as_a_tag_not_turned_pixels(tmp_path):
     assert frame.rotation == 90 and (frame.width, frame.height) == (64, 48)
 
 
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+@pytest.mark.parametrize("name", ["still.png", "frames/%02d.png"])
+def test_a_rotated_video_written_as_image_files_is_turned_upright(tmp_path, rotation, name):
+    """Image files keep no rotation, so a phone's portrait video comes out as a player shows it (it lay on its side)."""
+    src, out = tmp_path / "portrait.mp4", tmp_path / name
+    out.parent.mkdir(exist_ok=True)
+    make_video(src, frames=1, rotation=rotation, width=64, height=48)
+    source = first_frame(src)
+    shown = np.rot90(source.to_ndarray(format="rgb24"), k=source.rotation // 90)   # rotation: degrees anticlockwise
+    report = deblur_video(src, out, backend=IdentityBackend())
+    assert report.warnings() == []   # the read-back expects it upright
+    frame = first_frame(out if name == "still.png" else tmp_path / "frames" / "01.png")
+    assert frame.rotation == 0 and np.array_equal(frame.to_ndarray(format="rgb24"), shown)
+
+
 def test_a_png_with_an_icc_profile_does_not_crash_the_process(tmp_path):
     """Screenshots and exported photos carry an ICC profile, which FFmpeg's PNG decoder names in
     metadata PyAV 18 frees twice: `vdeblur deblur` died with a segmentation fault. Run in a child

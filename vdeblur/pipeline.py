@@ -439,7 +439,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     regions = parse_regions(region)
     view = View(compare, strength)
     require_pyav()
-    from .video import VideoReader, VideoWriter, alpha_not_kept, check_part, codec_for_suffix
+    from .video import VideoReader, VideoWriter, alpha_not_kept, check_part, codec_for_suffix, keeps_no_rotation
 
     check_part(start, duration)
     if crf is not None and not math.isfinite(crf):
@@ -450,8 +450,9 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         raise VdeblurError(f"{option} makes one frame per field: it needs --deinterlace auto, tff or bff")
     double_rate = double_rate or reinterlace
     deinterlace, detected, order = _interlacing(src, start, duration, fps, deinterlace, from_stream)
+    upright = not to_stdout and keeps_no_rotation(dst)
     reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace, double_rate=double_rate,
-                         field_order=order, weaving=reinterlace)
+                         field_order=order, weaving=reinterlace, upright=upright)
     fields = _woven_order(reader, deinterlace) if reader.woven else None
     if fields and deinterlace == "auto" and order is None and not from_stream:
         # bwdif must take the fields in the order they are woven back in: left to the frames' own flags,
@@ -459,7 +460,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         # field's lines would be woven onto the other field's.
         reader.close()
         reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace, double_rate=True,
-                             field_order=fields, weaving=True)
+                             field_order=fields, weaving=True, upright=upright)
     if regions is not None:
         try:
             regions = [_stored_region(reader, r) for r in regions]
@@ -687,9 +688,10 @@ def _write_kept(state, src: Path, tmp: Path, dst: Path, *, start, duration, enco
                 fps: Fraction | None = None, deinterlace: tuple[str, bool] = ("auto", False)) -> VideoWriter:
     """``tmp`` from the kept video segments and the input's other streams, in one pass (no decoding
     beyond the first frames; ``deinterlace``, the mode and double rate, gives the video's timing)."""
-    from .video import VideoReader, VideoWriter
+    from .video import VideoReader, VideoWriter, keeps_no_rotation
 
-    reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace[0], double_rate=deinterlace[1])
+    reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace[0], double_rate=deinterlace[1],
+                         upright=keeps_no_rotation(dst))
     try:
         writer = VideoWriter(tmp, reader, **encoding, label=dst)
         try:

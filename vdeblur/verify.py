@@ -18,7 +18,7 @@ import av
 
 from . import sequence
 from .hdr import WRITERS, read_hdr10, side_data
-from .video import VideoReader, output_colour, prepare_decoder
+from .video import VideoReader, keeps_no_rotation, output_colour, prepare_decoder
 
 
 @dataclass
@@ -78,7 +78,8 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
     output image sequence keeps no time: its frames are counted."""
     reencoded = reencoded or {}
     result = Verification()
-    reader = VideoReader(src, start=start, duration=duration, rate=rate if sequence.is_sequence(src) else None)
+    reader = VideoReader(src, start=start, duration=duration, rate=rate if sequence.is_sequence(src) else None,
+                         upright=keeps_no_rotation(dst))
     try:
         video_index = reader.stream.index
         if reader.orientation:   # a photo turned upright as its EXIF said: no rotation left, sides maybe swapped

@@ -26,7 +26,7 @@ import numpy as np
 from . import photo_tags, sequence
 from .deinterlace import INTERLACED_ENCODERS, Deinterlacer, Weaver, check_mode as check_deinterlace
 from .errors import VdeblurError
-from .fileio import PIPE_DEFAULT, PIPE_FORMATS, STDIO
+from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO
 from .hdr import HDR10, WRITERS, encoder_options, has_captions, read_dynamic_hdr, read_hdr10, side_data
 
 # Streams copied packet for packet (attachments are not packets: they are copied from the header).
@@ -184,6 +184,11 @@ def _pictures(container) -> bool:
     return container.format.name == "image2" or container.format.name.endswith("_pipe")
 
 
+def keeps_no_rotation(path: str | os.PathLike) -> bool:
+    """Image files (one, or numbered ones) hold no display matrix: a rotation must be in their pixels."""
+    return sequence.is_sequence(path) or Path(path).suffix.lower() in IMAGE_SUFFIXES
+
+
 def orientation(matrix: tuple[int, ...]) -> tuple[bool, bool, bool] | None:
     """(transpose, flip left-right, flip top-bottom), in that order, that show stored pixels the way a
     display matrix says, or None where it shows them as they are or turns them by other than right
@@ -299,7 +304,8 @@ class VideoReader:
 
     def __init__(self, path: str | os.PathLike, start: float | None = None, duration: float | None = None,
                  rate: Fraction | None = None, deinterlace: str = "auto", double_rate: bool = False,
-                 field_order: str | None = None, weaving: bool = False):
+                 field_order: str | None = None, weaving: bool = False, upright: bool = False):
+        self.upright = upright   # turn a video's rotation into its pixels: the output (image files) keeps none
         self.path = "standard input" if str(path) == STDIO else str(path)   # the name messages give
         self._pipe = str(path) == STDIO
         check_part(start, duration)
@@ -406,9 +412,10 @@ class VideoReader:
         # that has a profile off the decoded frame itself crashes PyAV 18 (see hdr.side_data).
         self._look_for_captions = vs.codec_context.name in CAPTION_DECODERS and "ICC_PROFILE" not in found
         matrix = struct.unpack("=9i", found["DISPLAYMATRIX"][:36]) if "DISPLAYMATRIX" in found else None
-        # A photo's EXIF orientation: image files keep none, so the pixels are turned upright here.
-        # A video's display matrix is written again instead, as players expect.
-        pictures = _pictures(c) or self.sequence_start is not None
+        # A photo's EXIF orientation: image files keep none, so the pixels are turned upright here, and
+        # so are a video's written as image files. Into a video the display matrix is written again
+        # instead, as players expect.
+        pictures = _pictures(c) or self.sequence_start is not None or self.upright
         self.orientation = orientation(matrix) if pictures and matrix is not None else None
         self.stored_size = (first.width, first.height)   # before turning upright
         width, height = self.stored_size[::-1] if self.orientation and self.orientation[0] else self.stored_size
