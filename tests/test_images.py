@@ -115,6 +115,36 @@ def test_a_grey_picture_stays_grey_and_exact_without_false_warnings(tmp_path, de
     assert np.array_equal(frame.to_ndarray().astype(np.uint16), grey.astype(np.uint16))
 
 
+class Tinting(IdentityBackend):
+    """A model whose output has a faint colour cast, as a real one's has on grey input."""
+
+    def run(self, frames):
+        out = super().run(frames)
+        top = np.iinfo(out.dtype).max
+        out[..., 0] = np.minimum(out[..., 0].astype(np.int64) + top // 8, top).astype(out.dtype)
+        return out
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["8-bit", "16-bit"])
+@pytest.mark.parametrize("suffix", [".jpg", ".mp4"])
+def test_a_grey_picture_stays_grey_in_a_colour_format(tmp_path, deep, suffix):
+    """JPEG and H.264 have no grey format here: the model's tints came out as colour in a grey scan."""
+    src, out = tmp_path / "grey.png", tmp_path / f"out{suffix}"
+    _grey_png(src, deep)
+    report = deblur_video(src, out, backend=Tinting(uint16=deep))
+    assert report.warnings() == []
+    chroma = first_frame(out).to_ndarray(format="yuv444p")[1:].astype(int) - 128
+    assert np.abs(chroma).max() <= 1   # lossy coding's rounding; the cast would be 15 in V
+
+
+def test_a_grey_jpeg_into_png_reads_back_without_false_warnings(tmp_path):
+    """A grey JPEG says no range (and BT.601); a grey PNG full range: grey has neither a matrix nor video range."""
+    src, out = tmp_path / "grey.jpg", tmp_path / "out.png"
+    Image.fromarray(np.tile(np.arange(60, dtype=np.uint8) * 4, (40, 1))).save(src)
+    report = deblur_video(src, out, backend=IdentityBackend())
+    assert report.warnings() == [] and report.verified[-1] == "size, rotation, aspect ratio and colour tags"
+
+
 def test_colour_written_as_grey_is_its_bt601_luma(photo, tmp_path):
     out = tmp_path / "grey.png"
     deblur_video(photo, out, backend=IdentityBackend(), pix_fmt="gray")

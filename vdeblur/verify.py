@@ -18,7 +18,7 @@ import av
 
 from . import sequence
 from .hdr import WRITERS, read_hdr10, side_data
-from .video import VideoReader, keeps_no_rotation, output_colour, prepare_decoder
+from .video import VideoReader, is_gray, keeps_no_rotation, output_colour, prepare_decoder
 
 
 @dataclass
@@ -283,8 +283,8 @@ def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int
         # and matrix of the output's kind of pixels (an RGB source written as YUV gets BT.709).
         width, height = size or a[:2]
         a = (width, height, 0 if turned else a[2], *output_colour(a[3], a[4], a[8], b[8], b[9]), *a[5:8])
-        if av.VideoFormat(b[8]).is_rgb:   # RGB pixels have no range or matrix (TIFF stores neither)
-            a = (*a[:3], *b[3:5], *a[5:])
+        if av.VideoFormat(b[8]).is_rgb or is_gray(b[8]):   # RGB and grey pixels have no matrix, and image files
+            a = (*a[:3], *b[3:5], *a[5:])                   # store grey as full range (TIFF stores neither)
         elif {a[3], b[3]} == {0, 1}:   # unspecified YUV range means limited: AV1 always says it, and
             a = (*a[:3], b[3], *a[4:])  # H.264/HEVC say neither range nor matrix where no matrix is tagged
         if a[4] == 2 and b[4] in (5, 6) or {a[4], b[4]} == {5, 6}:   # unspecified matrix means swscale's BT.601;

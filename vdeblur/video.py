@@ -1090,6 +1090,8 @@ class VideoWriter:
         if enc.name == "mjpeg" and pix_fmt is None:
             self.pix_fmt = "yuv444p"   # no chroma loss
         self.keeps_alpha = has_alpha(self.pix_fmt)
+        # A grey source stays grey in colour formats too (JPEG, H.264 4:2:0): the model's RGB has faint tints.
+        self.neutral = is_gray(info.pix_fmt) and not is_gray(self.pix_fmt)
         self.color_range, self.colorspace = output_colour(info.color_range, info.colorspace, info.pix_fmt,
                                                           self.pix_fmt, enc.name)
         options = {}
@@ -1413,10 +1415,13 @@ class VideoWriter:
         """RGB array (and the source's alpha, kept where the output format has alpha) -> frame in the
         output pixel format (split out so `vdeblur bench` can time it)."""
         wide = image.dtype == np.uint16
-        if is_gray(self.pix_fmt):   # swscale's RGB48 to grey16 is off by up to 164 of 65535, and ya8's alpha by 1
+        if is_gray(self.pix_fmt) or self.neutral:   # swscale's RGB48 to grey16 is off by up to 164 of 65535
             luma = image.astype(np.float32) @ np.asarray(LUMA.get(self.colorspace, LUMA_601), np.float32)
             np.rint(luma, out=luma)
             luma = luma.astype(image.dtype)
+        if self.neutral:
+            image = np.repeat(luma[..., None], 3, axis=2)
+        if is_gray(self.pix_fmt):   # ya8's alpha is off by 1 through swscale too
             if self.pix_fmt.startswith("ya"):
                 frame = _packed_frame(np.dstack([luma, alpha if alpha is not None else np.full_like(luma, -1)]),
                                       "ya16le" if wide else "ya8")
