@@ -185,6 +185,8 @@ def _bad_inputs(tmp):
         "start": (full, ["--start", "100"], "--start 100 is past the end of"),
         "start-in-last-frame": (full, ["--start", "0.39"], "--start 0.39: no video frame of "
                                 f"{full} starts at or after it (the last starts at 0.360 s, and the video ends at 0.400 s)"),
+        "between-frames": (full, ["--start", "0.02", "--duration", "0.01"], f"{full}: no video frame starts between "
+                           "0.02 and 0.03 s (--start and --duration select a part shorter than a frame)"),
         "start-huge": (full, ["--start", "1e15"], "--start 1e+15 is past the end of"),
         "start-inf": (full, ["--start", "1e308"], "--start 1e+308 is past the end of"),
         "start-nan": (full, ["--start", "nan"], "--start must be a number of seconds >= 0, got nan"),

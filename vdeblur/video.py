@@ -385,6 +385,9 @@ class VideoReader:
             length = self._length()
             if start and length is not None and start >= length:
                 raise VdeblurError(f"--start {start:g} is past the end of {self.path} ({length:.2f} s long)") from None
+            if self._video_done:   # frames before the part and after it, none inside
+                raise VdeblurError(f"{self.path}: no video frame starts between {self.start:g} and {self.end:g} s "
+                                   f"(--start and --duration select a part shorter than a frame)") from None
             if start and self._before_start is not None:   # the last frame starts before --start and ends after it
                 ends = f", and the video ends at {length:.3f} s" if length else ""
                 raise VdeblurError(f"--start {start:g}: no video frame of {self.path} starts at or after it (the last "
