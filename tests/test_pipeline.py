@@ -93,6 +93,22 @@ def test_refuses_to_write_onto_its_own_model_file(clip, tmp_path, capsys, option
     assert model.read_bytes() == b"weights"
 
 
+@pytest.mark.parametrize("deep", [False, True])
+def test_an_odd_size_for_420_names_options_that_keep_the_depth(tmp_path, deep):
+    src = tmp_path / "odd.png"   # RGB: written as 4:2:0 into .mp4
+    with av.open(str(src), "w", format="image2") as c:
+        s = c.add_stream("png")
+        s.width, s.height, s.pix_fmt = 65, 33, "rgb48be" if deep else "rgb24"
+        c.mux(s.encode(av.VideoFrame.from_ndarray(np.zeros((33, 65, 3), np.uint16 if deep else np.uint8),
+                                                  format="rgb48le" if deep else "rgb24")))
+        c.mux(s.encode(None))
+    full = "yuv444p10le" if deep else "yuv444p"
+    with pytest.raises(VdeblurError, match=f"cannot write yuv420p{'10le' if deep else ''} at 65x33 .*; use --pix-fmt "
+                                           f"{full} \\(fewer players take it\\)"):
+        deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(uint16=deep))
+    deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(uint16=deep), pix_fmt=full)   # the hint works
+
+
 class Squatter(IdentityBackend):
     """Another program writes the output's name while the run works."""
 

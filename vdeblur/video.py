@@ -1201,8 +1201,9 @@ class VideoWriter:
                                    f"--codec ffv1, prores_ks or mpeg2video") from None
             odd = _odd_for_chroma(self.pix_fmt, (width, height))
             if odd:   # x264 and x265 refuse half a chroma sample (ffmpeg: "width not divisible by 2")
+                full = "yuv444p10le" if "10" in self.pix_fmt or info.high_bit_depth else "yuv444p"   # depth kept
                 raise VdeblurError(f"{self.label}: {enc.name} cannot write {self.pix_fmt} at {odd}; use --pix-fmt "
-                                   f"yuv444p (fewer players take it), or --codec libsvtav1 (or ffv1 in .mkv), "
+                                   f"{full} (fewer players take it), or --codec libsvtav1 (or ffv1 in .mkv), "
                                    f"which take odd sizes") from None
             if e.errno in _FILE_ERRNOS:   # the file, not the encoder: no hint about options
                 raise VdeblurError(f"{self.label}: cannot write ({e.strerror})") from None
