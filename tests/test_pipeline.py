@@ -109,6 +109,18 @@ def test_an_odd_size_for_420_names_options_that_keep_the_depth(tmp_path, deep):
     deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(uint16=deep), pix_fmt=full)   # the hint works
 
 
+def test_an_8_bit_backend_on_10_bit_video_is_said(tmp_path):
+    src = tmp_path / "ten.mkv"
+    make_video(src, frames=1, pix_fmt="yuv420p10le")
+    notes = []
+    deblur_video(src, tmp_path / "a.mkv", backend=IdentityBackend(uint16=False), notify=notes.append)
+    assert notes == ["identity takes 8-bit frames: this 10-bit video is deblurred at 8 bits and written as "
+                     "yuv420p10le (--backend torch keeps the depth)"]
+    notes.clear()
+    deblur_video(src, tmp_path / "b.mkv", backend=IdentityBackend(uint16=True), notify=notes.append)
+    assert notes == []
+
+
 class Squatter(IdentityBackend):
     """Another program writes the output's name while the run works."""
 

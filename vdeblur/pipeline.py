@@ -507,6 +507,9 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         if regions is not None:
             backend = RegionBackend(backend, regions)
         reader.use_rgb16(backend.accepts_uint16)
+        if reader.info.high_bit_depth and not backend.accepts_uint16 and notify:
+            notify(f"{backend.describe().get('backend', 'this backend')} takes 8-bit frames: this {reader.info.bit_depth}-bit "
+                   f"video is deblurred at 8 bits and written as {pix_fmt} (--backend torch keeps the depth)")
         if not resumable:
             report = _run(reader, writer, backend, batch=batch, quiet=quiet, view=view, on_frame=progress, dedup=dedup)
             written = writer
