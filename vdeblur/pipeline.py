@@ -423,7 +423,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     FFmpeg's idet clearly finds otherwise), and ``double_rate`` makes each field of interlaced video a frame;
     ``reinterlace`` does too, and weaves the results back into interlaced frames (the input's rate and field order).
     ``region`` (left, top, width, height, as the picture is shown), or a list of them, deblurs only those
-    rectangles (:mod:`vdeblur.region`); every other pixel is written as decoded. ``progress(done, total)`` is called
+    rectangles (:mod:`vdeblur.region`); every other pixel is left as decoded (through the same RGB round trip). ``progress(done, total)`` is called
     from the encoding thread after each frame written: frames done (those resumed included) and the
     frames expected (None where the input does not say); an exception it raises stops the run. With
     ``dedup`` a frame identical to the one before it gets that frame's result without the model.
