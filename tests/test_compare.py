@@ -50,6 +50,28 @@ def test_side_by_side_is_input_then_result_at_twice_the_width(clip, tmp_path):
         assert np.abs(composed[:, 64:] - (255 - source)).max() <= 2
 
 
+@pytest.mark.parametrize("resume", [True, False])
+@pytest.mark.parametrize("rotation", [90, 180])
+def test_a_rotated_phone_video_is_compared_as_shown(tmp_path, rotation, resume):
+    """Composed in stored pixels with the rotation tag copied, a portrait video's halves were stacked,
+    and an upside-down one showed result | input. The comparison is built upright and written untagged."""
+    src, out = tmp_path / "phone.mkv", tmp_path / "side.mkv"
+    make_video(src, width=64, height=48, frames=2, codec="ffv1", pix_fmt="yuv444p", rotation=rotation, options={"level": "3"})
+    report = deblur_video(src, out, backend=Invert(), codec="ffv1", pix_fmt="yuv444p", compare="side", resume=resume)
+    assert not report.verify_problems, report.verify_problems
+    with av.open(str(src)) as c:
+        shown = [np.rot90(f.to_ndarray(format="rgb24"), k=f.rotation // 90).astype(int) for f in c.decode(video=0)]
+    with av.open(str(out)) as c:
+        frames = list(c.decode(video=0))
+    assert {f.rotation for f in frames} == {0}
+    for source, frame in zip(shown, frames, strict=True):
+        composed = frame.to_ndarray(format="rgb24").astype(int)
+        height, width = source.shape[:2]
+        assert composed.shape == (height, 2 * width, 3)
+        assert np.abs(composed[:, :width] - source).max() <= 2
+        assert np.abs(composed[:, width:] - (255 - source)).max() <= 2
+
+
 def test_split_keeps_the_size_with_a_divider(clip, tmp_path):
     out = tmp_path / "split.mp4"
     deblur_video(clip, out, backend=Invert(), codec="libx264", crf=0, pix_fmt="yuv444p", compare="split")

@@ -450,7 +450,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         raise VdeblurError(f"{option} makes one frame per field: it needs --deinterlace auto, tff or bff")
     double_rate = double_rate or reinterlace
     deinterlace, detected, order = _interlacing(src, start, duration, fps, deinterlace, from_stream)
-    upright = not to_stdout and keeps_no_rotation(dst)
+    # Image files keep no rotation, and a before/after picture is built as shown: both get upright pixels.
+    upright = compare is not None or (not to_stdout and keeps_no_rotation(dst))
     reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace, double_rate=double_rate,
                          field_order=order, weaving=reinterlace, upright=upright)
     fields = _woven_order(reader, deinterlace) if reader.woven else None
@@ -546,7 +547,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
         report.output = "standard output" if to_stdout else str(published)
         if verify and not (from_stream or to_stdout):   # neither can be read again
             _read_back(report, src, published, written, start, duration, encoding.get("size"), fps,
-                       reader.doubling and not fields, fields)
+                       reader.doubling and not fields, fields, upright=upright)
         if not to_stdout and published != dst:
             raise VdeblurError(f"{dst}: appeared while this run was writing it, and was left alone; the result is "
                                f"{published}")
@@ -642,7 +643,7 @@ def _run_in_segments(state, reader: VideoReader, first: VideoWriter, backend: Ba
     report.resumed_frames, report.frames = kept, state.frames_done
     muxing = time.perf_counter()   # the user waits for this too: it counts in the run's time
     final = _write_kept(state, src, tmp, dst, start=start, duration=duration, encoding=encoding, fps=fps,
-                        deinterlace=deinterlace)
+                        deinterlace=deinterlace, upright=reader.upright)
     report.copied_streams, report.skipped_streams = final.copied, final.skipped
     report.corrupt_packets += final.dropped_packets
     report.dropped_frames = state.dropped_frames
@@ -670,7 +671,8 @@ def _fit_in_memory(backend: Backend, tile, overlap: int, notify) -> Backend:
 
 
 def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start, duration, size=None,
-               rate: Fraction | None = None, fields: bool = False, woven: str | None = None) -> None:
+               rate: Fraction | None = None, fields: bool = False, woven: str | None = None,
+               upright: bool = False) -> None:
     """Fill the report's verification; a file that cannot be read back is a problem, not a crash."""
     import av
 
@@ -680,7 +682,7 @@ def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start
         result = verify(src, dst, {i: s.index for i, s in written.stream_map.items()}, start=start, duration=duration,
                         frames=report.frames, damaged=bool(report.corrupt_packets or report.dropped_frames), size=size,
                         reencoded={i: t.stream.index for i, t in written.transcoders.items()}, rate=rate, fields=fields,
-                        interlaced=woven)
+                        interlaced=woven, upright=upright)
     except (av.error.FFmpegError, OSError, VdeblurError) as e:
         report.verify_problems = [f"{dst} could not be read back ({getattr(e, 'strerror', None) or e})"]
         return
@@ -688,13 +690,14 @@ def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start
 
 
 def _write_kept(state, src: Path, tmp: Path, dst: Path, *, start, duration, encoding: dict,
-                fps: Fraction | None = None, deinterlace: tuple[str, bool] = ("auto", False)) -> VideoWriter:
+                fps: Fraction | None = None, deinterlace: tuple[str, bool] = ("auto", False),
+                upright: bool = False) -> VideoWriter:
     """``tmp`` from the kept video segments and the input's other streams, in one pass (no decoding
     beyond the first frames; ``deinterlace``, the mode and double rate, gives the video's timing)."""
-    from .video import VideoReader, VideoWriter, keeps_no_rotation
+    from .video import VideoReader, VideoWriter
 
     reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace[0], double_rate=deinterlace[1],
-                         upright=keeps_no_rotation(dst))
+                         upright=upright)
     try:
         writer = VideoWriter(tmp, reader, **encoding, label=dst)
         try:

@@ -67,7 +67,7 @@ def _without_adts(data: bytes) -> bytes:
 def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int, int], *, start: float | None,
            duration: float | None, frames: int, damaged: bool, size: tuple[int, int] | None = None,
            reencoded: dict[int, int] | None = None, rate: Fraction | None = None, fields: bool = False,
-           interlaced: str | None = None) -> Verification:
+           interlaced: str | None = None, upright: bool | None = None) -> Verification:
     """Compare ``dst`` with the part of ``src`` it was made from. ``stream_map``: input stream index ->
     output stream index of each copied stream; ``frames``: frames written; ``damaged``: the input had
     packets or frames skipped, so only counts can be compared; ``size``: the frames' (width, height)
@@ -79,7 +79,7 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
     reencoded = reencoded or {}
     result = Verification()
     reader = VideoReader(src, start=start, duration=duration, rate=rate if sequence.is_sequence(src) else None,
-                         upright=keeps_no_rotation(dst))
+                         upright=keeps_no_rotation(dst) if upright is None else upright)
     try:
         video_index = reader.stream.index
         if reader.orientation:   # a photo turned upright as its EXIF said: no rotation left, sides maybe swapped
