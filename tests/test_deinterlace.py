@@ -324,6 +324,8 @@ def test_reinterlace_refusals_and_progressive_input(tv, tmp_path):
         deblur_video(tv, tmp_path / "f%03d.png", backend=IdentityBackend(), reinterlace=True)
     with pytest.raises(VdeblurError, match="--reinterlace makes one frame per field: it needs --deinterlace auto"):
         deblur_video(tv, tmp_path / "b.mkv", backend=IdentityBackend(), reinterlace=True, deinterlace="off")
+    with pytest.raises(VdeblurError, match="--reinterlace and --double-rate: give one"):
+        deblur_video(tv, tmp_path / "c.mkv", backend=IdentityBackend(), reinterlace=True, double_rate=True)
     assert not list(tmp_path.iterdir())
     src = tmp_path / "p.mp4"
     make_video(src, width=W, height=H, frames=4)

@@ -445,6 +445,9 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     if crf is not None and not math.isfinite(crf):
         raise VdeblurError(f"--crf must be a number, got {crf}")
     # Cheap checks first (input, encoder options), then the backend, which may take long to load.
+    if double_rate and reinterlace:
+        raise VdeblurError("--reinterlace and --double-rate: give one; both deblur each field as a frame, and "
+                           "--reinterlace weaves them back into interlaced frames where --double-rate keeps them as frames")
     if (double_rate or reinterlace) and deinterlace == "off":
         option = "--reinterlace" if reinterlace else "--double-rate"
         raise VdeblurError(f"{option} makes one frame per field: it needs --deinterlace auto, tff or bff")
