@@ -593,9 +593,24 @@ def test_json_prints_a_line_per_input_with_its_report_error_or_skip(clip, weight
     assert report["backend"]["backend"] == "torch" and report["warnings"] == []
     assert report["copied_streams"] == ["#1 audio aac"] and report["verified"][0] == "6 frames at the input's timestamps"
     assert "b.mp4" in by_input["b.mp4"]["error"] and "frames" not in by_input["b.mp4"]
+    assert report["notes"] == [] and by_input["b.mp4"]["notes"] == []
     assert by_input["c.mp4"] == {"input": inputs[2], "skipped": "the output exists", "output": str(out / "c.mp4")}
     assert main(["deblur", str(clip), "-o", "-", "--json"]) == 1
     assert "--json prints on standard output, which -o - fills with video" in capsys.readouterr().err
+
+
+def test_json_carries_the_lines_said_before_the_first_frame(weights, tmp_path, capsys):
+    """What the output cannot keep is said before the first frame; a script reads it in the report."""
+    import json
+
+    from vdeblur.video import pix_fmt_loss
+
+    src = tmp_path / "in.mkv"
+    make_video(src, frames=2, codec="ffv1", pix_fmt="yuv444p", options={"level": "3"})
+    assert main(["deblur", str(src), "-o", str(tmp_path / "o.mkv"), "--codec", "mpeg2video", "--json",
+                 *_cli_torch(weights)]) == 0
+    (report,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert report["notes"] == [pix_fmt_loss("yuv444p", "yuv420p", "mpeg2video")]
 
 
 def test_json_says_refusals_before_any_file_is_started(clip, tmp_path, capsys):

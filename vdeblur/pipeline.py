@@ -1115,7 +1115,10 @@ def _any_deep(jobs, rate) -> bool:
 
 def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dict) -> int:
     """One file through :func:`deblur_video` with the CLI's messages; the exit status (0, or 128 + N on a signal)."""
+    notes: list[str] = []   # what was said before and during the run (losses, interlacing, resuming), for --json too
+
     def notify(line: str) -> None:
+        notes.append(line)
         print(f"vdeblur: {line}", file=sys.stderr)
 
     try:
@@ -1134,9 +1137,9 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
         return exit_status(e)
     except (VdeblurError, OSError) as e:   # OSError: a full disk or a vanished folder, wherever it struck
         message = describe_os_error(e) if isinstance(e, OSError) else str(e)
-        _print_json(args, src, dst, error=f"{message}{_kept_hint(dst)}")
+        _print_json(args, src, dst, error=f"{message}{_kept_hint(dst)}", notes=notes)
         raise VdeblurError(f"{message}{_kept_hint(dst)}") from None
-    _print_json(args, src, dst, **report.to_dict())
+    _print_json(args, src, dst, **report.to_dict(), notes=notes)
     for warning in report.warnings():
         print(f"vdeblur: warning: {warning}", file=sys.stderr)
     if not args.quiet:
