@@ -613,6 +613,19 @@ def test_json_carries_the_lines_said_before_the_first_frame(weights, tmp_path, c
     assert report["notes"] == [pix_fmt_loss("yuv444p", "yuv420p", "mpeg2video")]
 
 
+def test_every_refused_input_of_a_batch_is_named_before_any_starts(clip, tmp_path, capsys):
+    import json
+
+    gone, also_gone, out = tmp_path / "gone.mp4", tmp_path / "also.mp4", tmp_path / "out"
+    out.mkdir()
+    assert main(["deblur", str(gone), str(clip), str(also_gone), "-o", str(out), "--json"]) == 1
+    cap = capsys.readouterr()
+    lines = [json.loads(line) for line in cap.out.splitlines()]
+    assert [line.get("error") for line in lines] == [f"{gone}: no such file", f"{also_gone}: no such file"]
+    assert cap.err == f"vdeblur: error: {gone}: no such file (and 1 more of the 3 inputs; none was started)\n"
+    assert list(out.iterdir()) == []
+
+
 def test_json_says_refusals_before_any_file_is_started(clip, tmp_path, capsys):
     import json
 

@@ -1023,13 +1023,17 @@ def run(args) -> int:
     except VdeblurError as e:
         _print_json_error(args, e)
         raise
-    for src, dst in todo:   # every path checked before hours of work on the first file
+    refused = []   # every path checked before hours of work on the first file, and each refusal said
+    for src, dst in todo:
         try:
             _check_paths(src, dst, args.overwrite, models=(args.weights, getattr(args, "engine", None),
                                                            getattr(args, "onnx", None)))
         except VdeblurError as e:
             _print_json(args, src, dst, error=str(e))
-            raise
+            refused.append(str(e))
+    if refused:
+        more = f" (and {len(refused) - 1} more of the {len(todo)} inputs; none was started)" if len(refused) > 1 else ""
+        raise VdeblurError(refused[0] + more)
     if not todo:
         return 0
     options = dict(weights=args.weights, device=args.device, precision=args.precision, batch=args.batch,
