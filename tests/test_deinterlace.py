@@ -226,6 +226,14 @@ def test_double_rate_makes_each_field_a_frame_at_its_own_moment(tv, tmp_path, su
         assert times == pytest.approx([k / 50 for k in range(16)], abs=1e-3)
 
 
+@pytest.mark.parametrize("start,duration,fields", [(None, 0.1, 5), (0.04, 0.06, 3)])
+def test_double_rate_expects_the_fields_of_a_part(tv, tmp_path, start, duration, fields):
+    """A part holds whole fields: 0.1 s of 25i is 5 of them (the estimate said 4, and the bar went past it)."""
+    report = deblur_video(tv, tmp_path / "part.mkv", backend=IdentityBackend(), codec="ffv1", double_rate=True,
+                          start=start, duration=duration)
+    assert report.frames == report.expected_frames == fields
+
+
 def test_double_rate_resumes_between_the_fields_of_a_frame(tmp_path):
     from test_resume import interrupted_then_resumed
 

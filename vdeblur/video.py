@@ -423,14 +423,14 @@ class VideoReader:
         self.stored_size = (first.width, first.height)   # before turning upright
         width, height = self.stored_size[::-1] if self.orientation and self.orientation[0] else self.stored_size
         cc = vs.codec_context
-        rate, frames = frame_rate(vs), self._expected_frames(duration)   # of the source's frames
+        rate, frames = frame_rate(vs), self._expected_frames(duration, per_frame)
         first_alpha = first.to_ndarray(format="rgba", threads=1)[..., 3] \
             if has_alpha(fmt.name) or fmt.name == "pal8" else None
         transparent = first_alpha is not None and is_transparent(first_alpha)
         self.info = VideoInfo(
             width=width, height=height, pix_fmt=fmt.name, bit_depth=_bit_depth(fmt),
             codec=cc.name, time_base=vs.time_base / per_frame, rate=rate * per_frame if rate else None,
-            frames=frames * per_frame if frames else None, frames_counted=self._counted(duration), seconds=self._span(duration),
+            frames=frames, frames_counted=self._counted(duration), seconds=self._span(duration),
             color_range=int(first.color_range), colorspace=int(first.colorspace),
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
             sample_aspect_ratio=vs.sample_aspect_ratio or cc.sample_aspect_ratio,   # MP4's pasp box first, as players
@@ -481,14 +481,16 @@ class VideoReader:
         """Seconds of video from the part's first frame to the end of the last frame converted."""
         return None if self.end_time is None else self.end_time - self.first_time
 
-    def _expected_frames(self, duration: float | None) -> int | None:
+    def _expected_frames(self, duration: float | None, per_frame: int = 1) -> int | None:
+        """Frames this reader will deliver: the container's count, or the span at the rate; ``per_frame``
+        2 when each field becomes a frame (a part's span holds whole fields, not whole frames)."""
         rate = frame_rate(self.stream)
         if self._counted(duration):
-            return self.stream.frames
+            return self.stream.frames * per_frame
         span = self._span(duration)
         if span is None or not rate:
             return None
-        return max(1, round(span * float(rate)))
+        return max(1, round(span * float(rate) * per_frame))
 
     # -- decoding --------------------------------------------------------------------------------
 
