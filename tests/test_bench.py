@@ -96,6 +96,7 @@ def test_memory_check_reports_both_lengths(tmp_path):
     (["--precision", "fp64"], "precision"),
     (["--precision", ","], "--precision: give at least one of auto, fp32, bf16, fp16"),
     (["--stages", ""], "--stages: give at least one of decode"),
+    (["--memory-size", "0x0"], "--memory-size '0x0': width and height must be even and at least 16"),
     (["/no/such/file.mp4"], "no such file"),
     (["--threads", "9999"], "--threads must be between 0 (one per core) and this machine's"),
 ])

@@ -124,6 +124,7 @@ def test_the_default_overlap_fits_small_tiles():
     ("-64", "8", "at least 16 pixels on each side, got -64"),
     ("672x8", "2", "at least 16 pixels on each side, got 672x8"),
     ("672x0", "2", "at least 16 pixels on each side, got 672x0"),
+    ("1x1", "0", "at least 16 pixels on each side, got 1x1"),
     ("672x400", "200", "--tile-overlap must be between 0 and half the tile's shorter side (199), got 200"),
     ("64", "-1", "--tile-overlap must be between 0"),
 ])

@@ -557,13 +557,13 @@ def memory_check(clips: dict[int, Path], argv_common: list[str]) -> dict:
 # the whole run
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise VdeblurError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 640x368") from None
+        raise VdeblurError(f"{option} {text!r}: expected WIDTHxHEIGHT, e.g. 640x368") from None
     if w < 16 or h < 16 or w % 2 or h % 2:
-        raise VdeblurError(f"--size {text!r}: width and height must be even and at least 16")
+        raise VdeblurError(f"{option} {text!r}: width and height must be even and at least 16")
     return w, h
 
 
@@ -583,6 +583,7 @@ def run_bench(args) -> dict:
         torch.set_num_threads(args.threads)
     if not stages:
         raise VdeblurError(f"--stages: give at least one of {', '.join(STAGES)}")
+    parse_size(args.memory_size, "--memory-size")   # a mistake found now, not after the other stages
     device = resolve_device(args.device)
     requested = list(dict.fromkeys(_split(args.precision)))
     if not requested:
@@ -718,7 +719,7 @@ def _clips(args, workdir: Path) -> list[dict]:
 
 
 def _memory_check(args, workdir: Path, precision: str) -> dict:
-    w, h = parse_size(args.memory_size)
+    w, h = parse_size(args.memory_size, "--memory-size")
     lengths = (30, 300)
     clips = {n: make_clip(workdir / f"memory-{n}.mp4", w, h, n) for n in lengths}
     common = ["--backend", args.backend, "--device", args.device, "--precision", precision, "--batch", str(args.batch)]

@@ -55,7 +55,8 @@ def parse_tile(value: int | str | TileSize | None) -> TileSize | None:
     if w == h == 0:
         return None
     if w < 16 or h < 16:
-        raise VdeblurError(f"--tile must be at least 16 pixels on each side, got {w if w == h else f'{w}x{h}'}")
+        given = value if isinstance(value, str) else (w if w == h else f"{w}x{h}")
+        raise VdeblurError(f"--tile must be at least 16 pixels on each side, got {given}")
     return int(w), int(h)
 
 
