@@ -37,6 +37,8 @@ if TYPE_CHECKING:   # PyAV is imported when frames come, so the CLI's options lo
 MODES = ("auto", "tff", "bff", "off")
 # Elementary streams (.h264) give frames no time base; bwdif only needs a valid one.
 _ANY_TIME_BASE = Fraction(1, 90000)
+#: The field shown first under each field order, as messages name it.
+FIRST_FIELD = {"tff": "top", "bff": "bottom"}
 
 
 def check_mode(mode: str) -> str:
@@ -87,7 +89,7 @@ class Detection:
         if not self.flagged and woven >= CLEAR_VOTES and woven >= CLEAR_MARGIN * self.progressive:
             order = "tff" if self.tff >= self.bff else "bff"
             return order, (f"the input is flagged progressive, but its pictures are interlaced, "
-                           f"{'top' if order == 'tff' else 'bottom'} field first ({seen}: {woven} interlaced, "
+                           f"{FIRST_FIELD[order]} field first ({seen}: {woven} interlaced, "
                            f"{self.progressive} progressive), so frames are deinterlaced as --deinterlace {order} "
                            "does; --deinterlace off leaves them whole")
         return "auto", None

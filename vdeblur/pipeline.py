@@ -31,7 +31,7 @@ from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, au
 from .backends.multi_device import MultiDevice
 from .compare import MODES as COMPARE_MODES
 from .compare import MAX_STRENGTH, View, check_strength, output_size
-from .deinterlace import MODES as DEINTERLACE_MODES
+from .deinterlace import FIRST_FIELD, MODES as DEINTERLACE_MODES
 from .errors import VdeblurError, require_pyav
 from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, is_stream
 from .hardware import check_threads
@@ -598,10 +598,9 @@ def _interlacing_lines(reader: VideoReader, mode: str, double_rate: bool, detect
         return [PROGRESSIVE.format(option=option)] if double_rate and not reader.doubling else []
     if mode == "off":
         return [INTERLACED]
-    first = {"tff": "top", "bff": "bottom"}
-    found = f", {first[order]} field first as FFmpeg's idet finds" if order in first else ""
+    found = f", {FIRST_FIELD[order]} field first as FFmpeg's idet finds" if order in FIRST_FIELD else ""
     if woven:
-        return [WEAVING.format(found=found, order=first[woven])]
+        return [WEAVING.format(found=found, order=FIRST_FIELD[woven])]
     return [(DOUBLING if reader.doubling else DEINTERLACING).format(found=found)]
 
 
@@ -1023,11 +1022,13 @@ def run(args) -> int:
     except VdeblurError as e:
         _print_json_error(args, e)
         raise
+    options = dict(weights=args.weights, device=args.device, precision=args.precision, batch=args.batch,
+                   threads=args.threads, **torch_options(args), engine=getattr(args, "engine", None),
+                   onnx=getattr(args, "onnx", None))
     refused = []   # every path checked before hours of work on the first file, and each refusal said
     for src, dst in todo:
         try:
-            _check_paths(src, dst, args.overwrite, models=(args.weights, getattr(args, "engine", None),
-                                                           getattr(args, "onnx", None)))
+            _check_paths(src, dst, args.overwrite, models=(options["weights"], options["engine"], options["onnx"]))
         except VdeblurError as e:
             _print_json(args, src, dst, error=str(e))
             refused.append(str(e))
@@ -1036,9 +1037,6 @@ def run(args) -> int:
         raise VdeblurError(refused[0] + more)
     if not todo:
         return 0
-    options = dict(weights=args.weights, device=args.device, precision=args.precision, batch=args.batch,
-                   threads=args.threads, **torch_options(args), engine=getattr(args, "engine", None),
-                   onnx=getattr(args, "onnx", None))
     if len(jobs) == 1:
         src, dst = todo[0]
         return _deblur_one(args, src, dst, args.backend, options)

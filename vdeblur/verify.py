@@ -18,7 +18,7 @@ import av
 
 from . import sequence
 from .hdr import WRITERS, read_hdr10, side_data
-from .video import VideoReader, is_gray, keeps_no_rotation, output_colour, prepare_decoder
+from .video import VideoReader, is_gray, output_colour, prepare_decoder
 
 
 @dataclass
@@ -67,19 +67,20 @@ def _without_adts(data: bytes) -> bytes:
 def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int, int], *, start: float | None,
            duration: float | None, frames: int, damaged: bool, size: tuple[int, int] | None = None,
            reencoded: dict[int, int] | None = None, rate: Fraction | None = None, fields: bool = False,
-           interlaced: str | None = None, upright: bool | None = None) -> Verification:
+           interlaced: str | None = None, upright: bool = False) -> Verification:
     """Compare ``dst`` with the part of ``src`` it was made from. ``stream_map``: input stream index ->
     output stream index of each copied stream; ``frames``: frames written; ``damaged``: the input had
     packets or frames skipped, so only counts can be compared; ``size``: the frames' (width, height)
     where it is not the input's (a side-by-side comparison); ``reencoded``: input -> output index of
     audio re-encoded to fit the container, compared by where it starts and how long it lasts; ``rate``:
     an input image sequence's frame rate; ``fields``: each input frame was made two, one per field;
-    ``interlaced``: the field order ("tff", "bff") the output was woven in (--reinterlace). An
+    ``interlaced``: the field order ("tff", "bff") the output was woven in (--reinterlace); ``upright``:
+    the source's rotation was turned into the pixels (image files, a comparison), as the writer's reader did. An
     output image sequence keeps no time: its frames are counted."""
     reencoded = reencoded or {}
     result = Verification()
     reader = VideoReader(src, start=start, duration=duration, rate=rate if sequence.is_sequence(src) else None,
-                         upright=keeps_no_rotation(dst) if upright is None else upright)
+                         upright=upright)
     try:
         video_index = reader.stream.index
         if reader.orientation:   # a photo turned upright as its EXIF said: no rotation left, sides maybe swapped
@@ -132,13 +133,12 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
 
 def _check_interlaced(result: Verification, dst, order: str) -> None:
     """Woven output must decode as interlaced frames, in the field order they were woven in."""
-    from .deinterlace import field_order_of
+    from .deinterlace import FIRST_FIELD as first, field_order_of
 
     with av.open(str(dst)) as c:
         stream = c.streams.video[0]
         frame = next(c.decode(stream), None)
         found = field_order_of(stream.codec_context.field_order)
-    first = {"tff": "top", "bff": "bottom"}
     if frame is not None and frame.interlaced_frame and found == order:
         result.held.append(f"interlaced, {first[order]} field first")
     else:
