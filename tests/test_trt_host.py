@@ -115,6 +115,8 @@ def test_compile_profile_arguments():
     assert profile_from_args(parse([]), (480, 640)) == ShapeProfile.fixed(480, 640)
     dyn = profile_from_args(parse(["--min", "360x640", "--opt", "720x1280", "--max", "2x1080x1920"]), None)
     assert dyn.max == (2, 1080, 1920) and dyn.min == (1, 360, 640)
+    batched = profile_from_args(parse(["--min", "360x640", "--opt", "720x1280", "--max", "1080x1920", "--batch", "4"]), None)
+    assert batched.min == (1, 360, 640) and batched.opt == (4, 720, 1280) and batched.max == (4, 1080, 1920)
     for argv, message in ((["--min", "360x640"], "all of --min"), ([], "give --video"),
                           (["--height", "720", "--width", "1280", "--min", "1x1", "--opt", "1x1", "--max", "1x1"], "replace"),
                           (["--height", "720", "--width", "1280", "--batch", "0"], "--batch")):
@@ -365,7 +367,7 @@ def test_backend_guard_replaces_bad_frames_with_the_fallback(monkeypatch):
         TensorRTBackend(fallback="cpu")
 
 
-def test_compile_engine_reuses_rebuilds_and_never_keeps_a_failed_engine(tmp_path, monkeypatch):
+def test_compile_engine_reuses_rebuilds_and_never_keeps_a_failed_engine(tmp_path, monkeypatch, capsys):
     """compile's bookkeeping with the TensorRT calls faked: build once, reuse by key, rebuild when
     the weights change, and leave nothing under the final name when verification fails."""
     import vdeblur.compile as comp
@@ -404,6 +406,10 @@ def test_compile_engine_reuses_rebuilds_and_never_keeps_a_failed_engine(tmp_path
     assert builds == [(profile, True, 90)] and cache.read_sidecar(path)["key"]["precision"] == "fp16"
     again, _ = comp.compile_engine(str(w1), profile, "fp16", engine_dir=engines, log=logs.append)
     assert again == path and len(builds) == 1 and "up to date" in logs[-1]
+    capsys.readouterr()
+    comp.compile_engine(str(w1), profile, "fp16", engine_dir=engines)   # as `deblur -o -` calls it
+    said = capsys.readouterr()
+    assert said.out == "" and "up to date" in said.err      # stdout may be the video
     other, _ = comp.compile_engine(str(w2), profile, "fp16", engine_dir=engines, log=logs.append)
     assert other != path and len(builds) == 2
     bf16, _ = comp.compile_engine(str(w1), profile, "bf16", engine_dir=engines, log=logs.append)

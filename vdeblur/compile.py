@@ -9,6 +9,7 @@ A new engine takes its final name only after it matched the fp32 torch model on 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -102,9 +103,13 @@ def verify_engine(plan: bytes, weights: Path, frames: np.ndarray, source: str) -
 
 def compile_engine(weights: str | None, profile: ShapeProfile, precision: str = "fp16", plugin: bool = True,
                    engine_dir: Path = DEFAULT_ENGINE_DIR, output: Path | None = None, check_frames: np.ndarray | None = None,
-                   overwrite: bool = False, log=print, inputs: tuple = ()) -> tuple[Path, dict]:
+                   overwrite: bool = False, log=None, inputs: tuple = ()) -> tuple[Path, dict]:
     """Return an up-to-date engine for these inputs, building (and verifying) it if needed. ``output``
-    is never one of the files read (the weights, or ``inputs`` such as the video checked on)."""
+    is never one of the files read (the weights, or ``inputs`` such as the video checked on). Status
+    lines go to stderr by default: stdout may be the video (`deblur -o -`)."""
+    if log is None:
+        def log(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
     from . import load_model
     from .checkpoint import file_sha256
     from .onnx_export import ExportSpec, build_onnx
@@ -181,7 +186,10 @@ def profile_from_args(args, video_size: tuple[int, int] | None) -> ShapeProfile:
             raise VdeblurError("a dynamic engine needs all of --min, --opt and --max")
         if args.height or args.width or video_size:
             raise VdeblurError("--min/--opt/--max replace --height/--width/--video's size; give one or the other")
-        return ShapeProfile(*(parse_shape(s, args.batch) for s in shapes))
+        # A short last batch, a photo or frames left by the repeat check come fewer than --batch:
+        # the smallest shape's batch is 1 unless written out (2x360x640).
+        low, opt, high = shapes
+        return ShapeProfile(parse_shape(low, 1), parse_shape(opt, args.batch), parse_shape(high, args.batch))
     if video_size:
         return ShapeProfile.fixed(*video_size, batch=args.batch)
     if not (args.height and args.width):
