@@ -36,8 +36,23 @@ def test_backend_from_exported_file_matches_torch(weights, tmp_path):
         out = backend.run(frames)
         info = backend.describe()
     assert info["backend"] == "onnxruntime" and info["plugin_nodes"] is True and info["precision"] == "fp32"
+    assert info["bad_frames"] == 0
     diff = np.abs(out.astype(int) - _torch_u8(weights, frames))
     assert out.shape == frames.shape and diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_an_fp16_overflow_is_counted_not_passed_off_as_a_frame(tmp_path):
+    """An fp16 graph whose activations overflow writes NaN/inf as black: the run must say so."""
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4))
+    with torch.no_grad():
+        next(model.parameters()).mul_(3000.0)
+    loud = save_checkpoint(tmp_path / "loud.safetensors", model)
+    frames = np.full((2, 32, 48, 3), 255, dtype=np.uint8)
+    backend = OnnxRuntimeBackend(weights=str(loud), device="cpu", precision="fp16")
+    backend.run(frames)
+    assert backend.describe()["bad_frames"] == 2
 
 
 def test_backend_exports_in_memory_without_a_file(weights):

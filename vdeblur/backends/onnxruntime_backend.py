@@ -48,6 +48,7 @@ class OnnxRuntimeBackend(Backend):
         self.device = device
         self.weights = weights
         self.source = onnx or "exported in memory"
+        self.bad_frames = 0   # frames whose output had NaN/inf (an fp16 overflow): written as they came, counted
         if onnx:
             data, meta = self._read_file(onnx)
             if weights:
@@ -125,7 +126,9 @@ class OnnxRuntimeBackend(Backend):
             h, w = self.fixed_size
             raise VdeblurError(f"{self.source} is built for {h}x{w} frames, got {frames.shape[1]}x{frames.shape[2]}; "
                                "export it with --dynamic or the video's size")
-        return self.session.run(["restored"], {self.input_name: np.ascontiguousarray(frames)})[0]
+        restored, nonfinite = self.session.run(["restored", "nonfinite"], {self.input_name: np.ascontiguousarray(frames)})
+        self.bad_frames += int((np.asarray(nonfinite) > 0).sum())
+        return restored
 
     def describe(self) -> dict:
         ort = _ort()
@@ -138,6 +141,7 @@ class OnnxRuntimeBackend(Backend):
             "plugin_nodes": self.meta.get("plugin") == "true",
             "cpu_threads": self.threads or "one per core",
             "onnxruntime": ort.__version__,
+            "bad_frames": self.bad_frames,
         }
 
     def close(self) -> None:
