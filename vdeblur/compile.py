@@ -101,15 +101,16 @@ def verify_engine(plan: bytes, weights: Path, frames: np.ndarray, source: str) -
     return facts
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def compile_engine(weights: str | None, profile: ShapeProfile, precision: str = "fp16", plugin: bool = True,
                    engine_dir: Path = DEFAULT_ENGINE_DIR, output: Path | None = None, check_frames: np.ndarray | None = None,
-                   overwrite: bool = False, log=None, inputs: tuple = ()) -> tuple[Path, dict]:
+                   overwrite: bool = False, log=_to_stderr, inputs: tuple = ()) -> tuple[Path, dict]:
     """Return an up-to-date engine for these inputs, building (and verifying) it if needed. ``output``
     is never one of the files read (the weights, or ``inputs`` such as the video checked on). Status
     lines go to stderr by default: stdout may be the video (`deblur -o -`)."""
-    if log is None:
-        def log(line: str) -> None:
-            print(line, file=sys.stderr, flush=True)
     from . import load_model
     from .checkpoint import file_sha256
     from .onnx_export import ExportSpec, build_onnx
