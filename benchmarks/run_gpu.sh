@@ -3,6 +3,8 @@
 # device tool (10 minutes a command):
 #
 #   test      PSNR of the CUDA path against fp32 on the CPU (cuda_vs_cpu.py), then pytest -m gpu  (~4 min)
+#   quick     the eager table's key rows when a lease is short: eager fp16/bf16, CUDA graphs + fused
+#             attention at batch 1 and 4, fused alone, each also end to end                        (~4 min)
 #   eager     bench at 1280x720: eager fp16/bf16 (all stages), fused attention, CUDA graphs (both),
 #             batch 2 and 4, each with the real pipeline end to end                                (~4 min)
 #   compile   torch.compile default cold, then warm in a second process (the on-disk cache),
@@ -27,7 +29,7 @@ set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
 
 DRY=0
 PHASES=()
@@ -35,7 +37,7 @@ for arg in "$@"; do
     case $arg in
         --dry-run) DRY=1 ;;
         -h|--help) usage; exit 0 ;;
-        test|eager|compile|autotune) PHASES+=("$arg") ;;
+        test|quick|eager|compile|autotune) PHASES+=("$arg") ;;
         all) PHASES+=(test eager compile autotune) ;;
         *) echo "run_gpu.sh: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
     esac
@@ -184,6 +186,15 @@ phase_eager() {
     step graphs-fused-b4 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs --fused-attention --batch 4
     step fused-b4 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --fused-attention --batch 4
     step graphs-fused-bf16 90 bench "${BENCH[@]}" --precision bf16 --stages model --cuda-graphs --fused-attention
+    end_phase
+}
+
+phase_quick() {
+    begin_phase quick
+    step eager "$EAGER_LIMIT" bench "${BENCH[@]}" --precision "$BOTH" --stages model,end_to_end
+    step graphs-fused 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs --fused-attention
+    step graphs-fused-b4 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs --fused-attention --batch 4
+    step fused 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --fused-attention
     end_phase
 }
 

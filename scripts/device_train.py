@@ -22,6 +22,21 @@ other things (the PyAV wheel for benchmarks/run_gpu.sh) and run other GPU work: 
 returns after a minute with the run going; `run_gpu.sh test` can share the GPU with it (correctness
 only), while timed phases should wait until `wait` reports the run over.
 
+What one 15-minute H200 lease did on 2026-12-04 (the shipped weights' GPU phase; 797 s held, the
+machine's start included), each call issued as soon as the last returned:
+
+    run(command="python3 scripts/device_train.py start --eager --steps 2400 --workers 8
+                 --checkpoint-minutes 1 --wait 25 -- --init-weights vdeblur/weights/default.safetensors
+                 --lr 1.5e-4", carry=[".carry"])                                # 32 s: steps flowing
+    run(command="VDEBLUR_GPU_BUDGET_S=240 bash benchmarks/run_gpu.sh test;
+                 python3 scripts/device_train.py wait --wait 150 --export /tmp/exp; cp /tmp/exp/weights.* $OUT/;
+                 tar -czf $OUT/trainlogs.tgz -C /tmp/exp log.jsonl command.txt train.log", carry=[".whl"])
+    then run_gpu.sh quick, compile and eager, each in its own call.
+
+Fine-tuning, eager: 2,400 steps in 5.2 min (122 samples/s beside the GPU tests). For a run this short
+`--eager` beats compiling (89 s of compile is ~800 eager steps). The tool brings back 8 files at
+most: the weights' two parts and weights.json, plus the logs as one archive, beside run_gpu.sh's three.
+
 `start` trains from scratch with the notes' 30-minute H100 recipe (crop 256, batch 16, Adam 2e-4,
 power-0.3 decay, synthetic pairs 3:1 with the real train pairs), compiled; arguments after `--` go to
 `vdeblur train` and override it. Its step count is sized so the learning rate reaches zero inside

@@ -79,13 +79,37 @@ def test_cli_compile_mode_implies_compile_and_round_trips():
     parser = build_parser()
     args = parser.parse_args(["bench", "--compile-mode", "max-autotune"])
     opts = torch_options(args)
-    assert opts == {"compile": True, "compile_mode": "max-autotune", "fused_attention": False, "cuda_graphs": False}
+    assert opts == {"compile": True, "compile_mode": "max-autotune", "fused_attention": None, "cuda_graphs": None}
     assert BackendOptions(**opts).compile
     assert torch_argv(opts) == ["--compile-mode", "max-autotune"]
     args = parser.parse_args(["deblur", "in.mp4", "-o", "out.mp4", "--compile", "--fused-attention", "--cuda-graphs"])
     opts = torch_options(args)
     assert opts["compile"] and opts["compile_mode"] is None
     assert torch_argv(opts) == ["--compile", "--fused-attention", "--cuda-graphs"]
+    args = parser.parse_args(["deblur", "in.mp4", "-o", "out.mp4", "--no-fused-attention", "--no-cuda-graphs"])
+    opts = torch_options(args)
+    assert opts["fused_attention"] is False and opts["cuda_graphs"] is False
+    assert torch_argv(opts) == ["--no-fused-attention", "--no-cuda-graphs"]
+
+
+def test_cuda_speedups_default_on_for_cuda_only():
+    """Unset switches: both on for CUDA (measured 1.42x eager on an H200), off on the CPU; what a
+    user says wins, and a compile mode that captures graphs itself turns the graphs default off."""
+    import importlib.util
+
+    from vdeblur.backends.torch_backend import default_speedups
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    has_triton = importlib.util.find_spec("triton") is not None
+    assert default_speedups(cpu, None, None, None) == (False, False)
+    assert default_speedups(cuda, None, None, None) == (has_triton, True)
+    assert default_speedups(cuda, "default", None, None) == (has_triton, True)
+    assert default_speedups(cuda, "reduce-overhead", None, None) == (has_triton, False)
+    assert default_speedups(cuda, None, False, False) == (False, False)
+    assert default_speedups(cpu, None, True, True) == (True, True)   # then refused by check_speed_options
+    # The CPU path with nothing asked for runs: unset does not mean "on" there.
+    d = TorchBackend(build_model(TINY), device="cpu", precision="fp32").describe()
+    assert d["fused_attention"] is False and d["cuda_graphs"] is False
 
 
 def test_cli_rejects_an_unknown_mode(capsys):

@@ -393,8 +393,8 @@ class _Progress:
 
 def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str | Backend = "auto",
                  weights: str | None = None, device: str = "auto", precision: str = "auto", batch: int = 1,
-                 threads: int = 0, compile: bool = False, compile_mode: str | None = None, fused_attention: bool = False,
-                 cuda_graphs: bool = False, engine: str | None = None, onnx: str | None = None,
+                 threads: int = 0, compile: bool = False, compile_mode: str | None = None, fused_attention: bool | None = None,
+                 cuda_graphs: bool | None = None, engine: str | None = None, onnx: str | None = None,
                  tile: int | str | tuple[int, int] | None = 0, tile_overlap: int | None = None, codec: str | None = None, crf: float | None = None,
                  preset: str | None = None, pix_fmt: str | None = None, start: float | None = None,
                  duration: float | None = None, overwrite: bool = False, quiet: bool = True,

@@ -7,6 +7,7 @@ missing library is reported when (and only when) its backend is used.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 from dataclasses import dataclass, replace
 
@@ -30,8 +31,8 @@ class BackendOptions:
     batch: int = 1
     compile: bool = False
     compile_mode: str | None = None  # torch.compile mode; set implies compile
-    fused_attention: bool = False   # torch on CUDA: the Triton fused attention ops
-    cuda_graphs: bool = False       # torch on CUDA: replay the eager forward as captured CUDA graphs
+    fused_attention: bool | None = None  # torch on CUDA: the Triton fused attention ops (None: on where CUDA and Triton are)
+    cuda_graphs: bool | None = None      # torch on CUDA: replay the forward as captured CUDA graphs (None: on CUDA)
     engine: str | None = None       # TensorRT engine path (tensorrt backend)
     onnx: str | None = None         # ONNX file (onnxruntime backend)
     deep_input: bool = False        # frames of more than 8 bits: only torch keeps them at 16 bits
@@ -61,10 +62,13 @@ def add_torch_arguments(group) -> None:
                        help="torch.compile the model (torch backend; slow first call, cached on disk for later runs)")
     group.add_argument("--compile-mode", choices=COMPILE_MODES, metavar="MODE",
                        help=f"torch.compile mode, implies --compile: {', '.join(COMPILE_MODES)} (default: default)")
-    group.add_argument("--fused-attention", action="store_true",
-                       help="torch backend on CUDA: run each block's attention as the fused Triton kernels")
-    group.add_argument("--cuda-graphs", action="store_true",
-                       help="torch backend on CUDA: capture the forward pass once per frame size and replay it")
+    # On by default on CUDA: together 1.42x eager fp16 at 720p on an H200, same output (BENCHMARKS.md).
+    group.add_argument("--fused-attention", action=argparse.BooleanOptionalAction, default=None,
+                       help="torch backend on CUDA: run each block's attention as the fused Triton kernels "
+                            "(default: on where CUDA and Triton are)")
+    group.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=None,
+                       help="torch backend on CUDA: capture the forward pass once per frame size and replay it "
+                            "(default: on for CUDA, unless --compile-mode captures graphs itself)")
 
 
 def torch_options(args) -> dict:
@@ -80,8 +84,9 @@ def torch_argv(options: dict) -> list[str]:
         argv += ["--compile-mode", options["compile_mode"]]
     elif options.get("compile"):
         argv.append("--compile")
-    argv += [flag for flag, key in (("--fused-attention", "fused_attention"), ("--cuda-graphs", "cuda_graphs"))
-             if options.get(key)]
+    for flag, key in (("--fused-attention", "fused_attention"), ("--cuda-graphs", "cuda_graphs")):
+        if options.get(key) is not None:   # None: the child picks the default itself
+            argv.append(flag if options[key] else "--no-" + flag[2:])
     return argv
 
 

@@ -1,0 +1,1 @@
+python -m pytest -m gpu -q -rs -p no:cacheprovider --continue-on-collection-errors
