@@ -113,3 +113,24 @@ def test_from_a_pipe_the_last_object_is_the_last_frame(tmp_path):
     *progress, report = [json.loads(line) for line in run.stdout.splitlines()]
     assert progress[0]["progress"]["total"] is None and report["frames"] == 9
     assert progress[-1]["progress"] == {**progress[-1]["progress"], "frames": 9, "total": 9, "fraction": 1.0}
+
+
+def test_a_reader_of_stderr_that_goes_away_neither_hangs_nor_stops_the_job(tmp_path):
+    """`vdeblur deblur ... 2>&1 | head -c 300`: the progress bar's next write hit a closed pipe in the
+    encode thread, which left tqdm's lock held, and the main thread waited on it for ever."""
+    clip, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(clip, frames=40)
+    run = subprocess.Popen([sys.executable, "-m", "vdeblur", "deblur", str(clip), "-o", str(out), "--threads", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert run.stdout.read(1)     # the bar has started; then the reader leaves
+    run.stdout.close()
+    try:
+        rc = run.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        run.wait()
+        pytest.fail("vdeblur hung after its reader went away")
+    assert rc == 0
+    import av
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 40

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
@@ -33,12 +34,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StderrThatOutlivesItsReader:
+    """Standard error that turns quiet when its reader goes away (`vdeblur deblur ... 2>&1 | head`).
+
+    A closed pipe must not end the job: the video is the product, the messages are not. It must not
+    hang it either: tqdm holds its lock while it writes, and a BrokenPipeError raised in the encode
+    thread's progress update left that lock held, so the main thread waited on it for ever."""
+
+    def __init__(self, stream):
+        self._stream, self.reader_gone = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._go_quiet()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._go_quiet()
+
+    def _go_quiet(self) -> None:
+        self.reader_gone = True
+        try:   # what is still buffered must not fail again when Python flushes it at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    stderr = sys.stderr
+    sys.stderr = _StderrThatOutlivesItsReader(stderr)
     try:
         with terminate_as_interrupt():   # SIGTERM/SIGHUP clean up like Ctrl-C (see vdeblur/signals.py)
             return int(args.func(args) or 0)
@@ -53,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:   # a full disk or a vanished folder that no command turned into its own message
         print(f"vdeblur: error: {describe_os_error(e)}", file=sys.stderr)
         return 1
+    finally:
+        sys.stderr = stderr
 
 
 if __name__ == "__main__":
