@@ -52,7 +52,34 @@ def test_an_fp16_overflow_is_counted_not_passed_off_as_a_frame(tmp_path):
     frames = np.full((2, 32, 48, 3), 255, dtype=np.uint8)
     backend = OnnxRuntimeBackend(weights=str(loud), device="cpu", precision="fp16")
     backend.run(frames)
-    assert backend.describe()["bad_frames"] == 2
+    info = backend.describe()
+    assert info["bad_frames"] == 2 and info["bad_frame_fallback"] == "fp32"
+
+
+def test_fp16_frames_that_overflow_are_redone_in_fp32(weights, tmp_path, monkeypatch):
+    """Weights whose fp16 activations overflow on bright frames: those frames come out as the fp32
+    model's, the others stay fp16's; an fp16 file whose weights are unknown cannot be redone."""
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4))
+    with torch.no_grad():
+        next(model.parameters()).mul_(3000.0)
+    loud = save_checkpoint(tmp_path / "loud.safetensors", model)
+    frames = np.zeros((3, 32, 48, 3), dtype=np.uint8)
+    frames[1] = 255
+    fp32 = OnnxRuntimeBackend(weights=str(loud), device="cpu", precision="fp32").run(frames)
+    fp16 = OnnxRuntimeBackend(weights=str(loud), device="cpu", precision="fp16")
+    out = fp16.run(frames)
+    info = fp16.describe()
+    assert info["bad_frames"] >= 1 and info["nonfinite_frames"] == 0 and info["bad_frame_fallback"] == "fp32"
+    assert np.array_equal(out[1], fp32[1]) and out[1].max() > 0
+    onnx_path = tmp_path / "loud16.onnx"
+    assert main(["export", "--weights", str(loud), "--precision", "fp16", "-o", str(onnx_path)]) == 0
+    unknown = OnnxRuntimeBackend(onnx=str(onnx_path), device="cpu")
+    assert not np.array_equal(unknown.run(frames)[1], fp32[1])
+    assert unknown.describe()["bad_frame_fallback"] is None and unknown.describe()["bad_frames"] >= 1
+    known = OnnxRuntimeBackend(onnx=str(onnx_path), weights=str(loud), device="cpu")
+    assert np.array_equal(known.run(frames)[1], fp32[1])
 
 
 def test_backend_exports_in_memory_without_a_file(weights):

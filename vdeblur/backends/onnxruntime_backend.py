@@ -44,11 +44,12 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, onnx: str | None = None, weights: str | None = None, device: str = "auto",
                  precision: str = "auto", threads: int = 0):
-        ort = _ort()
+        _ort()   # the missing package is the first thing to say
         self.device = device
         self.weights = weights
         self.source = onnx or "exported in memory"
-        self.bad_frames = 0   # frames whose output had NaN/inf (an fp16 overflow): written as they came, counted
+        self.bad_frames = 0   # frames whose fp16 output had NaN/inf (an overflow, written black): redone in fp32
+        self.nonfinite = 0    # frames still not finite in fp32 (written as the model gave them)
         if onnx:
             data, meta = self._read_file(onnx)
             if weights:
@@ -61,19 +62,45 @@ class OnnxRuntimeBackend(Backend):
             raise VdeblurError(f"{self.source}: the model is {self.precision}; re-export with --precision {precision}")
         if self.precision == "bf16":
             raise VdeblurError(f"{self.source}: ONNX Runtime has no bf16 convolutions; export fp32 or fp16 for it")
+        self.threads = int(threads)
+        self.session = self._session(data)
+        # fp16 can overflow where fp32 cannot: such frames are redone by an fp32 export of the same
+        # weights, made on first need (torch and TensorRT redo them too).
+        self._fp32_weights = self._weights_for_redo(onnx, weights, meta) if self.precision == "fp16" else None
+        self._fp32_session = None
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        self.fixed_size = tuple(inp.shape[1:3]) if all(isinstance(d, int) for d in inp.shape[1:3]) else None
+
+    def _session(self, data: bytes):
+        ort = _ort()
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(threads)
+        opts.intra_op_num_threads = self.threads
         opts.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(data, sess_options=opts, providers=_providers(ort, device))
+            return ort.InferenceSession(data, sess_options=opts, providers=_providers(ort, self.device))
         except VdeblurError:
             raise
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for bad files
             raise VdeblurError(f"{self.source}: ONNX Runtime cannot load it: {str(e).splitlines()[0]}") from None
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        self.threads = int(threads)
-        self.fixed_size = tuple(inp.shape[1:3]) if all(isinstance(d, int) for d in inp.shape[1:3]) else None
+
+    @staticmethod
+    def _weights_for_redo(onnx: str | None, weights: str | None, meta: dict) -> Path | None:
+        """The checkpoint an fp16 model came from, where it is known: the one given (checked against
+        the file's record), or the shipped default when the file records its sha256. None otherwise."""
+        from ..weights import default_weights_path
+
+        if weights:
+            return Path(weights)
+        default = default_weights_path()
+        if not onnx:
+            return default
+        from ..checkpoint import file_sha256
+
+        try:
+            return default if meta.get("weights_sha256") == file_sha256(default) else None
+        except OSError:
+            return None
 
     @classmethod
     def from_options(cls, options) -> "OnnxRuntimeBackend":
@@ -126,8 +153,17 @@ class OnnxRuntimeBackend(Backend):
             h, w = self.fixed_size
             raise VdeblurError(f"{self.source} is built for {h}x{w} frames, got {frames.shape[1]}x{frames.shape[2]}; "
                                "export it with --dynamic or the video's size")
-        restored, nonfinite = self.session.run(["restored", "nonfinite"], {self.input_name: np.ascontiguousarray(frames)})
-        self.bad_frames += int((np.asarray(nonfinite) > 0).sum())
+        frames = np.ascontiguousarray(frames)
+        restored, nonfinite = self.session.run(["restored", "nonfinite"], {self.input_name: frames})
+        bad = np.flatnonzero(np.asarray(nonfinite).reshape(len(frames), -1).max(axis=1) > 0)
+        if len(bad):
+            self.bad_frames += len(bad)
+            if self._fp32_weights is not None:   # else written as they came; the summary says so
+                if self._fp32_session is None:
+                    self._fp32_session = self._session(self._export(str(self._fp32_weights), "fp32")[0])
+                redone, still = self._fp32_session.run(["restored", "nonfinite"], {self.input_name: frames[bad]})
+                restored[bad] = redone
+                self.nonfinite += int((np.asarray(still).reshape(len(bad), -1).max(axis=1) > 0).sum())
         return restored
 
     def describe(self) -> dict:
@@ -142,6 +178,8 @@ class OnnxRuntimeBackend(Backend):
             "cpu_threads": self.threads or "one per core",
             "onnxruntime": ort.__version__,
             "bad_frames": self.bad_frames,
+            "bad_frame_fallback": "fp32" if self._fp32_weights is not None else None,
+            "nonfinite_frames": self.nonfinite,
         }
 
     def close(self) -> None:
