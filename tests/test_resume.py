@@ -319,3 +319,21 @@ def test_a_one_pass_run_says_it_left_an_earlier_runs_progress_alone(clips, tmp_p
     assert notes == [f"{state_dir(out)} still keeps {kept} finished frames of an earlier run of this output, which "
                      f"this run did not use; delete it if that run is not to go on"]
     assert kept_frames(out) == kept   # not deleted
+
+
+def test_an_input_replaced_during_the_run_is_not_muxed_with_the_kept_frames(tmp_path):
+    """The final mux reopens the input by name for its audio and subtitles: a file put in its place
+    mid-run must stop the run, not lend the output another file's sound."""
+    src, other, out = tmp_path / "in.mp4", tmp_path / "other.mp4", tmp_path / "out.mp4"
+    make_video(src, frames=12, audio=True)
+    make_video(other, frames=12, audio=True, width=64, height=48, rate=30)
+
+    class Replacing(Counting):
+        def run(self, frames):
+            if self.frames == 6:
+                other.replace(src)
+            return super().run(frames)
+
+    with pytest.raises(VdeblurError, match="changed while it was being deblurred"):
+        deblur_video(src, out, backend=Replacing(), **SMALL)
+    assert not out.exists()

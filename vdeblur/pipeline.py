@@ -698,6 +698,7 @@ def _write_kept(state, src: Path, tmp: Path, dst: Path, *, start, duration, enco
     beyond the first frames; ``deinterlace``, the mode and double rate, gives the video's timing)."""
     from .video import VideoReader, VideoWriter
 
+    _check_unchanged(src, state)   # reopened by name: the other streams must come from the same file
     reader = VideoReader(src, start=start, duration=duration, rate=fps, deinterlace=deinterlace[0], double_rate=deinterlace[1],
                          upright=upright)
     try:
@@ -708,12 +709,26 @@ def _write_kept(state, src: Path, tmp: Path, dst: Path, *, start, duration, enco
                                    f"{state.directory}; delete it and start over")
             resume_mod.mux(state, reader, writer)
             writer.close()
+            _check_unchanged(src, state)
         except BaseException:
             writer.abort()
             raise
         return writer
     finally:
         reader.close()
+
+
+def _check_unchanged(src: Path, state) -> None:
+    """The input must still be the file the kept frames came from (size, modification time, the
+    hash of its ends), or its audio and subtitles would be another file's."""
+    try:
+        now = sequence.identity(src) if sequence.is_sequence(src) else resume_mod.file_identity(src)
+    except OSError as e:
+        raise VdeblurError(f"{src}: cannot be read again for its other streams ({e.strerror or e}); not written") from None
+    then = state.key.get("input", {})
+    if any(then.get(name) != value for name, value in now.items()):
+        raise VdeblurError(f"{src} changed while it was being deblurred (replaced or edited); not written. "
+                           "Run again to start over from the file as it is now")
 
 
 def _segment_sink(packets) -> None:
