@@ -351,12 +351,16 @@ def test_backend_guard_replaces_bad_frames_with_the_fallback(monkeypatch):
             pass
 
     backend = TensorRTBackend(weights=None)
-    backend.runner = runner = Runner()
+    backend.runner = runner = Runner()   # an --engine whose checkpoint is unknown: nothing to redo with
     monkeypatch.setattr(backend, "_torch_backend", lambda: Torch())
     frames = np.full((3, 4, 6, 3), 100, np.uint8)
     out = backend.run(frames)
+    assert (out[1] == 0).all() and backend.describe()["bad_frame_fallback"] is None
+    backend.bad_frames = 0
+    backend.fallback_weights = "built-from.safetensors"   # found by the sidecar's sha256
+    out = backend.run(frames)
     assert (out[0] == 155).all() and (out[1:] == 42).all()
-    assert backend.describe()["bad_frames"] == 2
+    assert backend.describe()["bad_frames"] == 2 and backend.describe()["bad_frame_fallback"] == "torch fp32"
     backend.fallback = "none"
     assert (backend.run(frames)[1] == 0).all() and backend.bad_frames == 4
     with pytest.raises(VdeblurError, match="expected uint8"):
@@ -420,6 +424,12 @@ def test_compile_engine_reuses_rebuilds_and_never_keeps_a_failed_engine(tmp_path
         comp.compile_engine(str(w1), ShapeProfile.fixed(32, 32), "fp16", engine_dir=engines, log=logs.append)
     assert sorted(p.name for p in engines.glob("*.engine")) == sorted(p.name for p in (path, other, bf16))
     assert not list(engines.glob(".*partial"))
+    verdict["psnr"] = 50.0
+    damaged = path.read_bytes()
+    path.write_bytes(damaged[:-3])          # truncated (a full disk, a copy cut short)
+    again, _ = comp.compile_engine(str(w1), profile, "fp16", engine_dir=engines, log=logs.append)
+    assert again == path and len(builds) == 5 and "building it again" in " ".join(logs[-2:])
+    assert path.read_bytes() == damaged and cache.engine_mismatch(cache.read_sidecar(path), damaged) is None
     target = tmp_path / "mine.engine"
     target.write_bytes(b"someone else's file")
     verdict["psnr"] = 50.0
@@ -428,3 +438,21 @@ def test_compile_engine_reuses_rebuilds_and_never_keeps_a_failed_engine(tmp_path
     assert target.read_bytes() == b"someone else's file"
     comp.compile_engine(str(w1), profile, "fp16", engine_dir=engines, output=target, overwrite=True, log=logs.append)
     assert target.read_bytes().startswith(b"PLAN")
+
+
+def test_an_engine_is_found_out_when_it_is_not_the_file_built_and_its_weights_by_sha(tmp_path, monkeypatch):
+    from vdeblur.backends import tensorrt_backend as tb
+    from vdeblur.checkpoint import file_sha256
+    from vdeblur.weights import default_weights_path
+
+    plan = b"PLAN-bytes"
+    doc = {"key": {}, **cache.engine_facts(plan)}
+    assert cache.engine_mismatch(doc, plan) is None
+    assert "not the one built" in cache.engine_mismatch(doc, plan[:-1])
+    assert "not the one built" in cache.engine_mismatch(doc, b"PLAN-bytez")
+    assert "no checksum" in cache.engine_mismatch({"key": {}}, plan)
+    assert tb._built_from({"key": {"weights_sha256": file_sha256(default_weights_path())}}) == str(default_weights_path())
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(b"not the shipped weights")
+    assert tb._built_from({"key": {"weights_sha256": file_sha256(mine)}, "weights": str(mine)}) == str(mine)
+    assert tb._built_from({"key": {"weights_sha256": "0" * 64}, "weights": str(mine)}) is None

@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import VdeblurError, require_pyav
 from .fileio import atomic_write, check_output
-from .trt.cache import EngineKey, ShapeProfile, parse_shape, read_sidecar, write_sidecar
+from .trt.cache import EngineKey, ShapeProfile, engine_facts, engine_mismatch, parse_shape, read_sidecar, write_sidecar
 
 DEFAULT_ENGINE_DIR = Path("engines")
 MIN_PSNR_DB = 40.0
@@ -136,12 +136,14 @@ def compile_engine(weights: str | None, profile: ShapeProfile, precision: str = 
             doc = read_sidecar(path)
         except VdeblurError:
             doc = None
-        if doc and not key.mismatches(doc["key"]):
+        what = (", ".join(key.mismatches(doc["key"])) or engine_mismatch(doc, path.read_bytes())) if doc \
+            else "its sidecar is missing"
+        if not what:
             log(f"engine up to date: {path}")
             return path, doc
         if output:
-            what = ", ".join(key.mismatches(doc["key"])) if doc else "its sidecar is missing"
             raise VdeblurError(f"{path}: exists and does not match this build ({what}); pass --overwrite to replace it")
+        log(f"{path.name}: {what}; building it again")
 
     log(f"building {path.name} (TensorRT {trt.__version__}, {gpu_name} sm_{cc}, {precision}, "
         f"{'fused attention plugin' if plugin else 'plain ops'}); this takes minutes the first time")
@@ -152,7 +154,8 @@ def compile_engine(weights: str | None, profile: ShapeProfile, precision: str = 
         b, h, w = profile.opt
         check_frames = synthetic_frames(min(VERIFY_FRAMES, max(b, 1)), h, w)
     facts.update(verify_engine(plan, weights_path, check_frames, path.name))
-    facts.update({"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "weights": str(weights_path)})
+    facts.update({"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "weights": str(weights_path),
+                  **engine_facts(plan)})
     atomic_write(path, plan)
     doc = {"key": key.to_dict(), **facts}
     write_sidecar(path, key, facts)

@@ -45,6 +45,9 @@ class TensorRTBackend(Backend):
         self._torch = None
         self.frames_done = 0
         self.bad_frames = 0
+        # Frames the engine gets wrong are redone by torch in fp32 from the weights it was built from:
+        # --weights, else (for --engine) the checkpoint its sidecar names, else the shipped default.
+        self.fallback_weights: str | None = None
         if engine:
             self.runner = self._load(Path(engine))
         elif importlib.util.find_spec("triton") is None:
@@ -61,7 +64,7 @@ class TensorRTBackend(Backend):
     def _load(self, path: Path):
         from ..checkpoint import file_sha256
         from ..trt.build import gpu_facts
-        from ..trt.cache import check_runtime_match, read_sidecar
+        from ..trt.cache import check_runtime_match, engine_mismatch, read_sidecar
         from ..trt.runtime import EngineRunner
 
         if not path.is_file():
@@ -70,9 +73,15 @@ class TensorRTBackend(Backend):
         gpu_name, cc = gpu_facts()
         check_runtime_match(path, doc, tensorrt_version=self.trt.__version__, gpu_name=gpu_name, compute_capability=cc,
                             weights_sha256=file_sha256(self.weights) if self.weights else None)
+        plan = path.read_bytes()
+        if problem := engine_mismatch(doc, plan):
+            raise VdeblurError(f"{path}: {problem}; rebuild it with `vdeblur compile` (with -o and --overwrite to "
+                               "replace this file)")
         self.engine_path, self.sidecar = path, doc
         self.precision = doc["key"].get("precision", self.precision)
-        return EngineRunner(path.read_bytes(), str(path))
+        if self.weights is None:
+            self.fallback_weights = _built_from(doc)
+        return EngineRunner(plan, str(path))
 
     def _runner_for(self, height: int, width: int):
         """The --engine file's runner, or the one for this size, picked or built under engines/."""
@@ -92,7 +101,8 @@ class TensorRTBackend(Backend):
             from .. import load_model
             from .torch_backend import TorchBackend
 
-            self._torch = TorchBackend(load_model(self.weights), device="cuda", precision="fp32", weights=self.weights)
+            weights = self.weights or self.fallback_weights
+            self._torch = TorchBackend(load_model(weights), device="cuda", precision="fp32", weights=weights)
         return self._torch
 
     def run(self, frames: np.ndarray) -> np.ndarray:
@@ -104,7 +114,7 @@ class TensorRTBackend(Backend):
         self.frames_done += len(frames)
         if len(bad):
             self.bad_frames += len(bad)
-            if self.fallback == "torch":
+            if self._can_redo():
                 out[bad] = self._torch_backend().run(frames[bad])
         return out
 
@@ -119,8 +129,14 @@ class TensorRTBackend(Backend):
             "tensorrt": self.trt.__version__,
             "weights": self.weights or "shipped default",
             "bad_frames": self.bad_frames,
-            "bad_frame_fallback": "torch fp32" if self.fallback == "torch" else None,
+            "bad_frame_fallback": "torch fp32" if self._can_redo() else None,
         }
+
+    def _can_redo(self) -> bool:
+        """An --engine of unknown weights (no --weights, and its checkpoint not found) has no fp32
+        model to redo frames with: redoing them with other weights would write another model's frames."""
+        return self.fallback == "torch" and (self.weights is not None or self.runner is None
+                                             or self.fallback_weights is not None)
 
     def release_memory(self) -> None:
         """Engines built here for other sizes go (their files stay in the engine cache)."""
@@ -136,3 +152,19 @@ class TensorRTBackend(Backend):
         if self._torch is not None:
             self._torch.close()
             self._torch = None
+
+
+def _built_from(doc: dict) -> str | None:
+    """The checkpoint an engine was built from, found by its sha256: the shipped default, or the file
+    its sidecar names if that still holds the same weights. None when neither does."""
+    from ..checkpoint import file_sha256
+    from ..weights import default_weights_path
+
+    want = doc.get("key", {}).get("weights_sha256")
+    for candidate in (default_weights_path(), doc.get("weights")):
+        try:
+            if candidate and Path(candidate).is_file() and file_sha256(candidate) == want:
+                return str(candidate)
+        except OSError:
+            continue
+    return None

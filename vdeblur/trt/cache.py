@@ -152,6 +152,20 @@ def read_sidecar(engine: str | os.PathLike) -> dict:
     return doc
 
 
+def engine_facts(plan: bytes) -> dict:
+    """What the sidecar records of the engine file itself, so a damaged or replaced file is caught."""
+    return {"engine_bytes": len(plan), "engine_sha256": hashlib.sha256(plan).hexdigest()}
+
+
+def engine_mismatch(doc: dict, plan: bytes) -> str | None:
+    """Why ``plan`` is not the engine ``doc`` describes, or None where it is."""
+    if "engine_sha256" not in doc:
+        return "its sidecar records no checksum (an older vdeblur)"
+    if len(plan) != doc.get("engine_bytes") or hashlib.sha256(plan).hexdigest() != doc["engine_sha256"]:
+        return "the file is not the one built (damaged, truncated or replaced since)"
+    return None
+
+
 def check_runtime_match(engine: str | os.PathLike, doc: dict, *, tensorrt_version: str, gpu_name: str,
                         compute_capability: str, weights_sha256: str | None = None) -> None:
     """Refuse an engine built for another TensorRT, GPU or checkpoint, saying which and what to do."""
@@ -164,4 +178,5 @@ def check_runtime_match(engine: str | os.PathLike, doc: dict, *, tensorrt_versio
     if weights_sha256 and key.get("weights_sha256") != weights_sha256:
         problems.append("other weights than the ones asked for")
     if problems:
-        raise VdeblurError(f"{engine}: stale engine, built for {'; '.join(problems)}; rebuild it with `vdeblur compile`")
+        raise VdeblurError(f"{engine}: stale engine, built for {'; '.join(problems)}; rebuild it with `vdeblur compile` "
+                           "(with -o and --overwrite to replace this file)")
