@@ -1,6 +1,7 @@
 """The `deblur` job: CLI, backends, safety rules (no clobbering, nothing partial under the final name)."""
 
 import subprocess
+from fractions import Fraction
 import sys
 from pathlib import Path
 
@@ -643,3 +644,46 @@ def test_json_says_refusals_before_any_file_is_started(clip, tmp_path, capsys):
     assert main(["deblur", str(tmp_path / "f_%04d.png"), "-o", str(tmp_path / "o.mp4"), "--json-progress"]) == 1
     lines, _ = printed()
     assert len(lines) == 1 and "f_%04d.png" in lines[0]["error"]
+
+
+def _clip_with_audio(path, *, video_frames: int, audio_seconds: float, video_start: float = 0.0):
+    """A Matroska clip whose audio runs ``audio_seconds`` and whose video starts at ``video_start``."""
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt, vs.codec_context.time_base = 64, 48, "yuv420p", Fraction(1, 25)
+        aus = c.add_stream("aac", rate=48000)
+        offset = round(video_start * 25)
+        for i in range(video_frames):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 5 * i % 256, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = offset + i, Fraction(1, 25)
+            c.mux(vs.encode(frame))
+        c.mux(vs.encode())
+        samples = 1024
+        for k in range(int(audio_seconds * 48000 / samples)):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, samples), np.float32), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 48000, k * samples
+            c.mux(aus.encode(af))
+        c.mux(aus.encode())
+
+
+@pytest.mark.parametrize("audio_seconds, video_start", [(3.0, 0.0), (0.4, 1.5)])
+def test_audio_longer_or_a_late_video_start_is_no_truncation(tmp_path, audio_seconds, video_start):
+    """The container's length ends with its longest stream and starts with its first: neither an
+    audio tail nor a video that starts late means the video was cut short."""
+    src = tmp_path / "in.mkv"
+    _clip_with_audio(src, video_frames=10, audio_seconds=audio_seconds, video_start=video_start)
+    report = deblur_video(src, tmp_path / "out.mkv", backend=IdentityBackend(), resume=False)
+    assert report.frames == 10
+    assert not [w for w in report.warnings() if "truncated" in w], report.warnings()
+
+
+def test_a_matroska_file_cut_short_still_warns(tmp_path):
+    """Cut, a Matroska file loses its DURATION tags (written at the end) but keeps the length in its
+    header: every stream ending early is a truncated file, and the summary says so."""
+    whole, cut = tmp_path / "whole.mkv", tmp_path / "cut.mkv"
+    _clip_with_audio(whole, video_frames=50, audio_seconds=2.0)
+    data = whole.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    report = deblur_video(cut, tmp_path / "out.mkv", backend=IdentityBackend(), resume=False)
+    assert 0 < report.frames < 45
+    assert [w for w in report.warnings() if "truncated" in w], report.warnings()

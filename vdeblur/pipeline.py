@@ -796,7 +796,7 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
                 thread.join()
         progress.close()
     return Report(output=writer.path, frames=writer.frames, expected_frames=expected,
-                  frames_counted=reader.info.frames_counted, expected_seconds=reader.info.seconds,
+                  frames_counted=reader.info.frames_counted, expected_seconds=reader.seconds_expected,
                   seconds_read=reader.seconds_read, held_frames=reader.held_frames,
                   deinterlaced_frames=reader.deinterlaced_frames, repeated_frames=repeated,
                   seconds=time.perf_counter() - started,

@@ -151,6 +151,7 @@ class VideoInfo:
     exif: bytes | None = None   # a photo's EXIF tags (camera, time taken), orientation taken out by FFmpeg
     frames_counted: bool = False   # ``frames`` is the container's own count, not an estimate (VFR makes those wrong)
     seconds: float | None = None   # length of the part to be read, as the container announces it
+    seconds_of_all_streams: bool = False   # ``seconds`` is the container's, up to its longest stream's end
 
     @property
     def high_bit_depth(self) -> bool:
@@ -238,6 +239,18 @@ _EXIF_DECODERS = ("mjpeg", "png", "webp", "libwebp")
 
 #: Faster than any camera's playback rate (phones' slow motion is 240 fps).
 IMPLAUSIBLE_RATE = 240
+
+
+def _tag_seconds(value) -> float | None:
+    """A Matroska DURATION tag ("00:01:02.500000000") in seconds; None if absent or malformed."""
+    if not isinstance(value, str):
+        return None
+    try:
+        h, m, sec = value.strip().split(":")
+        seconds = int(h) * 3600 + int(m) * 60 + float(sec)
+    except ValueError:
+        return None
+    return seconds if seconds > 0 and math.isfinite(seconds) else None
 
 
 def frame_rate(stream) -> Fraction | None:
@@ -358,6 +371,7 @@ class VideoReader:
         self.transparent_frames = 0   # frames with some pixel not fully opaque
         self.caption_frames = 0   # frames that carried closed captions (A53 side data)
         self.end_time: float | None = None   # where the last frame converted so far ends (seconds)
+        self.packets_end: float | None = None   # where the last packet of any stream read so far ends
         # Frame slots between pictures with none of their own: an AVI's empty chunks ("show the last
         # picture again"), which its header counts as frames and the demuxer drops.
         self.held_frames = 0
@@ -431,6 +445,7 @@ class VideoReader:
             width=width, height=height, pix_fmt=fmt.name, bit_depth=_bit_depth(fmt),
             codec=cc.name, time_base=vs.time_base / per_frame, rate=rate * per_frame if rate else None,
             frames=frames, frames_counted=self._counted(duration), seconds=self._span(duration),
+            seconds_of_all_streams=self._length_spans_streams(),
             color_range=int(first.color_range), colorspace=int(first.colorspace),
             color_primaries=int(first.color_primaries), color_trc=int(first.color_trc),
             sample_aspect_ratio=vs.sample_aspect_ratio or cc.sample_aspect_ratio,   # MP4's pasp box first, as players
@@ -460,11 +475,23 @@ class VideoReader:
         self.rgb_format = "rgb48le" if wide and self.info.high_bit_depth else "rgb24"
 
     def _length(self) -> float | None:
-        """Seconds of video the container announces, if it does."""
+        """Seconds of video the container announces, if it does: the stream's own length, or its
+        DURATION tag (Matroska, WebM), else the container's. The last two are an end on the file's
+        timeline, so a video that starts late is shorter (see :meth:`seconds_expected`)."""
         vs = self.stream
         if vs.duration:
             return float(vs.duration * vs.time_base)
+        tagged = _tag_seconds(vs.metadata.get("DURATION") or vs.metadata.get("duration"))
+        if tagged is not None:   # FFmpeg writes where the track ends, on the file's timeline
+            return tagged
         return self.container.duration / av.time_base if self.container.duration else None
+
+    def _length_spans_streams(self) -> bool:
+        """True where :meth:`_length` could only take the container's length, which ends with its
+        longest stream: an audio track that runs on past the video is not a truncated video."""
+        vs = self.stream
+        return not vs.duration and _tag_seconds(vs.metadata.get("DURATION") or vs.metadata.get("duration")) is None \
+            and len(self.container.streams) > 1
 
     def _counted(self, duration: float | None) -> bool:
         return duration is None and not self.start and self.stream.frames > 0
@@ -477,9 +504,23 @@ class VideoReader:
         return span if duration is None else min(span, duration)
 
     @property
+    def seconds_expected(self) -> float | None:
+        """The announced length of the part, counted from its first frame as :attr:`seconds_read` is."""
+        if self.info.seconds is None:
+            return None
+        if self.stream.duration:   # the stream's own length already counts from its first frame
+            return self.info.seconds
+        return self.info.seconds - max(0.0, self.first_time - self.start)
+
+    @property
     def seconds_read(self) -> float | None:
         """Seconds of video from the part's first frame to the end of the last frame converted."""
-        return None if self.end_time is None else self.end_time - self.first_time
+        if self.end_time is None:
+            return None
+        end = self.end_time
+        if self.info.seconds_of_all_streams and self.packets_end is not None:
+            end = max(end, self.packets_end)   # then the announced length ends with the longest stream
+        return end - self.first_time
 
     def _expected_frames(self, duration: float | None, per_frame: int = 1) -> int | None:
         """Frames this reader will deliver: the container's count, or the span at the rate; ``per_frame``
@@ -552,9 +593,13 @@ class VideoReader:
             except av.error.FFmpegError:
                 self.corrupt_packets += 1
                 return
-            if self._video_done and self.end is not None and packet.pts is not None and packet.time_base \
-                    and float(packet.pts * packet.time_base) > self.end + 2.0:
-                return   # every stream is past the selected part
+            if packet.pts is not None and packet.time_base:
+                if self._video_done and self.end is not None and float(packet.pts * packet.time_base) > self.end + 2.0:
+                    return   # every stream is past the selected part
+                packet_end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                if self.end is not None:
+                    packet_end = min(packet_end, self.end)
+                self.packets_end = packet_end if self.packets_end is None else max(self.packets_end, packet_end)
             yield packet
 
     def _wanted(self, packet: av.Packet) -> bool:
