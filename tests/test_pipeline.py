@@ -687,3 +687,61 @@ def test_a_matroska_file_cut_short_still_warns(tmp_path):
     report = deblur_video(cut, tmp_path / "out.mkv", backend=IdentityBackend(), resume=False)
     assert 0 < report.frames < 45
     assert [w for w in report.warnings() if "truncated" in w], report.warnings()
+
+
+def test_partials_of_killed_runs_are_removed_and_others_left(tmp_path):
+    """kill -9 leaves the hidden temp file behind; the next run of that output removes it once its
+    process is gone and it has not changed for a while, and leaves a live run's alone."""
+    import os
+    import time
+
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(src, frames=3)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    old_dead = tmp_path / f".out.vdeblur-{gone.pid}.partial.mp4"
+    fresh_dead = tmp_path / f".out.vdeblur-{gone.pid}0.partial.mp4"
+    live = tmp_path / f".out.vdeblur-{os.getppid()}.partial.mp4"
+    other = tmp_path / f".other.vdeblur-{gone.pid}.partial.mp4"
+    for path in (old_dead, fresh_dead, live, other):
+        path.write_bytes(b"half a video")
+    hour_ago = time.time() - 3600
+    for path in (old_dead, live, other):
+        os.utime(path, (hour_ago, hour_ago))
+    notes = []
+    deblur_video(src, dst, backend=IdentityBackend(), notify=notes.append)
+    assert not old_dead.exists() and live.exists() and other.exists() and dst.exists()
+    assert fresh_dead.exists() or not _pid_free(int(fresh_dead.name.split("-")[1].split(".")[0]))
+    assert any(str(old_dead) in n and "killed" in n for n in notes)
+
+
+def _pid_free(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def test_stopped_while_reading_back_says_the_output_is_written(tmp_path, monkeypatch, capsys):
+    import json
+
+    import vdeblur.pipeline as pipeline
+
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(src, frames=3)
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_read_back", stopped)
+    monkeypatch.setattr(pipeline, "open_backend", lambda name, options: IdentityBackend())
+    assert main(["deblur", str(src), "-o", str(dst), "--json", "--quiet"]) == 130
+    captured = capsys.readouterr()
+    assert dst.exists() and "out.mp4 is written, but was not read back" in captured.err
+    line = json.loads(captured.out.strip().splitlines()[-1])
+    assert "not read back" in line["error"] and line["output"] == str(dst)

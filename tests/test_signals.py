@@ -188,3 +188,20 @@ def test_a_signal_while_the_threads_start_is_that_signal_not_a_traceback(tmp_pat
     with pytest.raises(Terminated):
         deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), resume=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_a_signal_in_a_deferred_block_is_handled_when_the_block_ends():
+    """Publishing the output and deleting the kept progress must not stop half-way."""
+    import os
+    import signal
+
+    from vdeblur.signals import Terminated, deferred, terminate_as_interrupt
+
+    done = []
+    with pytest.raises(Terminated):
+        with terminate_as_interrupt():
+            with deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                done.append("both steps")
+            done.append("not reached")
+    assert done == ["both steps"]

@@ -35,7 +35,7 @@ from .deinterlace import FIRST_FIELD, MODES as DEINTERLACE_MODES
 from .errors import VdeblurError, require_pyav
 from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, is_stream
 from .hardware import check_threads
-from .signals import describe, exit_status
+from .signals import deferred, describe, exit_status
 from .region import RegionBackend, describe_regions, parse_regions, stored_region
 from .tiling import DEFAULT_OVERLAP, OutOfMemoryFallback, check_tiling, fitted_overlap
 
@@ -203,6 +203,41 @@ def _temp_path(dst: Path) -> Path:
     if sequence.is_sequence(dst):
         return sequence.temp_pattern(dst)
     return dst.with_name(f".{dst.stem}.vdeblur-{os.getpid()}.partial{dst.suffix}")
+
+
+#: A temp file whose run is gone is left alone this long after its last change all the same (a run
+#: on another machine writing to a shared folder has a PID that means nothing here).
+STALE_PARTIAL_S = 600
+
+
+def _stale_partials(dst: Path) -> list[Path]:
+    """Temp files (see :func:`_temp_path`) of runs of ``dst`` that were killed outright (kill -9, a
+    crash, a power cut), which no ``finally`` could remove: their process is gone and they have not
+    changed for :data:`STALE_PARTIAL_S`. None on Windows, where no signal-free liveness test is safe."""
+    if os.name == "nt" or sequence.is_sequence(dst):
+        return []
+    head, tail = f".{dst.stem}.vdeblur-", f".partial{dst.suffix}"
+    stale = []
+    for path in dst.parent.glob(glob.escape(head) + "*" + glob.escape(tail)):
+        pid = path.name[len(head):len(path.name) - len(tail)]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        try:
+            if time.time() - path.stat().st_mtime >= STALE_PARTIAL_S:
+                stale.append(path)
+        except OSError:
+            continue
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:   # EPERM: another user's process
+        return True
+    return True
 
 
 def _publish(tmp: Path, dst: Path, overwrite: bool) -> Path:
@@ -482,6 +517,11 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
     # Woven output is written in one pass: its frames are pairs of the reader's, which segments do not count.
     resumable = resume and not from_stream and not to_stdout and not fields \
         and (sequence.is_sequence(dst) or resume_mod.muxer_takes_global_header(dst))
+    if not to_stdout:
+        for stale in _stale_partials(dst):
+            stale.unlink(missing_ok=True)
+            if notify:
+                notify(f"removed {stale}, the unfinished output of a run of this command that was killed")
     tmp = None if to_stdout else _temp_path(dst)
     published = dst
     writer = None
@@ -537,20 +577,25 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                                 f"frame rate (--deinterlace tff or bff treats every frame as interlaced)")
         if drops_alpha and reader.transparent_frames:   # an opaque first frame, transparent ones later
             report.transparency_lost = alpha_not_kept(pix_fmt, reader.transparent_frames)
-        if tmp is not None:
-            published = _publish(tmp, dst, overwrite)
-        finished = True
-        if state is not None:
-            state.discard()
-        elif notify and not to_stdout and (kept := resume_mod.kept_frames(dst)):
+        with deferred():   # the output takes its name and the kept progress goes, both or neither
+            if tmp is not None:
+                published = _publish(tmp, dst, overwrite)
+            finished = True
+            if state is not None:
+                state.discard()
+        if state is None and notify and not to_stdout and (kept := resume_mod.kept_frames(dst)):
             # An earlier, interrupted run's progress, unused by this one-pass run: said, not deleted
             # (it may be hours of another command's work).
             notify(f"{resume_mod.state_dir(dst)} still keeps {kept} finished frames of an earlier run of this output, "
                    f"which this run did not use; delete it if that run is not to go on")
         report.output = "standard output" if to_stdout else str(published)
         if verify and not (from_stream or to_stdout):   # neither can be read again
-            _read_back(report, src, published, written, start, duration, encoding.get("size"), fps,
-                       reader.doubling and not fields, fields, upright=upright)
+            try:
+                _read_back(report, src, published, written, start, duration, encoding.get("size"), fps,
+                           reader.doubling and not fields, fields, upright=upright)
+            except KeyboardInterrupt as e:
+                e.written = str(published)   # stopped while checking: the output is complete, unchecked
+                raise
         if not to_stdout and published != dst:
             raise VdeblurError(f"{dst}: appeared while this run was writing it, and was left alone; the result is "
                                f"{published}")
@@ -1149,7 +1194,11 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
             strength=args.strength, region=args.region,
             progress=JsonProgress(src, dst) if args.json_progress else None, dedup=args.dedup)
     except KeyboardInterrupt as e:   # Ctrl-C, or SIGTERM/SIGHUP under the CLI
-        what = "standard output ends early" if str(dst) == STDIO else f"{dst} was not written{_kept_hint(dst)}"
+        if getattr(e, "written", None):
+            what = f"{e.written} is written, but was not read back to check it"
+        else:
+            what = "standard output ends early" if str(dst) == STDIO else f"{dst} was not written{_kept_hint(dst)}"
+        _print_json(args, src, dst, error=f"{describe(e)}; {what}", notes=notes)
         print(f"vdeblur: {describe(e)}; {what}", file=sys.stderr)
         return exit_status(e)
     except (VdeblurError, OSError) as e:   # OSError: a full disk or a vanished folder, wherever it struck

@@ -65,3 +65,28 @@ def terminate_as_interrupt(signals: tuple[int, ...] = TERMINATING) -> Iterator[N
     finally:
         for sig, before in previous.items():
             signal.signal(sig, before)
+
+
+@contextmanager
+def deferred(signals: tuple[int, ...] = (signal.SIGINT, *TERMINATING)) -> Iterator[None]:
+    """Hold ``signals`` back for a few file operations that must not stop half-way (publishing the
+    output, deleting kept progress): one that arrives meanwhile goes to its handler as the block
+    ends. Only signals that Python handles are held (not one left to the system's default)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list = []
+    previous = {}
+    for sig in signals:
+        before = signal.getsignal(sig)
+        if callable(before):
+            previous[sig] = before
+            signal.signal(sig, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+        if caught:
+            signum, frame = caught[0]
+            previous[signum](signum, frame)   # raises, as it would have
