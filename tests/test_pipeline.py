@@ -745,3 +745,21 @@ def test_stopped_while_reading_back_says_the_output_is_written(tmp_path, monkeyp
     assert dst.exists() and "out.mp4 is written, but was not read back" in captured.err
     line = json.loads(captured.out.strip().splitlines()[-1])
     assert "not read back" in line["error"] and line["output"] == str(dst)
+
+
+def test_an_error_names_the_output_not_its_hidden_temp_file(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import vdeblur.pipeline as pipeline
+
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(src, frames=3)
+
+    class DiskFull(IdentityBackend):
+        def run(self, frames):
+            raise OSError(errno.ENOSPC, "No space left on device", str(pipeline._temp_path(dst)))
+
+    monkeypatch.setattr(pipeline, "open_backend", lambda name, options: DiskFull())
+    assert main(["deblur", str(src), "-o", str(dst), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"{dst}: No space left on device" in err and ".partial" not in err

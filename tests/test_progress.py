@@ -134,3 +134,18 @@ def test_a_reader_of_stderr_that_goes_away_neither_hangs_nor_stops_the_job(tmp_p
     import av
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 40
+
+
+def test_json_progress_read_by_head_n_1_lets_the_job_finish(tmp_path):
+    """`--json-progress | head -n 1`: the reader takes one line and goes; the job ended with rc 1 and
+    no word, its output unwritten."""
+    clip, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(clip, frames=30)
+    run = subprocess.Popen([sys.executable, "-m", "vdeblur", "deblur", str(clip), "-o", str(out), "--threads", "1",
+                            "--json-progress"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert json.loads(run.stdout.readline())["progress"]["frames"] >= 1
+    run.stdout.close()
+    assert run.wait(timeout=120) == 0
+    import av
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 30

@@ -205,3 +205,35 @@ def test_a_signal_in_a_deferred_block_is_handled_when_the_block_ends():
                 done.append("both steps")
             done.append("not reached")
     assert done == ["both steps"]
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line(monkeypatch, capsys):
+    """The first second of `vdeblur` is importing torch and PyAV: Ctrl-C there printed a traceback,
+    because `import vdeblur` imported torch before the command could handle it."""
+    run = subprocess.run([sys.executable, "-c", "import sys, vdeblur.cli; print('torch' in sys.modules)"],
+                         capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "False"
+    import vdeblur.cli as cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["deblur", "x.mp4", "-o", "y.mp4"]) == 130
+    assert capsys.readouterr().err == "vdeblur: interrupted\n"
+
+
+def test_a_full_disk_while_writing_names_the_file_asked_for(tmp_path):
+    """The manifest of kept progress, a checkpoint: ENOSPC from a write names no file at all."""
+    import errno
+
+    from vdeblur.fileio import atomic_write, describe_os_error
+
+    def full(f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = tmp_path / "manifest.json"
+    with pytest.raises(OSError) as e:
+        atomic_write(target, full)
+    assert describe_os_error(e.value) == f"{target}: No space left on device"
+    assert list(tmp_path.iterdir()) == []

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .errors import VdeblurError
-from .network import DeblurNet, ModelConfig, build_model, count_parameters, flops_per_frame
+
+if TYPE_CHECKING:
+    from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+    from .network import DeblurNet, ModelConfig, build_model, count_parameters, flops_per_frame
 
 __version__ = "0.1.0"
+
+# Imported on first use: `import vdeblur` (and so the `vdeblur` command before it has set up its
+# Ctrl-C handling) does not wait the second or so that importing torch takes.
+_LAZY = {
+    "load_checkpoint": "checkpoint", "read_checkpoint": "checkpoint", "save_checkpoint": "checkpoint",
+    "DeblurNet": "network", "ModelConfig": "network", "build_model": "network", "count_parameters": "network",
+    "flops_per_frame": "network", "deblur_video": "pipeline",
+}
 
 __all__ = [
     "DeblurNet",
@@ -26,8 +37,10 @@ __all__ = [
 ]
 
 
-def load_model(path: str | os.PathLike | None = None) -> DeblurNet:
+def load_model(path: str | os.PathLike | None = None) -> "DeblurNet":
     """Load a checkpoint in eval mode; ``None`` loads the default weights shipped in the package."""
+    from .checkpoint import load_checkpoint
+
     if path is None:
         from .weights import default_weights_path
 
@@ -36,9 +49,11 @@ def load_model(path: str | os.PathLike | None = None) -> DeblurNet:
 
 
 def __getattr__(name: str):
-    """``vdeblur.deblur_video`` is imported on first use, so ``import vdeblur`` stays light (no PyAV)."""
-    if name == "deblur_video":
-        from .pipeline import deblur_video
+    """The names in ``_LAZY``, imported from their module on first use (``deblur_video`` needs PyAV)."""
+    if name in _LAZY:
+        import importlib
 
-        return deblur_video
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'vdeblur' has no attribute {name!r}")

@@ -34,12 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _StderrThatOutlivesItsReader:
-    """Standard error that turns quiet when its reader goes away (`vdeblur deblur ... 2>&1 | head`).
+class _OutlivesItsReader:
+    """A text stream that turns quiet when its reader goes away (`vdeblur deblur ... 2>&1 | head`,
+    `--json-progress | head -n 1`).
 
     A closed pipe must not end the job: the video is the product, the messages are not. It must not
     hang it either: tqdm holds its lock while it writes, and a BrokenPipeError raised in the encode
-    thread's progress update left that lock held, so the main thread waited on it for ever."""
+    thread's progress update left that lock held, so the main thread waited on it for ever. Video
+    written to standard output (`-o -`) goes through ``.buffer``, untouched: its reader going away
+    still ends the job."""
 
     def __init__(self, stream):
         self._stream, self.reader_gone = stream, False
@@ -73,13 +76,17 @@ class _StderrThatOutlivesItsReader:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()   # imports torch and PyAV: a second or so, in which Ctrl-C is likely
+    except KeyboardInterrupt as e:
+        print(f"vdeblur: {describe(e)}", file=sys.stderr)
+        return exit_status(e)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    stderr = sys.stderr
-    sys.stderr = _StderrThatOutlivesItsReader(stderr)
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _OutlivesItsReader(stdout), _OutlivesItsReader(stderr)
     try:
         with terminate_as_interrupt():   # SIGTERM/SIGHUP clean up like Ctrl-C (see vdeblur/signals.py)
             return int(args.func(args) or 0)
@@ -95,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vdeblur: error: {describe_os_error(e)}", file=sys.stderr)
         return 1
     finally:
-        sys.stderr = stderr
+        sys.stdout, sys.stderr = stdout, stderr
 
 
 if __name__ == "__main__":

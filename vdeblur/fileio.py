@@ -37,6 +37,11 @@ def atomic_write(path: str | os.PathLike, data: bytes | Callable[[BinaryIO], obj
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        if e.filename in (None, tmp):   # a full disk while writing names no file, or the hidden one
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -1203,6 +1203,8 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
         return exit_status(e)
     except (VdeblurError, OSError) as e:   # OSError: a full disk or a vanished folder, wherever it struck
         message = describe_os_error(e) if isinstance(e, OSError) else str(e)
+        if str(dst) != STDIO and not sequence.is_sequence(dst):   # the output, not its hidden temp file
+            message = message.replace(str(_temp_path(dst)), str(dst))
         _print_json(args, src, dst, error=f"{message}{_kept_hint(dst)}", notes=notes)
         raise VdeblurError(f"{message}{_kept_hint(dst)}") from None
     _print_json(args, src, dst, **report.to_dict(), notes=notes)
