@@ -29,3 +29,27 @@ def test_python_dash_m_runs_and_bad_usage_fails():
     assert out.returncode == 0 and vdeblur.__version__ in out.stdout
     bad = subprocess.run([sys.executable, "-m", "vdeblur", "no-such-command"], capture_output=True, text=True)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+def test_tensorrt_too_old_or_without_triton_is_said(monkeypatch):
+    """TensorRT below 10.9 has no ahead-of-time plugins, so it cannot run the engine; without
+    Triton it runs given engines but builds none."""
+    import importlib.util
+    import sys
+    import types
+
+    from vdeblur import hardware
+
+    def status(version, triton):
+        monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=version))
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec",
+                            lambda name, *a: (object() if triton else None) if name == "triton" else real(name, *a))
+        return next(b for b in hardware.probe_backends() if b.name == "tensorrt")
+
+    old = status("10.8.0.43", True)
+    assert not old.usable and "too old" in old.detail
+    bare = status("10.13.0.35", False)
+    assert bare.usable and "building one needs triton" in bare.detail
+    full = status("11.0.0.1", True)
+    assert full.usable and "triton for building" in full.detail

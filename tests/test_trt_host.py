@@ -22,7 +22,7 @@ def _key(**changes):
     base = EngineKey(weights_sha256="a" * 64, onnx_sha256="b" * 64, precision="fp16",
                      profile=ShapeProfile.fixed(720, 1280), plugin=True, tensorrt_version="10.9.0.34",
                      gpu_name="NVIDIA H100 80GB HBM3", compute_capability="9.0", kernel_sha256="c" * 64,
-                     triton_version="3.5.0")
+                     triton_version="3.5.0", builder_sha256="9" * 64, vdeblur_version="0.1.0")
     return dataclasses.replace(base, **changes)
 
 
@@ -31,7 +31,7 @@ def test_engine_key_changes_with_every_component():
     variants = dict(weights_sha256="d" * 64, onnx_sha256="e" * 64, precision="bf16",
                     profile=ShapeProfile.fixed(1080, 1920), plugin=False, tensorrt_version="11.4.0.106",
                     gpu_name="NVIDIA GeForce RTX 4090", compute_capability="8.9", kernel_sha256="f" * 64,
-                    triton_version="3.9.0")
+                    triton_version="3.9.0", builder_sha256="8" * 64, vdeblur_version="0.2.0")
     assert set(variants) == {f.name for f in dataclasses.fields(EngineKey)}
     seen = {base.digest}
     for field, value in variants.items():
@@ -48,6 +48,7 @@ def test_engine_key_changes_with_every_component():
 
 def test_kernel_hash_covers_kernel_sources():
     assert len(cache.kernel_sha256()) == 64
+    assert len(cache.builder_sha256()) == 64 and cache.builder_sha256() != cache.kernel_sha256()
 
 
 def test_shape_profiles():

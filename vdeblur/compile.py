@@ -62,7 +62,8 @@ def engine_key(weights_sha256: str, onnx_bytes: bytes, precision: str, profile: 
                tensorrt_version: str, gpu_name: str, compute_capability: str) -> EngineKey:
     import hashlib
 
-    from .trt.cache import kernel_sha256
+    from . import __version__
+    from .trt.cache import builder_sha256, kernel_sha256
 
     triton_version = "none"
     if plugin:
@@ -75,7 +76,8 @@ def engine_key(weights_sha256: str, onnx_bytes: bytes, precision: str, profile: 
     return EngineKey(weights_sha256=weights_sha256, onnx_sha256=hashlib.sha256(onnx_bytes).hexdigest(),
                      precision=precision, profile=profile, plugin=plugin, tensorrt_version=tensorrt_version,
                      gpu_name=gpu_name, compute_capability=compute_capability,
-                     kernel_sha256=kernel_sha256() if plugin else "none", triton_version=triton_version)
+                     kernel_sha256=kernel_sha256() if plugin else "none", triton_version=triton_version,
+                     builder_sha256=builder_sha256(), vdeblur_version=__version__)
 
 
 def verify_engine(plan: bytes, weights: Path, frames: np.ndarray, source: str) -> dict:

@@ -7,6 +7,7 @@ Precision is picked at run time from the CPU: bf16 only where the CPU has native
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import platform
 from dataclasses import dataclass
@@ -142,7 +143,16 @@ def probe_backends() -> list[BackendStatus]:
     if trt_version is None:
         out.append(BackendStatus("tensorrt", False, f"{err}; install with `pip install 'vdeblur[tensorrt]'` on a machine with an NVIDIA GPU"))
     else:
-        out.append(BackendStatus("tensorrt", True, f"tensorrt {trt_version}"))
+        from .trt import MIN_VERSION, version_tuple
+
+        if version_tuple(trt_version)[:2] < MIN_VERSION:
+            out.append(BackendStatus("tensorrt", False, f"tensorrt {trt_version} is too old: the fused-attention plugin "
+                                     f"needs {'.'.join(map(str, MIN_VERSION))} or later"))
+        elif importlib.util.find_spec("triton") is None:
+            out.append(BackendStatus("tensorrt", True, f"tensorrt {trt_version}; runs engines given with --engine, "
+                                     "but building one needs triton (`pip install 'vdeblur[tensorrt]'`)"))
+        else:
+            out.append(BackendStatus("tensorrt", True, f"tensorrt {trt_version}; triton for building engines"))
 
     pycuda_version, err = _import_version("pycuda.driver")
     if pycuda_version is None:

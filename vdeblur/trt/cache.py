@@ -94,6 +94,8 @@ class EngineKey:
     compute_capability: str
     kernel_sha256: str
     triton_version: str
+    builder_sha256: str      # the build settings (trt/build.py): a new optimisation level, flag or tactic rule
+    vdeblur_version: str
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -125,6 +127,11 @@ def kernel_sha256() -> str:
     for path in (here.parent / "kernels" / "__init__.py", here.parent / "kernels" / "fused_attention.py", here / "plugin.py"):
         h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def builder_sha256() -> str:
+    """Hash of the builder's source: its settings (flags, optimisation level, tactics) shape the engine."""
+    return hashlib.sha256((Path(__file__).resolve().parent / "build.py").read_bytes()).hexdigest()
 
 
 def sidecar_path(engine: str | os.PathLike) -> Path:
