@@ -92,7 +92,7 @@ def test_cli_compile_mode_implies_compile_and_round_trips():
     assert torch_argv(opts) == ["--no-fused-attention", "--no-cuda-graphs"]
 
 
-def test_cuda_speedups_default_on_for_cuda_only():
+def test_cuda_speedups_default_on_for_cuda_only(monkeypatch):
     """Unset switches: both on for CUDA (measured 1.42x eager on an H200), off on the CPU; what a
     user says wins, and a compile mode that captures graphs itself turns the graphs default off."""
     import importlib.util
@@ -101,12 +101,16 @@ def test_cuda_speedups_default_on_for_cuda_only():
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     has_triton = importlib.util.find_spec("triton") is not None
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     assert default_speedups(cpu, None, None, None) == (False, False)
     assert default_speedups(cuda, None, None, None) == (has_triton, True)
     assert default_speedups(cuda, "default", None, None) == (has_triton, True)
     assert default_speedups(cuda, "reduce-overhead", None, None) == (has_triton, False)
     assert default_speedups(cuda, None, False, False) == (False, False)
     assert default_speedups(cpu, None, True, True) == (True, True)   # then refused by check_speed_options
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))   # a V100
+    assert default_speedups(cuda, None, None, None) == (False, True)
+    assert default_speedups(cuda, None, True, None) == (True, True)
     # The CPU path with nothing asked for runs: unset does not mean "on" there.
     d = TorchBackend(build_model(TINY), device="cpu", precision="fp32").describe()
     assert d["fused_attention"] is False and d["cuda_graphs"] is False

@@ -266,15 +266,23 @@ def default_speedups(device: torch.device, compile_mode: str | None, fused_atten
                      cuda_graphs: bool | None) -> tuple[bool, bool]:
     """Fill in the switches left unset (None): on CUDA both are on, measured together at 1.42x eager
     fp16 (720p, H200) with the same output (65.35 dB against fp32 on the CPU); fused attention
-    where Triton imports, CUDA graphs unless a compile mode captures its own. Off elsewhere."""
+    where Triton imports and the GPU is one the kernels were built and checked for (sm_80 and
+    later), CUDA graphs unless a compile mode captures its own. Off elsewhere."""
     from .torch_compile import CUDAGRAPH_MODES
 
     on_cuda = device.type == "cuda"
     if fused_attention is None:
-        fused_attention = on_cuda and importlib.util.find_spec("triton") is not None
+        fused_attention = on_cuda and importlib.util.find_spec("triton") is not None and _ampere_or_later(device)
     if cuda_graphs is None:
         cuda_graphs = on_cuda and compile_mode not in CUDAGRAPH_MODES
     return fused_attention, cuda_graphs
+
+
+def _ampere_or_later(device: torch.device) -> bool:
+    try:
+        return tuple(torch.cuda.get_device_capability(device)) >= (8, 0)
+    except Exception:  # noqa: BLE001 - no CUDA here: nothing to run the kernels on
+        return False
 
 
 def check_speed_options(device: torch.device, compile_mode: str | None, cuda_graphs: bool | None) -> None:
