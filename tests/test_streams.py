@@ -94,3 +94,39 @@ def test_garbage_on_standard_input_says_what_a_pipe_takes(tmp_path):
     assert run.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("vdeblur: error: standard input: not a readable video file") and "Matroska, MPEG-TS" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reencoded_audio_starts_where_the_primed_input_plays(tmp_path):
+    """MP3 in MP4 keeps its encoder priming (1105 samples) before 0; the decoder drops it from the
+    first frame but left that frame at the packet's time. Re-encoded to Opus for .webm, the first
+    30 ms played 25 ms early, then a 25 ms gap; and the muxer moved the video 25 ms late for it."""
+    from fractions import Fraction
+
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.webm"
+    with av.open(str(src), "w") as c:
+        vs = c.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        mp3 = c.add_stream("libmp3lame", rate=44100, layout="stereo")
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            c.mux(vs.encode(frame))
+        c.mux(vs.encode())
+        noise = np.random.RandomState(0).standard_normal((2, 1152 * 16)).astype(np.float32) * 0.3
+        for k in range(16):
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(noise[:, 1152 * k:1152 * (k + 1)]), format="fltp",
+                                            layout="stereo")
+            af.sample_rate, af.pts = 44100, 1152 * k
+            c.mux(mp3.encode(af))
+        c.mux(mp3.encode())
+    with av.open(str(src)) as c:
+        assert next(p for p in c.demux(audio=0) if p.pts is not None).pts < 0   # primed, as the case needs
+    deblur_video(src, dst, backend=IdentityBackend(), resume=False)
+    with av.open(str(dst)) as c:
+        video_start = next(c.decode(video=0)).time
+    with av.open(str(dst)) as c:
+        frames = [(f.time, f.samples / f.sample_rate) for f in c.decode(audio=0)]
+    assert abs(video_start) < 1e-3
+    assert abs(frames[0][0] - video_start) < 2e-3
+    for (t, length), (t_next, _) in zip(frames, frames[1:]):
+        assert abs(t + length - t_next) < 2e-3, frames[:4]

@@ -818,10 +818,26 @@ class _AudioTranscoder:
             frames = self.decoder.decode(packet)
         except av.error.FFmpegError:
             frames = []
+        if packet is not None and len(frames) == 1:
+            _start_after_priming(frames[0], packet)
         out = [p for frame in frames for p in self.stream.encode(frame)]
         if packet is None:
             out += self.stream.encode(None)
         return out
+
+
+def _start_after_priming(frame: av.AudioFrame, packet: av.Packet) -> None:
+    """An encoder's priming samples (MP3's 1105, AAC's 1024) sit before 0 on the timeline, and the
+    decoder drops them from the first frame but leaves the frame at the packet's time: the samples it
+    kept then sat that much early, and a gap of as much followed them. Put the frame where they play."""
+    if frame.pts is None or packet.pts is None or packet.pts >= 0 or not packet.duration or not packet.time_base \
+            or not frame.time_base or not frame.sample_rate:
+        return
+    if round(float(frame.pts * frame.time_base), 6) != round(float(packet.pts * packet.time_base), 6):
+        return
+    dropped = float(packet.duration * packet.time_base) - frame.samples / frame.sample_rate
+    if dropped > 0:
+        frame.pts += round(dropped / float(frame.time_base))
 
 
 #: Text subtitles a container cannot hold are converted rather than lost (a phone's mov_text into .mkv,
