@@ -41,14 +41,19 @@ def test_backend_from_exported_file_matches_torch(weights, tmp_path):
     assert out.shape == frames.shape and diff.max() <= 1 and (diff > 0).mean() < 1e-3
 
 
-def test_an_fp16_overflow_is_counted_not_passed_off_as_a_frame(tmp_path):
-    """An fp16 graph whose activations overflow writes NaN/inf as black: the run must say so."""
+def _loud_weights(tmp_path):
+    """Weights whose first layer is scaled so far that fp16 activations overflow on bright frames."""
     with torch.random.fork_rng():
         torch.manual_seed(1)
         model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4))
     with torch.no_grad():
         next(model.parameters()).mul_(3000.0)
-    loud = save_checkpoint(tmp_path / "loud.safetensors", model)
+    return save_checkpoint(tmp_path / "loud.safetensors", model)
+
+
+def test_an_fp16_overflow_is_counted_not_passed_off_as_a_frame(tmp_path):
+    """An fp16 graph whose activations overflow writes NaN/inf as black: the run must say so."""
+    loud = _loud_weights(tmp_path)
     frames = np.full((2, 32, 48, 3), 255, dtype=np.uint8)
     backend = OnnxRuntimeBackend(weights=str(loud), device="cpu", precision="fp16")
     backend.run(frames)
@@ -56,15 +61,10 @@ def test_an_fp16_overflow_is_counted_not_passed_off_as_a_frame(tmp_path):
     assert info["bad_frames"] == 2 and info["bad_frame_fallback"] == "fp32"
 
 
-def test_fp16_frames_that_overflow_are_redone_in_fp32(weights, tmp_path, monkeypatch):
+def test_fp16_frames_that_overflow_are_redone_in_fp32(tmp_path):
     """Weights whose fp16 activations overflow on bright frames: those frames come out as the fp32
     model's, the others stay fp16's; an fp16 file whose weights are unknown cannot be redone."""
-    with torch.random.fork_rng():
-        torch.manual_seed(1)
-        model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4))
-    with torch.no_grad():
-        next(model.parameters()).mul_(3000.0)
-    loud = save_checkpoint(tmp_path / "loud.safetensors", model)
+    loud = _loud_weights(tmp_path)
     frames = np.zeros((3, 32, 48, 3), dtype=np.uint8)
     frames[1] = 255
     fp32 = OnnxRuntimeBackend(weights=str(loud), device="cpu", precision="fp32").run(frames)

@@ -711,20 +711,8 @@ def test_partials_of_killed_runs_are_removed_and_others_left(tmp_path):
     notes = []
     deblur_video(src, dst, backend=IdentityBackend(), notify=notes.append)
     assert not old_dead.exists() and live.exists() and other.exists() and dst.exists()
-    assert fresh_dead.exists() or not _pid_free(int(fresh_dead.name.split("-")[1].split(".")[0]))
+    assert fresh_dead.exists()   # its process is gone, but it changed too recently to be sure
     assert any(str(old_dead) in n and "killed" in n for n in notes)
-
-
-def _pid_free(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
 
 
 def test_stopped_while_reading_back_says_the_output_is_written(tmp_path, monkeypatch, capsys):
