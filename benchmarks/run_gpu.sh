@@ -180,39 +180,39 @@ phase_test() {
 
 phase_eager() {
     begin_phase eager
-    step eager "$EAGER_LIMIT" bench "${BENCH[@]}" --precision "$BOTH"
-    step fused 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --fused-attention
-    step graphs 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs
+    step eager "$EAGER_LIMIT" bench "${BENCH[@]}" --precision "$BOTH" --no-fused-attention --no-cuda-graphs
+    step fused 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --fused-attention --no-cuda-graphs
+    step graphs 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs --no-fused-attention
     step graphs-fused 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs --fused-attention
     step graphs-fused-b2 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs --fused-attention --batch 2
     step graphs-fused-b4 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs --fused-attention --batch 4
-    step fused-b4 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --fused-attention --batch 4
+    step fused-b4 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --fused-attention --batch 4 --no-cuda-graphs
     step graphs-fused-bf16 90 bench "${BENCH[@]}" --precision bf16 --stages model --cuda-graphs --fused-attention
     end_phase
 }
 
 phase_quick() {
     begin_phase quick
-    step eager "$EAGER_LIMIT" bench "${BENCH[@]}" --precision "$BOTH" --stages model,end_to_end
+    step eager "$EAGER_LIMIT" bench "${BENCH[@]}" --precision "$BOTH" --stages model,end_to_end --no-fused-attention --no-cuda-graphs
     step graphs-fused 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs --fused-attention
     step graphs-fused-b4 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs --fused-attention --batch 4
-    step fused 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --fused-attention
+    step fused 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --fused-attention --no-cuda-graphs
     end_phase
 }
 
 phase_compile() {
     begin_phase compile
-    step compile-cold 240 heavy-bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --compile
-    step compile-warm 120 heavy-bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --compile
-    step compile-reduce-overhead 150 heavy-bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --compile-mode reduce-overhead
+    step compile-cold 240 heavy-bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --compile --no-fused-attention --no-cuda-graphs
+    step compile-warm 120 heavy-bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --compile --no-fused-attention --no-cuda-graphs
+    step compile-reduce-overhead 150 heavy-bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --compile-mode reduce-overhead --no-fused-attention
     step compile-fused-graphs 150 heavy-bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --compile --fused-attention --cuda-graphs
     end_phase
 }
 
 phase_autotune() {
     begin_phase autotune
-    step autotune-cold 450 heavy-bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --compile-mode max-autotune
-    step autotune-warm 150 heavy-bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --compile-mode max-autotune
+    step autotune-cold 450 heavy-bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --compile-mode max-autotune --no-fused-attention
+    step autotune-warm 150 heavy-bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --compile-mode max-autotune --no-fused-attention
     end_phase
 }
 
