@@ -183,4 +183,4 @@ class OnnxRuntimeBackend(Backend):
         }
 
     def close(self) -> None:
-        self.session = None
+        self.session = self._fp32_session = None
