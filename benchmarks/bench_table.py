@@ -68,6 +68,8 @@ def model_rows(runs) -> list[str]:
                 if e2e and e2e.get("precision", precision) == precision:
                     frac = e2e.get("fraction_of_model_fps")
                     e2e_text = f"{e2e['fps']:.2f}" + (f" ({100 * frac:.0f} %)" if frac else "")
+                    if e2e.get("steady_fps"):
+                        e2e_text += f"; steady {e2e['steady_fps']:.2f}"
                 if m is None:
                     rows.append(f"| {name} | {w}x{h} | {e2e.get('precision', '') if e2e else ''} | {s['batch']} "
                                 f"| {options(s, r.get('backend', {}))} | | | | | | | | {e2e_text} |")
@@ -87,7 +89,7 @@ def stage_rows(runs) -> list[str]:
     for name, r, _ in runs:
         for entry in r["sizes"]:
             st = entry["stages"]
-            for stage in ("decode", "convert", "encode"):
+            for stage in ("decode", "convert", "encode", "pipeline"):
                 if stage in st:
                     w, h = entry["size"]
                     rows.append(f"| {name} | {w}x{h} | {stage} | {st[stage]['ms_per_frame']:.2f} | {st[stage]['fps']:.1f} |")

@@ -194,7 +194,7 @@ phase_eager() {
 phase_quick() {
     begin_phase quick
     step eager "$EAGER_LIMIT" bench "${BENCH[@]}" --precision "$BOTH" --stages model,end_to_end --no-fused-attention --no-cuda-graphs
-    step graphs-fused 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs --fused-attention
+    step graphs-fused 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,pipeline,end_to_end --cuda-graphs --fused-attention
     step graphs-fused-b4 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --cuda-graphs --fused-attention --batch 4
     step fused 90 bench "${BENCH[@]}" --precision "$FP16" --stages model,end_to_end --fused-attention --no-cuda-graphs
     end_phase

@@ -2,11 +2,13 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
 from vdeblur import bench
 from vdeblur.cli import main
+from vdeblur.errors import VdeblurError
 from vdeblur.network import ModelConfig, flops_per_frame
 
 TINY = ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4)
@@ -38,9 +40,13 @@ def test_json_has_every_stage_with_positive_numbers(capsys, tiny_model):
     (entry,) = r["sizes"]
     assert entry["size"] == [64, 64]
     st = entry["stages"]
-    assert set(st) == {"decode", "convert", "model", "encode", "end_to_end"}
-    for name in ("decode", "convert", "encode", "end_to_end"):
+    assert set(st) == {"decode", "convert", "model", "encode", "pipeline", "end_to_end"}
+    for name in ("decode", "convert", "encode", "pipeline", "end_to_end"):
         _positive_timing(st[name], 4)
+    for name in ("pipeline", "end_to_end"):
+        assert st[name]["steady_fps"] > 0 and st[name]["first_frame_s"] > 0   # the latter with opening the clip
+    # the model only slows the pipeline down: copying frames through is the ceiling
+    assert 0 < st["end_to_end"]["fraction_of_pipeline_fps"] < 1
     assert st["convert"]["yuv_to_rgb_ms_per_frame"] > 0 and st["convert"]["rgb_to_yuv_ms_per_frame"] > 0
     model = st["model"]["fp32"]
     _positive_timing(model, 1)
@@ -154,3 +160,20 @@ def test_onnxruntime_fp16_on_a_cpu_has_no_torch_peak_to_be_measured_against(caps
     model = r["sizes"][0]["stages"]["model"]
     assert "fraction_of_peak" not in model["fp16"] and "fp16" not in r["peaks"]
     assert "fraction_of_peak" in model["fp32"] and "fp32" in r["peaks"]
+
+
+def test_steady_rate_leaves_out_the_start_and_needs_two_frames():
+    # 8 frames: the first two slow (opening, first frame), then one every 10 ms
+    times = [0.5, 0.7] + [0.7 + 0.01 * i for i in range(1, 7)]
+    assert bench.steady_fps(times) == pytest.approx(100.0)
+    assert bench.steady_fps([1.0]) is None and bench.steady_fps([]) is None
+
+
+def test_pass_through_copies_frames_of_either_depth():
+    backend = bench.PassThrough()
+    for dtype in (np.uint8, np.uint16):
+        frames = np.arange(2 * 4 * 6 * 3, dtype=dtype).reshape(2, 4, 6, 3)
+        out = backend.run(frames)
+        assert out.dtype == dtype and np.array_equal(out, frames) and not np.shares_memory(out, frames)
+    with pytest.raises(VdeblurError, match="expected"):
+        backend.run(np.zeros((4, 6, 3), np.uint8))

@@ -46,11 +46,13 @@ def test_table_from_bench_json(tmp_path, capsys, tiny_bench, one_thread):
     assert "skipping" in err and "broken.json" in err
     model = r["sizes"][0]["stages"]["model"]
     rows = [line for line in out.splitlines() if line.startswith("| eager | 64x64 |")]
-    assert len(rows) == 1 + 3   # the model row, then decode / convert / encode
+    assert len(rows) == 1 + 4   # the model row, then decode / convert / encode / the pipeline without the model
     fp32 = rows[0]
     assert f"| {model['fp32']['ms_per_frame']:.2f} | {model['fp32']['fps']:.2f} |" in fp32
     e2e = r["sizes"][0]["stages"]["end_to_end"]
     assert f"{e2e['fps']:.2f} (" in fp32 and "| fp32 | 1 | eager |" in fp32
+    assert f"steady {e2e['steady_fps']:.2f}" in fp32
+    assert f"| eager | 64x64 | pipeline | {r['sizes'][0]['stages']['pipeline']['ms_per_frame']:.2f} |" in out
     assert f"| eager | 64x64 | encode | {r['sizes'][0]['stages']['encode']['ms_per_frame']:.2f} |" in out
     assert "- torch: " in out and "fp32 peak measured on the spot" in out
     assert "vdeblur bench --json --size 64x64" in out and out.count("```") == 2

@@ -3,7 +3,8 @@ model runs to this machine's peak.
 
 Every stage is timed on its own (decode, yuv<->rgb conversion, model, encode) and then the real
 pipeline runs end to end, so a user sees both where the time goes and what `vdeblur deblur` will
-really do. Times are medians over repeats after warm-up runs, because the first call of a model
+really do. The pipeline also runs with the model left out (frames copied through): that rate is the
+host's ceiling, so a slow end-to-end run says whether the model or the video I/O holds it back. Times are medians over repeats after warm-up runs, because the first call of a model
 pays for kernel selection and memory allocation. The model's throughput is put against large
 products timed on the spot in the same precision (the best of a matrix product and, on CPUs, the
 same work through oneDNN): that is the ceiling the convolutions can hope for on this device, and
@@ -28,6 +29,7 @@ import torch
 
 from . import __version__
 from .backends import BackendOptions, torch_argv, torch_options
+from .backends.base import Backend
 from .errors import VdeblurError, require_pyav
 from .hardware import DTYPES, check_threads, cpu_bf16_kind, cpu_description, cpu_name, resolve_device, resolve_precision
 from .network import ModelConfig, count_parameters, flops_per_frame
@@ -35,7 +37,9 @@ from .tiling import TiledBackend, check_tiling, format_tile
 
 DEFAULT_SIZE = (640, 368)
 DEFAULT_FRAMES = 24
-STAGES = ("decode", "convert", "model", "encode", "end_to_end")
+STAGES = ("decode", "convert", "model", "encode", "pipeline", "end_to_end")
+# Frames written before the steady rate counts: opening, the first frame's setup and the queues filling.
+STEADY_AFTER = 0.25
 
 
 # --------------------------------------------------------------------------------------------------
@@ -521,19 +525,53 @@ def model_batch(frames: list, batch: int) -> np.ndarray:
 # end to end, and memory against video length
 
 
+class PassThrough(Backend):
+    """The model left out: each batch is copied through, so the pipeline's rate is all the host's."""
+
+    name = "pass-through"
+    accepts_uint16 = True
+
+    def run(self, frames: np.ndarray) -> np.ndarray:
+        self.check_frames(frames)
+        return frames.copy()
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "device": "cpu", "precision": None}
+
+
+def steady_fps(times: list[float]) -> float | None:
+    """Frames per second between the frame at STEADY_AFTER of the run and the last one, from the times
+    each was handed to the encoder: the rate a long video settles at, without the run's fixed costs
+    (opening, the first frame, the encoder's flush), which weigh on a short clip's average."""
+    first = int(len(times) * STEADY_AFTER)
+    span = times[-1] - times[first] if times else 0.0
+    return (len(times) - 1 - first) / span if span > 0 else None
+
+
 def measure_end_to_end(clip: Path, frames: int, rate, runner, batch: int, repeats: int, workdir: Path, encode_opts: dict) -> Timing:
-    """The real `vdeblur deblur` pipeline (threads, queues, writer) on an already warm backend."""
+    """The real `vdeblur deblur` pipeline (threads, queues, writer) on an already warm backend, with
+    the steady rate and the time to the first frame written (opening the clip included) beside each
+    run's average (which leaves the opening out)."""
     from .pipeline import deblur_video
 
     duration = frames / float(rate) if rate else None
     out = workdir / "end-to-end.mp4"
-    timing = None
+    timing, steady, first = None, [], []
     for _ in range(repeats):
+        times: list[float] = []
+        started = time.perf_counter()
         report = deblur_video(clip, out, backend=runner, batch=batch, duration=duration, overwrite=True,
-                              quiet=True, **encode_opts)
+                              quiet=True, verify=False, progress=lambda done, total: times.append(time.perf_counter()),
+                              **encode_opts)
         timing = timing or Timing(report.frames)
         timing.seconds.append(report.seconds)
+        first.append(times[0] - started if times else None)
+        steady.append(steady_fps(times[:report.frames]))
     out.unlink(missing_ok=True)
+    if None not in steady:
+        timing.extra["steady_fps"] = statistics.median(steady)
+    if None not in first:
+        timing.extra["first_frame_s"] = statistics.median(first)
     return timing
 
 
@@ -669,6 +707,10 @@ def run_bench(args) -> dict:
                 models = [v for v in variants if (v.width, v.height) == (clip["width"], clip["height"])]
                 if models:
                     entry["stages"]["model"] = {v.precision: v.to_dict(peaks.get(v.precision)) for v in models}
+                if "pipeline" in stages:
+                    entry["stages"]["pipeline"] = measure_end_to_end(
+                        clip["path"], clip["frames"], clip["rate"], PassThrough(), args.batch,
+                        args.e2e_repeats or args.repeats, workdir, encode_opts).to_dict()
                 if "end_to_end" in stages:
                     runner = runners[precisions[0]]
                     if "model" not in stages:   # warm the backend up so the first frame's setup is not counted
@@ -681,6 +723,10 @@ def run_bench(args) -> dict:
                     model = entry["stages"].get("model", {}).get(precisions[0])
                     if model:
                         d["fraction_of_model_fps"] = d["fps"] / model["fps"]
+                        if d.get("steady_fps"):
+                            d["steady_fraction_of_model_fps"] = d["steady_fps"] / model["fps"]
+                    if "pipeline" in entry["stages"]:
+                        d["fraction_of_pipeline_fps"] = d["fps"] / entry["stages"]["pipeline"]["fps"]
                     entry["stages"]["end_to_end"] = d
                 result["sizes"].append(entry)
             result["peaks"] = {p: probe.to_dict() for p, probe in peaks.items()}
@@ -750,6 +796,11 @@ def _gib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB"
 
 
+def _steady_note(d: dict) -> str:
+    note = f"; steady {d['steady_fps']:.2f} fps" if d.get("steady_fps") else ""
+    return note + (f", first frame {d['first_frame_s']:.2f} s" if d.get("first_frame_s") is not None else "")
+
+
 def format_table(r: dict) -> str:
     s = r["settings"]
     extras = (f", torch.compile {s.get('compile_mode') or 'default'}" if s["compile"] else "")
@@ -794,12 +845,17 @@ def format_table(r: dict) -> str:
             if "compile_s" in m:
                 note += f" (compile {m['compile_s']:.1f} s)"
             rows.append((f"model {p}", m, note))
+        if "pipeline" in st:
+            rows.append(("pipeline, no model", st["pipeline"], "the host's ceiling: decode, conversions, encode, "
+                         "threads" + _steady_note(st["pipeline"])))
         if "end_to_end" in st:
             e = st["end_to_end"]
             note = f"{e['precision']}, real pipeline"
             if "fraction_of_model_fps" in e:
                 note += f", {100 * e['fraction_of_model_fps']:.0f}% of model-only fps"
-            rows.append(("end to end", e, note))
+            if "fraction_of_pipeline_fps" in e:
+                note += f", {100 * e['fraction_of_pipeline_fps']:.0f}% of the ceiling"
+            rows.append(("end to end", e, note + _steady_note(e)))
         for name, d, note in rows:
             lines.append(f"  {name:<22}{d['ms_per_frame']:>11.2f}{d['fps']:>10.2f}{100 * d['spread']:>7.0f}%  {note}")
     mc = r.get("memory_check")
@@ -816,8 +872,9 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "bench", help="frames per second per stage and end to end, and the model's share of the device's peak",
-        description="Time decode, yuv<->rgb conversion, the model and encode on their own, then the real "
-                    "pipeline end to end (medians over repeats, warm-up excluded). Without INPUT a clip is "
+        description="Time decode, yuv<->rgb conversion, the model and encode on their own, then the "
+                    "pipeline with the model left out (the host's ceiling) and the real pipeline end to end "
+                    "(medians over repeats, warm-up excluded). Without INPUT a clip is "
                     "generated. Lists (640x368,1280x720 / fp32,bf16) are measured side by side in one run.")
     p.add_argument("input", nargs="?", metavar="INPUT", help="video to measure on (default: a generated clip)")
     p.add_argument("--size", metavar="WxH[,WxH...]",
