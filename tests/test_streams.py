@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -130,3 +131,63 @@ def test_reencoded_audio_starts_where_the_primed_input_plays(tmp_path):
     assert abs(frames[0][0] - video_start) < 2e-3
     for (t, length), (t_next, _) in zip(frames, frames[1:]):
         assert abs(t + length - t_next) < 2e-3, frames[:4]
+
+
+def _avi_with_mp3(path):
+    """An AVI as old cameras write it: video at 1/25, MP3 in packets of 32/1225 s (1152 samples)."""
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("mpeg4", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        mp3 = c.add_stream("libmp3lame", rate=44100, layout="stereo")
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            c.mux(vs.encode(frame))
+        c.mux(vs.encode())
+        noise = np.random.RandomState(0).standard_normal((2, 1152 * 14)).astype(np.float32) * 0.3
+        for k in range(14):
+            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(noise[:, 1152 * k:1152 * (k + 1)]), format="fltp",
+                                            layout="stereo")
+            af.sample_rate, af.pts = 44100, 1152 * k
+            c.mux(mp3.encode(af))
+        c.mux(mp3.encode())
+
+
+def _first_times(path) -> dict:
+    out = {}
+    for kind in ("video", "audio"):
+        with av.open(str(path)) as c:
+            out[kind] = min(float(p.pts * p.time_base) for p in c.demux(**{kind: 0}) if p.size and p.pts is not None)
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_part_moves_every_stream_by_the_same_time(tmp_path, suffix):
+    """--start 0.1 on 1/25 video and 26 ms MP3 packets: each stream rounded the start to its own
+    ticks (video by 0.08 s, audio by 0.1045 s), 24.5 ms out of sync; MP4 then lost the audio's own
+    start to a movie timescale of 25. Now one shift, and sync within the MP3's 1/44100 grid."""
+    src, dst = tmp_path / "in.avi", tmp_path / f"out{suffix}"
+    _avi_with_mp3(src)
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].time_base == Fraction(1, 25) and c.streams.audio[0].time_base > Fraction(1, 100)
+    src_times = _first_times(src)
+    assert src_times == {"video": 0.0, "audio": 0.0}
+    report = deblur_video(src, dst, backend=IdentityBackend(), start=0.1, resume=False)
+    assert report.verified and not report.verify_problems and not report.warnings()
+    got = _first_times(dst)
+    # input: video frames at 0.12, 0.16 ...; MP3 packets at 0.1045, 0.1306 ... (those at or after 0.1)
+    shift_video = 0.12 - got["video"]
+    shift_audio = 4 * 1152 / 44100 - got["audio"]
+    assert abs(shift_video - shift_audio) < 1e-3, got
+    assert 0 <= got["audio"] < got["video"] <= 0.04 + 1e-9
+
+
+def test_movie_timescale_holds_every_copied_clock():
+    from vdeblur.video import movie_timescale
+
+    assert movie_timescale(12800, (48000, 48000)) == 192000   # aac's 640/48000 s start in whole ticks
+    assert movie_timescale(25, (1225, 44100)) == 44100
+    assert movie_timescale(90000) == 90000
+    assert movie_timescale(12800, (2**31 - 1,)) == 12800       # one that would overflow the field is left out

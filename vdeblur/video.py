@@ -382,6 +382,11 @@ class VideoReader:
         self.start = float(start or 0.0)
         self.end = self.start + duration if duration is not None else None
         self._shift = start is not None   # a part starts at 0; a whole file keeps its own timeline
+        # One shift for every stream, on the video's grid and not past start (so nothing kept goes
+        # negative): each stream rounding start to its own time base would move a coarse one (AVI:
+        # 1/25 video, 26 ms mp3 packets) by a different amount, up to 33 ms of lost sync.
+        self._shift_s = (Fraction(math.floor((self.start + 1e-6) / vs.time_base)) * vs.time_base
+                         if vs.time_base else Fraction(self.start))
         self._trimmed_to: dict[int, int] = {}   # per subtitle stream, where the last cue trimmed to the start begins
         if start and not self._pipe:   # a pipe cannot seek: frames before start are decoded and dropped
             try:
@@ -629,7 +634,11 @@ class VideoReader:
     def _shifted(self, ts: int | None, time_base: Fraction) -> int | None:
         if ts is None or not self._shift:
             return ts
-        return ts - round(self.start / time_base)
+        return ts - self._offset(time_base)
+
+    def _offset(self, time_base: Fraction) -> int:
+        """The shift of a part's timeline, in ticks of ``time_base``."""
+        return round(self._shift_s / time_base) if self._shift else 0
 
     def to_rgb(self, frame: av.VideoFrame) -> DecodedFrame:
         # Source matrix and range come from the frame's tags (PyAV >= 17, #2230/#2149); threads=1
@@ -686,7 +695,7 @@ class VideoReader:
             self._first = frame
             return
         tb = self._first.time_base or self.stream.time_base
-        offset = round(self.start / tb) if self._shift else 0
+        offset = self._offset(tb)
         position = int((next_pts + offset) * tb / self.stream.time_base)   # one per field counts in half units
         try:   # from a keyframe before the frame, not at it: its deinterlacing needs the frame before
             self.container.seek(position - 1, stream=self.stream, backward=True)
@@ -731,6 +740,7 @@ class VideoReader:
         pending, self._pending = self._pending, []
         for packet in pending:
             if self._shift:
+                _finer(packet, self._shift_s)
                 packet.pts = self._shifted(packet.pts, packet.time_base)
                 packet.dts = self._shifted(packet.dts, packet.time_base)
             yield packet
@@ -744,7 +754,7 @@ class VideoReader:
             hi = round(self.end / tb) if self.end is not None else None
             start, end = max(ch["start"], lo), ch["end"] if hi is None else min(ch["end"], hi)
             if end > start:
-                out.append({**ch, "start": start - lo, "end": end - lo})
+                out.append({**ch, "start": max(0, start - self._offset(tb)), "end": end - self._offset(tb)})
         return out
 
     def close(self) -> None:
@@ -1092,6 +1102,49 @@ CAPTION_DECODERS = ("h264", "hevc", "mpeg2video", "mpeg1video", "av1", "libdav1d
 CAPTION_ENCODERS = ("libx264", "libx265", "mpeg2video")
 
 
+def _finer(packet: av.Packet, shift: Fraction) -> None:
+    """Restate a packet in a time base that ``shift`` is a whole number of ticks of, where its own is
+    too coarse (an AVI's 26 ms MP3 packets against a part starting on the video's 40 ms grid): the
+    muxer rescales it, and the stream keeps its sync with the video to the sample."""
+    tb = packet.time_base
+    if not tb:
+        return
+    k = (shift / tb).denominator
+    if k == 1 or (tb / k).denominator > 2**31 - 1:
+        return
+    pts, dts, duration = packet.pts, packet.dts, packet.duration
+    packet.time_base = tb / k
+    packet.pts = None if pts is None else pts * k
+    packet.dts = None if dts is None else dts * k
+    packet.duration = duration * k
+
+
+def _other_clocks(container) -> tuple[int, ...]:
+    """Ticks per second of the streams copied beside the video (time bases, and audio sample rates:
+    re-encoded audio gets 1/rate), for :func:`movie_timescale`."""
+    clocks = []
+    for stream in container.streams:
+        if stream.type in COPY_TYPES:
+            if stream.time_base:   # 32/1225 (AVI mp3 packets) is a multiple of 1/1225 s
+                clocks.append(stream.time_base.denominator)
+            if stream.type == "audio" and getattr(stream.codec_context, "sample_rate", 0):
+                clocks.append(stream.codec_context.sample_rate)
+    return tuple(clocks)
+
+
+def movie_timescale(video_clock: int, other_clocks=()) -> int:
+    """The MP4/MOV movie timescale: edit lists give each track's start in it, so a copied audio track
+    that starts 640/48000 s in would read back 2 samples early at the video's 12800. The least common
+    multiple of the video's clock and the others' that fits the field; a clock that would overflow
+    it is left out."""
+    scale = video_clock
+    for clock in dict.fromkeys(other_clocks):
+        wider = math.lcm(scale, clock)
+        if wider <= 2**31 - 1:
+            scale = wider
+    return scale
+
+
 def with_captions(frame: av.VideoFrame, carrier: av.VideoFrame) -> av.VideoFrame:
     """``frame``'s pixels and tags in a frame made from ``carrier``, a small copy of the decoded frame it
     came from, so the encoder finds that frame's captions: PyAV cannot attach side data to a new frame,
@@ -1172,7 +1225,8 @@ class VideoWriter:
                 target, muxer = "pipe:1", container
             elif self.sequence:
                 Path(self.path).parent.mkdir(exist_ok=True)   # the hidden folder a sequence is written in
-            container_options = self._container_options(self.suffix, info, _clean_tags(reader.container.metadata))
+            container_options = self._container_options(self.suffix, info, _clean_tags(reader.container.metadata),
+                                                        _other_clocks(reader.container))
             if self.sequence:   # an input sequence's frames keep their numbers; a video's count from 1, as FFmpeg's
                 container_options["start_number"] = str(1 if reader.sequence_start is None else reader.sequence_start)
             self.out = av.open(target, "w", format=muxer, container_options=container_options)
@@ -1328,11 +1382,11 @@ class VideoWriter:
         return bytes(self.video.codec_context.extradata or b"")
 
     @staticmethod
-    def _container_options(suffix: str, info: VideoInfo, tags: dict) -> dict:
+    def _container_options(suffix: str, info: VideoInfo, tags: dict, other_clocks: tuple[int, ...] = ()) -> dict:
         options = {}
         if suffix in _MOV_SUFFIXES:
             if info.time_base.denominator <= 2**31 - 1:
-                options["movie_timescale"] = str(info.time_base.denominator)
+                options["movie_timescale"] = str(movie_timescale(info.time_base.denominator, other_clocks))
             # Keys the muxer has no atom of its own for (a phone's com.apple.quicktime.location.ISO6709,
             # make, model, software) are dropped unless written as mdta keys.
             if any("." in key for key in tags):
