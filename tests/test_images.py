@@ -329,6 +329,16 @@ def test_transparency_is_kept_where_the_output_can_hold_it(tmp_path):
     assert np.abs(alpha - rgba[..., 3]).max() <= 1   # through swscale's rounding
 
 
+def test_rgba_into_ffv1_stays_rgba_not_subsampled_yuv(tmp_path):
+    """FFV1 lists yuva420p first among its formats with alpha: 8-bit RGBA went there, chroma halved."""
+    src, mkv = tmp_path / "logo.png", tmp_path / "out.mkv"
+    rgba = rgba_png(src)
+    deblur_video(src, mkv, backend=IdentityBackend(), codec="ffv1")
+    frame = first_frame(mkv)
+    assert frame.format.name == "bgra"
+    assert np.array_equal(frame.to_ndarray(format="rgba"), rgba)   # lossless, colour and alpha
+
+
 def test_transparency_an_output_cannot_hold_is_said(tmp_path):
     src = tmp_path / "logo.png"
     rgba_png(src)

@@ -1015,7 +1015,7 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
         return swapped
     with_alpha = [f for f in supported if has_alpha(f)] if info.alpha else []
     if with_alpha:   # transparency matters more than the exact format (RGBA PNG into ProRes 4444: yuva444p10le)
-        return with_alpha[0]
+        return min(with_alpha, key=lambda f: _alpha_fit(f, wanted))
     # 10-bit stays 10-bit where the encoder takes it in any layout (NVENC wants the semi-planar P010,
     # DNxHR 4:2:2, QuickTime Animation 16-bit RGB).
     deep = ("yuv420p10le", "yuv420p12le", "p010le", "yuv422p10le", "rgb48le", "rgb48be") if info.high_bit_depth else ()
@@ -1023,6 +1023,17 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
         if fallback in supported:
             return fallback
     return supported[0]
+
+
+def _alpha_fit(candidate: str, source: str) -> tuple:
+    """How far a format with alpha is from the source's, to sort by: colour kept, no chroma
+    subsampling (FFV1 lists yuva420p first, for 8-bit RGBA), RGB for RGB, depth kept, no more bits
+    than needed."""
+    a, b = av.VideoFormat(candidate, 64, 64), av.VideoFormat(source, 64, 64)
+    colour = lambda f: len(f.components) > 2   # noqa: E731 - gray + alpha has two
+    subsampled = a.chroma_width(64) < 64 or a.chroma_height(64) < 64
+    bits, wanted_bits = a.components[0].bits, b.components[0].bits
+    return (colour(a) != colour(b), subsampled, a.is_rgb != b.is_rgb, bits < wanted_bits, bits - wanted_bits)
 
 
 def pix_fmt_loss(source: str, chosen: str, encoder: str) -> str | None:
