@@ -385,8 +385,10 @@ class VideoReader:
         # One shift for every stream, on the video's grid and not past start (so nothing kept goes
         # negative): each stream rounding start to its own time base would move a coarse one (AVI:
         # 1/25 video, 26 ms mp3 packets) by a different amount, up to 33 ms of lost sync.
-        self._shift_s = (Fraction(math.floor((self.start + 1e-6) / vs.time_base)) * vs.time_base
-                         if vs.time_base else Fraction(self.start))
+        self._shift_s = Fraction(0)
+        if abs(self.start) < 1e12:   # past any timestamp (the seek below says so)
+            self._shift_s = (Fraction(math.floor((self.start + 1e-6) / vs.time_base)) * vs.time_base
+                             if vs.time_base else Fraction(self.start))
         self._trimmed_to: dict[int, int] = {}   # per subtitle stream, where the last cue trimmed to the start begins
         if start and not self._pipe:   # a pipe cannot seek: frames before start are decoded and dropped
             try:
