@@ -197,3 +197,16 @@ def test_planar_layout_needs_plain_ops_and_is_not_for_vdeblurs_backends(tiny_mod
     assert [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim] == [1, 3, 48, 64]
     with pytest.raises(VdeblurError, match="planar export"):
         OnnxRuntimeBackend(onnx=str(out), weights=str(weights))
+
+
+def test_export_never_renames_over_a_device_or_pipe(tiny_model, tmp_path, capsys):
+    """`-o /dev/null --overwrite` as root replaced the system's /dev/null with a regular file."""
+    import os
+    import stat
+
+    weights = save_checkpoint(tmp_path / "tiny.safetensors", tiny_model)
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    assert main(["export", "--weights", str(weights), "-o", str(fifo), "--overwrite"]) == 1
+    assert "not a regular file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(fifo.stat().st_mode)

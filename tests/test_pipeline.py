@@ -72,6 +72,17 @@ def test_existing_output_needs_overwrite(clip, tmp_path, capsys):
     assert len(video_pts(out)) == 6 and files(tmp_path) == ["out.mp4"]
 
 
+def test_an_existing_pipe_or_device_is_never_renamed_over(clip, tmp_path, capsys):
+    import os
+    import stat
+
+    fifo = tmp_path / "out.mp4"
+    os.mkfifo(fifo)
+    assert main(["deblur", str(clip), "-o", str(fifo), "--overwrite", "-q"]) == 1
+    assert "not a regular file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and files(tmp_path) == ["out.mp4"]
+
+
 def test_refuses_to_write_onto_the_input(clip, tmp_path, capsys):
     link = tmp_path / "link.mp4"
     link.symlink_to(clip)

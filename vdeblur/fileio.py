@@ -96,6 +96,8 @@ def check_output(path: str | os.PathLike, overwrite: bool, dir_hint: str = "",
             raise VdeblurError(f"{path}: the output would overwrite the input; choose another name")
     if path.is_dir():
         raise VdeblurError(f"{path}: is a directory{'; ' + dir_hint if dir_hint else ''}")
+    if path.exists() and not path.is_file():   # replaced by renaming over it: root would swap /dev/null for a file
+        raise VdeblurError(f"{path}: not a regular file (a device, pipe or socket); give a file name")
     if path.exists() and not overwrite:
         raise VdeblurError(f"{path}: already exists; pass --overwrite to replace it")
     if not path.parent.is_dir():
