@@ -111,3 +111,21 @@ def test_step_batches_partition_samples_over_ranks():
     assert next(r0) == [12, 13] and next(r1) == [14, 15]
     assert next(r0) == [16, 17]
     assert list(StepBatches(1, start_step=2, total_steps=4)) == [[2], [3]]
+
+
+@pytest.mark.parametrize("name,dtype", [("g.png", np.uint16), ("g.tif", np.int32)])
+def test_16_bit_grey_images_are_scaled_not_clipped(tmp_path, name, dtype):
+    """A 16-bit grey PNG (Pillow mode I;16, or I) went through convert("RGB"), which clips at 255:
+    nearly all white, so eval scored two identical pictures 4.9 dB apart."""
+    from PIL import Image
+
+    from vdeblur.datasets import read_image
+
+    grey = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (32, 1))
+    wide = grey.astype(np.uint16) * 257
+    Image.fromarray(wide.astype(dtype)).save(tmp_path / name)   # Pillow modes I;16 and I
+    with Image.open(tmp_path / name) as im:
+        assert im.mode == ("I;16" if dtype == np.uint16 else "I")
+    got = read_image(tmp_path / name)
+    assert got.shape == (32, 64, 3) and got.dtype == np.uint8
+    assert np.array_equal(got[..., 0], grey) and np.array_equal(got[..., 2], grey)

@@ -43,9 +43,11 @@ def read_image(path) -> np.ndarray:
         raise VdeblurError("reading images needs Pillow: pip install 'vdeblur[train]'") from None
     try:
         with Image.open(path) as im:
-            if im.mode not in ("RGB", "L"):
-                im = im.convert("RGB")
-            a = np.asarray(im)
+            if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+                # 16-bit grey (PNG, TIFF): convert("RGB") would clip it to 255, not scale it
+                a = np.clip(np.asarray(im).astype(np.int64), 0, 65535).astype(np.uint16)
+            else:
+                a = np.asarray(im if im.mode in ("RGB", "L") else im.convert("RGB"))
     except FileNotFoundError:
         raise VdeblurError(f"{path}: no such image file") from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for broken files
