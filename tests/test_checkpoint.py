@@ -103,3 +103,42 @@ def test_load_model_without_default_weights_says_so(monkeypatch, tmp_path):
     monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(VdeblurError, match="no default weights"):
         vdeblur.load_model()
+
+
+def _edit_header(path, out, edit):
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    out.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + n:])
+    return out
+
+
+def _first_tensor(header):
+    return header[next(k for k in header if k != "__metadata__")]
+
+
+def _config_edit(**changes):
+    def edit(header):
+        meta = header["__metadata__"]
+        meta["config"] = json.dumps({**json.loads(meta["config"]), **changes})
+    return edit
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda h: _first_tensor(h).pop("data_offsets"), "damaged header"),
+    (lambda h: _first_tensor(h).update(shape=["a"]), "damaged header"),
+    (lambda h: _first_tensor(h).update(data_offsets=[10, 2]), "damaged header"),
+    (lambda h: _first_tensor(h).update(shape=[-1, 4]), "damaged header"),
+    (_config_edit(blocks_per_group=1.5), "invalid model config"),
+    (_config_edit(widths=[4, "8", 16]), "invalid model config"),
+    (_config_edit(channel_attention="yes"), "invalid model config"),
+])
+def test_a_damaged_header_is_one_line_not_a_traceback(ckpt, tmp_path, edit, message):
+    """Headers edited with the data left alone: a KeyError, int('a') or a float block count escaped
+    as tracebacks from eval, export, train --init-weights and load_model."""
+    _, path = ckpt
+    bad = _edit_header(path, tmp_path / "bad.safetensors", edit)
+    with pytest.raises(VdeblurError, match=message):
+        read_checkpoint(bad)

@@ -118,6 +118,11 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         version = int(meta["format_version"])
         config_dict = json.loads(meta["config"])
         extra = json.loads(meta.get("extra", "{}"))
+        for entry in header.values():   # every tensor's entry whole before any is used
+            shape, offsets = entry["shape"], entry["data_offsets"]
+            if not isinstance(entry["dtype"], str) or not all(type(n) is int and n >= 0 for n in [*shape, *offsets]) \
+                    or len(offsets) != 2 or offsets[0] > offsets[1]:
+                raise ValueError("tensor entry")
     except (ValueError, KeyError, TypeError, AttributeError):
         raise VdeblurError(f"{name}: not a vdeblur checkpoint (foreign or damaged header)") from None
     if version > FORMAT_VERSION:

@@ -10,6 +10,8 @@ the half-pixel offset, so that the published TensorFlow weights reproduce TF's o
 from __future__ import annotations
 
 import dataclasses
+import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +39,17 @@ class ModelConfig:
     global_residual: bool = False
 
     def __post_init__(self):
+        # Strict types: a damaged checkpoint's 1.5 or "2" fails here, in one line, not deep in torch.
+        whole = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)   # noqa: E731
+        if isinstance(self.widths, (str, bytes)) or not isinstance(self.widths, Iterable) \
+                or not all(whole(w) for w in self.widths):
+            raise ValueError(f"widths must be three whole channel counts, got {self.widths!r}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", int) and not whole(value):
+                raise ValueError(f"{f.name} must be a whole number, got {value!r}")
+            if f.type in ("bool", bool) and not isinstance(value, bool):
+                raise ValueError(f"{f.name} must be true or false, got {value!r}")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if len(self.widths) != 3 or min(self.widths) < 1:
             raise ValueError(f"widths must be three positive channel counts, got {self.widths}")
