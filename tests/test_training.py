@@ -4,11 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from vdeblur.checkpoint import load_checkpoint
 from vdeblur.cli import main
+from vdeblur.errors import VdeblurError
 from vdeblur.network import ModelConfig
 from vdeblur.training import Recipe, Trainer, gradient_loss, load_run_state, poly_lr, recipe_loss, train
 
@@ -90,6 +92,78 @@ def test_cli_trains_and_refuses_to_overwrite(tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
     assert main(["train", "--out", str(out), "--resume", "--steps", "5"]) == 1
     assert "drop --steps" in capsys.readouterr().err
+    # zeros and --no-x were taken as "not given" and silently ignored
+    for extra, flag in ((["--seed", "0"], "--seed"), (["--no-residual"], "--no-residual"),
+                        (["--synthetic-fraction", "0"], "--synthetic-fraction"), (["--lr", "0"], "--lr")):
+        assert main(["train", "--out", str(out), "--resume", *extra]) == 1
+        assert f"drop {flag}" in capsys.readouterr().err
+
+
+def _damage_state(run, change):
+    latest = json.loads((run / "latest.json").read_text())
+    path = run / latest["state"]
+    state = torch.load(path, weights_only=True)
+    change(state)
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s.pop("optimizer"), "damaged training state"),
+    (lambda s: s.update(recipe=json.dumps({**json.loads(s["recipe"]), "bogus": 1})), "another vdeblur version"),
+    (lambda s: s.update(step="x"), "damaged training state"),
+    (lambda s: s["optimizer"].update(param_groups=[]), "does not fit its weights"),
+])
+def test_a_damaged_or_foreign_state_is_one_line(tmp_path, capsys, change, message):
+    run = tmp_path / "run"
+    train(_recipe(steps=1, batch=1), run, progress=False)
+    _damage_state(run, change)
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_pickle_refused_is_one_line_without_torchs_warning(tmp_path, capsys):
+    import pickle
+
+    run = tmp_path / "run"
+    train(_recipe(steps=1, batch=1), run, progress=False)
+    state = run / json.loads((run / "latest.json").read_text())["state"]
+    state.write_bytes(pickle.dumps({"format": "vdeblur-train-state", "x": Path("/")}, protocol=4))
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "unreadable training state" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_image_damaged_after_its_header_checkpoints_before_the_error(tmp_path, capsys):
+    from PIL import Image
+
+    data = tmp_path / "pairs"
+    data.mkdir()
+    rng = np.random.RandomState(0)
+    for name in "abcdefgh":
+        for kind in ("blur", "sharp"):
+            Image.fromarray((rng.rand(48, 48, 3) * 255).astype(np.uint8)).save(data / f"{name}_{kind}.png")
+    whole = (data / "h_sharp.png").read_bytes()
+    (data / "h_sharp.png").write_bytes(whole[:len(whole) // 2])   # the header reads; the pixels do not
+    run = tmp_path / "run"
+    with pytest.raises(VdeblurError, match="h_sharp.png: unreadable image"):
+        train(_recipe(steps=40, batch=1, data=[str(data)], synthetic=False), run, progress=False,
+              workers=0, log_every=1)
+    saved = json.loads((run / "latest.json").read_text())["step"]
+    assert saved >= 1 and "saved a checkpoint at step" in capsys.readouterr().err
+
+
+def test_a_photo_that_is_no_picture_is_named_before_the_run(tmp_path):
+    from vdeblur.synthetic import PhotoBank
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(7):   # every 6th is held out: the bad one must be among the training share
+        (photos / f"p{k}.png").write_bytes(b"not a png")
+    with pytest.raises(VdeblurError, match="unreadable image"):
+        PhotoBank([photos], builtin=False)
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -110,8 +110,9 @@ def image_size(path) -> tuple[int, int]:
 
 
 def check_pairs(pairs: list[Pair], smallest: int, why: str) -> None:
-    """Every pair at once, before a long run can meet a bad one hours in: equal sizes, and at least
-    ``smallest`` pixels on each side (``why`` names what needs them)."""
+    """Every pair at once, before a long run can meet a bad one hours in: readable headers, equal
+    sizes, and at least ``smallest`` pixels on each side (``why`` names what needs them). A file
+    damaged after its header is found when it is read; training checkpoints before it stops."""
     for pair in pairs:
         blur, sharp = image_size(pair.blur), image_size(pair.sharp)
         _check_same_size(pair, blur, sharp)

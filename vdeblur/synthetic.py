@@ -59,12 +59,14 @@ class PhotoBank:
     """Sharp source pictures: photo folders and scikit-image's photos, split train/val, cached on first use."""
 
     def __init__(self, folders=(), builtin: bool = True, split: str = "train"):
-        from .datasets import list_images, read_image
+        from .datasets import image_size, list_images, read_image
 
         self._read = read_image
         self.entries: list[tuple[str, object]] = []  # (name, path or builtin name)
         for folder in folders:
             paths = _split(list_images(folder), split)
+            for path in paths:   # a file that is no picture at all is named now, not hours into a run
+                image_size(path)
             self.entries += [(str(p), Path(p)) for p in paths]
         if builtin:
             try:

@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -210,10 +211,14 @@ class Trainer:
     def load(self, weights: Path, state: dict) -> None:
         ckpt = read_checkpoint(weights)
         self.model.load_state_dict(ckpt.state, strict=True)
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise VdeblurError(f"{weights.parent}: the training state does not fit its weights "
+                               f"({type(e).__name__}: {e})") from None
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed_s"])
 
@@ -249,13 +254,25 @@ def load_run_state(run_dir: Path) -> tuple[Path, dict]:
     except (ValueError, KeyError, TypeError):
         raise VdeblurError(f"{latest}: damaged run index") from None
     try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():   # torch's notes on a refused pickle would come before the one-line error
+            warnings.simplefilter("ignore")
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise VdeblurError(f"{state_path}: training state file is missing") from None
     except Exception as e:  # noqa: BLE001 - torch raises assorted errors for damaged/foreign files
         raise VdeblurError(f"{state_path}: unreadable training state ({type(e).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != "vdeblur-train-state":
         raise VdeblurError(f"{state_path}: not a vdeblur training state")
+    try:   # whole, and of this version's recipe, before any of it is used
+        recipe = Recipe(**json.loads(state["recipe"]))
+        if not isinstance(state["optimizer"], dict) or not isinstance(state["torch_rng"], torch.Tensor):
+            raise TypeError("optimizer or RNG state")
+        int(state["step"])
+        float(state["elapsed_s"])
+        recipe.config()   # the network it describes
+    except (KeyError, TypeError, ValueError) as e:
+        raise VdeblurError(f"{state_path}: damaged training state, or one another vdeblur version wrote "
+                           f"({type(e).__name__}: {e})") from None
     return weights, state
 
 
@@ -333,6 +350,8 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
     stop = {"signal": None}
 
     def on_signal(signum, _frame):
+        if os.getpid() != owner:   # a data loader process inherits the handler; the trainer's own answers
+            return
         if stop["signal"] is not None:  # asked twice: stop now, without the checkpoint
             raise KeyboardInterrupt
         stop["signal"] = signum
@@ -340,7 +359,7 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
             print(f"\nvdeblur train: signal {signum}: saving a checkpoint after this step (again to stop at once)",
                   file=sys.stderr, flush=True)
 
-    main_thread = rank == 0
+    main_thread, owner = rank == 0, os.getpid()
     old_handlers = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
@@ -360,8 +379,27 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
                mininterval=1.0 if sys.stderr.isatty() else 30.0, unit="step")
     session_start = last_ckpt = last_tick = time.monotonic()
     tick_samples, ema = 0, None
+    saved = {"step": trainer.step}
+
+    def checkpointed(batches):
+        """The batches; where reading one fails (an image damaged after its header), the steps done
+        since the last checkpoint are saved before the error goes on."""
+        it = iter(batches)
+        while True:
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            except Exception:
+                if main_thread and trainer.step > saved["step"]:
+                    save_run_checkpoint(run_dir, trainer)
+                    print(f"vdeblur train: saved a checkpoint at step {trainer.step} before stopping",
+                          file=sys.stderr, flush=True)
+                raise
+            yield item
+
     try:
-        for blur, sharp in batches:
+        for blur, sharp in checkpointed(batches):
             loss, parts = trainer.train_step(blur, sharp)
             now = time.monotonic()
             trainer.elapsed += now - last_tick
@@ -388,6 +426,7 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
             if flags[0] or flags[1]:
                 if main_thread:
                     save_run_checkpoint(run_dir, trainer)
+                    saved["step"] = trainer.step
                 last_ckpt = time.monotonic()
                 if flags[1]:
                     break
@@ -496,6 +535,10 @@ def recipe_from_args(args) -> Recipe:
     return r
 
 
+def _flag(name: str, value) -> str:
+    return f"--{'no-' if value is False else ''}{name.replace('_', '-')}"
+
+
 def _check_run_options(args) -> None:
     name = args.name
     if not args.out and (not name or name in (".", "..") or "/" in name or "\\" in name or Path(name).is_absolute()):
@@ -521,11 +564,11 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.resume:
-        given = [f"--{n.replace('_', '-')}" for n in _RECIPE_FLAGS if getattr(args, n, None) not in (None, False)]
+        given = [_flag(n, getattr(args, n)) for n in _RECIPE_FLAGS if getattr(args, n, None) is not None]   # 0 and --no-x too
         if given:
             raise VdeblurError(f"--resume continues the saved recipe; drop {', '.join(given)}")
         _, state = load_run_state(run_dir)
-        recipe = Recipe(**json.loads(state["recipe"]))
+        recipe = Recipe(**json.loads(state["recipe"]))   # checked whole by load_run_state
     else:
         if (run_dir / "latest.json").exists():
             raise VdeblurError(f"{run_dir} already holds a run; continue it with --resume or pick another --name/--out")
