@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -142,3 +143,20 @@ def test_config_rejects_nonsense():
         ModelConfig.from_dict({"widths": [32, 64, 128], "bogus": 1})
     assert ModelConfig.from_dict(ModelConfig().to_dict()) == ModelConfig()
     assert isinstance(DeblurNet().config, ModelConfig)
+
+
+@pytest.mark.parametrize("bad", [torch.rand(3, 20, 24), torch.rand(1, 4, 20, 24), torch.rand(1, 1, 20, 24),
+                                 torch.zeros(1, 3, 20, 24, dtype=torch.uint8), torch.rand(1, 3, 0, 0),
+                                 np.zeros((1, 3, 20, 24), np.float32)])
+def test_restore_says_what_it_takes(bad):
+    """No batch axis gave torch's 'expected input[1, 3, 16, 8] to have 6 channels': misleading."""
+    model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4))
+    with pytest.raises(ValueError, match=r"restore takes float RGB images in \[0, 1\] as a tensor \(N, 3, H, W\)"):
+        model.restore(bad)
+
+
+def test_load_model_names_a_wrong_argument():
+    import vdeblur
+
+    with pytest.raises(TypeError, match="load_model takes a checkpoint path"):
+        vdeblur.load_model(5)

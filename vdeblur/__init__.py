@@ -45,6 +45,8 @@ def load_model(path: str | os.PathLike | None = None) -> "DeblurNet":
         from .weights import default_weights_path
 
         path = default_weights_path()
+    elif not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_model takes a checkpoint path (str or os.PathLike) or None, got {type(path).__name__}")
     return load_checkpoint(path)
 
 

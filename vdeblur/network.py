@@ -276,6 +276,11 @@ class DeblurNet(nn.Module):
         """Deblur NCHW images in [0, 1] of any size: edge-pad to the size multiple, run, crop, clamp.
         Inference only: no autograd graph (which would hold every activation: 5x the memory); train
         through ``forward``."""
+        if not isinstance(frames, torch.Tensor) or frames.dim() != 4 or frames.shape[1] != 3 \
+                or not frames.is_floating_point() or frames.shape[2] < 1 or frames.shape[3] < 1:
+            got = (f"a {frames.dtype} tensor of shape {tuple(frames.shape)}" if isinstance(frames, torch.Tensor)
+                   else type(frames).__name__)
+            raise ValueError(f"restore takes float RGB images in [0, 1] as a tensor (N, 3, H, W), got {got}")
         h, w = frames.shape[-2:]
         padded = pad_to_multiple(frames, self.config.size_multiple)
         return self(padded)[..., :h, :w].clamp(0.0, 1.0)
