@@ -101,25 +101,8 @@ def test_reencoded_audio_starts_where_the_primed_input_plays(tmp_path):
     """MP3 in MP4 keeps its encoder priming (1105 samples) before 0; the decoder drops it from the
     first frame but left that frame at the packet's time. Re-encoded to Opus for .webm, the first
     30 ms played 25 ms early, then a 25 ms gap; and the muxer moved the video 25 ms late for it."""
-    from fractions import Fraction
-
     src, dst = tmp_path / "in.mp4", tmp_path / "out.webm"
-    with av.open(str(src), "w") as c:
-        vs = c.add_stream("libx264", rate=25)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
-        mp3 = c.add_stream("libmp3lame", rate=44100, layout="stereo")
-        for i in range(10):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, 25)
-            c.mux(vs.encode(frame))
-        c.mux(vs.encode())
-        noise = np.random.RandomState(0).standard_normal((2, 1152 * 16)).astype(np.float32) * 0.3
-        for k in range(16):
-            af = av.AudioFrame.from_ndarray(np.ascontiguousarray(noise[:, 1152 * k:1152 * (k + 1)]), format="fltp",
-                                            layout="stereo")
-            af.sample_rate, af.pts = 44100, 1152 * k
-            c.mux(mp3.encode(af))
-        c.mux(mp3.encode())
+    _clip_with_mp3(src, "libx264", frames=10, packets=16)
     with av.open(str(src)) as c:
         assert next(p for p in c.demux(audio=0) if p.pts is not None).pts < 0   # primed, as the case needs
     deblur_video(src, dst, backend=IdentityBackend(), resume=False)
@@ -133,21 +116,20 @@ def test_reencoded_audio_starts_where_the_primed_input_plays(tmp_path):
         assert abs(t + length - t_next) < 2e-3, frames[:4]
 
 
-def _avi_with_mp3(path):
-    """An AVI as old cameras write it: video at 1/25, MP3 in packets of 32/1225 s (1152 samples)."""
-    from fractions import Fraction
-
+def _clip_with_mp3(path, video_codec: str, frames: int, packets: int) -> None:
+    """25 fps video and stereo MP3 (1152 samples a packet at 44.1 kHz), as cameras and phones wrote
+    them: in an AVI the video's time base is 1/25 and the audio's 32/1225 s (one packet)."""
     with av.open(str(path), "w") as c:
-        vs = c.add_stream("mpeg4", rate=25)
+        vs = c.add_stream(video_codec, rate=25)
         vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
         mp3 = c.add_stream("libmp3lame", rate=44100, layout="stereo")
-        for i in range(12):
+        for i in range(frames):
             frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
             frame.pts, frame.time_base = i, Fraction(1, 25)
             c.mux(vs.encode(frame))
         c.mux(vs.encode())
-        noise = np.random.RandomState(0).standard_normal((2, 1152 * 14)).astype(np.float32) * 0.3
-        for k in range(14):
+        noise = np.random.RandomState(0).standard_normal((2, 1152 * packets)).astype(np.float32) * 0.3
+        for k in range(packets):
             af = av.AudioFrame.from_ndarray(np.ascontiguousarray(noise[:, 1152 * k:1152 * (k + 1)]), format="fltp",
                                             layout="stereo")
             af.sample_rate, af.pts = 44100, 1152 * k
@@ -169,7 +151,7 @@ def test_a_part_moves_every_stream_by_the_same_time(tmp_path, suffix):
     ticks (video by 0.08 s, audio by 0.1045 s), 24.5 ms out of sync; MP4 then lost the audio's own
     start to a movie timescale of 25. Now one shift, and sync within the MP3's 1/44100 grid."""
     src, dst = tmp_path / "in.avi", tmp_path / f"out{suffix}"
-    _avi_with_mp3(src)
+    _clip_with_mp3(src, "mpeg4", frames=12, packets=14)
     with av.open(str(src)) as c:
         assert c.streams.video[0].time_base == Fraction(1, 25) and c.streams.audio[0].time_base > Fraction(1, 100)
     src_times = _first_times(src)
