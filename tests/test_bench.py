@@ -177,3 +177,27 @@ def test_pass_through_copies_frames_of_either_depth():
         assert out.dtype == dtype and np.array_equal(out, frames) and not np.shares_memory(out, frames)
     with pytest.raises(VdeblurError, match="expected"):
         backend.run(np.zeros((4, 6, 3), np.uint8))
+
+
+def test_the_generated_clip_is_timed_as_progressive_video(capsys, tiny_model, tmp_path):
+    """idet reads the generated clip's fine moving texture as woven fields: under deblur's "auto" the
+    pipeline and end-to-end stages timed bwdif on every frame, a path progressive video never takes."""
+    from vdeblur.deinterlace import detect
+    import av
+
+    clip = bench.make_clip(tmp_path / "c.mp4", 64, 48, 12)
+    with av.open(str(clip)) as c:
+        seen = detect(c.decode(video=0))
+    assert seen.resolve()[0] != "auto"   # what "auto" would have done with it
+    r = _bench_json(capsys, "--size", "64x48", "--frames", "12", "--precision", "fp32", "--stages", "pipeline,end_to_end")
+    for stage in ("pipeline", "end_to_end"):
+        assert r["sizes"][0]["stages"][stage]["deinterlaced_frames"] == 0
+    r = _bench_json(capsys, str(clip), "--frames", "12", "--precision", "fp32", "--stages", "pipeline")
+    assert r["sizes"][0]["stages"]["pipeline"]["deinterlaced_frames"] == 12   # a user's file: as deblur does
+
+
+def test_steady_rate_leaves_out_the_last_batch_which_comes_without_a_wait():
+    # a synchronous backend hands each batch over one model call late; the last comes at once
+    times = [0.1 * i for i in range(1, 9)] + [0.8 + 1e-4]
+    assert bench.steady_fps(times) == pytest.approx(10.0)
+    assert bench.steady_fps(times[:-1] + [0.9], batch=2) == pytest.approx(10.0)

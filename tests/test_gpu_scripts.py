@@ -33,7 +33,7 @@ def tiny_bench(monkeypatch):
 
 
 def test_table_from_bench_json(tmp_path, capsys, tiny_bench, one_thread):
-    argv = ["bench", "--json", "--size", "64x64", "--frames", "2", "--precision", "fp32", "--repeats", "1",
+    argv = ["bench", "--json", "--size", "64x64", "--frames", "4", "--precision", "fp32", "--repeats", "1",
             "--warmup", "1", "--threads", "1"]
     assert main(argv) == 0
     r = json.loads(capsys.readouterr().out)

@@ -539,16 +539,19 @@ class PassThrough(Backend):
         return {"backend": self.name, "device": "cpu", "precision": None}
 
 
-def steady_fps(times: list[float]) -> float | None:
-    """Frames per second between the frame at STEADY_AFTER of the run and the last one, from the times
-    each was handed to the encoder: the rate a long video settles at, without the run's fixed costs
-    (opening, the first frame, the encoder's flush), which weigh on a short clip's average."""
+def steady_fps(times: list[float], batch: int = 1) -> float | None:
+    """Frames per second between the frame at STEADY_AFTER of the run and the last batch, from the
+    times each was handed to the encoder: the rate a long video settles at, without the run's fixed
+    costs (opening, the first frame, the encoder's flush), which weigh on a short clip's average. The
+    last batch is left out: at the end nothing is computed after it, so it comes with no wait."""
+    last = len(times) - 1 - batch
     first = int(len(times) * STEADY_AFTER)
-    span = times[-1] - times[first] if times else 0.0
-    return (len(times) - 1 - first) / span if span > 0 else None
+    span = times[last] - times[first] if last > first else 0.0
+    return (last - first) / span if span > 0 else None
 
 
-def measure_end_to_end(clip: Path, frames: int, rate, runner, batch: int, repeats: int, workdir: Path, encode_opts: dict) -> Timing:
+def measure_end_to_end(clip: Path, frames: int, rate, runner, batch: int, repeats: int, workdir: Path, encode_opts: dict,
+                       deinterlace: str = "auto") -> Timing:
     """The real `vdeblur deblur` pipeline (threads, queues, writer) on an already warm backend, with
     the steady rate and the time to the first frame written (opening the clip included) beside each
     run's average (which leaves the opening out)."""
@@ -562,11 +565,12 @@ def measure_end_to_end(clip: Path, frames: int, rate, runner, batch: int, repeat
         started = time.perf_counter()
         report = deblur_video(clip, out, backend=runner, batch=batch, duration=duration, overwrite=True,
                               quiet=True, verify=False, progress=lambda done, total: times.append(time.perf_counter()),
-                              **encode_opts)
+                              deinterlace=deinterlace, **encode_opts)
         timing = timing or Timing(report.frames)
         timing.seconds.append(report.seconds)
         first.append(times[0] - started if times else None)
-        steady.append(steady_fps(times[:report.frames]))
+        steady.append(steady_fps(times[:report.frames], batch))
+        timing.extra["deinterlaced_frames"] = report.deinterlaced_frames
     out.unlink(missing_ok=True)
     if None not in steady:
         timing.extra["steady_fps"] = statistics.median(steady)
@@ -710,14 +714,14 @@ def run_bench(args) -> dict:
                 if "pipeline" in stages:
                     entry["stages"]["pipeline"] = measure_end_to_end(
                         clip["path"], clip["frames"], clip["rate"], PassThrough(), args.batch,
-                        args.e2e_repeats or args.repeats, workdir, encode_opts).to_dict()
+                        args.e2e_repeats or args.repeats, workdir, encode_opts, clip["deinterlace"]).to_dict()
                 if "end_to_end" in stages:
                     runner = runners[precisions[0]]
                     if "model" not in stages:   # warm the backend up so the first frame's setup is not counted
                         for _ in range(args.warmup):
                             runner.run(np.stack(_first_rgb_images(clip["path"], args.batch)))
                     e2e = measure_end_to_end(clip["path"], clip["frames"], clip["rate"], runner, args.batch,
-                                             args.e2e_repeats or args.repeats, workdir, encode_opts)
+                                             args.e2e_repeats or args.repeats, workdir, encode_opts, clip["deinterlace"])
                     d = e2e.to_dict()
                     d["precision"] = precisions[0]
                     model = entry["stages"].get("model", {}).get(precisions[0])
@@ -763,13 +767,15 @@ def _clips(args, workdir: Path) -> list[dict]:
         reader.close()
         frames = min(args.frames, info.frames) if info.frames else args.frames
         return [{"path": Path(args.input), "width": info.width, "height": info.height, "frames": frames,
-                 "rate": info.rate, "label": str(args.input)}]
+                 "rate": info.rate, "label": str(args.input), "deinterlace": args.deinterlace or "auto"}]
     clips = []
     for text in _split(args.size or f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}"):
         w, h = parse_size(text)
         path = make_clip(workdir / f"clip-{w}x{h}.mp4", w, h, args.frames)
+        # Progressive by making: idet reads its fine moving texture as woven fields, and "auto" would
+        # time bwdif on every frame, a path progressive video never takes.
         clips.append({"path": path, "width": w, "height": h, "frames": args.frames, "rate": 30,
-                      "label": f"generated {w}x{h} H.264 clip, {args.frames} frames"})
+                      "label": f"generated {w}x{h} H.264 clip, {args.frames} frames", "deinterlace": args.deinterlace or "off"})
     return clips
 
 
@@ -779,8 +785,10 @@ def _memory_check(args, workdir: Path, precision: str) -> dict:
     clips = {n: make_clip(workdir / f"memory-{n}.mp4", w, h, n) for n in lengths}
     common = ["--backend", args.backend, "--device", args.device, "--precision", precision, "--batch", str(args.batch)]
     for flag, value in (("--weights", args.weights), ("--engine", args.engine), ("--onnx", args.onnx),
-                        ("--threads", args.threads), ("--tile", args.tile or None)):
-        if value:
+                        ("--threads", args.threads), ("--tile", args.tile or None), ("--tile-overlap", args.tile_overlap),
+                        ("--codec", args.codec), ("--crf", args.crf), ("--preset", args.preset),
+                        ("--deinterlace", args.deinterlace or "off")):   # the clips are generated: progressive
+        if value is not None and value != "":
             common += [flag, str(value)]
     common += torch_argv(torch_options(args))
     out = memory_check(clips, common)
@@ -889,7 +897,11 @@ def register(subparsers) -> None:
     p.add_argument("--repeats", type=int, default=3, metavar="R", help="timed runs per stage (default: 3)")
     p.add_argument("--e2e-repeats", type=int, default=0, metavar="R",
                    help="end-to-end runs over the whole clip (default: --repeats); each is already many frames")
-    p.add_argument("--warmup", type=int, default=1, metavar="W", help="untimed runs before timing (default: 1)")
+    p.add_argument("--warmup", type=int, default=1, metavar="W",
+                   help="untimed runs before timing (default: 1; the model stage makes at least one, its first call)")
+    p.add_argument("--deinterlace", choices=("auto", "tff", "bff", "off"),
+                   help="as deblur's, for the pipeline and end to end (default: auto for INPUT, off for the "
+                        "generated clip, which is progressive)")
     p.add_argument("--stages", default=",".join(STAGES), metavar="S[,S...]", help=f"which stages (default: all: {','.join(STAGES)})")
     p.add_argument("--weights", metavar="PATH", help="checkpoint (default: shipped weights, else random ones)")
     add_torch_arguments(p)
