@@ -163,6 +163,7 @@ class OutOfMemoryFallback(Backend):
         self.inner, self.overlap, self.notify = inner, overlap, notify
         self.least = max(min_tile, 2 * overlap + 2)   # check_tiling wants overlap < side / 2
         self.name, self.accepts_uint16 = inner.name, inner.accepts_uint16
+        self.batches_in_flight = inner.batches_in_flight   # its submit is the inner one's until memory runs out
         self.tile: TileSize | None = None
         self.runner: Backend = inner
         self.one_at_a_time = False

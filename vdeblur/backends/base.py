@@ -30,8 +30,10 @@ class Backend(abc.ABC):
     #: True if ``run`` also takes uint16 NHWC (full-range 16-bit RGB) and returns uint16, so
     #: 10-bit video keeps its precision through the model; otherwise the pipeline feeds uint8.
     accepts_uint16: bool = False
-    #: Batches the pipeline may submit before collecting the oldest (see :meth:`submit`).
-    batches_in_flight: int = 2
+    #: Batches the pipeline may submit before collecting the oldest (see :meth:`submit`): 1 where
+    #: ``submit`` does the work before it returns (a second would only hold a finished batch back from
+    #: the writer: a 14 s CPU frame written after 28 s), 2 where it returns early (torch on CUDA).
+    batches_in_flight: int = 1
 
     def check_frames(self, frames: np.ndarray) -> None:
         """Refuse anything but the NHWC RGB batches this backend takes, with a one-line error."""
@@ -47,7 +49,7 @@ class Backend(abc.ABC):
     def submit(self, frames: np.ndarray) -> Pending:
         """Start a batch and return without waiting where the backend can (torch on CUDA: the next
         batch's upload and launch overlap this one's compute); the default runs it at once. The
-        pipeline keeps at most two batches in flight and collects them in order."""
+        pipeline keeps at most ``batches_in_flight`` batches in flight and collects them in order."""
         return Pending(self.run(frames))
 
     @abc.abstractmethod

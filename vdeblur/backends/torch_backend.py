@@ -65,6 +65,7 @@ class TorchBackend(Backend):
                 self._mark_step = mark_step
         self.model = model
         self._slots = (_Slot(), _Slot())   # page-locked buffers of the (at most) two batches in flight
+        self.batches_in_flight = 2 if self.device.type == "cuda" else 1   # submit returns early only on CUDA
         self._turn = 0
         self._streams = None               # upload, compute, download (CUDA), made on first use
         self._last_download = None
