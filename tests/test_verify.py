@@ -175,3 +175,44 @@ def test_a_video_shift_in_avi_is_a_desync_not_a_moved_file():
     assert moved.held == ["2 frames at the input's timestamps (the muxer moved the whole file by +13560.0 ms)"]
     assert desync.problems == ["video: starts +13560 ms from the input's, and AVI's other streams, timed by "
                                "counting their packets, did not move with it"]
+
+
+def test_a_track_with_no_packets_that_mp4_leaves_out_is_said_not_a_traceback(tmp_path):
+    """MP4 drops a track that got no packet; the read-back indexed it anyway (IndexError, and a
+    batch of files stopped there)."""
+    import av
+
+    from media import IdentityBackend, pattern
+    from vdeblur.pipeline import deblur_video
+
+    src = tmp_path / "silent.mkv"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        out.add_stream("aac", rate=48000, layout="stereo")   # declared, never given a packet
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(pattern(i, 48, 64), format="rgb24")
+            frame.pts = i
+            out.mux(v.encode(frame))
+        out.mux(v.encode())
+    report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend())
+    assert report.verify_problems == []
+    assert any("no packets to copy, so the file has no such track" in line for line in report.verified)
+
+
+def test_a_read_back_that_trips_keeps_the_file(tmp_path, monkeypatch):
+    from media import IdentityBackend, make_video
+    from vdeblur import verify
+    from vdeblur.pipeline import deblur_video
+
+    src, dst = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(src, frames=3)
+
+    def trips(*args, **kwargs):
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(verify, "verify", trips)
+    report = deblur_video(src, dst, backend=IdentityBackend())
+    assert dst.is_file() and report.frames == 3
+    assert report.verify_problems == [f"{dst}: the read-back check failed (IndexError: list index out of range); "
+                                      "the file is written"]

@@ -733,6 +733,9 @@ def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start
     except (av.error.FFmpegError, OSError, VdeblurError) as e:
         report.verify_problems = [f"{dst} could not be read back ({getattr(e, 'strerror', None) or e})"]
         return
+    except Exception as e:  # noqa: BLE001 - the file is written; a check that trips must not lose it or a batch
+        report.verify_problems = [f"{dst}: the read-back check failed ({type(e).__name__}: {e}); the file is written"]
+        return
     report.verified, report.verify_problems = result.held, result.problems
 
 
