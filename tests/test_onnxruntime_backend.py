@@ -209,3 +209,15 @@ def test_threads_reach_onnx_runtime_and_torch(weights, capsys):
         torch.set_num_threads(before)
     assert main(["deblur", "in.mp4", "-o", "out.mp4", "--threads", "-1"]) == 1
     assert "--threads must be between 0 (one per core) and this machine's" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, flag", [(dict(compile=True), "--compile"),
+                                          (dict(compile=True, compile_mode="max-autotune"), "--compile-mode"),
+                                          (dict(cuda_graphs=True), "--cuda-graphs"),
+                                          (dict(fused_attention=True), "--fused-attention")])
+def test_torch_switches_are_refused_for_another_backend(option, flag):
+    """They were left unused without a word (and bench's header said 'torch.compile')."""
+    from vdeblur.backends import BackendOptions, open_backend
+
+    with pytest.raises(VdeblurError, match=f"^{flag} is for the torch backend, not --backend onnxruntime$"):
+        open_backend("onnxruntime", BackendOptions(**option))

@@ -111,6 +111,12 @@ def open_backend(name: str, options: BackendOptions) -> Backend:
         for option, implied in _IMPLIED_BY_OPTION.items():
             if getattr(options, option) and name != implied:   # not silently left unused
                 raise VdeblurError(f"--{option} is for the {implied} backend, not --backend {name}")
+        if name != "torch":
+            asked = [flag for flag, on in (("--compile-mode", options.compile_mode), ("--compile", options.compile),
+                                           ("--fused-attention", options.fused_attention is True),
+                                           ("--cuda-graphs", options.cuda_graphs is True)) if on]
+            if asked:
+                raise VdeblurError(f"{asked[0]} is for the torch backend, not --backend {name}")
         return backend_class(name).from_options(options)
     for option, implied in _IMPLIED_BY_OPTION.items():
         if getattr(options, option):
