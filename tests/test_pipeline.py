@@ -467,6 +467,18 @@ def test_output_plans(tmp_path, clip, weights, capsys):
     assert "contradict" in capsys.readouterr().err
 
 
+def test_a_refused_batch_leaves_no_output_folder(tmp_path, clip, capsys):
+    """The folder for several outputs was made before the inputs and options were checked."""
+    out = tmp_path / "made"
+    assert main(["deblur", str(clip), str(tmp_path / "nothere.mp4"), "-o", str(out), "-q"]) == 1
+    assert "nothere.mp4" in capsys.readouterr().err and not out.exists()
+    assert main(["deblur", str(clip), str(clip), "-o", str(out), "--tile", "3", "-q"]) == 1
+    assert not out.exists()
+    single = tmp_path / "no" / "such" / "out.mp4"   # one file: its folder must exist already
+    assert main(["deblur", str(clip), "-o", str(single), "-q"]) == 1
+    assert "output directory does not exist" in capsys.readouterr().err and not (tmp_path / "no").exists()
+
+
 class DeferredBackend(IdentityBackend):
     """submit() returns before the work is done (as torch on CUDA does); a result is computed when
     collected and must come back in submission order, frames matched to their timestamps."""
@@ -553,7 +565,7 @@ def test_a_directory_or_an_unexpanded_pattern_as_input(tmp_path):
 
 
 def test_recursive_input_mirrors_its_subdirectories_and_passes_over_the_output(tmp_path):
-    from vdeblur.pipeline import expand_inputs, plan_outputs
+    from vdeblur.pipeline import expand_inputs, make_folders, plan_outputs, remove_folders
 
     card = tmp_path / "DCIM"
     for name in ("100GOPRO/GX01.MP4", "100GOPRO/GX02.MP4", "101GOPRO/GX01.MP4", "top.mov", ".hidden/x.mp4",
@@ -568,7 +580,11 @@ def test_recursive_input_mirrors_its_subdirectories_and_passes_over_the_output(t
     assert [(str(a.relative_to(card)), str(b.relative_to(out))) for a, b in pairs] == [
         ("top.mov", "top.mov"), ("100GOPRO/GX01.MP4", "100GOPRO/GX01.MP4"),
         ("100GOPRO/GX02.MP4", "100GOPRO/GX02.MP4"), ("101GOPRO/GX01.MP4", "101GOPRO/GX01.MP4")]
-    assert (out / "100GOPRO").is_dir() and (out / "101GOPRO").is_dir()
+    assert not (out / "100GOPRO").exists()   # planned, made only when the run starts
+    made = make_folders(pairs, out)
+    assert made == [out / "100GOPRO", out / "101GOPRO"] and (out / "101GOPRO").is_dir()
+    remove_folders(made)
+    assert not (out / "100GOPRO").exists() and (out / "old.mp4").parent.is_dir()
     # Without the mirrored folders, the two GX01.MP4 would collide.
     with pytest.raises(VdeblurError, match="would both be written as"):
         plan_outputs(found, str(tmp_path / "flat"), to_directory=True)

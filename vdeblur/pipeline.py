@@ -1043,7 +1043,7 @@ def plan_outputs(inputs: list[str], output: str, to_directory: bool = False,
                  folders: list[str] = ()) -> list[tuple[Path | str, Path]]:
     """(input, output) pairs: one INPUT and a file name (or "-") -> that file; several INPUTs, or a
     directory (existing, written with a trailing slash, or ``to_directory``) -> OUTPUT/<input's name>,
-    the directory made if its parent exists; an input found inside one of ``folders`` (a recursive
+    the directory to be made (:func:`make_folders`) if its parent exists; an input found inside one of ``folders`` (a recursive
     search) -> OUTPUT/<its path inside that folder>. Two inputs written under the same name would
     collide there: refused. Standard input and URLs stay strings (a Path would fold the "//" of a URL)."""
     out = Path(output)
@@ -1073,9 +1073,31 @@ def plan_outputs(inputs: list[str], output: str, to_directory: bool = False,
             raise VdeblurError(f"{seen[relative]} and {src} would both be written as {out / relative}")
         seen[relative] = src
         pairs.append((src, out / relative))
-    for _, dst in pairs:   # folders only once every name is known to be free of collisions
-        dst.parent.mkdir(parents=True, exist_ok=True)
     return pairs
+
+
+def make_folders(pairs, root: Path) -> list[Path]:
+    """The folders ``pairs`` need inside the output directory ``root`` (itself included) that do not
+    exist yet, made; returns them, outermost first, so a run refused before it starts can take them
+    away again (:func:`remove_folders`). Nothing outside ``root`` is made."""
+    made = []
+    for _, dst in pairs:
+        if str(dst) == STDIO:
+            continue
+        missing = [p for p in [dst.parent, *dst.parent.parents]
+                   if not p.exists() and (p == root or root in p.parents)][::-1]
+        for folder in missing:
+            folder.mkdir()
+            made.append(folder)
+    return made
+
+
+def remove_folders(made: list[Path]) -> None:
+    for folder in reversed(made):
+        try:
+            folder.rmdir()   # only while still empty
+        except OSError:
+            pass
 
 
 def run(args) -> int:
@@ -1089,6 +1111,7 @@ def run(args) -> int:
                    threads=args.threads, **torch_options(args), engine=getattr(args, "engine", None),
                    onnx=getattr(args, "onnx", None))
     refused = []   # every path checked before hours of work on the first file, and each refusal said
+    made = make_folders(todo, Path(args.output)) if any(dst != Path(args.output) for _, dst in jobs) else []
     for src, dst in todo:
         try:
             _check_paths(src, dst, args.overwrite, models=(options["weights"], options["engine"], options["onnx"]))
@@ -1096,6 +1119,7 @@ def run(args) -> int:
             _print_json(args, src, dst, error=str(e))
             refused.append(str(e))
     if refused:
+        remove_folders(made)   # a refused run leaves nothing behind, an empty output folder included
         more = f" (and {len(refused) - 1} more of the {len(todo)} inputs; none was started)" if len(refused) > 1 else ""
         raise VdeblurError(refused[0] + more)
     if not todo:
