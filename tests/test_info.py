@@ -53,3 +53,15 @@ def test_tensorrt_too_old_or_without_triton_is_said(monkeypatch):
     assert bare.usable and "building one needs triton" in bare.detail
     full = status("11.0.0.1", True)
     assert full.usable and "triton for building" in full.detail
+
+
+def test_onnxruntime_without_onnx_says_it_runs_given_files_only(monkeypatch):
+    """'onnxruntime yes' only looked at onnxruntime, but running the model without --onnx exports it
+    first, which needs onnx."""
+    from vdeblur import hardware
+
+    real = hardware._import_version
+    monkeypatch.setattr(hardware, "_import_version",
+                        lambda module: (None, "`import onnx` failed") if module == "onnx" else real(module))
+    status = {b.name: b for b in hardware.probe_backends()}["onnxruntime"]
+    assert status.usable and "runs --onnx files only" in status.detail and "vdeblur[onnx]" in status.detail

@@ -160,3 +160,13 @@ def test_load_model_names_a_wrong_argument():
 
     with pytest.raises(TypeError, match="load_model takes a checkpoint path"):
         vdeblur.load_model(5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_restore_takes_any_float_and_answers_in_it(dtype):
+    """float64 (numpy's default) gave torch's 'Input type (double) and bias type (float)'."""
+    model = build_model(LIGHT)
+    x = torch.rand(1, 3, 20, 24)
+    y = model.restore(x.to(dtype))
+    assert y.dtype == dtype
+    assert torch.allclose(y.float(), model.restore(x), atol=2e-2)

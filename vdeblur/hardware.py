@@ -133,11 +133,14 @@ def probe_backends() -> list[BackendStatus]:
 
     ort_version, err = _import_version("onnxruntime")
     if ort_version is None:
-        out.append(BackendStatus("onnxruntime", False, f"{err}; install with `pip install onnxruntime`"))
+        out.append(BackendStatus("onnxruntime", False, f"{err}; install with `pip install 'vdeblur[onnx]'`"))
     else:
         import onnxruntime
 
-        out.append(BackendStatus("onnxruntime", True, f"onnxruntime {ort_version}; providers: {', '.join(onnxruntime.get_available_providers())}"))
+        detail = f"onnxruntime {ort_version}; providers: {', '.join(onnxruntime.get_available_providers())}"
+        if _import_version("onnx")[0] is None:   # the model is exported for it on the fly, with onnx
+            detail += "; runs --onnx files only: exporting the model needs onnx (`pip install 'vdeblur[onnx]'`)"
+        out.append(BackendStatus("onnxruntime", True, detail))
 
     trt_version, err = _import_version("tensorrt")
     if trt_version is None:

@@ -282,8 +282,11 @@ class DeblurNet(nn.Module):
                    else type(frames).__name__)
             raise ValueError(f"restore takes float RGB images in [0, 1] as a tensor (N, 3, H, W), got {got}")
         h, w = frames.shape[-2:]
+        given, own = frames.dtype, next(self.parameters()).dtype
+        if given != own:   # float64 from numpy, or half on an fp32 model: computed in the model's own
+            frames = frames.to(own)
         padded = pad_to_multiple(frames, self.config.size_multiple)
-        return self(padded)[..., :h, :w].clamp(0.0, 1.0)
+        return self(padded)[..., :h, :w].clamp(0.0, 1.0).to(given)
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
