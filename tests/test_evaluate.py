@@ -65,7 +65,7 @@ def test_eval_scores_each_strength_from_one_run_of_the_model(identity_weights, p
     assert main(["eval", "--data", str(pair_set), "--weights", str(identity_weights), "--json", "--precision", "fp32",
                  "--strength", "1", "0.25", "1.5"]) == 0
     sets = json.loads(capsys.readouterr().out)["sets"]
-    assert len(calls) == 2 and [s.get("strength") for s in sets] == [None, 0.25, 1.5]
+    assert len(calls) == 2 and [s.get("strength") for s in sets] == [1.0, 0.25, 1.5]
     for strength, scored in zip((1, 0.25, 1.5), sets):
         for i, row in enumerate(scored["per_image"]):
             blur = np.asarray(Image.open(pair_set / f"f{i}_blur.png")).astype(float)

@@ -100,7 +100,7 @@ def _summary(name: str, rows: list[dict], strength: float) -> dict:
     means = {k: _mean([r[k] for r in rows]) for k in ("input_psnr", "input_ssim", "psnr", "ssim")}
     return {
         "name": name if strength == 1 else f"{name} at strength {strength:g}",
-        **({} if strength == 1 else {"strength": strength}),
+        "strength": strength,   # 1 too, so a script can read it from every set
         "images": len(rows),
         "input": {"psnr": _num(means["input_psnr"]), "ssim": _num(means["input_ssim"])},
         "model": {"psnr": _num(means["psnr"]), "ssim": _num(means["ssim"])},
