@@ -776,3 +776,23 @@ def test_two_subtitles_on_screen_where_the_part_starts_are_both_kept(tmp_path, n
         timing = [(0.0, 0.001), (0.001, 0.049), (0.05, 0.05)]
     assert [(round(t, 3), round(d, 3)) for t, d, _ in cues] == timing
     assert report.warnings() == [] and any(line.startswith("#1 subtitle") for line in report.verified), report.verified
+
+
+@pytest.mark.parametrize("start, duration, frames", [(0.1, None, 5), (0.1, 0.1, 2), (0.0, 0.1, 3), (0.12, 0.08, 2)])
+def test_a_part_between_frames_expects_the_frames_it_gets(tmp_path, start, duration, frames):
+    """8 frames at 25 fps from 0: --start 0.1 holds 0.12 ... 0.28, five; the estimate said 6 (the span
+    counted from 0.1), and 0.1 s from 0 holds three (0, 0.04, 0.08) where rounding 2.5 said 2."""
+    make_video(tmp_path / "a.mkv", frames=8)   # Matroska: no frame count, so the span is counted
+    reader = VideoReader(tmp_path / "a.mkv", start=start, duration=duration)
+    assert reader.info.frames == frames == sum(1 for _ in reader.items())
+
+
+def test_a_photo_with_a_duration_is_still_one_picture(tmp_path):
+    """--duration 0.1 on a photo expected "about 2 frames" (refused for an image output), and 5 s
+    expected 125 frames and warned of a truncated file."""
+    from PIL import Image
+
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(tmp_path / "p.png")
+    deblur_video(tmp_path / "p.png", tmp_path / "o.png", backend=IdentityBackend(), duration=0.1)
+    report = deblur_video(tmp_path / "p.png", tmp_path / "o.mp4", backend=IdentityBackend(), duration=5)
+    assert report.frames == report.expected_frames == 1 and report.warnings() == []

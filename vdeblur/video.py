@@ -505,8 +505,8 @@ class VideoReader:
 
     def _span(self, duration: float | None) -> float | None:
         total = self._length()
-        if total is None:
-            return duration
+        if total is None:   # a pipe's length is what was asked for; a photo's is not a length at all
+            return None if self.sequence_start is None and _pictures(self.container) else duration
         span = max(0.0, total - self.start)
         return span if duration is None else min(span, duration)
 
@@ -535,10 +535,17 @@ class VideoReader:
         rate = frame_rate(self.stream)
         if self._counted(duration):
             return self.stream.frames * per_frame
+        if self.sequence_start is None and _pictures(self.container):   # a photo: one picture, however long asked
+            return per_frame
         span = self._span(duration)
         if span is None or not rate:
             return None
-        return max(1, round(span * float(rate) * per_frame))
+        if not self._shift:
+            return max(1, round(span * float(rate) * per_frame))
+        # A part: the frames from its first one (a start between frames holds a frame less) up to
+        # its end, which no frame starting there belongs to.
+        span -= max(0.0, self.first_time - self.start)
+        return max(1, math.ceil(span * float(rate) * per_frame - 1e-6))
 
     # -- decoding --------------------------------------------------------------------------------
 
