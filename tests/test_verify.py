@@ -216,3 +216,17 @@ def test_a_read_back_that_trips_keeps_the_file(tmp_path, monkeypatch):
     assert dst.is_file() and report.frames == 3
     assert report.verify_problems == [f"{dst}: the read-back check failed (IndexError: list index out of range); "
                                       "the file is written"]
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_part_past_every_cue_reads_back_clean(tmp_path, suffix):
+    """--start after the last cue: MP4's muxer writes an empty mov_text cue (read back as 'the copy
+    differs'), and SRT re-encoded for MP4 had 'no input to compare'."""
+    from media import IdentityBackend, make_video
+    from vdeblur.pipeline import deblur_video
+
+    src = tmp_path / f"in{suffix}"
+    make_video(src, frames=12, subtitles=True)   # cues at 0-0.1 s and 0.1-0.2 s
+    report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), start=0.3)
+    assert report.verify_problems == []
+    assert any(line.endswith(": none in this part") for line in report.verified), report.verified
