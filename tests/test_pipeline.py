@@ -692,7 +692,7 @@ def test_json_says_refusals_before_any_file_is_started(clip, tmp_path, capsys):
     assert lines == [{"input": str(missing), "error": f"{missing}: no such file", "output": str(tmp_path / "o.mp4")}]
     assert err == f"vdeblur: error: {missing}: no such file\n"
     assert main(["deblur", str(clip), "-o", str(tmp_path / "o.mp4"), "--json", "--batch", "0"]) == 1
-    assert printed()[0] == [{"error": "--batch must be >= 1, got 0"}]
+    assert printed()[0] == [{"input": None, "error": "--batch must be >= 1, got 0", "output": str(tmp_path / "o.mp4")}]
     assert main(["deblur", str(tmp_path / "f_%04d.png"), "-o", str(tmp_path / "o.mp4"), "--json-progress"]) == 1
     lines, _ = printed()
     assert len(lines) == 1 and "f_%04d.png" in lines[0]["error"]

@@ -1287,9 +1287,10 @@ class JsonProgress:
 
 
 def _print_json_error(args, e: VdeblurError) -> None:
-    """`deblur --json`'s line for a refusal that is not about one input (options, the backend)."""
+    """`deblur --json`'s line for a refusal that is not about one input (options, the backend): the
+    same keys as every other line, so a script reads them all alike; no input is named."""
     if args.json and args.output != STDIO:
-        print(json.dumps({"error": str(e)}), flush=True)
+        print(json.dumps({"input": None, "error": str(e), "output": args.output}), flush=True)
 
 
 def _kept_hint(dst: Path) -> str:
