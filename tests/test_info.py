@@ -65,3 +65,14 @@ def test_onnxruntime_without_onnx_says_it_runs_given_files_only(monkeypatch):
                         lambda module: (None, "`import onnx` failed") if module == "onnx" else real(module))
     status = {b.name: b for b in hardware.probe_backends()}["onnxruntime"]
     assert status.usable and "runs --onnx files only" in status.detail and "vdeblur[onnx]" in status.detail
+
+
+def test_a_usage_mistake_is_one_line(capsys):
+    """argparse printed the whole usage before its error, against the one-line rule."""
+    import pytest
+
+    for argv in (["deblur", "in.mp4"], ["nope"], ["bench", "--compile-mode", "bogus"]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.startswith("vdeblur: error: ") and err.count("\n") == 1, err

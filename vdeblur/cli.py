@@ -25,8 +25,16 @@ COMMAND_MODULES = [
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its usage mistakes said in the one line every other error takes (its own
+    print the whole usage first); the exit status stays argparse's 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"vdeblur: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vdeblur", description="Deblur videos with the attentive multi-scale network (Xu et al., CVIU 2021).")
+    parser = _Parser(prog="vdeblur", description="Deblur videos with the attentive multi-scale network (Xu et al., CVIU 2021).")
     parser.add_argument("--version", action="version", version=f"vdeblur {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
