@@ -167,3 +167,23 @@ def test_a_bad_mode_is_one_line(clip, tmp_path, capsys):
         main(["deblur", str(clip), "-o", str(tmp_path / "x.mp4"), "--compare", "both"])
     assert exit_.value.code == 2
     assert "invalid choice: 'both'" in capsys.readouterr().err
+
+
+def test_a_rotated_videos_comparison_shows_what_a_plain_run_writes(tmp_path):
+    """--compare builds frames as shown, so the model got a phone video's pixels turned, and the
+    network is not rotation-invariant: the preview's result differed from the real run's."""
+
+    class Gradient(IdentityBackend):   # a change that depends on which way the picture lies
+        def run(self, frames):
+            ramp = (np.arange(frames.shape[2]) % 50).astype(np.int32)[None, None, :, None]
+            return np.minimum(frames.astype(np.int32) + ramp, 255).astype(np.uint8)
+
+    src = tmp_path / "portrait.mkv"
+    make_video(src, width=96, height=64, frames=3, rotation=90, codec="ffv1", pix_fmt="yuv444p")
+    deblur_video(src, tmp_path / "plain.mkv", backend=Gradient(), codec="ffv1")
+    deblur_video(src, tmp_path / "side.mkv", backend=Gradient(), codec="ffv1", compare="side")
+    with av.open(str(tmp_path / "plain.mkv")) as a, av.open(str(tmp_path / "side.mkv")) as b:
+        for plain, side in zip(a.decode(video=0), b.decode(video=0), strict=True):
+            shown = np.rot90(plain.to_ndarray(format="rgb24"), 1)   # the plain run keeps the rotation tag
+            right = side.to_ndarray(format="rgb24")[:, side.width // 2:]
+            assert np.array_equal(right, shown)

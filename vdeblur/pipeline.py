@@ -30,7 +30,7 @@ from . import sequence
 from .backends import BACKENDS, Backend, BackendOptions, add_torch_arguments, auto_order, open_backend, torch_options
 from .backends.multi_device import MultiDevice
 from .compare import MODES as COMPARE_MODES
-from .compare import MAX_STRENGTH, View, check_strength, output_size
+from .compare import MAX_STRENGTH, AsStored, View, check_strength, output_size
 from .deinterlace import FIRST_FIELD, MODES as DEINTERLACE_MODES
 from .errors import VdeblurError, require_pyav
 from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, is_stream
@@ -548,6 +548,8 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                 fused_attention=fused_attention, cuda_graphs=cuda_graphs, engine=engine, onnx=onnx,
                 deep_input=reader.info.high_bit_depth))
         backend = _fit_in_memory(backend, tile_size, tile_overlap, notify)
+        if reader.turned_on_request and (to_stdout or not keeps_no_rotation(dst)):   # turned for --compare alone
+            backend = AsStored(backend, reader.orientation)
         if regions is not None:
             backend = RegionBackend(backend, regions)
         reader.use_rgb16(backend.accepts_uint16)

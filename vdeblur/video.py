@@ -441,6 +441,8 @@ class VideoReader:
         # instead, as players expect.
         pictures = _pictures(c) or self.sequence_start is not None or self.upright
         self.orientation = orientation(matrix) if pictures and matrix is not None else None
+        # Turned only because the caller asked (a video's rotation; a photo's EXIF turn is always made)
+        self.turned_on_request = bool(self.orientation) and not (_pictures(c) or self.sequence_start is not None)
         self.stored_size = (first.width, first.height)   # before turning upright
         width, height = self.stored_size[::-1] if self.orientation and self.orientation[0] else self.stored_size
         cc = vs.codec_context
