@@ -10,7 +10,7 @@ from media import IdentityBackend, make_video
 from vdeblur import VdeblurError, deblur_video
 from vdeblur.cli import main
 from vdeblur.region import CONTEXT, RegionBackend, describe_regions, parse_region, parse_regions, stored_region
-from vdeblur.video import upright
+from vdeblur.compare import turned_upright as upright
 
 
 class InvertBackend(IdentityBackend):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backends.base import Backend, Pending
+from .backends.base import Backend, Pending, Wrapper
 from .errors import VdeblurError
 
 MODES = ("side", "split")
@@ -89,30 +89,18 @@ class View:
                 **({"strength": self.strength} if self.strength != 1 else {})}
 
 
-class AsStored(Backend):
+class AsStored(Wrapper):
     """Wraps a backend for pictures turned upright (a comparison of a rotated video is built as shown):
     the model gets each batch as the file stores it, as a plain run of the same video gives it, and
     the result is turned upright again. The network is not rotation-invariant, so fed turned pixels
     the preview showed another result (30 dB from it at 96x64) than the run it previews writes."""
 
     def __init__(self, inner: Backend, steps: tuple[bool, bool, bool]):
-        self.inner, self.steps = inner, steps
-        self.name, self.accepts_uint16, self.batches_in_flight = inner.name, inner.accepts_uint16, inner.batches_in_flight
-
-    def run(self, frames: np.ndarray) -> np.ndarray:
-        return self.submit(frames).result()
+        super().__init__(inner)
+        self.steps = steps
 
     def submit(self, frames: np.ndarray) -> Pending:
         return _TurnedUpright(self.inner.submit(as_stored(frames, self.steps)), self.steps)
-
-    def describe(self) -> dict:
-        return self.inner.describe()
-
-    def release_memory(self) -> None:
-        self.inner.release_memory()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class _TurnedUpright(Pending):
@@ -124,14 +112,14 @@ class _TurnedUpright(Pending):
 
 
 def turned_upright(frames: np.ndarray, steps: tuple[bool, bool, bool]) -> np.ndarray:
-    """A batch (N, H, W, C) turned as :func:`vdeblur.video.upright` turns one picture."""
+    """A picture (H, W, C) or a batch (N, H, W, C) turned by :func:`vdeblur.video.orientation`'s steps."""
     transpose, flip_x, flip_y = steps
     if transpose:
-        frames = frames.swapaxes(1, 2)
+        frames = frames.swapaxes(-3, -2)
     if flip_x:
-        frames = frames[:, :, ::-1]
+        frames = np.flip(frames, -2)
     if flip_y:
-        frames = frames[:, ::-1]
+        frames = np.flip(frames, -3)
     return np.ascontiguousarray(frames)
 
 
@@ -139,9 +127,9 @@ def as_stored(frames: np.ndarray, steps: tuple[bool, bool, bool]) -> np.ndarray:
     """The inverse of :func:`turned_upright`: the same steps undone in the reverse order."""
     transpose, flip_x, flip_y = steps
     if flip_y:
-        frames = frames[:, ::-1]
+        frames = np.flip(frames, -3)
     if flip_x:
-        frames = frames[:, :, ::-1]
+        frames = np.flip(frames, -2)
     if transpose:
-        frames = frames.swapaxes(1, 2)
+        frames = frames.swapaxes(-3, -2)
     return np.ascontiguousarray(frames)

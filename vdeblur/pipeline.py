@@ -1084,8 +1084,6 @@ def make_folders(pairs, root: Path) -> list[Path]:
     away again (:func:`remove_folders`). Nothing outside ``root`` is made."""
     made = []
     for _, dst in pairs:
-        if str(dst) == STDIO:
-            continue
         missing = [p for p in [dst.parent, *dst.parent.parents]
                    if not p.exists() and (p == root or root in p.parents)][::-1]
         for folder in missing:
@@ -1113,7 +1111,7 @@ def run(args) -> int:
                    threads=args.threads, **torch_options(args), engine=getattr(args, "engine", None),
                    onnx=getattr(args, "onnx", None))
     refused = []   # every path checked before hours of work on the first file, and each refusal said
-    made = make_folders(todo, Path(args.output)) if any(dst != Path(args.output) for _, dst in jobs) else []
+    made = make_folders(todo, Path(args.output))   # one file's OUTPUT is no folder: nothing made for it
     for src, dst in todo:
         try:
             _check_paths(src, dst, args.overwrite, models=(options["weights"], options["engine"], options["onnx"]))

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends.base import Backend, Pending
+from .backends.base import Backend, Pending, Wrapper
 from .errors import VdeblurError
 
 #: Pixels of the frame around the region that the network sees (as much as ``--tile-overlap``'s default).
@@ -83,23 +83,18 @@ def stored_region(region: Region, shown: tuple[int, int], steps: tuple[bool, boo
     return x, y, w, h
 
 
-class RegionBackend(Backend):
+class RegionBackend(Wrapper):
     """Wraps a backend: it gets each region plus context, and only the regions of its output are kept."""
 
     def __init__(self, inner: Backend, regions: Region | list[Region], context: int = CONTEXT):
-        self.inner, self.context = inner, context
+        super().__init__(inner)
+        self.context = context
         self.regions = [regions] if isinstance(regions, tuple) else list(regions)
-        self.name = inner.name
-        self.accepts_uint16 = inner.accepts_uint16
-        self.batches_in_flight = inner.batches_in_flight
 
     def _window(self, region: Region, height: int, width: int) -> tuple[int, int, int, int]:
         x, y, w, h = region
         c = self.context
         return max(0, y - c), min(height, y + h + c), max(0, x - c), min(width, x + w + c)
-
-    def run(self, frames: np.ndarray) -> np.ndarray:
-        return self.submit(frames).result()
 
     def submit(self, frames: np.ndarray) -> Pending:
         parts = []
@@ -111,12 +106,6 @@ class RegionBackend(Backend):
 
     def describe(self) -> dict:
         return {**self.inner.describe(), "regions": [list(r) for r in self.regions]}
-
-    def release_memory(self) -> None:
-        self.inner.release_memory()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class _Pasted(Pending):

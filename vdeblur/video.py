@@ -24,6 +24,7 @@ from av.subtitles.subtitle import SubtitleSet
 import numpy as np
 
 from . import photo_tags, sequence
+from .compare import turned_upright
 from .deinterlace import INTERLACED_ENCODERS, Deinterlacer, Weaver, check_mode as check_deinterlace
 from .errors import VdeblurError
 from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO
@@ -204,18 +205,6 @@ def orientation(matrix: tuple[int, ...]) -> tuple[bool, bool, bool] | None:
     return steps if any(steps) else None
 
 
-def upright(image: np.ndarray, steps: tuple[bool, bool, bool]) -> np.ndarray:
-    """An (H, W, C) picture turned by :func:`orientation`'s steps."""
-    transpose, flip_x, flip_y = steps
-    if transpose:
-        image = image.swapaxes(0, 1)
-    if flip_x:
-        image = image[:, ::-1]
-    if flip_y:
-        image = image[::-1]
-    return np.ascontiguousarray(image)
-
-
 #: Seconds an encoder may decode a frame before showing it (B-frame reordering is a few frames).
 _LONGEST_REORDER = 60
 _REORDER_FRAMES = 40   # x264 and x265 delay at most 16 B-frames plus lookahead reordering
@@ -386,7 +375,7 @@ class VideoReader:
         # negative): each stream rounding start to its own time base would move a coarse one (AVI:
         # 1/25 video, 26 ms mp3 packets) by a different amount, up to 33 ms of lost sync.
         self._shift_s = Fraction(0)
-        if abs(self.start) < 1e12:   # past any timestamp (the seek below says so)
+        if abs(self.start) < 1e12:   # a start past any timestamp (inf) is the seek's below to refuse
             self._shift_s = (Fraction(math.floor((self.start + 1e-6) / vs.time_base)) * vs.time_base
                              if vs.time_base else Fraction(self.start))
         self._trimmed_to: dict[int, int] = {}   # per subtitle stream, where the last cue trimmed to the start begins
@@ -505,10 +494,15 @@ class VideoReader:
     def _counted(self, duration: float | None) -> bool:
         return duration is None and not self.start and self.stream.frames > 0
 
+    @property
+    def _photo(self) -> bool:
+        """One picture file, not a video or a numbered sequence."""
+        return self.sequence_start is None and _pictures(self.container)
+
     def _span(self, duration: float | None) -> float | None:
         total = self._length()
         if total is None:   # a pipe's length is what was asked for; a photo's is not a length at all
-            return None if self.sequence_start is None and _pictures(self.container) else duration
+            return None if self._photo else duration
         span = max(0.0, total - self.start)
         return span if duration is None else min(span, duration)
 
@@ -537,7 +531,7 @@ class VideoReader:
         rate = frame_rate(self.stream)
         if self._counted(duration):
             return self.stream.frames * per_frame
-        if self.sequence_start is None and _pictures(self.container):   # a photo: one picture, however long asked
+        if self._photo:   # one picture, however long asked
             return per_frame
         span = self._span(duration)
         if span is None or not rate:
@@ -662,7 +656,7 @@ class VideoReader:
         image = frame.to_ndarray(format=("rgba64le" if wide else "rgba") if self.info.alpha else self.rgb_format,
                                  width=width, height=height, interpolation=INTERPOLATION, threads=1)
         if self.orientation:
-            image = upright(image, self.orientation)
+            image = turned_upright(image, self.orientation)
         alpha = None
         if self.info.alpha:
             image, alpha = np.ascontiguousarray(image[..., :3]), np.ascontiguousarray(image[..., 3])

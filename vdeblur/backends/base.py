@@ -68,3 +68,29 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Wrapper(Backend):
+    """A backend that changes what another one is given or gives back (regions, orientation): it
+    speaks for ``inner`` (name, depth, batches in flight, facts, memory, closing) and submits
+    through it, so the inner backend's early return (torch on CUDA) is kept."""
+
+    def __init__(self, inner: Backend):
+        self.inner = inner
+        self.name, self.accepts_uint16, self.batches_in_flight = inner.name, inner.accepts_uint16, inner.batches_in_flight
+
+    def run(self, frames: np.ndarray) -> np.ndarray:
+        return self.submit(frames).result()
+
+    @abc.abstractmethod
+    def submit(self, frames: np.ndarray) -> Pending:
+        """Hand ``frames`` (changed) to ``inner.submit``; its handle's result, changed back."""
+
+    def describe(self) -> dict:
+        return self.inner.describe()
+
+    def release_memory(self) -> None:
+        self.inner.release_memory()
+
+    def close(self) -> None:
+        self.inner.close()
