@@ -10,10 +10,13 @@ and remuxes the other packets bit-exact. Pitfall numbers (#NNNN) are PyAV issues
 from __future__ import annotations
 
 import errno
+import heapq
 import io
+import itertools
 import math
 import os
 import struct
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -38,9 +41,22 @@ _STALE_TAGS = ("encoder", "major_brand", "minor_version", "compatible_brands", "
                "number_of_bytes", "bps", "_statistics")
 # mp4/mov store a non-zero start in an edit list in movie_timescale units (#2324).
 _MOV_SUFFIXES = (".mp4", ".mov", ".m4v", ".3gp", ".3g2", ".ismv", ".psp", ".f4v")
-# Chroma resampling both ways: round trip yuv420p -> RGB -> yuv420p keeps U/V at 52/49 dB PSNR
-# with bicubic vs 46/43 dB with swscale's bilinear default (8-bit test pattern, measured).
-INTERPOLATION = "BICUBIC"
+# swscale flags (raw SWS_* values: every PyAV takes an int). Reading, each chroma sample is
+# repeated over the pixels it covers (POINT, with FULL_CHR_H_INT so it is repeated, not skipped) and
+# rounded (ACCURATE_RND); writing, each block of pixels is averaged back (AREA) and rounded. So a
+# frame that comes back unchanged is written as it was read: libx264 frames through RGB and back
+# kept a 720p photo at 71/74/71 dB (Y/U/V) and a 64x48 test pattern at 75/69/inf, where plain
+# bicubic both ways gave 47/62/61 and 46/52/49, and read every 8-bit 4:2:0 picture about 1.1 code
+# values dark (its fast path rounds down; nv12 2.0). Both ends must place chroma alike, and PyAV
+# cannot tag a frame's chroma location, so a decoded frame's ("left" for H.264) is dropped before
+# reading (:func:`_unsited`; with it the chroma came back at 52 and 34 dB). This costs about 4 ms
+# per 720p frame on the reader's thread and 1-2 ms on the writer's. A frame of another size (a
+# stream that changes size) is scaled, with bicubic.
+READ_INTERPOLATION = 0x10 | 0x2000 | 0x40000      # POINT | FULL_CHR_H_INT | ACCURATE_RND
+RESIZE_INTERPOLATION = 0x4 | 0x2000 | 0x40000     # BICUBIC | FULL_CHR_H_INT | ACCURATE_RND
+WRITE_INTERPOLATION = 0x20 | 0x40000              # AREA | ACCURATE_RND
+#: Encoders whose point is to lose nothing: a source format they lack goes to the nearest they take.
+LOSSLESS_ENCODERS = ("ffv1", "ffvhuff", "huffyuv", "utvideo", "magicyuv")
 _X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
 #: Presets checked before the encoder opens (an unknown one otherwise fails as "Invalid argument").
 KNOWN_PRESETS = {"libx264": _X26X_PRESETS, "libx264rgb": _X26X_PRESETS, "libx265": _X26X_PRESETS}
@@ -261,6 +277,63 @@ LUMA = {1: (0.2126, 0.7152, 0.0722), 9: (0.2627, 0.6780, 0.0593), 10: (0.2627, 0
 LUMA_601 = (0.299, 0.587, 0.114)
 
 
+def _times_in_display_order(frames: Iterator[av.VideoFrame], depth: int = 8) -> Iterator[av.VideoFrame]:
+    """Frames with their timestamps handed out in display order. AVI stores no presentation time, so
+    a frame takes its packet's, in decode order: H.264 with B-frames came out at 0.04, 0.12, 0.16,
+    0.08, ..., and the writer dropped the frames that went back. The decoder gives the pictures in
+    display order; the set of times is right; so each frame takes the earliest time among those of
+    the next ``depth`` frames. Times already in order come out unchanged."""
+    held: deque = deque()
+    times: list[int] = []
+    for frame in frames:
+        held.append(frame)
+        if frame.pts is not None:
+            heapq.heappush(times, frame.pts)
+        if len(held) > depth:
+            yield _earliest_time(held.popleft(), times)
+    while held:
+        yield _earliest_time(held.popleft(), times)
+
+
+def _earliest_time(frame: av.VideoFrame, times: list[int]) -> av.VideoFrame:
+    if frame.pts is not None:
+        frame.pts = heapq.heappop(times)
+    return frame
+
+
+def _put_alpha(frame: av.VideoFrame, alpha: np.ndarray) -> None:
+    """Write ``alpha`` (uint8 or uint16, full scale) into a planar YUVA frame's alpha plane, scaled
+    to its depth: what came in goes out, where swscale's conversion moves half the values by 1."""
+    bits = frame.format.components[3].bits
+    if bits > 8 and not frame.format.name.endswith("le"):
+        return
+    top = (1 << bits) - 1
+    source_top = np.iinfo(alpha.dtype).max
+    values = alpha if top == source_top else np.rint(alpha.astype(np.float32) * (top / source_top))
+    plane = frame.planes[3]
+    dtype = np.dtype("<u2") if bits > 8 else np.dtype(np.uint8)
+    into = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
+    into[:, :plane.width] = values.astype(dtype)
+
+
+def _unsited(frame: av.VideoFrame) -> av.VideoFrame:
+    """A subsampled frame's pixels and colour tags without its chroma location (see
+    READ_INTERPOLATION): the writer's frames have none, and swscale places chroma by it."""
+    fmt = frame.format
+    if fmt.chroma_width(frame.width) == frame.width and fmt.chroma_height(frame.height) == frame.height:
+        return frame
+    copy = av.VideoFrame(frame.width, frame.height, fmt.name)
+    for source, target in zip(frame.planes, copy.planes):
+        if source.line_size == target.line_size:
+            target.update(source)
+        else:
+            width = min(source.line_size, target.line_size)
+            into = np.frombuffer(target, np.uint8).reshape(target.height, target.line_size)
+            into[:, :width] = np.frombuffer(source, np.uint8).reshape(source.height, source.line_size)[:, :width]
+    copy.colorspace, copy.color_range = frame.colorspace, frame.color_range
+    return copy
+
+
 def _packed_frame(array: np.ndarray, pix_fmt: str) -> av.VideoFrame:
     """A frame of a one-plane, little-endian format that PyAV's from_ndarray lacks (grey + alpha)."""
     height, width = array.shape[:2]
@@ -368,7 +441,11 @@ class VideoReader:
         self.other_size: tuple[int, int, int] | None = None   # (width, height, frame index) of the first such
         self._index = 0   # frames converted so far (timestamps for streams without them)
         self._skipped = 0   # frames a resumed run does not decode again
-        self.start = float(start or 0.0)
+        # --start and --duration count from the file's start, as FFmpeg's -ss does: an MPEG-TS often
+        # starts at 1.4 s (broadcast: hours in), and its first frame is --start 0.
+        self.origin = c.start_time / av.time_base if c.start_time is not None and (start or duration) else 0.0
+        self.requested_start = float(start or 0.0)
+        self.start = self.origin + self.requested_start   # on the file's timeline, as timestamps are
         self.end = self.start + duration if duration is not None else None
         self._shift = start is not None   # a part starts at 0; a whole file keeps its own timeline
         # One shift for every stream, on the video's grid and not past start (so nothing kept goes
@@ -381,7 +458,7 @@ class VideoReader:
         self._trimmed_to: dict[int, int] = {}   # per subtitle stream, where the last cue trimmed to the start begins
         if start and not self._pipe:   # a pipe cannot seek: frames before start are decoded and dropped
             try:
-                c.seek(int(start / vs.time_base) - 1, stream=vs, backward=True)   # the frame before too (deinterlacing)
+                self._seek(int(self.start / vs.time_base) - 1)   # the frame before too (deinterlacing)
             except av.error.FFmpegError as e:
                 raise VdeblurError(f"{self.path}: cannot seek to {start} s ({e.strerror})") from None
             except OverflowError:   # beyond any timestamp the stream can hold
@@ -396,12 +473,13 @@ class VideoReader:
             if start and length is not None and start >= length:
                 raise VdeblurError(f"--start {start:g} is past the end of {self.path} ({length:.2f} s long)") from None
             if self._video_done:   # frames before the part and after it, none inside
-                raise VdeblurError(f"{self.path}: no video frame starts between {self.start:g} and {self.end:g} s "
+                raise VdeblurError(f"{self.path}: no video frame starts between {self.requested_start:g} and "
+                                   f"{self.end - self.origin:g} s "
                                    f"(--start and --duration select a part shorter than a frame)") from None
             if start and self._before_start is not None:   # the last frame starts before --start and ends after it
                 ends = f", and the video ends at {length:.3f} s" if length else ""
                 raise VdeblurError(f"--start {start:g}: no video frame of {self.path} starts at or after it (the last "
-                                   f"starts at {self._before_start:.3f} s{ends})") from None
+                                   f"starts at {self._before_start - self.origin:.3f} s{ends})") from None
             where = f" after {start} s" if start else ""
             if _animated_webp(self.path):
                 raise VdeblurError(f"{self.path}: an animated WebP, which this FFmpeg cannot decode (it reads still WebP "
@@ -492,7 +570,7 @@ class VideoReader:
             and len(self.container.streams) > 1
 
     def _counted(self, duration: float | None) -> bool:
-        return duration is None and not self.start and self.stream.frames > 0
+        return duration is None and not self.requested_start and self.stream.frames > 0
 
     @property
     def _photo(self) -> bool:
@@ -503,7 +581,7 @@ class VideoReader:
         total = self._length()
         if total is None:   # a pipe's length is what was asked for; a photo's is not a length at all
             return None if self._photo else duration
-        span = max(0.0, total - self.start)
+        span = max(0.0, total - self.requested_start)
         return span if duration is None else min(span, duration)
 
     @property
@@ -561,7 +639,10 @@ class VideoReader:
         self.deinterlacer = Deinterlacer(self.deinterlace, self.double_rate, self.doubling,   # a fresh one after a seek
                                          self.field_order)
         first_kept = False   # woven back (--reinterlace), a frame's second field goes where its first went
-        for frame in self.deinterlacer.process(self._all_frames()):
+        decoded = self._all_frames()
+        if self.container.format.name == "avi":
+            decoded = _times_in_display_order(decoded)
+        for frame in self.deinterlacer.process(decoded):
             if self.weaving and self.deinterlacer.second_field:
                 if first_kept:
                     yield frame
@@ -653,8 +734,9 @@ class VideoReader:
             self.resized_frames += 1
             self.other_size = self.other_size or (frame.width, frame.height, self._index)
         wide = self.rgb_format == "rgb48le"
-        image = frame.to_ndarray(format=("rgba64le" if wide else "rgba") if self.info.alpha else self.rgb_format,
-                                 width=width, height=height, interpolation=INTERPOLATION, threads=1)
+        image = _unsited(frame).to_ndarray(format=("rgba64le" if wide else "rgba") if self.info.alpha else self.rgb_format,
+                                 width=width, height=height, threads=1, interpolation=READ_INTERPOLATION
+                                 if (frame.width, frame.height) == (width, height) else RESIZE_INTERPOLATION)
         if self.orientation:
             image = turned_upright(image, self.orientation)
         alpha = None
@@ -687,6 +769,22 @@ class VideoReader:
         yield self._first
         yield from self._frames
 
+    def _seek(self, ticks: int) -> None:
+        """Seek the video to a keyframe at or before ``ticks`` (its time base). MPEG-TS seeks by
+        decode time and can land on the keyframe after (a B-frame stream: 1.16 s for 1.12), which
+        lost the frames between: go back a second, then further, until the first frame is not past."""
+        c, vs = self.container, self.stream
+        back, target = round(1 / vs.time_base), ticks
+        lowest = vs.start_time if vs.start_time is not None else 0
+        for _ in range(6):
+            c.seek(target, stream=vs, backward=True)
+            first = next((p.pts for p in itertools.islice(c.demux(), 2000)
+                          if p.stream is vs and p.pts is not None), None)
+            if first is None or first <= ticks or target <= lowest:
+                break
+            target, back = target - back, back * 4
+        c.seek(target, stream=vs, backward=True)
+
     def skip_to(self, frames_done: int, next_pts: int | None) -> None:
         """Start ``items()`` after the first ``frames_done`` frames, at the frame whose (shifted)
         pts is ``next_pts`` (a resumed run). With timestamps the file is seeked there; without
@@ -703,7 +801,7 @@ class VideoReader:
         offset = self._offset(tb)
         position = int((next_pts + offset) * tb / self.stream.time_base)   # one per field counts in half units
         try:   # from a keyframe before the frame, not at it: its deinterlacing needs the frame before
-            self.container.seek(position - 1, stream=self.stream, backward=True)
+            self._seek(position - 1)
         except av.error.FFmpegError as e:
             raise VdeblurError(f"{self.path}: cannot seek back to frame {frames_done} ({e.strerror})") from None
         self.stream.codec_context.flush_buffers()
@@ -1020,7 +1118,9 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
         return swapped
     with_alpha = [f for f in supported if has_alpha(f)] if info.alpha else []
     if with_alpha:   # transparency matters more than the exact format (RGBA PNG into ProRes 4444: yuva444p10le)
-        return min(with_alpha, key=lambda f: _alpha_fit(f, wanted))
+        return min(with_alpha, key=lambda f: _fit(f, wanted))
+    if codec.name in LOSSLESS_ENCODERS:   # the nearest it takes: an RGB PNG into FFV1 is bgr0, not yuv420p
+        return min((f for f in supported if not has_alpha(f)), key=lambda f: _fit(f, wanted))
     # 10-bit stays 10-bit where the encoder takes it in any layout (NVENC wants the semi-planar P010,
     # DNxHR 4:2:2, QuickTime Animation 16-bit RGB).
     deep = ("yuv420p10le", "yuv420p12le", "p010le", "yuv422p10le", "rgb48le", "rgb48be") if info.high_bit_depth else ()
@@ -1030,15 +1130,16 @@ def choose_pix_fmt(codec: av.codec.Codec, info: VideoInfo, requested: str | None
     return supported[0]
 
 
-def _alpha_fit(candidate: str, source: str) -> tuple:
-    """How far a format with alpha is from the source's, to sort by: colour kept, no chroma
-    subsampling (FFV1 lists yuva420p first, for 8-bit RGBA), RGB for RGB, depth kept, no more bits
-    than needed."""
-    a, b = av.VideoFormat(candidate, 64, 64), av.VideoFormat(source, 64, 64)
+def _fit(candidate: str, source: str) -> tuple:
+    """How far a format is from the source's, to sort by: colour kept, no chroma lost (FFV1 lists
+    yuva420p first, for 8-bit RGBA), RGB for RGB, depth kept, then no more chroma samples and no
+    more bits than needed."""
+    a, b = av.VideoFormat(candidate, 64, 64), av.VideoFormat("rgb24" if source == "pal8" else source, 64, 64)
     colour = lambda f: len(f.components) > 2   # noqa: E731 - gray + alpha has two
-    subsampled = a.chroma_width(64) < 64 or a.chroma_height(64) < 64
+    chroma = lambda f: f.chroma_width(64) * f.chroma_height(64) if colour(f) else 0   # noqa: E731
     bits, wanted_bits = a.components[0].bits, b.components[0].bits
-    return (colour(a) != colour(b), subsampled, a.is_rgb != b.is_rgb, bits < wanted_bits, bits - wanted_bits)
+    return (colour(a) != colour(b), chroma(a) < chroma(b), a.is_rgb != b.is_rgb, bits < wanted_bits,
+            chroma(a) - chroma(b), bits - wanted_bits)
 
 
 def pix_fmt_loss(source: str, chosen: str, encoder: str) -> str | None:
@@ -1572,7 +1673,9 @@ class VideoWriter:
                 frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if wide else "rgb24")
             # Explicit matrix: an untagged RGB frame would otherwise be converted with BT.601 (notes 5.6).
             frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
-                                   dst_color_range=self.dst_color_range, interpolation=INTERPOLATION, threads=1)
+                                   dst_color_range=self.dst_color_range, interpolation=WRITE_INTERPOLATION, threads=1)
+            if alpha is not None and self.keeps_alpha and self.pix_fmt.startswith("yuva"):
+                _put_alpha(frame, alpha)   # swscale's RGBA to YUVA is off by 1 in alpha
         # Image encoders read these from the frame, not the stream (PNG's sRGB, gAMA and cHRM chunks).
         frame.color_primaries, frame.color_trc = self.color_primaries, self.color_trc
         return frame
