@@ -956,7 +956,7 @@ def register(subparsers) -> None:
     e.add_argument("--compare", choices=COMPARE_MODES, help="write a before/after video: side = input | result "
                    "(twice the width), split = the input's left half beside the result's right half")
     s = p.add_argument_group("part of the input")
-    s.add_argument("--start", type=float, metavar="SEC", help="start at this time (seconds)")
+    s.add_argument("--start", type=float, metavar="SEC", help="start this many seconds into the file (counted from its start, as FFmpeg's -ss: an MPEG-TS that starts at 1.4 s starts at 0)")
     s.add_argument("--duration", type=float, metavar="SEC", help="process this many seconds")
     s.add_argument("--region", metavar="X,Y,W,H", action="append",
                    help="deblur only this rectangle of each frame (left, top, width, height in pixels, as the picture "
