@@ -6,7 +6,7 @@ import torch
 
 import vdeblur
 from vdeblur import VdeblurError
-from vdeblur.checkpoint import read_checkpoint, save_checkpoint
+from vdeblur.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from vdeblur.network import ModelConfig, build_model
 
 TINY = ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4, global_residual=True)
@@ -142,3 +142,30 @@ def test_a_damaged_header_is_one_line_not_a_traceback(ckpt, tmp_path, edit, mess
     bad = _edit_header(path, tmp_path / "bad.safetensors", edit)
     with pytest.raises(VdeblurError, match=message):
         read_checkpoint(bad)
+
+
+def test_a_compiled_model_saves_as_its_own_weights(tmp_path):
+    """torch.compile's wrapper prefixed every key with _orig_mod.: the file saved but never loaded."""
+    model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4))
+    path = save_checkpoint(tmp_path / "c.safetensors", torch.compile(model))
+    loaded = load_checkpoint(path)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+    with pytest.raises(TypeError, match="takes a DeblurNet"):
+        save_checkpoint(tmp_path / "x.safetensors", torch.nn.Linear(2, 2))
+
+
+def test_a_damaged_manifest_is_one_line(monkeypatch, tmp_path):
+    from vdeblur import weights
+
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
+    for text in ("{not json", '[{"name": "default"}]', '[{"name": "default", "filename": "a", "sha256": "b", "x": 1}]'):
+        (tmp_path / "manifest.json").write_text(text)
+        with pytest.raises(VdeblurError, match=r"manifest.json: damaged \(") as e:
+            vdeblur.load_model()
+        assert "\n" not in str(e.value)
+
+
+def test_kernel_size_one_is_refused():
+    """A 1x1 stride-2 conv has no SAME padding: torch got negative padding, ONNX Runtime refused the file."""
+    with pytest.raises(ValueError, match="odd and at least 3"):
+        ModelConfig(kernel_size=1)

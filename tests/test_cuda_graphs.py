@@ -220,3 +220,12 @@ def test_two_batches_in_flight_give_the_frames_of_one_at_a_time(graphs):
     assert np.array_equal(first.result(), one_at_a_time[0]) and np.array_equal(second.result(), one_at_a_time[1])
     if graphs:
         assert backend.describe()["cuda_graphs"]["replays"] > 0
+
+
+def test_a_backend_leaves_the_callers_model_as_it_was(one_thread):
+    """Building a backend turned the caller's model into bf16, eval mode, channels_last, no gradients."""
+    model = build_model(TINY).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    TorchBackend(model, device="cpu", precision="bf16").close()
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(v.dtype == torch.float32 and torch.equal(v, before[k]) for k, v in model.state_dict().items())

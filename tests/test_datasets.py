@@ -129,3 +129,14 @@ def test_16_bit_grey_images_are_scaled_not_clipped(tmp_path, name, dtype):
     got = read_image(tmp_path / name)
     assert got.shape == (32, 64, 3) and got.dtype == np.uint8
     assert np.array_equal(got[..., 0], grey) and np.array_equal(got[..., 2], grey)
+
+
+def test_a_float_tiff_is_refused_by_name_not_read_black(tmp_path):
+    """Pillow's mode F (32-bit float TIFF) became all zeros through convert("RGB")."""
+    from vdeblur.datasets import image_size
+
+    path = tmp_path / "f.tif"
+    Image.fromarray(np.full((16, 16), 0.5, np.float32), mode="F").save(path)
+    for read in (read_image, image_size):
+        with pytest.raises(VdeblurError, match="f.tif: floating-point samples"):
+            read(path)

@@ -57,7 +57,7 @@ def test_eval_scores_each_strength_from_one_run_of_the_model(identity_weights, p
 
     calls = []
 
-    def grey(model, blur, device, precision):
+    def grey(model, blur, device, precision, what=None):
         calls.append(blur.shape)
         return torch.full_like(blur, 128 / 255)
 
@@ -130,3 +130,13 @@ def test_a_photo_folder_too_small_for_the_held_out_split_is_said(identity_weight
                  "--weights", str(identity_weights), "--json"]) == 0
     assert (f"vdeblur eval: {photos} adds no photo to the held-out synthetic set: it takes every 6th photo "
             f"(sorted), and the folder has 3") in capsys.readouterr().err
+
+
+def test_eval_of_weights_that_give_nan_is_an_error_not_a_perfect_score(pair_set, tmp_path, capsys):
+    """NaN output was reported as PSNR "inf", gain "+inf": a diverged run looked like the best model."""
+    model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4, global_residual=True))
+    torch.nn.init.constant_(model.module.dg3.out.bias, float("nan"))
+    weights = save_checkpoint(tmp_path / "nan.safetensors", model)
+    assert main(["eval", "--data", str(pair_set), "--weights", str(weights), "--precision", "fp32"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "f0.png: the model's output is not finite" in err

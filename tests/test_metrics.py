@@ -45,3 +45,11 @@ def test_quantize_to_8_bit_levels():
     assert torch.equal(q * 255, torch.round(q * 255))
     assert float(q.min()) == 0.0 and float(q.max()) == 1.0
     assert float(q[2]) == pytest.approx(128 / 255, abs=1e-6)
+
+
+def test_psnr_refuses_what_it_would_score_wrong():
+    """RGB against grey broadcast to a number (7.7 dB), and 8-bit levels scored -40 dB."""
+    with pytest.raises(ValueError, match="shapes differ"):
+        psnr(torch.rand(1, 3, 20, 20), torch.rand(1, 1, 20, 20))
+    with pytest.raises(ValueError, match="float images in"):
+        psnr(torch.zeros(3, 8, 8, dtype=torch.uint8), torch.zeros(3, 8, 8, dtype=torch.uint8))

@@ -84,8 +84,10 @@ def test_fp16_frames_that_overflow_are_redone_in_fp32(tmp_path):
 
 def test_backend_exports_in_memory_without_a_file(weights):
     frames = np.random.RandomState(4).randint(0, 256, (1, 32, 48, 3), dtype=np.uint8)
-    out = OnnxRuntimeBackend(weights=str(weights), device="cpu").run(frames)
+    backend = OnnxRuntimeBackend(weights=str(weights), device="cpu")
+    out = backend.run(frames)
     assert np.abs(out.astype(int) - _torch_u8(weights, frames)).max() <= 1
+    assert backend.run(frames[:0]).shape == (0, 32, 48, 3)   # an empty batch, as the torch backend gives
 
 
 def test_backend_errors_are_one_line(weights, tmp_path):

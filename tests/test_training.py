@@ -289,3 +289,35 @@ def test_a_signal_checkpoints_and_exits_128_plus_n(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err and "continue with: vdeblur train --resume" in err
     assert json.loads((out / "latest.json").read_text())["step"] >= 1
+
+
+def test_a_diverging_run_stops_with_one_line_and_saves_nothing_broken(tmp_path, capsys):
+    """At lr 1e8 the loss went NaN at step 2 and the run said "finished", saving NaN weights and a
+    log with bare NaN (not JSON). It stops at the first step whose gradient is not finite."""
+    out = tmp_path / "run"
+    code = main(["train", "--out", str(out), "--widths", "4", "8", "16", "--blocks", "1", "--crop", "16",
+                 "--batch", "1", "--steps", "6", "--lr", "1e30", "--precision", "fp32", "--log-every", "1",
+                 "--no-progress", "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith("vdeblur: error: the loss or its gradient is not finite at step ")
+    assert "no checkpoint was saved" in err[-1] and "--init-weights" in err[-1]
+    assert not list(out.glob("step-*.safetensors"))
+    for line in (out / "log.jsonl").read_text().splitlines():   # strict JSON, and the lr each step ran at
+        rec = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in the log"))
+        assert rec["lr"] == pytest.approx(poly_lr(rec["step"] - 1, 1e30, 6, 0.3))
+
+
+def test_resume_with_weights_of_another_network_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--widths", "4", "8", "16", "--blocks", "1", "--crop", "32",
+                 "--batch", "1", "--steps", "2", "--time-limit", "0.0001", "--no-progress", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    from vdeblur.checkpoint import save_checkpoint
+    from vdeblur.network import build_model
+
+    other = build_model(ModelConfig(widths=(8, 16, 16), blocks_per_group=1, attention_reduction=4))
+    weights, _ = load_run_state(out)
+    save_checkpoint(weights, other)
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"vdeblur: error: {weights}: not weights of this run's network (")

@@ -37,6 +37,9 @@ _TORCH_TO_CODE = {t: code for code, (_, t) in _DTYPES.items()}
 
 def save_checkpoint(path: str | os.PathLike, model: DeblurNet, extra: dict | None = None) -> Path:
     """Write config + weights atomically (temp file beside the target, then rename)."""
+    model = getattr(model, "_orig_mod", model)   # torch.compile's wrapper prefixes every key: unloadable
+    if not isinstance(model, DeblurNet):
+        raise TypeError(f"save_checkpoint takes a DeblurNet (or a torch.compile of one), got {type(model).__name__}")
     return save_state(path, model.config, model.state_dict(), extra)
 
 

@@ -43,6 +43,7 @@ def read_image(path) -> np.ndarray:
         raise VdeblurError("reading images needs Pillow: pip install 'vdeblur[train]'") from None
     try:
         with Image.open(path) as im:
+            _check_mode(path, im.mode)
             if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
                 # 16-bit grey (PNG, TIFF): convert("RGB") would clip it to 255, not scale it
                 a = np.clip(np.asarray(im).astype(np.int64), 0, 65535).astype(np.uint16)
@@ -50,6 +51,8 @@ def read_image(path) -> np.ndarray:
                 a = np.asarray(im if im.mode in ("RGB", "L") else im.convert("RGB"))
     except FileNotFoundError:
         raise VdeblurError(f"{path}: no such image file") from None
+    except VdeblurError:
+        raise
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for broken files
         raise VdeblurError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
     if a.ndim == 2:
@@ -98,13 +101,22 @@ def find_pairs(root) -> list[Pair]:
     return pairs
 
 
+def _check_mode(path, mode: str) -> None:
+    """Floating-point samples have no fixed white (1.0? 255?): Pillow's conversion made them black."""
+    if mode == "F":
+        raise VdeblurError(f"{path}: floating-point samples, which have no fixed scale; save it as 8- or 16-bit")
+
+
 def image_size(path) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding it; a one-line error for a broken file."""
     from PIL import Image
 
     try:
         with Image.open(path) as im:
+            _check_mode(path, im.mode)
             return im.size
+    except VdeblurError:
+        raise
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for broken files
         raise VdeblurError(f"{path}: unreadable image ({type(e).__name__}: {e})") from None
 

@@ -54,13 +54,16 @@ def _num(x: float):
     return round(x, 4) if math.isfinite(x) else None
 
 
-def restore_image(model, blur: torch.Tensor, device: torch.device, precision: str) -> torch.Tensor:
+def restore_image(model, blur: torch.Tensor, device: torch.device, precision: str, what: str = "an image") -> torch.Tensor:
     """The model's output for one CHW image, on the CPU and rounded to 8 bits as a saved frame would be."""
     from .training import autocast
 
     with torch.no_grad(), autocast(device, precision):
-        out = model.restore(blur.unsqueeze(0).to(device))
-    return quantize(out.float().cpu())[0]
+        out = model.restore(blur.unsqueeze(0).to(device)).float().cpu()
+    if not torch.isfinite(out).all():   # NaN was scored as a perfect "inf": a diverged run looked best
+        raise VdeblurError(f"{what}: the model's output is not finite (NaN or infinity): its weights are "
+                           "broken (a training run that diverged?)")
+    return quantize(out)[0]
 
 
 def at_strength(blur: torch.Tensor, out: torch.Tensor, strength: float) -> torch.Tensor:
@@ -82,7 +85,7 @@ def evaluate_strengths(model, pairs, device: torch.device, precision: str, name:
     """:func:`evaluate_set` at each strength, from one run of the model per image."""
     rows: list[list[dict]] = [[] for _ in strengths]
     for image_name, blur, sharp in pairs:
-        out = restore_image(model, blur, device, precision)
+        out = restore_image(model, blur, device, precision, f"{name}: {image_name}")
         target = sharp.unsqueeze(0)
         given = {"image": image_name, "input_psnr": float(psnr(blur, sharp)), "input_ssim": float(ssim(blur, sharp))}
         for strength, kept in zip(strengths, rows):

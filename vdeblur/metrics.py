@@ -21,6 +21,8 @@ _K1, _K2 = 0.01, 0.03
 def _as_batch(x: torch.Tensor) -> torch.Tensor:
     """NCHW float64; a single CHW image becomes a batch of one."""
     x = torch.as_tensor(x)
+    if not x.is_floating_point():   # 8-bit levels would be scored as if 1 were white: -40 dB
+        raise ValueError(f"expected float images in [0, 1], got {x.dtype} (divide 8-bit levels by 255)")
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4:
@@ -28,9 +30,17 @@ def _as_batch(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float64)
 
 
+def _same_shape(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both as float64 NCHW batches of one shape: broadcasting (RGB against grey) gave a number."""
+    pred, target = _as_batch(pred), _as_batch(target)
+    if pred.shape != target.shape:
+        raise ValueError(f"image shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    return pred, target
+
+
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB for images in [0, 1] (inf where identical)."""
-    pred, target = _as_batch(pred), _as_batch(target)
+    pred, target = _same_shape(pred, target)
     mse = (pred - target).pow(2).flatten(1).mean(dim=1)
     return 10.0 * torch.log10(1.0 / mse)
 
@@ -43,9 +53,7 @@ def _gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torc
 
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image mean SSIM (Wang et al. 2004), channels averaged, for images in [0, 1]."""
-    pred, target = _as_batch(pred), _as_batch(target)
-    if pred.shape != target.shape:
-        raise ValueError(f"image shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    pred, target = _same_shape(pred, target)
     n, c, h, w = pred.shape
     if min(h, w) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {h}x{w}")

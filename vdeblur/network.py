@@ -53,8 +53,8 @@ class ModelConfig:
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
         if len(self.widths) != 3 or min(self.widths) < 1:
             raise ValueError(f"widths must be three positive channel counts, got {self.widths}")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd and positive, got {self.kernel_size}")
+        if self.kernel_size < 3 or self.kernel_size % 2 == 0:   # 1: a stride-2 conv has no SAME padding to give
+            raise ValueError(f"kernel_size must be odd and at least 3, got {self.kernel_size}")
         if self.blocks_per_group < 0 or self.num_scales < 1 or self.attention_reduction < 1:
             raise ValueError("blocks_per_group >= 0, num_scales >= 1, attention_reduction >= 1")
 

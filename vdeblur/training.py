@@ -117,6 +117,10 @@ def poly_lr(step: int, base: float, total: int, power: float) -> float:
 
 # ----------------------------------------------------------------------------- precision
 
+class Diverged(VdeblurError):
+    """A step whose loss or gradient is not finite: the update would have made every weight NaN."""
+
+
 def training_precision(requested: str, device: torch.device) -> str:
     """auto: bf16 on a GPU that has it (no loss scaling needed), fp16 on older GPUs,
     bf16 on a CPU with native bf16, fp32 elsewhere."""
@@ -190,6 +194,12 @@ class Trainer:
         loss, parts = recipe_loss(outputs, sharp, self.recipe.grad_weight)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        if not self.scaler.is_enabled():   # fp16's scaler skips a step whose gradients overflowed itself
+            # Gradients, not the loss: DDP made them the same on every rank, so every rank stops.
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            if grads and not torch.isfinite(torch.stack(torch._foreach_norm(grads))).all():
+                raise Diverged(f"the loss or its gradient is not finite at step {self.step + 1} "
+                               f"(loss {float(loss.detach()):g}, lr {self.lr():.2e}): training diverged")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
@@ -210,7 +220,11 @@ class Trainer:
 
     def load(self, weights: Path, state: dict) -> None:
         ckpt = read_checkpoint(weights)
-        self.model.load_state_dict(ckpt.state, strict=True)
+        try:
+            self.model.load_state_dict(ckpt.state, strict=True)
+        except RuntimeError as e:   # torch's message runs over many lines: the first two say what
+            said = " ".join(" ".join(str(e).splitlines()[:2]).split())
+            raise VdeblurError(f"{weights}: not weights of this run's network ({said})") from None
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             if state.get("scaler"):
@@ -221,6 +235,12 @@ class Trainer:
                                f"({type(e).__name__}: {e})") from None
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed_s"])
+
+
+def _json_line(record: dict) -> str:
+    """Strict JSON (jq and JavaScript refuse a bare NaN): a number that is not finite is null."""
+    return json.dumps({k: v if not isinstance(v, float) or math.isfinite(v) else None for k, v in record.items()},
+                      allow_nan=False)
 
 
 def save_run_checkpoint(run_dir: Path, trainer: Trainer) -> Path:
@@ -400,7 +420,14 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
 
     try:
         for blur, sharp in checkpointed(batches):
-            loss, parts = trainer.train_step(blur, sharp)
+            lr_used = trainer.lr()
+            try:
+                loss, parts = trainer.train_step(blur, sharp)
+            except Diverged as e:   # nothing saved: the weights may already be what made it diverge
+                last = (f"the last checkpoint, step {saved['step']} in {run_dir}, is from before it"
+                        if saved["step"] else "no checkpoint was saved")
+                raise Diverged(f"{e}; nothing is saved from it ({last}); start again from a good checkpoint "
+                               "with --init-weights and a lower --lr") from None
             now = time.monotonic()
             trainer.elapsed += now - last_tick
             last_tick = now
@@ -412,12 +439,12 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
                                 sps=f"{trainer.step * recipe.batch * world / max(trainer.elapsed, 1e-9):.2f}", refresh=False)
             if main_thread and trainer.step % log_every == 0:
                 rec = {"step": trainer.step, "loss": round(loss, 6), "loss_ema": round(ema, 6), **{k: round(v, 6) for k, v in parts.items()},
-                       "lr": trainer.lr(), "samples_per_s": round(tick_samples / max(now - session_start, 1e-9), 3),
+                       "lr": lr_used, "samples_per_s": round(tick_samples / max(now - session_start, 1e-9), 3),
                        "elapsed_s": round(trainer.elapsed, 1), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
                 with open(log_path, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
+                    f.write(_json_line(rec) + "\n")
                 if not sys.stderr.isatty():
-                    print(json.dumps(rec), flush=True)
+                    print(_json_line(rec), flush=True)
             due = now - last_ckpt >= checkpoint_minutes * 60
             out_of_time = time_limit_minutes is not None and now - session_start >= time_limit_minutes * 60
             flags = torch.tensor([float(due), float(out_of_time or stop["signal"] is not None)])

@@ -29,8 +29,11 @@ def _registry() -> dict[str, WeightsEntry]:
     manifest = WEIGHTS_DIR / "manifest.json"
     if not manifest.is_file():
         return {}
-    entries = json.loads(manifest.read_text())
-    return {e["name"]: WeightsEntry(**e) for e in entries}
+    try:
+        return {e["name"]: WeightsEntry(**e) for e in json.loads(manifest.read_text())}
+    except (ValueError, TypeError, KeyError) as e:   # an edited or damaged install
+        raise VdeblurError(f"{manifest}: damaged ({type(e).__name__}: {e}); reinstall vdeblur, "
+                           "or pass --weights PATH") from None
 
 
 def default_weights() -> WeightsEntry | None:

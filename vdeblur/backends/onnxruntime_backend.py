@@ -154,6 +154,8 @@ class OnnxRuntimeBackend(Backend):
             raise VdeblurError(f"{self.source} is built for {h}x{w} frames, got {frames.shape[1]}x{frames.shape[2]}; "
                                "export it with --dynamic or the video's size")
         frames = np.ascontiguousarray(frames)
+        if not len(frames):   # as the torch backend: nothing in, nothing out
+            return frames.copy()
         restored, nonfinite = self.session.run(["restored", "nonfinite"], {self.input_name: frames})
         bad = np.flatnonzero(np.asarray(nonfinite).reshape(len(frames), -1).max(axis=1) > 0)
         if len(bad):

@@ -49,7 +49,8 @@ class TorchBackend(Backend):
         self.bad_frame_fallback = "fp32" if self._spare is not None else None
         self.bad_frames = 0         # frames redone in fp32 after a non-finite reduced-precision output
         self.nonfinite = 0          # frames still not finite in fp32 (written as the model gave them)
-        model = model.eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
+        # A copy: the caller's model keeps its precision, device, mode and gradients.
+        model = copy.deepcopy(model).eval().to(device=self.device, dtype=self.dtype, memory_format=torch.channels_last)
         for p in model.parameters():
             p.requires_grad_(False)
         self.fused_attention = fused_attention
