@@ -337,3 +337,22 @@ def test_an_input_replaced_during_the_run_is_not_muxed_with_the_kept_frames(tmp_
     with pytest.raises(VdeblurError, match="changed while it was being deblurred"):
         deblur_video(src, out, backend=Replacing(), **SMALL)
     assert not out.exists()
+
+
+def test_progress_of_another_encoder_build_is_redone_once_and_the_run_finishes(clips, tmp_path):
+    """Kept segments from another libx264 build (other headers) are dropped and the run starts over;
+    the new encoder's headers were not recorded, so the final mux refused the new segments, and every
+    rerun deblurred everything again only to fail the same way."""
+    src, _ = clips["vfr.mp4"]
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=Counting(10), **SMALL)
+    manifest = state_dir(out) / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    doc["extradata"] = "ff" + doc["extradata"][2:]   # what another build's headers look like to it
+    manifest.write_text(json.dumps(doc))
+    notes, again = [], Counting()
+    report = deblur_video(src, out, backend=again, notify=notes.append, **SMALL)
+    assert again.frames == 20 and report.frames == 20 and out.exists()
+    assert any("another encoder version, starting over" in n for n in notes)
+    assert not state_dir(out).exists()

@@ -172,11 +172,13 @@ class ResumeState:
 
     def check_encoder(self, extradata: bytes, time_base: Fraction) -> bool:
         """True if segments kept so far can share a stream with this encoder's; else they are dropped."""
-        if self.segments and (self.extradata != extradata.hex() or self.time_base != str(time_base)):
+        kept = not self.segments or (self.extradata == extradata.hex() and self.time_base == str(time_base))
+        if not kept:
             self.discard()
-            return False
+        # Recorded either way: segments written from here on are this encoder's (after a discard
+        # they were saved with none, and the final mux refused them on every rerun).
         self.extradata, self.time_base = extradata.hex(), str(time_base)
-        return True
+        return kept
 
     def add_segment(self, temp: Path, frames: int, last_pts: int | None, next_pts: int | None,
                     dropped_frames: int) -> None:
