@@ -252,3 +252,18 @@ def test_a_folder_of_frames_is_answered_with_its_pattern(tmp_path, capsys, names
         (tmp_path / name).write_bytes(b"")
     assert main(["deblur", str(tmp_path), "-o", str(tmp_path / "o.mp4")]) == 1
     assert f"numbered images; to read them as one video, give the sequence: {tmp_path / expected}" in capsys.readouterr().err
+
+
+def test_a_space_padded_number_is_refused_not_written_nowhere(tmp_path, capsys):
+    """-o 's/f_%4d.png' said "6 frames" and exit 0 with the folder empty: printf's %4d pads with
+    spaces, the file finder wanted digits, so the written frames were dropped as strays."""
+    src = tmp_path / "a.mp4"
+    make_video(src, frames=3)
+    (tmp_path / "s").mkdir()
+    assert main(["deblur", str(src), "-o", str(tmp_path / "s" / "f_%4d.png"), "--no-verify", "-q"]) == 1
+    assert capsys.readouterr().err == (f"vdeblur: error: {tmp_path / 's' / 'f_%4d.png'}: %4d is ambiguous (printf "
+                                       "pads it with spaces, FFmpeg with zeros); write %04d for f_0007 or %d for f_7\n")
+    for n in (1, 2):
+        Image.fromarray(pattern(n, 48, 64)).save(tmp_path / "s" / f"f_000{n}.png")
+    assert main(["deblur", str(tmp_path / "s" / "f_%4d.png"), "-o", str(tmp_path / "o.mp4"), "-q"]) == 1
+    assert "%4d is ambiguous" in capsys.readouterr().err

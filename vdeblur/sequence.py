@@ -96,8 +96,18 @@ def parse_rate(text: str | None) -> Fraction | None:
     return rate
 
 
+def _check_padding(pattern: str | os.PathLike) -> None:
+    """%4d pads with spaces in printf and with zeros in FFmpeg: no file matched one reading or the
+    other (an output of 6 frames was written, then found missing and dropped). Say which to write."""
+    width = _split(Path(pattern))[1]
+    if width and not width.startswith("0"):
+        raise VdeblurError(f"{pattern}: %{width}d is ambiguous (printf pads it with spaces, FFmpeg with zeros); "
+                           f"write %0{width}d for f_0007 or %d for f_7")
+
+
 def check_input(pattern: str | os.PathLike) -> list[int]:
     """The numbers of an input sequence, which must have files and no gap (FFmpeg would stop at one)."""
+    _check_padding(pattern)
     found = numbers(pattern)
     if not found:
         raise VdeblurError(f"{pattern}: no files of this sequence (the pattern's number, e.g. %04d, is the frame number)")
@@ -129,6 +139,7 @@ def identity(pattern: str | os.PathLike) -> dict:
 
 def check_output(pattern: Path, overwrite: bool) -> None:
     """No file of the sequence may exist unless --overwrite (which replaces the whole sequence)."""
+    _check_padding(pattern)
     existing = numbers(pattern)
     if existing and not overwrite:
         shown = file_name(pattern, existing[0]).name
