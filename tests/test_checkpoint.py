@@ -134,6 +134,9 @@ def _config_edit(**changes):
     (_config_edit(blocks_per_group=1.5), "invalid model config"),
     (_config_edit(widths=[4, "8", 16]), "invalid model config"),
     (_config_edit(channel_attention="yes"), "invalid model config"),
+    (_config_edit(widths=[10**12, 2, 3]), "invalid model config"),   # overflowed torch
+    (_config_edit(blocks_per_group=10**7), "invalid model config"),   # hung building the network
+    (_config_edit(num_scales=10**6), "invalid model config"),
 ])
 def test_a_damaged_header_is_one_line_not_a_traceback(ckpt, tmp_path, edit, message):
     """Headers edited with the data left alone: a KeyError, int('a') or a float block count escaped
@@ -167,5 +170,21 @@ def test_a_damaged_manifest_is_one_line(monkeypatch, tmp_path):
 
 def test_kernel_size_one_is_refused():
     """A 1x1 stride-2 conv has no SAME padding: torch got negative padding, ONNX Runtime refused the file."""
-    with pytest.raises(ValueError, match="odd and at least 3"):
+    with pytest.raises(ValueError, match="odd, from 3 to 15"):
         ModelConfig(kernel_size=1)
+
+
+def test_weights_that_are_not_a_file_or_hold_nan_are_refused_without_reading_them_whole(ckpt, tmp_path):
+    """/dev/zero was read into memory until it ran out, a FIFO blocked the open, and NaN weights
+    loaded (to write NaN frames, or to blame --lr when training started from them)."""
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path, message in (("/dev/zero", "not a regular file"), (fifo, "not a regular file")):
+        with pytest.raises(VdeblurError, match=message):
+            read_checkpoint(path)
+    model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4))
+    torch.nn.init.constant_(model.module.dg3.out.bias, float("nan"))
+    with pytest.raises(VdeblurError, match=r"dg3\.out\.bias holds NaN or infinity"):
+        read_checkpoint(save_checkpoint(tmp_path / "nan.safetensors", model))

@@ -98,23 +98,34 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Parse and check a checkpoint; any problem is a one-line VdeblurError naming the file."""
     path = Path(path)
     name = str(path)
+    # The header first, and then only the bytes it names: /dev/zero or a video given by mistake
+    # was read whole into memory before any check, and a FIFO blocked the open.
     try:
-        data = path.read_bytes()
+        if path.is_dir():
+            raise IsADirectoryError
+        if not path.is_file():
+            raise VdeblurError(f"{name}: not a regular file, so not a checkpoint" if path.exists()
+                               else f"{name}: no such checkpoint file")
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise VdeblurError(f"{name}: not a vdeblur checkpoint (file is {len(head)} bytes)")
+            (hlen,) = struct.unpack("<Q", head)
+            if hlen > _MAX_HEADER or hlen < 2:
+                raise VdeblurError(f"{name}: not a vdeblur checkpoint (no valid header)")
+            header_bytes = f.read(hlen)
+            if len(header_bytes) < hlen:
+                raise VdeblurError(f"{name}: checkpoint is truncated (header cut off)")
+            rest = os.fstat(f.fileno()).st_size - 8 - hlen
+            data_file = f.name
     except FileNotFoundError:
         raise VdeblurError(f"{name}: no such checkpoint file") from None
     except IsADirectoryError:
         raise VdeblurError(f"{name}: is a directory, not a checkpoint file") from None
     except OSError as e:
         raise VdeblurError(f"{name}: cannot read checkpoint ({e.strerror})") from None
-    if len(data) < 8:
-        raise VdeblurError(f"{name}: not a vdeblur checkpoint (file is {len(data)} bytes)")
-    (hlen,) = struct.unpack("<Q", data[:8])
-    if hlen > _MAX_HEADER or hlen < 2:
-        raise VdeblurError(f"{name}: not a vdeblur checkpoint (no valid header)")
-    if 8 + hlen > len(data):
-        raise VdeblurError(f"{name}: checkpoint is truncated (header cut off)")
     try:
-        header = json.loads(data[8:8 + hlen])
+        header = json.loads(header_bytes)
         meta = header.pop("__metadata__")
         if meta.get("format") != FORMAT:
             raise KeyError("format")
@@ -135,14 +146,21 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     except (ValueError, TypeError) as e:
         raise VdeblurError(f"{name}: invalid model config in checkpoint ({e})") from None
 
-    body = memoryview(data)[8 + hlen:]
     end = max((int(e["data_offsets"][1]) for e in header.values()), default=0)
+    if rest < end:
+        raise VdeblurError(f"{name}: checkpoint is truncated ({max(rest, 0)} of {end} data bytes)")
+    expected = {k: tuple(v.shape) for k, v in _reference_shapes(config).items()}
+    try:
+        with open(data_file, "rb") as f:
+            f.seek(8 + hlen)
+            body = memoryview(f.read(end))
+    except OSError as e:
+        raise VdeblurError(f"{name}: cannot read checkpoint ({e.strerror})") from None
     if len(body) < end:
         raise VdeblurError(f"{name}: checkpoint is truncated ({len(body)} of {end} data bytes)")
-    if hashlib.sha256(body[:end]).hexdigest() != meta.get("data_sha256"):
+    if hashlib.sha256(body).hexdigest() != meta.get("data_sha256"):
         raise VdeblurError(f"{name}: checkpoint is corrupt (weights checksum mismatch)")
 
-    expected = {k: tuple(v.shape) for k, v in _reference_shapes(config).items()}
     missing = sorted(set(expected) - set(header))
     unexpected = sorted(set(header) - set(expected))
     if missing or unexpected:
@@ -164,6 +182,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         arr = np.frombuffer(body[start:stop], dtype=np_dtype).reshape(shape).copy()
         tensor = torch.from_numpy(arr)
         state[key] = tensor.view(torch.bfloat16) if torch_dtype == torch.bfloat16 else tensor
+        if state[key].is_floating_point() and not torch.isfinite(state[key]).all():
+            raise VdeblurError(f"{name}: tensor {key} holds NaN or infinity: these weights are broken "
+                               "(saved from a training run that diverged?)")
     return Checkpoint(config, state, extra, path)
 
 

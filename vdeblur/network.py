@@ -22,6 +22,10 @@ from torch import nn
 SIZE_MULTIPLE = 16
 
 
+#: Channels per level at most: 8x the paper's widest (64x its weights).
+MAX_WIDTH = 1024
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything that shapes the network; saved in every checkpoint."""
@@ -51,12 +55,15 @@ class ModelConfig:
             if f.type in ("bool", bool) and not isinstance(value, bool):
                 raise ValueError(f"{f.name} must be true or false, got {value!r}")
         object.__setattr__(self, "widths", tuple(int(w) for w in self.widths))
-        if len(self.widths) != 3 or min(self.widths) < 1:
-            raise ValueError(f"widths must be three positive channel counts, got {self.widths}")
-        if self.kernel_size < 3 or self.kernel_size % 2 == 0:   # 1: a stride-2 conv has no SAME padding to give
-            raise ValueError(f"kernel_size must be odd and at least 3, got {self.kernel_size}")
-        if self.blocks_per_group < 0 or self.num_scales < 1 or self.attention_reduction < 1:
-            raise ValueError("blocks_per_group >= 0, num_scales >= 1, attention_reduction >= 1")
+        if len(self.widths) != 3 or min(self.widths) < 1 or max(self.widths) > MAX_WIDTH:
+            raise ValueError(f"widths must be three channel counts from 1 to {MAX_WIDTH}, got {self.widths}")
+        if not 3 <= self.kernel_size <= 15 or self.kernel_size % 2 == 0:   # 1: a stride-2 conv has no SAME padding
+            raise ValueError(f"kernel_size must be odd, from 3 to 15, got {self.kernel_size}")
+        # Upper bounds too: a checkpoint's config is read before its weights, and 10**7 blocks hung
+        # building the network while 10**12 channels overflowed torch.
+        if not 0 <= self.blocks_per_group <= 64 or not 1 <= self.num_scales <= 6 \
+                or not 1 <= self.attention_reduction <= MAX_WIDTH:
+            raise ValueError(f"blocks_per_group must be 0-64, num_scales 1-6, attention_reduction 1-{MAX_WIDTH}")
 
     @property
     def size_multiple(self) -> int:
