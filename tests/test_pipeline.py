@@ -803,3 +803,21 @@ def test_an_error_names_the_output_not_its_hidden_temp_file(tmp_path, monkeypatc
     assert main(["deblur", str(src), "-o", str(dst), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert f"{dst}: No space left on device" in err and ".partial" not in err
+
+
+def test_odd_output_paths_are_refused_up_front(tmp_path, capsys):
+    """A loop of links was a RuntimeError traceback; a dangling link was found only after the whole
+    run ("appeared while this run was writing it"); a file as the folder was "does not exist"."""
+    src = tmp_path / "a.mp4"
+    make_video(src, frames=2)
+    (tmp_path / "A.mp4").symlink_to(tmp_path / "B")
+    (tmp_path / "B").symlink_to(tmp_path / "A.mp4")
+    (tmp_path / "dangle.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    (tmp_path / "afile").write_bytes(b"")
+    for out, said in (("A.mp4", "a loop of symbolic links"),
+                      ("dangle.mp4", f"already exists (a symbolic link to {tmp_path / 'nowhere.mp4'}, which does not)"),
+                      ("afile/x.mp4", "afile: not a directory")):
+        assert main(["deblur", str(src), "-o", str(tmp_path / out), "-q"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and said in err, err
+    assert not (tmp_path / "nowhere.mp4").exists()

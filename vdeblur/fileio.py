@@ -91,9 +91,16 @@ def check_output(path: str | os.PathLike, overwrite: bool, dir_hint: str = "",
     if str(path) == STDIO:   # deblur streams to "-"; the commands that come here write files
         raise VdeblurError("-o -: this command writes a file, not standard output; give a file name")
     path = Path(path)
+    try:
+        target = path.resolve()
+    except (RuntimeError, OSError):   # Python 3.11 raises RuntimeError for a loop of links
+        raise VdeblurError(f"{path}: a loop of symbolic links; give a file name") from None
     for source in map(Path, inputs):
-        if path.resolve() == source.resolve() or (path.exists() and source.exists() and os.path.samefile(path, source)):
+        if target == source.resolve() or (path.exists() and source.exists() and os.path.samefile(path, source)):
             raise VdeblurError(f"{path}: the output would overwrite the input; choose another name")
+    if path.is_symlink() and not path.exists() and not overwrite:   # found only when the run had ended
+        raise VdeblurError(f"{path}: already exists (a symbolic link to {os.readlink(path)}, which does not); "
+                           "pass --overwrite to replace the link")
     if path.is_dir():
         raise VdeblurError(f"{path}: is a directory{'; ' + dir_hint if dir_hint else ''}")
     if path.exists() and not path.is_file():   # replaced by renaming over it: root would swap /dev/null for a file
@@ -101,7 +108,7 @@ def check_output(path: str | os.PathLike, overwrite: bool, dir_hint: str = "",
     if path.exists() and not overwrite:
         raise VdeblurError(f"{path}: already exists; pass --overwrite to replace it")
     if not path.parent.is_dir():
-        raise VdeblurError(f"{path.parent}: output directory does not exist")
+        raise VdeblurError(f"{path.parent}: {'not a directory' if path.parent.exists() else 'output directory does not exist'}")
     return path
 
 

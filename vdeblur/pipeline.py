@@ -182,7 +182,7 @@ def _check_paths(src: Path | str, dst: Path, overwrite: bool, models: tuple = ()
     if not dst.suffix:
         raise VdeblurError(f"{dst}: give the output a container suffix such as .mp4 or .mkv")
     if not dst.parent.is_dir():
-        raise VdeblurError(f"{dst.parent}: output directory does not exist")
+        raise VdeblurError(f"{dst.parent}: {'not a directory' if dst.parent.exists() else 'output directory does not exist'}")
 
 
 def check_container(container: str | None, to_stdout: bool) -> str | None:
