@@ -821,3 +821,17 @@ def test_odd_output_paths_are_refused_up_front(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and said in err, err
     assert not (tmp_path / "nowhere.mp4").exists()
+
+
+def test_a_long_but_legal_output_name_is_written(tmp_path):
+    """A 250-byte name failed with "File name too long" on its hidden temp file and resume folder."""
+    src = tmp_path / "a.mp4"
+    make_video(src, frames=2)
+    out = tmp_path / ("x" * 246 + ".mp4")
+    assert deblur_video(src, out, backend=IdentityBackend()).frames == 2 and out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.mp4", out.name])
+    onnx = tmp_path / ("y" * 245 + ".onnx")   # atomic_write's temp name too
+    from vdeblur.fileio import atomic_write
+
+    atomic_write(onnx, b"data")
+    assert onnx.read_bytes() == b"data"

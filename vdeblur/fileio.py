@@ -12,6 +12,21 @@ from typing import BinaryIO
 from .errors import VdeblurError
 
 
+#: Bytes in a file name on every common filesystem (ext4, XFS, APFS, NTFS in UTF-16 units).
+NAME_MAX = 255
+
+
+def fitting(name: str, extra: int) -> str:
+    """``name``, or a shorter stand-in made from it (a prefix and a hash), such that ``extra`` more
+    bytes still make a legal file name: a long but legal output name failed on its hidden temp
+    file's or resume folder's name ("File name too long"). The same name always gives the same."""
+    raw = name.encode()
+    if len(raw) + extra <= NAME_MAX:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return raw[:max(0, NAME_MAX - extra - 13)].decode("utf-8", "ignore") + "~" + digest
+
+
 def cache_root(environ=os.environ) -> Path:
     """``$XDG_CACHE_HOME/vdeblur`` (``~/.cache/vdeblur`` when unset): training runs and compile caches."""
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -53,7 +68,7 @@ def _new_temp(path: Path) -> tuple[int, str]:
     mkstemp's 0600 would leave the final file unreadable to the user's group)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        tmp = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.partial")
+        tmp = str(path.parent / f".{fitting(path.name, 18)}.{secrets.token_hex(4)}.partial")
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:

@@ -33,7 +33,7 @@ from .compare import MODES as COMPARE_MODES
 from .compare import MAX_STRENGTH, AsStored, View, check_strength, output_size
 from .deinterlace import FIRST_FIELD, MODES as DEINTERLACE_MODES
 from .errors import VdeblurError, require_pyav
-from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, is_stream
+from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, fitting, is_stream
 from .hardware import check_threads
 from .signals import deferred, describe, exit_status
 from .region import RegionBackend, describe_regions, parse_regions, stored_region
@@ -202,7 +202,12 @@ def _temp_path(dst: Path) -> Path:
     a sequence's in a hidden folder of its own."""
     if sequence.is_sequence(dst):
         return sequence.temp_pattern(dst)
-    return dst.with_name(f".{dst.stem}.vdeblur-{os.getpid()}.partial{dst.suffix}")
+    return dst.with_name(f".{_temp_stem(dst)}.vdeblur-{os.getpid()}.partial{dst.suffix}")
+
+
+def _temp_stem(dst: Path) -> str:
+    """The output's stem in its temp files' names, shortened where they would be too long."""
+    return fitting(dst.stem, len(f"..vdeblur-{2**22}.partial{dst.suffix}".encode()))
 
 
 #: A temp file whose run is gone is left alone this long after its last change all the same (a run
@@ -216,7 +221,7 @@ def _stale_partials(dst: Path) -> list[Path]:
     changed for :data:`STALE_PARTIAL_S`. None on Windows, where no signal-free liveness test is safe."""
     if os.name == "nt" or sequence.is_sequence(dst):
         return []
-    head, tail = f".{dst.stem}.vdeblur-", f".partial{dst.suffix}"
+    head, tail = f".{_temp_stem(dst)}.vdeblur-", f".partial{dst.suffix}"
     stale = []
     for path in dst.parent.glob(glob.escape(head) + "*" + glob.escape(tail)):
         pid = path.name[len(head):len(path.name) - len(tail)]

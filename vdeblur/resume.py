@@ -21,7 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .errors import VdeblurError
-from .fileio import atomic_write, file_sha256
+from .fileio import atomic_write, file_sha256, fitting
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -42,7 +42,7 @@ SEGMENT_SECONDS = 60.0
 def state_dir(output: str | os.PathLike) -> Path:
     """Where the kept segments of ``output`` live: a hidden folder beside it (same filesystem)."""
     output = Path(output)
-    return output.with_name(f".{output.name}.vdeblur-resume")
+    return output.with_name(f".{fitting(output.name, len('..vdeblur-resume'))}.vdeblur-resume")
 
 
 def muxer_takes_global_header(path: str | os.PathLike) -> bool:

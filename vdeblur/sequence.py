@@ -18,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from .errors import VdeblurError
+from .fileio import fitting
 
 _NUMBER = re.compile(r"%(0?\d*)d")
 #: The frame rate of an input sequence when none is given: FFmpeg's, so both tools time it alike.
@@ -150,7 +151,8 @@ def check_output(pattern: Path, overwrite: bool) -> None:
 def temp_pattern(pattern: Path) -> Path:
     """The same pattern in a hidden folder beside it (same filesystem: moving in is a rename)."""
     prefix, _, suffix = _split(pattern)
-    return pattern.parent / f".{prefix}{suffix}.vdeblur-{os.getpid()}.partial" / pattern.name
+    return pattern.parent / f".{fitting(prefix + suffix, len(f'..vdeblur-{2**22}.partial'))}.vdeblur-{os.getpid()}.partial" \
+        / pattern.name
 
 
 def publish(tmp: Path, pattern: Path) -> int:
