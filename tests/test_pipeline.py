@@ -1,5 +1,6 @@
 """The `deblur` job: CLI, backends, safety rules (no clobbering, nothing partial under the final name)."""
 
+import os
 import subprocess
 from fractions import Fraction
 import sys
@@ -835,3 +836,13 @@ def test_a_long_but_legal_output_name_is_written(tmp_path):
 
     atomic_write(onnx, b"data")
     assert onnx.read_bytes() == b"data"
+
+
+def test_a_named_pipe_as_input_is_refused_with_the_way_that_works(tmp_path, capsys):
+    """FFmpeg opened a FIFO twice and waited forever; a signal then made it "not a readable video file"."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args in (["deblur", str(fifo), "-o", str(tmp_path / "o.mp4")], ["bench", str(fifo), "--stages", "decode"]):
+        assert main(args) == 1
+        assert capsys.readouterr().err == (f"vdeblur: error: {fifo}: not a regular file (a named pipe or a device); "
+                                           f"a stream goes in as standard input: vdeblur deblur - -o OUT < {fifo}\n")

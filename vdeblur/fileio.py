@@ -127,6 +127,14 @@ def check_output(path: str | os.PathLike, overwrite: bool, dir_hint: str = "",
     return path
 
 
+def check_not_special(path: str | os.PathLike) -> None:
+    """An input that is a named pipe or a device: FFmpeg opens it twice and waits forever."""
+    path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise VdeblurError(f"{path}: not a regular file (a named pipe or a device); a stream goes in as "
+                           f"standard input: vdeblur deblur - -o OUT < {path}")
+
+
 def check_folder(path: str | os.PathLike) -> Path:
     """A folder given as input: "no such folder", or "not a folder" for a file, as one line."""
     path = Path(path)

@@ -33,7 +33,7 @@ from .compare import MODES as COMPARE_MODES
 from .compare import MAX_STRENGTH, AsStored, View, check_strength, output_size
 from .deinterlace import FIRST_FIELD, MODES as DEINTERLACE_MODES
 from .errors import VdeblurError, require_pyav
-from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_output, describe_os_error, file_sha256, fitting, is_stream
+from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_not_special, check_output, describe_os_error, file_sha256, fitting, is_stream
 from .hardware import check_threads
 from .signals import deferred, describe, exit_status
 from .region import RegionBackend, describe_regions, parse_regions, stored_region
@@ -168,6 +168,7 @@ def _check_paths(src: Path | str, dst: Path, overwrite: bool, models: tuple = ()
     elif not is_stream(src):
         if not src.exists():
             raise VdeblurError(f"{src}: no such file")
+        check_not_special(src)
         hint += f" such as {dst / src.name}"
     inputs = (*(() if is_stream(src) else (src,)), *(m for m in models if m and Path(m).exists()))
     if sequence.is_sequence(dst):

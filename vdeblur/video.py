@@ -30,7 +30,7 @@ from . import photo_tags, sequence
 from .compare import turned_upright
 from .deinterlace import INTERLACED_ENCODERS, Deinterlacer, Weaver, check_mode as check_deinterlace
 from .errors import VdeblurError
-from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO
+from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_not_special
 from .hdr import HDR10, WRITERS, encoder_options, has_captions, read_dynamic_hdr, read_hdr10, side_data
 
 # Streams copied packet for packet (attachments are not packets: they are copied from the header).
@@ -397,6 +397,8 @@ class VideoReader:
         if self.sequence_start is None and rate is not None:
             raise VdeblurError(f"--fps is for an image sequence (such as frames/%04d.png); {self.path} has its own timing")
         opening = {} if self.sequence_start is None else sequence.open_options(path, rate, self.sequence_start)
+        if not self._pipe and self.sequence_start is None and "://" not in self.path:
+            check_not_special(self.path)
         try:
             self.container = av.open("pipe:0" if self._pipe else self.path, "r", **opening)
         except (av.error.FFmpegError, OSError) as e:
