@@ -76,3 +76,18 @@ def test_a_usage_mistake_is_one_line(capsys):
             main(argv)
         err = capsys.readouterr().err
         assert stop.value.code == 2 and err.startswith("vdeblur: error: ") and err.count("\n") == 1, err
+
+
+def test_a_usage_mistake_names_the_commands_help_and_gives_json_its_line(capsys):
+    """An unknown option pointed at `vdeblur --help`, and --json printed nothing on stdout for it."""
+    import json
+
+    import pytest
+
+    for argv, said in ((["deblur", "a.mp4", "-o", "b.mkv", "--bogus"], "unrecognized arguments: --bogus"),
+                       (["deblur", "a.mp4", "-o", "b.mkv", "--json", "--batch", "abc"], "argument --batch: invalid int value: 'abc'")):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        out, err = capsys.readouterr()
+        assert stop.value.code == 2 and err == f"vdeblur: error: {said} (see `vdeblur deblur --help`)\n"
+        assert out == ("" if "--json" not in argv else json.dumps({"input": None, "error": said, "output": None}) + "\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 
@@ -29,8 +30,16 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its usage mistakes said in the one line every other error takes (its own
     print the whole usage first); the exit status stays argparse's 2."""
 
+    #: Set from the command line before parsing: the command named (its --help is the one to read,
+    #: also for an unknown option, which the top-level parser reports) and whether JSON was asked for.
+    command: str | None = None
+    json_lines = False
+
     def error(self, message: str):
-        self.exit(2, f"vdeblur: error: {message} (see `{self.prog} --help`)\n")
+        if _Parser.json_lines:   # a script reading stdout gets its line, as for every other refusal
+            print(json.dumps({"input": None, "error": message, "output": None}), flush=True)
+        prog = f"vdeblur {_Parser.command}" if _Parser.command else self.prog
+        self.exit(2, f"vdeblur: error: {message} (see `{prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    parser.command_names = frozenset(subparsers.choices)
     return parser
 
 
@@ -89,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print(f"vdeblur: {describe(e)}", file=sys.stderr)
         return exit_status(e)
+    given = sys.argv[1:] if argv is None else argv
+    _Parser.command = next((a for a in given if a in parser.command_names), None)
+    _Parser.json_lines = _Parser.command == "deblur" and bool({"--json", "--json-progress"} & set(given))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
