@@ -356,3 +356,23 @@ def test_progress_of_another_encoder_build_is_redone_once_and_the_run_finishes(c
     assert again.frames == 20 and report.frames == 20 and out.exists()
     assert any("another encoder version, starting over" in n for n in notes)
     assert not state_dir(out).exists()
+
+
+@pytest.mark.parametrize("edit", [
+    lambda doc: doc["segments"][0].update(frames="x"),          # was a TypeError traceback
+    lambda doc: doc["segments"][0].update(frames=-100),         # was trusted: the report's count went wrong
+    lambda doc: (doc["segments"].pop(), doc.update(complete=True)),   # "complete" with a part gone: cut short
+])
+def test_progress_with_numbers_no_run_wrote_is_redone(clips, tmp_path, edit):
+    src, pts = clips["vfr.mp4"]
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=Counting(10), **SMALL)
+    manifest = state_dir(out) / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    assert len(doc["segments"]) >= 2
+    edit(doc)
+    manifest.write_text(json.dumps(doc))
+    again = Counting()
+    report = deblur_video(src, out, backend=again, **SMALL)
+    assert report.frames == 20 and video_pts(out) == pts and report.warnings() == []

@@ -321,3 +321,19 @@ def test_resume_with_weights_of_another_network_is_one_line(tmp_path, capsys):
     assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"vdeblur: error: {weights}: not weights of this run's network (")
+
+
+def test_a_crop_past_any_use_and_a_negative_saved_step_are_one_line(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "big"), "--crop", "100000", "--steps", "1"]) == 1
+    assert capsys.readouterr().err == "vdeblur: error: --crop must be at most 2048, got 100000\n"
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--widths", "4", "8", "16", "--blocks", "1", "--crop", "32",
+                 "--batch", "1", "--steps", "1", "--no-progress", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    state_path = next(out.glob("step-*.state.pt"))
+    state = torch.load(state_path, weights_only=False)
+    state["step"] = -5
+    torch.save(state, state_path)
+    assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "damaged training state" in err and "negative step" in err

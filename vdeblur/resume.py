@@ -110,6 +110,8 @@ class ResumeState:
         state.extradata, state.time_base = saved.get("extradata"), saved.get("time_base")
         try:
             for n, seg in enumerate(saved.get("segments", [])):
+                if not _whole_segment(seg):   # numbers a run trusts for its counts and timestamps
+                    raise ValueError("segment entry")
                 path = state.directory / seg["file"]
                 if seg["file"] != _segment_name(n) or not path.is_file() or path.stat().st_size != seg["bytes"] \
                         or file_sha256(path) != seg["sha256"]:
@@ -119,7 +121,8 @@ class ResumeState:
         except (KeyError, TypeError, ValueError):
             state.discard()
             return state, f"{state.directory}: unreadable progress from an earlier run, starting over"
-        state.complete = bool(saved.get("complete")) and len(state.segments) == len(saved.get("segments", []))
+        state.complete = bool(saved.get("complete")) and len(state.segments) == len(saved.get("segments", [])) \
+            and bool(state.segments) and state.segments[-1]["next_pts"] is None   # the last one says it ends there
         if not state.segments:
             state.discard()
             return state, None
@@ -224,6 +227,14 @@ class ResumeState:
         for pattern in (MANIFEST, f".{MANIFEST}.*.partial", "segment-*.packets", "segment-*.partial"):
             for path in self.directory.glob(pattern):
                 path.unlink(missing_ok=True)
+
+
+def _whole_segment(seg) -> bool:
+    count = lambda v: type(v) is int and v >= 0   # noqa: E731 - bool is not a count
+    pts = lambda v: v is None or type(v) is int   # noqa: E731
+    return isinstance(seg, dict) and isinstance(seg.get("file"), str) and isinstance(seg.get("sha256"), str) \
+        and count(seg.get("frames")) and count(seg.get("bytes")) and count(seg.get("dropped_frames")) \
+        and pts(seg.get("last_pts")) and pts(seg.get("next_pts"))
 
 
 def _lock_file(fd: int) -> None:

@@ -70,6 +70,8 @@ class Recipe:
         for name, value, low in (("--steps", self.steps, 1), ("--batch", self.batch, 1), ("--crop", self.crop, 16)):
             if value < low:
                 raise VdeblurError(f"{name} must be at least {low}, got {value}")
+        if self.crop > MAX_CROP:   # 100000 was a MemoryError traceback making the first sample
+            raise VdeblurError(f"--crop must be at most {MAX_CROP}, got {self.crop}")
         multiple = self.config().size_multiple
         if self.crop % multiple:
             raise VdeblurError(f"--crop {self.crop} must be a multiple of {multiple}")
@@ -116,6 +118,10 @@ def poly_lr(step: int, base: float, total: int, power: float) -> float:
 
 
 # ----------------------------------------------------------------------------- precision
+
+#: The largest training crop: 8x the paper's 256.
+MAX_CROP = 2048
+
 
 class Diverged(VdeblurError):
     """A step whose loss or gradient is not finite: the update would have made every weight NaN."""
@@ -287,8 +293,8 @@ def load_run_state(run_dir: Path) -> tuple[Path, dict]:
         recipe = Recipe(**json.loads(state["recipe"]))
         if not isinstance(state["optimizer"], dict) or not isinstance(state["torch_rng"], torch.Tensor):
             raise TypeError("optimizer or RNG state")
-        int(state["step"])
-        float(state["elapsed_s"])
+        if int(state["step"]) < 0 or not float(state["elapsed_s"]) >= 0:
+            raise ValueError("a negative step or training time")
         recipe.config()   # the network it describes
     except (KeyError, TypeError, ValueError) as e:
         raise VdeblurError(f"{state_path}: damaged training state, or one another vdeblur version wrote "
