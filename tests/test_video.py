@@ -905,3 +905,11 @@ def test_h264_with_b_frames_in_avi_keeps_every_frame_in_order(tmp_path):
     with av.open(str(tmp_path / "again.mkv")) as c:
         again = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     assert [max(range(10), key=lambda i: psnr(got, pictures[i])) for got in again] == list(range(10))
+
+
+def test_a_full_range_format_asked_for_reads_back_clean(tmp_path):
+    """--pix-fmt yuvj420p always warned "colour range 0 -> 2": it is full range by name."""
+    src = tmp_path / "untagged.mp4"
+    pts = make_video(src, untagged=True)
+    report = identity(src, tmp_path / "out.mp4", pix_fmt="yuvj420p")
+    assert report.warnings() == [] and video_pts(tmp_path / "out.mp4") == pts

@@ -1204,6 +1204,8 @@ def output_colour(color_range: int, colorspace: int, source_pix_fmt: str, pix_fm
         return 2, 5
     if codec in ("libwebp", "libwebp_anim", "webp"):   # lossy WebP is VP8 (decoder "webp"): BT.601, limited range
         return 1, 5
+    if pix_fmt.startswith("yuvj"):   # full range by name (--pix-fmt yuvj420p; x264's grey decodes as it)
+        return 2, colorspace
     if is_gray(pix_fmt):   # no chroma, no matrix to mistake; swscale reads and writes grey as full range
         return (color_range if is_gray(source_pix_fmt) else 2), colorspace
     if (colorspace == 0 or av.VideoFormat(source_pix_fmt).is_rgb) and not av.VideoFormat(pix_fmt).is_rgb:
