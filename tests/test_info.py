@@ -91,3 +91,13 @@ def test_a_usage_mistake_names_the_commands_help_and_gives_json_its_line(capsys)
         out, err = capsys.readouterr()
         assert stop.value.code == 2 and err == f"vdeblur: error: {said} (see `vdeblur deblur --help`)\n"
         assert out == ("" if "--json" not in argv else json.dumps({"input": None, "error": said, "output": None}) + "\n")
+
+
+def test_a_device_name_is_said_as_given():
+    import pytest
+
+    from vdeblur.errors import VdeblurError
+    from vdeblur.hardware import resolve_device
+
+    with pytest.raises(VdeblurError, match=r"unknown device 'cuda:-1'"):   # was "--device cuda: no CUDA GPU"
+        resolve_device("cuda:-1")

@@ -100,8 +100,8 @@ def test_backend_errors_are_one_line(weights, tmp_path):
     fixed = tmp_path / "fixed.onnx"
     assert main(["export", "--weights", str(weights), "-o", str(fixed), "--height", "32", "--width", "48"]) == 0
     backend = OnnxRuntimeBackend(onnx=str(fixed), device="cpu")
-    with pytest.raises(VdeblurError, match="built for 32x48"):
-        backend.run(np.zeros((1, 16, 16, 3), np.uint8))
+    with pytest.raises(VdeblurError, match="built for 48x32 frames, got 16x24"):
+        backend.run(np.zeros((1, 24, 16, 3), np.uint8))
     with pytest.raises(VdeblurError, match="expected uint8"):
         backend.run(np.zeros((1, 32, 48, 3), np.float32))
     other = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4))

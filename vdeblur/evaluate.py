@@ -138,10 +138,10 @@ def run(args) -> int:
     from .training import training_precision
     from .weights import default_weights_path
 
-    if not args.data and args.synthetic <= 0:
+    if args.synthetic < 0:   # checked first: "nothing to evaluate" did not say which value was wrong
+        raise VdeblurError(f"--synthetic must be 0 or more, got {args.synthetic}")
+    if not args.data and args.synthetic == 0:
         raise VdeblurError("nothing to evaluate: give --data DIR and/or --synthetic N")
-    if args.synthetic < 0:
-        raise VdeblurError(f"--synthetic must be positive, got {args.synthetic}")
     if args.size < 16:
         raise VdeblurError(f"--size must be at least 16, got {args.size}")
     for strength in args.strength:

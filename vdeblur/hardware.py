@@ -59,11 +59,12 @@ def resolve_device(requested: str = "auto") -> torch.device:
     if "," in requested or requested == "cuda:all":
         raise VdeblurError(f"--device {requested}: this command runs on one device; `vdeblur deblur` takes several")
     if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise VdeblurError("--device cuda: no CUDA GPU is usable here (torch.cuda.is_available() is False); use --device cpu")
         index = requested.partition(":")[2]
         if requested != "cuda" and not (requested.startswith("cuda:") and index.isdigit()):
             raise VdeblurError(f"unknown device {requested!r}; use cuda or cuda:N")
+        if not torch.cuda.is_available():
+            raise VdeblurError(f"--device {requested}: no CUDA GPU is usable here (torch.cuda.is_available() "
+                               "is False); use --device cpu")
         if index and int(index) >= torch.cuda.device_count():
             raise VdeblurError(f"--device {requested}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
                                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")

@@ -151,7 +151,7 @@ class OnnxRuntimeBackend(Backend):
         self.check_frames(frames)
         if self.fixed_size and tuple(frames.shape[1:3]) != self.fixed_size:
             h, w = self.fixed_size
-            raise VdeblurError(f"{self.source} is built for {h}x{w} frames, got {frames.shape[1]}x{frames.shape[2]}; "
+            raise VdeblurError(f"{self.source} is built for {w}x{h} frames, got {frames.shape[2]}x{frames.shape[1]}; "
                                "export it with --dynamic or the video's size")
         frames = np.ascontiguousarray(frames)
         if not len(frames):   # as the torch backend: nothing in, nothing out
