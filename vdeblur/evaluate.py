@@ -171,12 +171,13 @@ def run(args) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"weights: {weights_path} ({precision} on {device})")
-    header = f"{'set':<48} {'images':>6}  {'input PSNR':>10} {'SSIM':>7}  {'model PSNR':>10} {'SSIM':>7}  {'gain dB':>7}"
+    width = max(len(s["name"]) for s in sets)   # whole names: cut from the left, two sets read alike
+    header = f"{'set':<{width}} {'images':>6}  {'input PSNR':>10} {'SSIM':>7}  {'model PSNR':>10} {'SSIM':>7}  {'gain dB':>7}"
     print(header)
     print("-" * len(header))
     for s in sets:
         fmt = lambda v, spec: "inf" if v is None else format(v, spec)  # noqa: E731
-        print(f"{s['name'][-48:]:<48} {s['images']:>6}  {fmt(s['input']['psnr'], '10.2f')} {fmt(s['input']['ssim'], '7.4f')}  "
+        print(f"{s['name']:<{width}} {s['images']:>6}  {fmt(s['input']['psnr'], '10.2f')} {fmt(s['input']['ssim'], '7.4f')}  "
               f"{fmt(s['model']['psnr'], '10.2f')} {fmt(s['model']['ssim'], '7.4f')}  {_gain_text(s):>7}")
     return 0
 

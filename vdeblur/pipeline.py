@@ -910,7 +910,8 @@ def register(subparsers) -> None:
                     "bit-exact (converted where OUTPUT's container cannot hold them); timestamps (VFR too), "
                     "rotation, aspect ratio and colour tags are kept. "
                     "Several INPUTs (or a directory as OUTPUT) write OUTPUT/<input's name> each, with the "
-                    "model loaded once; a file that fails is reported and the others go on.")
+                    "model loaded once; every input and output is checked first, and a file that fails while it runs "
+                    "is reported and the others go on.")
     p.add_argument("input", metavar="INPUT", nargs="+", help="video file(s) to read, or directories of videos; "
                    "an image sequence such as frames/%%04d.png (see --fps); "
                    "- reads standard input, and a URL (http://, rtsp://, srt://, ...) a stream")
