@@ -339,18 +339,24 @@ def test_an_input_replaced_during_the_run_is_not_muxed_with_the_kept_frames(tmp_
     assert not out.exists()
 
 
+def stopped_then_edited(src, out, edit) -> None:
+    """A run stopped after its first segments, then its manifest changed by ``edit``."""
+    with pytest.raises(KeyboardInterrupt):
+        deblur_video(src, out, backend=Counting(10), **SMALL)
+    manifest = state_dir(out) / "manifest.json"
+    doc = json.loads(manifest.read_text())
+    assert len(doc["segments"]) >= 2
+    edit(doc)
+    manifest.write_text(json.dumps(doc))
+
+
 def test_progress_of_another_encoder_build_is_redone_once_and_the_run_finishes(clips, tmp_path):
     """Kept segments from another libx264 build (other headers) are dropped and the run starts over;
     the new encoder's headers were not recorded, so the final mux refused the new segments, and every
     rerun deblurred everything again only to fail the same way."""
     src, _ = clips["vfr.mp4"]
     out = tmp_path / "out.mp4"
-    with pytest.raises(KeyboardInterrupt):
-        deblur_video(src, out, backend=Counting(10), **SMALL)
-    manifest = state_dir(out) / "manifest.json"
-    doc = json.loads(manifest.read_text())
-    doc["extradata"] = "ff" + doc["extradata"][2:]   # what another build's headers look like to it
-    manifest.write_text(json.dumps(doc))
+    stopped_then_edited(src, out, lambda doc: doc.update(extradata="ff" + doc["extradata"][2:]))   # another build's headers
     notes, again = [], Counting()
     report = deblur_video(src, out, backend=again, notify=notes.append, **SMALL)
     assert again.frames == 20 and report.frames == 20 and out.exists()
@@ -366,13 +372,7 @@ def test_progress_of_another_encoder_build_is_redone_once_and_the_run_finishes(c
 def test_progress_with_numbers_no_run_wrote_is_redone(clips, tmp_path, edit):
     src, pts = clips["vfr.mp4"]
     out = tmp_path / "out.mp4"
-    with pytest.raises(KeyboardInterrupt):
-        deblur_video(src, out, backend=Counting(10), **SMALL)
-    manifest = state_dir(out) / "manifest.json"
-    doc = json.loads(manifest.read_text())
-    assert len(doc["segments"]) >= 2
-    edit(doc)
-    manifest.write_text(json.dumps(doc))
+    stopped_then_edited(src, out, edit)
     again = Counting()
     report = deblur_video(src, out, backend=again, **SMALL)
     assert report.frames == 20 and video_pts(out) == pts and report.warnings() == []
