@@ -898,13 +898,14 @@ def test_h264_with_b_frames_in_avi_keeps_every_frame_in_order(tmp_path):
     times = [t for t, _ in frames]
     assert times == sorted(times) and len(set(times)) == 10
     assert [max(range(10), key=lambda i: psnr(got, pictures[i])) for _, got in frames] == list(range(10))
-    own = tmp_path / "own.avi"   # libx264 with B-frames, as vdeblur writes .avi: it reads back whole
-    assert identity(src, own).frames == 10
-    report = identity(own, tmp_path / "again.mkv", codec="ffv1")
-    assert report.frames == 10 and report.warnings() == []
-    with av.open(str(tmp_path / "again.mkv")) as c:
-        again = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    assert [max(range(10), key=lambda i: psnr(got, pictures[i])) for got in again] == list(range(10))
+    for suffix in (".avi", ".wmv"):   # libx264 with B-frames, as vdeblur writes them: they read back whole
+        own = tmp_path / f"own{suffix}"
+        assert identity(src, own).frames == 10
+        report = identity(own, tmp_path / f"again{suffix}.mkv", codec="ffv1")
+        assert report.frames == 10 and report.warnings() == []
+        with av.open(str(tmp_path / f"again{suffix}.mkv")) as c:
+            again = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        assert [max(range(10), key=lambda i: psnr(got, pictures[i])) for got in again] == list(range(10)), suffix
 
 
 def test_a_full_range_format_asked_for_reads_back_clean(tmp_path):
@@ -913,3 +914,43 @@ def test_a_full_range_format_asked_for_reads_back_clean(tmp_path):
     pts = make_video(src, untagged=True)
     report = identity(src, tmp_path / "out.mp4", pix_fmt="yuvj420p")
     assert report.warnings() == [] and video_pts(tmp_path / "out.mp4") == pts
+
+
+def test_hdr_written_at_8_bits_is_said_to_band(tmp_path):
+    """10-bit PQ into --pix-fmt yuv420p went out as 8-bit PQ without a word (an automatic drop said
+    "10-bit becomes 8-bit", a chosen one nothing)."""
+    src = tmp_path / "pq.mkv"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p10le"
+        s.codec_context.color_primaries, s.codec_context.color_trc, s.codec_context.colorspace = 9, 16, 9
+        for i in range(2):
+            f = av.VideoFrame.from_ndarray(pattern(i, 48, 64, high=True), format="rgb48le").reformat(format="yuv420p10le")
+            f.color_primaries, f.color_trc, f.colorspace = 9, 16, 9
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    notes = []
+    identity(src, tmp_path / "out.mp4", pix_fmt="yuv420p", notify=notes.append)
+    assert any("PQ (HDR10) video written with yuv420p's 8 bits will show banding" in n for n in notes), notes
+
+
+def test_a_folder_of_y4m_and_hevc_files_gets_encoders_their_suffixes_hold(tmp_path):
+    """Each output takes its input's suffix, and the default libx264 fits neither .y4m nor .265."""
+    folder, out = tmp_path / "in", tmp_path / "out"
+    folder.mkdir()
+    make_video(tmp_path / "a.mp4", frames=2)
+    with av.open(str(tmp_path / "a.mp4")) as i, av.open(str(folder / "b.y4m"), "w") as o:
+        s = o.add_stream("rawvideo", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for f in i.decode(video=0):
+            o.mux(s.encode(f))
+        o.mux(s.encode(None))
+    kinds = [("b.y4m", "rawvideo")]
+    if "libx265" in av.codecs_available:
+        make_video(folder / "c.265", frames=2, codec="libx265", options={"x265-params": "log-level=error"})
+        kinds.append(("c.265", "hevc"))
+    out.mkdir()
+    for name, codec in kinds:   # what a folder run does with each: the same name under OUTPUT
+        identity(folder / name, out / name)
+        with av.open(str(out / name)) as c:
+            assert c.streams.video[0].codec_context.name == codec and len(list(c.decode(video=0))) == 2

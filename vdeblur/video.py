@@ -94,6 +94,10 @@ def codec_for_suffix(suffix: str) -> str:
         return IMAGE_CODECS[suffix]
     if suffix == ".webm":
         return "libsvtav1" if "libsvtav1" in av.codecs_available else "libvpx-vp9"
+    if suffix == ".y4m":   # YUV4MPEG holds raw pictures only
+        return "rawvideo"
+    if suffix in (".265", ".hevc") and "libx265" in av.codecs_available:   # an HEVC elementary stream
+        return "libx265"
     return "libx264"
 
 
@@ -279,7 +283,7 @@ LUMA_601 = (0.299, 0.587, 0.114)
 
 
 def _times_in_display_order(frames: Iterator[av.VideoFrame], depth: int = 8) -> Iterator[av.VideoFrame]:
-    """Frames with their timestamps handed out in display order. AVI stores no presentation time, so
+    """Frames with their timestamps handed out in display order. AVI (and ASF) store no presentation time, so
     a frame takes its packet's, in decode order: H.264 with B-frames came out at 0.04, 0.12, 0.16,
     0.08, ..., and the writer dropped the frames that went back. The decoder gives the pictures in
     display order; the set of times is right; so each frame takes the earliest time among those of
@@ -643,7 +647,7 @@ class VideoReader:
                                          self.field_order)
         first_kept = False   # woven back (--reinterlace), a frame's second field goes where its first went
         decoded = self._all_frames()
-        if self.container.format.name == "avi":
+        if self.container.format.name in ("avi", "asf"):   # containers without presentation times
             decoded = _times_in_display_order(decoded)
         for frame in self.deinterlacer.process(decoded):
             if self.weaving and self.deinterlacer.second_field:
@@ -1145,6 +1149,10 @@ def _fit(candidate: str, source: str) -> tuple:
             chroma(a) - chroma(b), bits - wanted_bits)
 
 
+#: Transfer curves (colour_trc) that need 10 bits: SMPTE 2084 (PQ, HDR10) and ARIB STD-B67 (HLG).
+HDR_TRANSFERS = {16: "PQ (HDR10)", 18: "HLG"}
+
+
 def pix_fmt_loss(source: str, chosen: str, encoder: str) -> str | None:
     """What a YUV source loses in the pixel format chosen for an encoder that lacks its own ("4:4:4
     chroma becomes 4:2:0", "10-bit becomes 8-bit"), for a line before the first frame; else None.
@@ -1461,6 +1469,9 @@ class VideoWriter:
         loss = pix_fmt_loss(info.pix_fmt, self.pix_fmt, enc.name) if pix_fmt is None else None
         if loss:
             self.metadata_lost.append(loss)
+        elif info.color_trc in HDR_TRANSFERS and _bit_depth(av.VideoFormat(self.pix_fmt, 64, 64)) < 10:
+            self.metadata_lost.append(f"{HDR_TRANSFERS[info.color_trc]} video written with {self.pix_fmt}'s 8 bits will "
+                                      "show banding in smooth gradients: HDR needs 10 (such as yuv420p10le)")
         if hdr_options is None:
             self.metadata_lost.append(f"the source's HDR10 metadata ({info.hdr10.describe()}) is not written: {enc.name} "
                                       f"cannot carry it; use --codec {', '.join(WRITERS[:-1])} or {WRITERS[-1]}")
