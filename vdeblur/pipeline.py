@@ -954,7 +954,7 @@ def register(subparsers) -> None:
                    f"{DEFAULT_OVERLAP}, or less where a tile under {2 * DEFAULT_OVERLAP + 2} pixels has no room for it)")
     e = p.add_argument_group("output encoding")
     e.add_argument("--codec", help="video encoder: libx265, libsvtav1, ffv1, ... any PyAV has "
-                   "(default: libx264; libsvtav1 for .webm)")
+                   "(default: libx264; libsvtav1 for .webm, rawvideo for .y4m, libx265 for .265 and .hevc)")
     e.add_argument("--crf", type=float, help="constant rate factor (default: 18 x264, 20 x265, 30 SVT-AV1)")
     e.add_argument("--preset", help="encoder preset, e.g. veryfast, medium, slow (x264/x265) or 0-13 (SVT-AV1)")
     e.add_argument("--pix-fmt", help="output pixel format (default: the input's; 10-bit stays 10-bit)")
