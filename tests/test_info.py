@@ -101,3 +101,9 @@ def test_a_device_name_is_said_as_given():
 
     with pytest.raises(VdeblurError, match=r"unknown device 'cuda:-1'"):   # was "--device cuda: no CUDA GPU"
         resolve_device("cuda:-1")
+
+
+def test_a_negative_looking_value_is_a_value(capsys, tmp_path):
+    """--region -8,0,32,32 got argparse's "expected one argument", not what is wrong with it."""
+    assert main(["deblur", str(tmp_path / "a.mp4"), "-o", str(tmp_path / "b.mp4"), "--region", "-8,0,32,32"]) == 1
+    assert "--region '-8,0,32,32': the corner must not be negative" in capsys.readouterr().err

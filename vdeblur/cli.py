@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import sys
 
 from . import __version__
@@ -34,6 +35,12 @@ class _Parser(argparse.ArgumentParser):
     #: also for an unknown option, which the top-level parser reports) and whether JSON was asked for.
     command: str | None = None
     json_lines = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # "-8,0,64,64" (--region) is a value, not an option: argparse knows only "-8" and "-0.5" as
+        # negative numbers, and said "expected one argument".
+        self._negative_number_matcher = re.compile(r"^-\d[\d.,]*$|^-\.\d+$")
 
     def error(self, message: str):
         if _Parser.json_lines:   # a script reading stdout gets its line, as for every other refusal
