@@ -56,6 +56,8 @@ def test_json_has_every_stage_with_positive_numbers(capsys, tiny_model):
     peak = r["peaks"]["fp32"]
     assert peak["tflops"] >= peak["mm_tflops"] > 0 and peak["via"] in ("mm", "conv1x1", "conv5x5")
     assert r["peak_rss_bytes"] > 0
+    assert r["libraries"]["pyav"] and r["libraries"]["ffmpeg"] and r["libraries"]["numpy"]   # self-describing
+    assert r["settings"]["threads"] == 1 and r["settings"]["frames"] == 4 and r["settings"]["stages"] == list(bench.STAGES)
 
 
 def test_table_lists_stages_and_batch_counts_frames(capsys, tiny_model):
@@ -201,3 +203,39 @@ def test_steady_rate_leaves_out_the_last_batch_which_comes_without_a_wait():
     times = [0.1 * i for i in range(1, 9)] + [0.8 + 1e-4]
     assert bench.steady_fps(times) == pytest.approx(10.0)
     assert bench.steady_fps(times[:-1] + [0.9], batch=2) == pytest.approx(10.0)
+
+
+def test_steady_rate_counts_whole_batches():
+    """Frames of a batch are handed over together: a window from inside one batch to inside the
+    next counted frames that took no time (batch 4 of 8 frames read 5500 fps for 6.5)."""
+    handed = [0.5 * (i // 4 + 1) + 1e-4 * (i % 4) for i in range(10)]   # batches of 4 every 0.5 s: 8 fps
+    assert bench.steady_fps(handed, batch=4) == pytest.approx(8.0, rel=1e-3)
+    assert bench.steady_fps(handed[:8], batch=4) is None   # no two batch ends to measure between
+
+
+def test_tiled_work_counts_every_overlapping_tile():
+    from vdeblur.tiling import TiledBackend
+
+    tiled = TiledBackend(bench.PassThrough(), 64, 16)
+    assert tiled.tile_shapes(96, 128) == [(64, 64)] * 6   # 2 rows of 3 (stride 48)
+    assert bench.work_per_frame(TINY, 96, 128, tiled) == 6 * flops_per_frame(TINY, 64, 64)
+    assert bench.work_per_frame(TINY, 96, 128, bench.PassThrough()) == flops_per_frame(TINY, 96, 128)
+
+
+def test_repeated_frames_and_single_runs_are_said(capsys, tiny_model, tmp_path):
+    """An input of identical frames ran end to end at 5x the model's rate with nothing to say why,
+    and one run showed a spread of 0 %, as if perfectly steady."""
+    import av
+
+    still = tmp_path / "still.mp4"
+    with av.open(str(still), "w") as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(6):
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), 90, np.uint8), format="rgb24")))
+        c.mux(s.encode(None))
+    r = _bench_json(capsys, str(still), "--precision", "fp32", "--stages", "end_to_end", "--e2e-repeats", "1")
+    e = r["sizes"][0]["stages"]["end_to_end"]
+    assert e["repeated_frames"] == 5 and e["spread"] is None
+    assert main(["bench", "--size", ",", "--stages", "decode"]) == 1
+    assert "give at least one WIDTHxHEIGHT" in capsys.readouterr().err

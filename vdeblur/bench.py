@@ -63,7 +63,8 @@ class Timing:
         return self.frames / self.median_s
 
     def to_dict(self) -> dict:
-        spread = (max(self.seconds) - min(self.seconds)) / self.median_s if len(self.seconds) > 1 else 0.0
+        # One run has no spread to give: null, not a 0 that reads as perfectly steady.
+        spread = (max(self.seconds) - min(self.seconds)) / self.median_s if len(self.seconds) > 1 else None
         return {
             "frames_per_run": self.frames,
             "runs": len(self.seconds),
@@ -334,6 +335,19 @@ def make_clip(path: Path, width: int, height: int, frames: int, fps: int = 30) -
 # the model: which weights, and the backend under test
 
 
+def _library_versions() -> dict:
+    """What else the numbers depend on: PyAV and its FFmpeg, numpy, and ONNX Runtime where present."""
+    import av
+
+    found = {"pyav": av.__version__, "ffmpeg": av.ffmpeg_version_info, "numpy": np.__version__}
+    try:
+        import onnxruntime
+        found["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return {k: (str(v) if v is not None else None) for k, v in found.items()}
+
+
 def weights_source(weights: str | None, backend: str) -> tuple[str | None, str]:
     """(path or None for random weights, how to say it). Speed does not depend on weight values, so
     bench still runs, on random default-config weights, where no weights are shipped yet."""
@@ -343,7 +357,7 @@ def weights_source(weights: str | None, backend: str) -> tuple[str | None, str]:
 
     entry = default_weights()
     if entry is not None and entry.path.is_file():
-        return None, f"shipped default ({entry.name})"
+        return None, f"shipped default ({entry.name}, sha256 {entry.sha256[:12]})"
     if backend not in ("auto", "torch"):
         return None, "backend's own model file"
     return None, "random initialisation of the paper's default config (no default weights shipped; speed does not depend on weight values)"
@@ -539,14 +553,26 @@ class PassThrough(Backend):
         return {"backend": self.name, "device": "cpu", "precision": None}
 
 
+def work_per_frame(cfg, height: int, width: int, runner) -> float:
+    """FLOPs the model does per frame through ``runner``: a tiled one runs every overlapping tile
+    (6 tiles of 64x64 for 128x96 are twice the whole frame's work)."""
+    shapes = runner.tile_shapes(height, width) if isinstance(runner, TiledBackend) else [(height, width)]
+    return sum(flops_per_frame(cfg, h, w) for h, w in shapes)
+
+
 def steady_fps(times: list[float], batch: int = 1) -> float | None:
     """Frames per second between the frame at STEADY_AFTER of the run and the last batch, from the
     times each was handed to the encoder: the rate a long video settles at, without the run's fixed
     costs (opening, the first frame, the encoder's flush), which weigh on a short clip's average. The
     last batch is left out: at the end nothing is computed after it, so it comes with no wait."""
-    last = len(times) - 1 - batch
-    first = int(len(times) * STEADY_AFTER)
-    span = times[last] - times[first] if last > first else 0.0
+    # Between ends of batches: a batch's frames are handed over together, so a window that starts
+    # or ends inside one counted frames that took no time (batch 4 of 8 frames read 5500 fps).
+    ends = list(range(batch - 1, len(times) - 1, batch))   # every batch but the one holding the last frame
+    later = [e for e in ends if e >= int(len(times) * STEADY_AFTER)]
+    if len(later) < 2:
+        return None
+    first, last = later[0], later[-1]
+    span = times[last] - times[first]
     return (last - first) / span if span > 0 else None
 
 
@@ -571,6 +597,9 @@ def measure_end_to_end(clip: Path, frames: int, rate, runner, batch: int, repeat
         first.append(times[0] - started if times else None)
         steady.append(steady_fps(times[:report.frames], batch))
         timing.extra["deinterlaced_frames"] = report.deinterlaced_frames
+        # A frame equal to the one before gets its result without the model (deblur's default): an
+        # input of repeated frames ran 5x faster than the model can, which only this count explains.
+        timing.extra["repeated_frames"] = report.repeated_frames
     out.unlink(missing_ok=True)
     if None not in steady:
         timing.extra["steady_fps"] = statistics.median(steady)
@@ -663,13 +692,17 @@ def run_bench(args) -> dict:
 
     result = {
         "vdeblur": __version__, "torch": torch.__version__, "python": platform.python_version(),
+        "libraries": _library_versions(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "device": device_facts(device),
         "weights": weights_note,
         "model": {"config": cfg.to_dict(), "parameters": params},
         "settings": {"backend": args.backend, "precisions": None, "batch": args.batch, "repeats": args.repeats,
                      "e2e_repeats": args.e2e_repeats or args.repeats,
-                     "warmup": args.warmup, **torch_options(args), "tile": list(tile) if tile else None, "encode": encode_opts},
+                     "warmup": args.warmup, **torch_options(args), "tile": list(tile) if tile else None,
+                     "tile_overlap": args.tile_overlap, "threads": args.threads or torch.get_num_threads(),
+                     "stages": sorted(stages, key=STAGES.index), "frames": args.frames, "deinterlace": args.deinterlace,
+                     "encode": encode_opts},
         "sizes": [],
     }
     with tempfile.TemporaryDirectory(prefix="vdeblur-bench-") as tmp:
@@ -699,8 +732,8 @@ def run_bench(args) -> dict:
                     rgb = cs.rgb
                 if "model" in stages:
                     rgb = rgb or _first_rgb_images(clip["path"], args.batch)
-                    fl = flops_per_frame(cfg, clip["height"], clip["width"])
                     for precision in precisions:
+                        fl = work_per_frame(cfg, clip["height"], clip["width"], runners[precision])
                         variants.append(ModelVariant(clip["width"], clip["height"], precision, runners[precision],
                                                      model_batch(rgb, args.batch), fl))
                 per_size.append((clip, entry))
@@ -769,7 +802,10 @@ def _clips(args, workdir: Path) -> list[dict]:
         return [{"path": Path(args.input), "width": info.width, "height": info.height, "frames": frames,
                  "rate": info.rate, "label": str(args.input), "deinterlace": args.deinterlace or "auto"}]
     clips = []
-    for text in _split(args.size or f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}"):
+    sizes = _split(f"{DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}" if args.size is None else args.size)
+    if not sizes:   # "--size ," measured nothing and said nothing
+        raise VdeblurError(f"--size {args.size!r}: give at least one WIDTHxHEIGHT, e.g. 640x368")
+    for text in sizes:
         w, h = parse_size(text)
         path = make_clip(workdir / f"clip-{w}x{h}.mp4", w, h, args.frames)
         # Progressive by making: idet reads its fine moving texture as woven fields, and "auto" would
@@ -820,7 +856,8 @@ def format_table(r: dict) -> str:
         f"device: {r['device']['description']}",
         f"backend: {r['backend'].get('backend')} on {r['backend'].get('device')}, batch {s['batch']}{extras}",
         f"weights: {r['weights']}",
-        f"times: medians of {s['repeats']} runs ({s['e2e_repeats']} end to end) after {s['warmup']} warm-up run(s)",
+        f"times: medians of {s['repeats']} runs" + (f" ({s['e2e_repeats']} of the whole pipeline)" if any(
+            {"pipeline", "end_to_end"} & set(e["stages"]) for e in r["sizes"]) else "") + f" after {s['warmup']} warm-up run(s)",
     ]
     for p, peak in r.get("peaks", {}).items():
         ways = ", ".join(f"{k} {v:.3f}" for k, v in peak["tflops_by_method"].items())
@@ -842,7 +879,7 @@ def format_table(r: dict) -> str:
                     note = f"{e['codec']}" + (f" crf {e['crf']:g}" if e["crf"] is not None else "") + (f" {e['preset']}" if e["preset"] else "")
                 rows.append((name, st[name], note))
         for p, m in st.get("model", {}).items():
-            note = f"{m['flops_per_frame'] / 1e9:.0f} GFLOP/frame, {m['tflops']:.3f} TFLOP/s"
+            note = f"{m['flops_per_frame'] / 1e9:.3g} GFLOP/frame, {m['tflops']:.3f} TFLOP/s"
             if "fraction_of_peak" in m:
                 note += f", {100 * m['fraction_of_peak']:.0f}% of {p} peak ({100 * m['fraction_of_mm_peak']:.0f}% of mm)"
             if "gpu_memory" in m:
@@ -863,9 +900,12 @@ def format_table(r: dict) -> str:
                 note += f", {100 * e['fraction_of_model_fps']:.0f}% of model-only fps"
             if "fraction_of_pipeline_fps" in e:
                 note += f", {100 * e['fraction_of_pipeline_fps']:.0f}% of the ceiling"
+            if e.get("repeated_frames"):
+                note += f"; {e['repeated_frames']} repeated frames reused the result before them"
             rows.append(("end to end", e, note + _steady_note(e)))
         for name, d, note in rows:
-            lines.append(f"  {name:<22}{d['ms_per_frame']:>11.2f}{d['fps']:>10.2f}{100 * d['spread']:>7.0f}%  {note}")
+            spread = f"{100 * d['spread']:>7.0f}%" if d["spread"] is not None else f"{'-':>8}"
+            lines.append(f"  {name:<22}{d['ms_per_frame']:>11.2f}{d['fps']:>10.2f}{spread}  {note}")
     mc = r.get("memory_check")
     if mc:
         runs = "; ".join(f"{v['frames']} frames: {_gib(v['peak_rss_bytes'])}" for v in mc["runs"].values())
@@ -896,7 +936,7 @@ def register(subparsers) -> None:
     p.add_argument("--batch", type=int, default=1, metavar="N", help="frames per model call (default: 1)")
     p.add_argument("--repeats", type=int, default=3, metavar="R", help="timed runs per stage (default: 3)")
     p.add_argument("--e2e-repeats", type=int, default=0, metavar="R",
-                   help="end-to-end runs over the whole clip (default: --repeats); each is already many frames")
+                   help="runs of the pipeline and end-to-end stages over the whole clip (default: --repeats); each is already many frames")
     p.add_argument("--warmup", type=int, default=1, metavar="W",
                    help="untimed runs before timing (default: 1; the model stage makes at least one, its first call)")
     p.add_argument("--deinterlace", choices=("auto", "tff", "bff", "off"),

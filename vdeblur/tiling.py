@@ -99,6 +99,13 @@ class TiledBackend(Backend):
         self.name = inner.name
         self.accepts_uint16 = inner.accepts_uint16
 
+    def tile_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """(height, width) of each crop a frame of this size goes through the model as."""
+        if height <= self.tile_h and width <= self.tile_w:
+            return [(height, width)]
+        count = len(tile_starts(height, self.tile_h, self.overlap)) * len(tile_starts(width, self.tile_w, self.overlap))
+        return [(min(self.tile_h, height), min(self.tile_w, width))] * count
+
     def run(self, frames: np.ndarray) -> np.ndarray:
         n, h, w, c = frames.shape
         if h <= self.tile_h and w <= self.tile_w:
