@@ -954,3 +954,32 @@ def test_a_folder_of_y4m_and_hevc_files_gets_encoders_their_suffixes_hold(tmp_pa
         identity(folder / name, out / name)
         with av.open(str(out / name)) as c:
             assert c.streams.video[0].codec_context.name == codec and len(list(c.decode(video=0))) == 2
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv444p", "yuv420p"])
+def test_full_range_chroma_is_written_rounded_not_low(tmp_path, pix_fmt):
+    """swscale truncates full-range chroma whatever its flags: half of all Cb/Cr values came back 1
+    low (mean -0.5), which tinted JPEGs and full-range phone video green. Limited range was exact."""
+    rng = np.random.default_rng(0)
+    image = np.clip(rng.normal(128, 50, (48, 64, 3)), 0, 255).astype(np.uint8)
+    src = tmp_path / "full.mkv"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, pix_fmt
+        s.codec_context.colorspace, s.codec_context.color_range = 1, 2
+        for _ in range(2):
+            f = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
+                format=pix_fmt, dst_colorspace="ITU709", dst_color_range="JPEG")
+            f.colorspace, f.color_range = 1, 2
+            c.mux(s.encode(f))
+        c.mux(s.encode(None))
+    out = tmp_path / "out.mkv"
+    assert identity(src, out, codec="ffv1").warnings() == []
+    a, b = yuv_planes(src)[0], yuv_planes(out)[0]
+    assert all(abs(float((y.astype(int) - x).mean())) < 0.05 for x, y in zip(a, b)), [float((y.astype(int) - x).mean()) for x, y in zip(a, b)]
+    photo = tmp_path / "p.png"
+    av.VideoFrame.from_ndarray(image, format="rgb24").to_image().save(photo)
+    identity(photo, tmp_path / "p.jpg")   # JFIF: BT.601 in full range
+    with av.open(str(tmp_path / "p.jpg")) as c:
+        got = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(float)
+    assert all(abs(float((got[..., k] - image[..., k]).mean())) < 0.25 for k in range(3))
