@@ -143,3 +143,12 @@ def test_eval_of_a_model_that_gives_nan_is_an_error_not_a_perfect_score(pair_set
     with pytest.raises(VdeblurError, match="set: f0.png: the model's output is not finite") as e:
         evaluate_set(model, pairs_from_folder(pair_set), torch.device("cpu"), "fp32", "set")
     assert "\n" not in str(e.value)
+
+
+def test_eval_without_pillow_is_one_line(pair_set, identity_weights, capsys, monkeypatch):
+    """A 15-line ModuleNotFoundError traceback after an install without Pillow (now a dependency)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    assert main(["eval", "--data", str(pair_set), "--weights", str(identity_weights)]) == 1
+    assert capsys.readouterr().err == "vdeblur: error: reading images needs Pillow: pip install pillow\n"

@@ -40,7 +40,7 @@ def read_image(path) -> np.ndarray:
     try:
         from PIL import Image
     except ImportError:
-        raise VdeblurError("reading images needs Pillow: pip install 'vdeblur[train]'") from None
+        raise VdeblurError("reading images needs Pillow: pip install pillow") from None
     try:
         with Image.open(path) as im:
             _check_mode(path, im.mode)
@@ -109,7 +109,10 @@ def _check_mode(path, mode: str) -> None:
 
 def image_size(path) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding it; a one-line error for a broken file."""
-    from PIL import Image
+    try:
+        from PIL import Image
+    except ImportError:   # a traceback from eval and train where Pillow was not installed
+        raise VdeblurError("reading images needs Pillow: pip install pillow") from None
 
     try:
         with Image.open(path) as im:

@@ -92,7 +92,8 @@ def evaluate_strengths(model, pairs, device: torch.device, precision: str, name:
             shown = at_strength(blur, out, strength).unsqueeze(0)
             kept.append({**given, "psnr": float(psnr(shown, target)), "ssim": float(ssim(shown, target))})
         if progress:
-            scores = ", ".join(f"{kept[-1]['psnr']:.2f}" for kept in rows)
+            scores = ", ".join(f"{kept[-1]['psnr']:.2f}" + (f" (strength {strength:g})" if len(strengths) > 1 else "")
+                               for strength, kept in zip(strengths, rows))
             print(f"  {name} {image_name}: {given['input_psnr']:.2f} -> {scores} dB", file=sys.stderr, flush=True)
     if not rows[0]:
         raise VdeblurError(f"{name}: no images to evaluate")

@@ -123,7 +123,7 @@ def check_output(path: str | os.PathLike, overwrite: bool, dir_hint: str = "",
     if path.exists() and not overwrite:
         raise VdeblurError(f"{path}: already exists; pass --overwrite to replace it")
     if not path.parent.is_dir():
-        raise VdeblurError(f"{path.parent}: {'not a directory' if path.parent.exists() else 'output directory does not exist'}")
+        raise VdeblurError(f"{path.parent}: {'not a directory' if path.parent.exists() else 'output directory does not exist (a typo makes no folders: create it first)'}")
     return path
 
 

@@ -183,7 +183,7 @@ def _check_paths(src: Path | str, dst: Path, overwrite: bool, models: tuple = ()
     if not dst.suffix:
         raise VdeblurError(f"{dst}: give the output a container suffix such as .mp4 or .mkv")
     if not dst.parent.is_dir():
-        raise VdeblurError(f"{dst.parent}: {'not a directory' if dst.parent.exists() else 'output directory does not exist'}")
+        raise VdeblurError(f"{dst.parent}: {'not a directory' if dst.parent.exists() else 'output directory does not exist (a typo makes no folders: create it first)'}")
 
 
 def check_container(container: str | None, to_stdout: bool) -> str | None:
@@ -1253,7 +1253,8 @@ def _deblur_one(args, src: Path, dst: Path, backend: str | Backend, options: dic
         strength = f" at strength {args.strength:g}" if args.strength != 1 else ""
         if args.region:
             strength += f", {describe_regions(parse_regions(args.region))}"
-        print(f"{report.output}: {report.frames} frames in {report.seconds:.1f} s ({report.fps:.2f} fps) "
+        frames = f"{report.frames} frame{'s' if report.frames != 1 else ''}"
+        print(f"vdeblur: {report.output}: {frames} in {report.seconds:.1f} s ({report.fps:.2f} fps) "
               f"with {b.get('backend', '?')} on {b.get('device', '?')} {b.get('precision', '')}{strength}{copied}",
               file=sys.stderr)
         if report.verified:

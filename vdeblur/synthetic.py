@@ -73,7 +73,7 @@ class PhotoBank:
                 import skimage.data  # noqa: F401 - bundled photos, no download
             except ImportError:
                 raise VdeblurError("scikit-image's photos need scikit-image: pip install 'vdeblur[train]' "
-                                   "(or --no-builtin-photos)") from None
+                                   "(or, training, --no-builtin-photos)") from None
             self.entries += [(f"skimage:{n}", n) for n in _split(list(BUILTIN_PHOTOS), split)]
         self._cache: dict[int, np.ndarray] = {}
 
