@@ -983,3 +983,18 @@ def test_full_range_chroma_is_written_rounded_not_low(tmp_path, pix_fmt):
     with av.open(str(tmp_path / "p.jpg")) as c:
         got = next(c.decode(video=0)).to_ndarray(format="rgb24").astype(float)
     assert all(abs(float((got[..., k] - image[..., k]).mean())) < 0.25 for k in range(3))
+
+
+def test_start_in_a_long_gop_of_an_mpeg_ts_keeps_every_frame(tmp_path):
+    """MPEG-TS seeking lands on a packet that is no keyframe: with x264's 10 s GOP, --start 8 lost
+    the 2 s before the next keyframe and blamed the file ("truncated?")."""
+    src = tmp_path / "long.ts"
+    make_video(src, frames=300, options={"x264-params": "keyint=250:min-keyint=250:scenecut=0:bframes=3"})
+    out = tmp_path / "part.mkv"
+    report = identity(src, out, start=8, duration=1, codec="ffv1")
+    assert report.frames == 25 and report.warnings() == []
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    near = {i: pattern(i, 48, 64) for i in range(190, 235)}
+    nearest = [max(near, key=lambda i: psnr(f, near[i])) for f in frames]
+    assert nearest == list(range(200, 225))   # the frames at 8.00 to 8.96 s

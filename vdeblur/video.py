@@ -813,19 +813,22 @@ class VideoReader:
 
     def _seek(self, ticks: int) -> None:
         """Seek the video to a keyframe at or before ``ticks`` (its time base). MPEG-TS seeks by
-        decode time and can land on the keyframe after (a B-frame stream: 1.16 s for 1.12), which
-        lost the frames between: go back a second, then further, until the first frame is not past."""
+        decode time and can land on the keyframe after (a B-frame stream: 1.16 s for 1.12), or on a
+        packet that is no keyframe at all (a long GOP: the decoder then dropped everything up to the
+        next one, 2 s of a part, and a resume could never go on): go back a second, then further,
+        until the first packet is a keyframe not past ``ticks``; else from the stream's start."""
         c, vs = self.container, self.stream
         back, target = round(1 / vs.time_base), ticks
         lowest = vs.start_time if vs.start_time is not None else 0
-        for _ in range(6):
+        landed = False
+        for _ in range(7):
             c.seek(target, stream=vs, backward=True)
-            first = next((p.pts for p in itertools.islice(c.demux(), 2000)
-                          if p.stream is vs and p.pts is not None), None)
-            if first is None or first <= ticks or target <= lowest:
+            first = next((p for p in itertools.islice(c.demux(), 2000) if p.stream is vs and p.pts is not None), None)
+            landed = first is None or (first.is_keyframe and first.pts <= ticks)
+            if landed or target <= lowest:
                 break
             target, back = target - back, back * 4
-        c.seek(target, stream=vs, backward=True)
+        c.seek(target if landed else lowest, stream=vs, backward=True)
 
     def skip_to(self, frames_done: int, next_pts: int | None) -> None:
         """Start ``items()`` after the first ``frames_done`` frames, at the frame whose (shifted)
