@@ -272,9 +272,12 @@ def _recipe_start(recipe):
     return Trainer(recipe, torch.device("cpu"), "fp32").model.state_dict()
 
 
-def test_a_signal_checkpoints_and_exits_128_plus_n(tmp_path):
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP"])   # SIGHUP (a closed terminal) saved nothing
+def test_a_signal_checkpoints_and_exits_128_plus_n(tmp_path, name):
     import signal
     import time
+
+    sig = getattr(signal, name)
 
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "vdeblur", "train", "--out", str(out), "--widths", "4", "8", "16",
@@ -284,9 +287,9 @@ def test_a_signal_checkpoints_and_exits_128_plus_n(tmp_path):
     deadline = time.monotonic() + 120
     while not (out / "log.jsonl").is_file() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err and "continue with: vdeblur train --resume" in err
     assert json.loads((out / "latest.json").read_text())["step"] >= 1
 

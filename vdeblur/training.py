@@ -387,7 +387,8 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
 
     main_thread, owner = rank == 0, os.getpid()
     old_handlers = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: a closed terminal or an ssh session that drops ended the run with nothing saved.
+    for sig in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
         try:
             old_handlers[sig] = signal.signal(sig, on_signal)
         except ValueError:  # not the main thread (e.g. under a test runner thread)
