@@ -101,9 +101,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     # The header first, and then only the bytes it names: /dev/zero or a video given by mistake
     # was read whole into memory before any check, and a FIFO blocked the open.
     try:
-        if path.is_dir():
-            raise IsADirectoryError
-        if not path.is_file():
+        if not path.is_file() and not path.is_dir():
             raise VdeblurError(f"{name}: not a regular file, so not a checkpoint" if path.exists()
                                else f"{name}: no such checkpoint file")
         with open(path, "rb") as f:
@@ -117,7 +115,6 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             if len(header_bytes) < hlen:
                 raise VdeblurError(f"{name}: checkpoint is truncated (header cut off)")
             rest = os.fstat(f.fileno()).st_size - 8 - hlen
-            data_file = f.name
     except FileNotFoundError:
         raise VdeblurError(f"{name}: no such checkpoint file") from None
     except IsADirectoryError:
@@ -151,7 +148,7 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise VdeblurError(f"{name}: checkpoint is truncated ({max(rest, 0)} of {end} data bytes)")
     expected = {k: tuple(v.shape) for k, v in _reference_shapes(config).items()}
     try:
-        with open(data_file, "rb") as f:
+        with open(path, "rb") as f:
             f.seek(8 + hlen)
             body = memoryview(f.read(end))
     except OSError as e:

@@ -37,10 +37,7 @@ def list_images(folder) -> list[Path]:
 
 def read_image(path) -> np.ndarray:
     """HxWx3 uint8 RGB; a one-line error naming the file when it cannot be decoded."""
-    try:
-        from PIL import Image
-    except ImportError:
-        raise VdeblurError("reading images needs Pillow: pip install pillow") from None
+    Image = _pillow()
     try:
         with Image.open(path) as im:
             _check_mode(path, im.mode)
@@ -101,6 +98,15 @@ def find_pairs(root) -> list[Pair]:
     return pairs
 
 
+def _pillow():
+    """PIL.Image, or a one-line error where Pillow is missing (eval and train gave a traceback)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise VdeblurError("reading images needs Pillow: pip install pillow") from None
+    return Image
+
+
 def _check_mode(path, mode: str) -> None:
     """Floating-point samples have no fixed white (1.0? 255?): Pillow's conversion made them black."""
     if mode == "F":
@@ -109,11 +115,7 @@ def _check_mode(path, mode: str) -> None:
 
 def image_size(path) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding it; a one-line error for a broken file."""
-    try:
-        from PIL import Image
-    except ImportError:   # a traceback from eval and train where Pillow was not installed
-        raise VdeblurError("reading images needs Pillow: pip install pillow") from None
-
+    Image = _pillow()
     try:
         with Image.open(path) as im:
             _check_mode(path, im.mode)

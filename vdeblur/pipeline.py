@@ -180,10 +180,8 @@ def _check_paths(src: Path | str, dst: Path, overwrite: bool, models: tuple = ()
         sequence.check_output(dst, overwrite)
     else:
         check_output(dst, overwrite, dir_hint=hint, inputs=inputs)
-    if not dst.suffix:
+    if not dst.suffix:   # (a missing or wrong output folder is check_output's to say, above)
         raise VdeblurError(f"{dst}: give the output a container suffix such as .mp4 or .mkv")
-    if not dst.parent.is_dir():
-        raise VdeblurError(f"{dst.parent}: {'not a directory' if dst.parent.exists() else 'output directory does not exist (a typo makes no folders: create it first)'}")
 
 
 def check_container(container: str | None, to_stdout: bool) -> str | None:

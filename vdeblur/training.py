@@ -36,6 +36,7 @@ from .fileio import atomic_write, cache_root, check_folder
 from .errors import VdeblurError
 from .hardware import check_threads, cpu_bf16_kind, cpu_description, resolve_device, resolve_precision
 from .network import DeblurNet, ModelConfig, count_parameters, resize_bilinear
+from .signals import TERMINATING
 
 KEEP_CHECKPOINTS = 3
 _GRAY = (0.299, 0.587, 0.114)
@@ -387,8 +388,8 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
 
     main_thread, owner = rank == 0, os.getpid()
     old_handlers = {}
-    # SIGHUP too: a closed terminal or an ssh session that drops ended the run with nothing saved.
-    for sig in (signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])):
+    # SIGHUP too (in TERMINATING): a closed terminal or a dropped ssh session saved nothing.
+    for sig in (signal.SIGINT, *TERMINATING):
         try:
             old_handlers[sig] = signal.signal(sig, on_signal)
         except ValueError:  # not the main thread (e.g. under a test runner thread)

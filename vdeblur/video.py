@@ -326,8 +326,7 @@ def _full_range_frame(image: np.ndarray, pix_fmt: str, colorspace: int) -> av.Vi
     frame = av.VideoFrame(width, height, pix_fmt)
     step_x, step_y = 64 // frame.format.chroma_width(64), 64 // frame.format.chroma_height(64)
     for plane, values in zip(frame.planes, (luma, _block_mean(blue, step_x, step_y), _block_mean(red, step_x, step_y))):
-        into = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-        into[:, :plane.width] = np.clip(np.rint(values[:plane.height, :plane.width]), 0, 255)
+        _rows(plane)[:, :plane.width] = np.clip(np.rint(values[:plane.height, :plane.width]), 0, 255)
     frame.colorspace, frame.color_range = colorspace, 2
     return frame
 
@@ -352,8 +351,7 @@ def _put_alpha(frame: av.VideoFrame, alpha: np.ndarray) -> None:
     values = alpha if top == source_top else np.rint(alpha.astype(np.float32) * (top / source_top))
     plane = frame.planes[3]
     dtype = np.dtype("<u2") if bits > 8 else np.dtype(np.uint8)
-    into = np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
-    into[:, :plane.width] = values.astype(dtype)
+    _rows(plane, dtype)[:, :plane.width] = values.astype(dtype)
 
 
 def _unsited(frame: av.VideoFrame) -> av.VideoFrame:
@@ -363,15 +361,16 @@ def _unsited(frame: av.VideoFrame) -> av.VideoFrame:
     if fmt.chroma_width(frame.width) == frame.width and fmt.chroma_height(frame.height) == frame.height:
         return frame
     copy = av.VideoFrame(frame.width, frame.height, fmt.name)
-    for source, target in zip(frame.planes, copy.planes):
-        if source.line_size == target.line_size:
-            target.update(source)
-        else:
-            width = min(source.line_size, target.line_size)
-            into = np.frombuffer(target, np.uint8).reshape(target.height, target.line_size)
-            into[:, :width] = np.frombuffer(source, np.uint8).reshape(source.height, source.line_size)[:, :width]
+    for source, target in zip(frame.planes, copy.planes):   # row by row: the two may pad rows differently
+        width = min(source.line_size, target.line_size)
+        _rows(target)[:, :width] = _rows(source)[:, :width]
     copy.colorspace, copy.color_range = frame.colorspace, frame.color_range
     return copy
+
+
+def _rows(plane, dtype: np.dtype = np.dtype(np.uint8)) -> np.ndarray:
+    """A frame plane's memory as rows of ``dtype`` samples, padding included (writable where the plane is)."""
+    return np.frombuffer(plane, dtype).reshape(plane.height, plane.line_size // dtype.itemsize)
 
 
 def _packed_frame(array: np.ndarray, pix_fmt: str) -> av.VideoFrame:
@@ -1721,19 +1720,17 @@ class VideoWriter:
                 frame = av.VideoFrame.from_ndarray(luma, format="gray16le" if wide else "gray")
             frame = frame.reformat(format=self.pix_fmt, threads=1)   # bit depth and byte order only
         else:
-            full = None
-            if alpha is not None and self.keeps_alpha:
-                frame = av.VideoFrame.from_ndarray(np.dstack([image, alpha]), format="rgba64le" if wide else "rgba")
-            elif self.color_range == 2 and (full := _full_range_frame(image, self.pix_fmt, self.colorspace)):
-                frame = full
-            else:
-                frame = av.VideoFrame.from_ndarray(image, format="rgb48le" if wide else "rgb24")
-            # Explicit matrix: an untagged RGB frame would otherwise be converted with BT.601 (notes 5.6).
-            if full is None:
+            with_alpha = alpha is not None and self.keeps_alpha
+            frame = _full_range_frame(image, self.pix_fmt, self.colorspace) \
+                if self.color_range == 2 and not with_alpha else None
+            if frame is None:
+                frame = av.VideoFrame.from_ndarray(np.dstack([image, alpha]), format="rgba64le" if wide else "rgba") \
+                    if with_alpha else av.VideoFrame.from_ndarray(image, format="rgb48le" if wide else "rgb24")
+                # Explicit matrix: an untagged RGB frame would otherwise be converted with BT.601 (notes 5.6).
                 frame = frame.reformat(format=self.pix_fmt, dst_colorspace=self.dst_colorspace,
                                        dst_color_range=self.dst_color_range, interpolation=WRITE_INTERPOLATION, threads=1)
-            if alpha is not None and self.keeps_alpha and self.pix_fmt.startswith("yuva"):
-                _put_alpha(frame, alpha)   # swscale's RGBA to YUVA is off by 1 in alpha
+                if with_alpha and self.pix_fmt.startswith("yuva"):
+                    _put_alpha(frame, alpha)   # swscale's RGBA to YUVA is off by 1 in alpha
         # Image encoders read these from the frame, not the stream (PNG's sRGB, gAMA and cHRM chunks).
         frame.color_primaries, frame.color_trc = self.color_primaries, self.color_trc
         return frame
