@@ -140,3 +140,15 @@ def test_a_float_tiff_is_refused_by_name_not_read_black(tmp_path):
     for read in (read_image, image_size):
         with pytest.raises(VdeblurError, match="f.tif: floating-point samples"):
             read(path)
+
+
+def test_exif_orientation_is_applied_so_a_sideways_phone_photo_pairs_with_an_upright_one(tmp_path):
+    upright = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
+    Image.fromarray(upright).save(tmp_path / "up.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6   # stored turned; shown rotated 90 degrees clockwise
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1))).save(tmp_path / "side.png", exif=exif)
+    from vdeblur.datasets import image_size
+
+    assert image_size(tmp_path / "side.png") == image_size(tmp_path / "up.png") == (48, 40)
+    assert np.array_equal(read_image(tmp_path / "side.png"), upright)

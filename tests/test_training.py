@@ -340,3 +340,57 @@ def test_a_crop_past_any_use_and_a_negative_saved_step_are_one_line(tmp_path, ca
     assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "damaged training state" in err and "negative step" in err
+
+
+def test_resume_needs_no_init_weights_file_and_keeps_one_log_line_per_step(tmp_path, capsys):
+    """A run started from --init-weights resumes after that file is gone (the checkpoint replaces
+    it), and the log lines of steps trained past the last checkpoint (a kill -9) are not repeated."""
+    from vdeblur.checkpoint import save_checkpoint
+    from vdeblur.network import build_model
+
+    start = save_checkpoint(tmp_path / "start.safetensors", build_model(ModelConfig.from_dict(TINY)))
+    run = tmp_path / "ft"
+    assert main(["train", "--out", str(run), "--init-weights", str(start), "--crop", "32", "--batch", "1",
+                 "--steps", "4", "--no-progress", "--log-every", "1", "--no-builtin-photos"]) == 0
+    state = torch.load(run / "step-0000004.state.pt", weights_only=True)
+    # What a kill -9 after step 2 leaves: the checkpoint of step 2, log lines up to 4, a torn last line.
+    train(Recipe(**json.loads(state["recipe"])), tmp_path / "two", progress=False, stop_at_step=2)
+    for name in ("latest.json", "step-0000002.safetensors", "step-0000002.state.pt"):
+        (run / name).write_bytes((tmp_path / "two" / name).read_bytes())
+    for name in ("step-0000004.safetensors", "step-0000004.state.pt"):
+        (run / name).unlink()
+    with open(run / "log.jsonl", "a") as f:
+        f.write('{"step": 5, "lo')
+    start.unlink()
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--no-progress", "--log-every", "1"]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_checkpoints_record_how_the_steps_ran(tmp_path):
+    run = tmp_path / "run"
+    train(_recipe(steps=1), run, progress=False)
+    from vdeblur.checkpoint import read_checkpoint
+
+    env = read_checkpoint(run / "step-0000001.safetensors").extra["environment"]
+    assert env["device"] == "cpu" and env["threads"] == torch.get_num_threads() and env["world_size"] == 1
+    assert env["precision"] in ("fp32", "bf16") and env["torch"] == torch.__version__ and env["torch_compile"] is False
+
+
+def test_resume_with_another_process_count_says_what_changes(tmp_path, capsys):
+    run = tmp_path / "run"
+    train(_recipe(steps=2), run, progress=False, stop_at_step=1)
+    state_path = run / "step-0000001.state.pt"
+    state = torch.load(state_path, weights_only=True)
+    state["world_size"] = 4
+    torch.save(state, state_path)
+    capsys.readouterr()
+    train(_recipe(steps=2), run, resume=True, progress=False)
+    assert "trained with 4 process(es) and goes on with 1: each step now takes 2 samples instead of 8" in capsys.readouterr().err
+
+
+def test_synthetic_fraction_without_real_pairs_is_refused(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "x"), "--synthetic-fraction", "0.5", "--steps", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "without --data every sample is synthetic" in err and len(err.strip().splitlines()) == 1

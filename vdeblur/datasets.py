@@ -39,8 +39,9 @@ def read_image(path) -> np.ndarray:
     """HxWx3 uint8 RGB; a one-line error naming the file when it cannot be decoded."""
     Image = _pillow()
     try:
-        with Image.open(path) as im:
-            _check_mode(path, im.mode)
+        with Image.open(path) as stored:
+            _check_mode(path, stored.mode)
+            im = _upright(stored)
             if im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
                 # 16-bit grey (PNG, TIFF): convert("RGB") would clip it to 255, not scale it
                 a = np.clip(np.asarray(im).astype(np.int64), 0, 65535).astype(np.uint16)
@@ -113,13 +114,32 @@ def _check_mode(path, mode: str) -> None:
         raise VdeblurError(f"{path}: floating-point samples, which have no fixed scale; save it as 8- or 16-bit")
 
 
+_SIDEWAYS = (5, 6, 7, 8)   # EXIF orientations that swap width and height
+
+
+def _orientation(im) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: the pixels as stored
+        return 1
+
+
+def _upright(im):
+    """The picture as viewers show it: a phone photo stored sideways with an EXIF orientation tag,
+    paired with an upright partner, would otherwise differ in size or be compared turned."""
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(im) if _orientation(im) != 1 else im
+
+
 def image_size(path) -> tuple[int, int]:
     """(width, height) from the file's header, without decoding it; a one-line error for a broken file."""
     Image = _pillow()
     try:
         with Image.open(path) as im:
             _check_mode(path, im.mode)
-            return im.size
+            width, height = im.size
+            return (height, width) if _orientation(im) in _SIDEWAYS else (width, height)
     except VdeblurError:
         raise
     except Exception as e:  # noqa: BLE001 - Pillow raises many types for broken files

@@ -34,7 +34,7 @@ from torch import nn
 from .checkpoint import read_checkpoint, save_state
 from .fileio import atomic_write, cache_root, check_folder
 from .errors import VdeblurError
-from .hardware import check_threads, cpu_bf16_kind, cpu_description, resolve_device, resolve_precision
+from .hardware import check_threads, cpu_bf16_kind, cpu_description, cpu_name, resolve_device, resolve_precision
 from .network import DeblurNet, ModelConfig, count_parameters, resize_bilinear
 from .signals import TERMINATING
 
@@ -169,11 +169,14 @@ class _Pyramid(nn.Module):
 class Trainer:
     """Model + optimizer + step counter; one ``train_step`` per batch."""
 
-    def __init__(self, recipe: Recipe, device: torch.device, precision: str, ddp: bool = False):
+    def __init__(self, recipe: Recipe, device: torch.device, precision: str, ddp: bool = False,
+                 init: bool = True):
+        """``init=False`` on resume: the checkpoint replaces the starting weights, so the
+        ``--init-weights`` file need not exist, or be unchanged, any more."""
         self.recipe, self.device, self.precision = recipe, device, precision
         torch.manual_seed(recipe.seed)
         self.model = DeblurNet(recipe.config())
-        if recipe.init_weights:
+        if recipe.init_weights and init:
             self.model.load_state_dict(_init_checkpoint(recipe).state, strict=True)
         self.model = self.model.to(device)
         self.net: nn.Module = _Pyramid(self.model)
@@ -185,6 +188,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.step = 0
         self.elapsed = 0.0  # training seconds over all sessions of the run
+        self.compiled = False
 
     def lr(self) -> float:
         r = self.recipe
@@ -223,7 +227,20 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            "world_size": _world(),
         }
+
+    def environment(self) -> dict:
+        """What the numbers depend on besides the recipe: a model card can then say how a step ran."""
+        from . import __version__
+
+        env = {"device": str(self.device), "precision": self.precision, "world_size": _world(),
+               "torch_compile": self.compiled, "vdeblur": __version__, "torch": torch.__version__}
+        if self.device.type == "cpu":
+            env.update(threads=torch.get_num_threads(), cpu=cpu_name(), cpu_bf16=cpu_bf16_kind())
+        elif self.device.type == "cuda":
+            env.update(gpu=torch.cuda.get_device_name(self.device), cuda=torch.version.cuda)
+        return env
 
     def load(self, weights: Path, state: dict) -> None:
         ckpt = read_checkpoint(weights)
@@ -256,7 +273,8 @@ def save_run_checkpoint(run_dir: Path, trainer: Trainer) -> Path:
     stem = f"step-{trainer.step:07d}"
     r = trainer.recipe
     extra = {"trained_steps": trainer.step, "samples_seen": trainer.step * r.batch * _world(),
-             "training_seconds": round(trainer.elapsed, 1), "recipe": asdict(r)}
+             "training_seconds": round(trainer.elapsed, 1), "recipe": asdict(r),
+             "environment": trainer.environment()}
     weights = save_state(run_dir / f"{stem}.safetensors", trainer.model.config,
                          {k: v.float() if v.is_floating_point() else v for k, v in trainer.model.state_dict().items()}, extra)
     state = trainer.state()
@@ -304,6 +322,24 @@ def load_run_state(run_dir: Path) -> tuple[Path, dict]:
 
 
 # ----------------------------------------------------------------------------- data + loop
+
+def _drop_unsaved_log(log_path: Path, step: int) -> None:
+    """Keep the log lines of steps the checkpoint holds: after a kill -9 the steps past it are
+    trained again, and their old lines (and a half-written last one) would be logged twice."""
+    if not log_path.is_file():
+        return
+    kept = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int) and rec["step"] <= step:
+            kept.append(line)
+    text = "".join(f"{line}\n" for line in kept)
+    if text != log_path.read_text(errors="replace"):
+        atomic_write(log_path, lambda f: f.write(text.encode()))
+
 
 def _world() -> int:
     import torch.distributed as dist
@@ -359,15 +395,24 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
     dev = ddp_device or resolve_device(device)
     recipe.check()
     precision = training_precision(recipe.precision, dev)
-    trainer = Trainer(recipe, dev, precision, ddp=world > 1)
+    trainer = Trainer(recipe, dev, precision, ddp=world > 1, init=not resume)
     if resume:
         weights, state = load_run_state(run_dir)
         trainer.load(weights, state)
+        saved_world = state.get("world_size")
+        if rank == 0 and saved_world is not None and saved_world != world:
+            print(f"vdeblur train: note: this run was trained with {saved_world} process(es) and goes on with "
+                  f"{world}: each step now takes {recipe.batch * world} samples instead of "
+                  f"{recipe.batch * saved_world}, and the data differ from an uninterrupted run",
+                  file=sys.stderr, flush=True)
+        if rank == 0:
+            _drop_unsaved_log(run_dir / "log.jsonl", trainer.step)
     if compile:
         from .backends.torch_compile import use_compile_cache
 
         use_compile_cache()
         trainer.net = torch.compile(trainer.net)
+        trainer.compiled = True
     samples = build_samples(recipe)
     end = min(recipe.steps, stop_at_step) if stop_at_step is not None else recipe.steps
     if workers is None:
@@ -586,6 +631,9 @@ def _check_run_options(args) -> None:
         raise VdeblurError(f"--log-every must be at least 1, got {args.log_every}")
     if args.no_synthetic and args.synthetic_fraction is not None:
         raise VdeblurError("--synthetic-fraction is the share of synthetic samples; --no-synthetic has none")
+    if args.synthetic_fraction is not None and not args.data and not args.resume:
+        raise VdeblurError("--synthetic-fraction mixes synthetic samples with the real pairs of --data; "
+                           "without --data every sample is synthetic")
 
 
 def run(args) -> int:
