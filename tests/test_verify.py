@@ -230,3 +230,39 @@ def test_a_part_past_every_cue_reads_back_clean(tmp_path, suffix):
     report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), start=0.3)
     assert report.verify_problems == []
     assert any(line.endswith(": none in this part") for line in report.verified), report.verified
+
+
+@pytest.mark.parametrize("start", [0.4, None])
+def test_a_part_of_a_file_that_starts_late_reads_back_at_its_own_timestamps(tmp_path, start):
+    """--start and --duration count from the file's start (an MPEG-TS at 1.0 s); the read-back
+    counted from 0, compared the wrong frames, and called a faithful audio copy different."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    from media import pattern
+
+    src = tmp_path / "late.ts"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=25, options={"bf": "2", "g": "12"})
+        v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
+        a = c.add_stream("mp2", rate=48000)
+        a.layout = "stereo"
+        done = 0
+        for i in range(40):
+            f = av.VideoFrame.from_ndarray(pattern(i, 32, 32), format="rgb24")
+            f.pts, f.time_base = 25 + i, Fraction(1, 25)   # from 1.0 s
+            c.mux(v.encode(f))
+            while done < 48000 * (i + 1) / 25:
+                noise = np.random.default_rng(done).normal(0, 3000, (1, 2 * 1152)).astype(np.int16)
+                af = av.AudioFrame.from_ndarray(noise, format="s16", layout="stereo")
+                af.sample_rate, af.pts, af.time_base = 48000, 48000 + done, Fraction(1, 48000)
+                c.mux(a.encode(af))
+                done += 1152
+        c.mux(v.encode(None))
+        c.mux(a.encode(None))
+    report = deblur_video(src, tmp_path / "part.mkv", backend=IdentityBackend(), start=start, duration=0.8)
+    assert report.frames == 20 and report.verify_problems == []
+    assert report.verified[0] == "20 frames at the input's timestamps"
+    assert report.verified[1].startswith("#1 audio mp2:") and report.verified[1].endswith("packets bit-exact")

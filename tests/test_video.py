@@ -998,3 +998,42 @@ def test_start_in_a_long_gop_of_an_mpeg_ts_keeps_every_frame(tmp_path):
     near = {i: pattern(i, 48, 64) for i in range(190, 235)}
     nearest = [max(near, key=lambda i: psnr(f, near[i])) for f in frames]
     assert nearest == list(range(200, 225))   # the frames at 8.00 to 8.96 s
+
+
+def _late_audio(path, seconds=6, rate=10, late=4.0):
+    """Video muxed ``late`` seconds ahead of its audio in file order, as some cameras and cutters write."""
+    with av.open(str(path), "w", options={"max_interleave_delta": "1"}) as c:   # no reordering by the muxer
+        v = c.add_stream("mpeg4", rate=rate)
+        v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
+        a = c.add_stream("pcm_s16le", rate=8000)
+        a.layout = "mono"
+        done = 0
+
+        def audio_until(t):
+            nonlocal done
+            while done < 8000 * t:
+                af = av.AudioFrame.from_ndarray(np.full((1, 800), 100, np.int16), format="s16", layout="mono")
+                af.sample_rate, af.pts, af.time_base = 8000, done, Fraction(1, 8000)
+                for p in a.encode(af):
+                    c.mux_one(p)
+                done += 800
+
+        for i in range(seconds * rate):
+            f = av.VideoFrame.from_ndarray(pattern(i, 32, 32), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, rate)
+            for p in v.encode(f):
+                c.mux_one(p)
+            audio_until(max(0.0, i / rate - late))
+        for p in v.encode(None):
+            c.mux_one(p)
+        audio_until(seconds)
+
+
+def test_a_part_keeps_audio_stored_seconds_behind_its_video(tmp_path):
+    """The demuxer stopped 2 s past the part's end, before audio written 4 s behind the video."""
+    src = _late_audio(tmp_path / "late.mkv") or tmp_path / "late.mkv"
+    out = tmp_path / "part.mkv"
+    identity(src, out, start=0.5, duration=1.5)
+    audio = packets(out, "audio")
+    assert len(video_pts(out)) == 15
+    assert audio and audio[0][0] < 0.01 and abs(audio[-1][0] + audio[-1][1] - 1.5) < 0.01

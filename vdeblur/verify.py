@@ -88,6 +88,10 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
                          upright=upright)
     try:
         video_index = reader.stream.index
+        # The part on the file's own timeline: --start and --duration count from its start (an
+        # MPEG-TS begins at 1.4 s or hours in), and a part's timestamps begin at 0.
+        part = (reader.start if start is not None else None, reader.end)
+        shift = reader.start if start is not None else 0.0
         if reader.orientation:   # a photo turned upright as its EXIF said: no rotation left, sides maybe swapped
             size = size or (reader.info.width, reader.info.height)
         wanted = {i: _Stream() for i in [*stream_map, *reencoded]}
@@ -100,7 +104,7 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
         pcm = {s.index for s in reader.container.streams if s.codec_context and s.codec_context.name.startswith("pcm_")}
     finally:
         reader.close()
-    source_video = _video_times(src, video_index, start, duration, rate, fields)
+    source_video = _video_times(src, video_index, part, shift, rate, fields)
     got = {i: _Stream() for i in [0, *stream_map.values(), *reencoded.values()]}
     missing = set()   # MP4 leaves out a track that got no packet (a part that holds none of its audio)
     with _open(dst, rate) as c:
@@ -168,13 +172,17 @@ def _open(path, rate: Fraction | None = None):
     return av.open(str(path), **(sequence.open_options(path, rate) if sequence.is_sequence(path) else {}))
 
 
-def _video_times(src, index: int, start: float | None, duration: float | None, rate: Fraction | None = None,
-                 fields: bool = False) -> _Stream:
-    """The input's video packets inside the part, timed as the reader shifts them; with ``fields``,
-    each frame's second field too, halfway to the next frame (after the last, as far as the one before)."""
+def _video_times(src, index: int, part: tuple[float | None, float | None], shift: float,
+                 rate: Fraction | None = None, fields: bool = False) -> _Stream:
+    """The input's video packets inside ``part`` ([start, end) on the file's timeline, None for
+    open), timed ``shift`` earlier as the reader times them; with ``fields``, each frame's second
+    field too, halfway to the next frame (after the last, as far as the one before)."""
     times = _Stream()
-    offset = float(start or 0.0)
-    end = offset + duration if duration is not None else None
+    start, end = part
+
+    def inside(t: float) -> bool:
+        return (start is None or t >= start - 1e-6) and (end is None or t < end - 1e-6)
+
     every: list[float] = []   # every frame's time, the part's neighbours included
     with _open(src, rate) as c:
         for packet in c.demux(c.streams[index]):
@@ -182,17 +190,14 @@ def _video_times(src, index: int, start: float | None, duration: float | None, r
                 continue
             t = float(packet.pts * packet.time_base) if packet.pts is not None and packet.time_base else None
             every += [t] if t is not None else []
-            if t is not None and ((start is not None and t < offset - 1e-6) or (end is not None and t >= end - 1e-6)):
-                continue
-            times.add(packet, offset if start is not None else 0.0)
+            if t is None or inside(t):
+                times.add(packet, shift)
     if fields and every:
         every.sort()
-        shift = offset if start is not None else 0.0
         gaps = [b - a for a, b in zip(every, every[1:])]
         for t, gap in zip(every, gaps + gaps[-1:] if gaps else [0.0]):
-            second = t + gap / 2
-            if (start is None or second >= offset - 1e-6) and (end is None or second < end - 1e-6):
-                times.times.append(second - shift)
+            if inside(t + gap / 2):
+                times.times.append(t + gap / 2 - shift)
     return times
 
 

@@ -227,6 +227,7 @@ def orientation(matrix: tuple[int, ...]) -> tuple[bool, bool, bool] | None:
 
 
 #: Seconds an encoder may decode a frame before showing it (B-frame reordering is a few frames).
+LATE_PACKETS_S = 60.0   # how far past a part's end the demuxer still looks for its audio (badly interleaved files)
 _LONGEST_REORDER = 60
 _REORDER_FRAMES = 40   # x264 and x265 delay at most 16 B-frames plus lookahead reordering
 
@@ -468,6 +469,9 @@ class VideoReader:
         # Other video streams (a second angle, cover art) are copied as they are.
         self.copy_streams = [s for s in c.streams if s is not vs and int(s.discard) < _DISCARD_ALL
                              and (s.type in COPY_TYPES or s.type == "video")]
+        self._audio_copied = {s.index for s in self.copy_streams if s.type == "audio"}
+        self._audio_past_end: set[int] = set()
+        self._passed_video = False   # passthrough_packets() has seen the video pass the part
         self.corrupt_packets = 0
         self.corrupt_frames = 0
         self.resized_frames = 0   # frames of another size than the first, scaled to it
@@ -676,6 +680,7 @@ class VideoReader:
         ``_pending``. Frames before ``start`` are deinterlaced too: the first one kept has its neighbour."""
         self._pending: list = []
         self._video_done = False
+        self._audio_past_end = set()
         self._before_start: float | None = None   # the time of the last frame dropped for starting before --start
         self.deinterlacer = Deinterlacer(self.deinterlace, self.double_rate, self.doubling,   # a fresh one after a seek
                                          self.field_order)
@@ -726,13 +731,25 @@ class VideoReader:
                 self.corrupt_packets += 1
                 return
             if packet.pts is not None and packet.time_base:
-                if self._video_done and self.end is not None and float(packet.pts * packet.time_base) > self.end + 2.0:
-                    return   # every stream is past the selected part
+                if self._past_part(packet, self._video_done):
+                    return
                 packet_end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                 if self.end is not None:
                     packet_end = min(packet_end, self.end)
                 self.packets_end = packet_end if self.packets_end is None else max(self.packets_end, packet_end)
             yield packet
+
+    def _past_part(self, packet: av.Packet, video_done: bool) -> bool:
+        """Whether demuxing can stop at ``packet``: the video is done and every audio stream has
+        reached the part's end. A file may carry its audio seconds behind the video; waiting for a
+        fixed time past the end lost what came later. Past ``LATE_PACKETS_S`` nothing more is awaited
+        (an audio stream that ends early would otherwise be read to the end of the file)."""
+        if self.end is None:
+            return False
+        t = float(packet.pts * packet.time_base)
+        if packet.stream.type == "audio" and t >= self.end - 1e-6:
+            self._audio_past_end.add(packet.stream.index)
+        return video_done and (t > self.end + LATE_PACKETS_S or self._audio_past_end >= self._audio_copied)
 
     def _wanted(self, packet: av.Packet) -> bool:
         """Whether a copied packet lies inside the part. A subtitle still on screen where the part starts
@@ -875,10 +892,12 @@ class VideoReader:
         yield from self._drain_packets()
         for packet in self._demux():
             if packet.stream is self.stream:
-                if self.end is not None and packet.pts is not None and packet.time_base \
-                        and float(packet.pts * packet.time_base) > self.end + 2.0:
-                    return   # every stream is past the selected part
+                # Frames reach the part's end well within 2 s of reordering.
+                if self.end is not None and packet.pts is not None and packet.time_base:
+                    self._passed_video |= float(packet.pts * packet.time_base) > self.end + 2.0
                 continue
+            if packet.pts is not None and packet.time_base and self._past_part(packet, self._passed_video):
+                return
             if packet.size and self._wanted(packet):
                 self._pending.append(packet)
                 yield from self._drain_packets()
