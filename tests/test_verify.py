@@ -266,3 +266,11 @@ def test_a_part_of_a_file_that_starts_late_reads_back_at_its_own_timestamps(tmp_
     assert report.frames == 20 and report.verify_problems == []
     assert report.verified[0] == "20 frames at the input's timestamps"
     assert report.verified[1].startswith("#1 audio mp2:") and report.verified[1].endswith("packets bit-exact")
+
+
+def test_grey_h264_reads_back_without_a_false_matrix_change(tmp_path):
+    """x264's 4:0:0 decodes as yuvj420p tagged with no matrix: the read-back said "colour matrix 1 -> 2"."""
+    src = tmp_path / "in.mp4"
+    make_video(src, frames=3, bt709=True, width=32, height=32)
+    report = deblur_video(src, tmp_path / "grey.mp4", backend=IdentityBackend(), pix_fmt="gray")
+    assert report.verify_problems == [] and "size, rotation, aspect ratio and colour tags" in report.verified

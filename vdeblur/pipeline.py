@@ -730,12 +730,13 @@ def _read_back(report: Report, src: Path, dst: Path, written: VideoWriter, start
     import av
 
     from .verify import verify
+    from .video import is_gray
 
     try:
         result = verify(src, dst, {i: s.index for i, s in written.stream_map.items()}, start=start, duration=duration,
                         frames=report.frames, damaged=bool(report.corrupt_packets or report.dropped_frames), size=size,
                         reencoded={i: t.stream.index for i, t in written.transcoders.items()}, rate=rate, fields=fields,
-                        interlaced=woven, upright=upright)
+                        interlaced=woven, upright=upright, gray=is_gray(written.pix_fmt))
     except (av.error.FFmpegError, OSError, VdeblurError) as e:
         report.verify_problems = [f"{dst} could not be read back ({getattr(e, 'strerror', None) or e})"]
         return

@@ -72,7 +72,7 @@ def _without_adts(data: bytes) -> bytes:
 def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int, int], *, start: float | None,
            duration: float | None, frames: int, damaged: bool, size: tuple[int, int] | None = None,
            reencoded: dict[int, int] | None = None, rate: Fraction | None = None, fields: bool = False,
-           interlaced: str | None = None, upright: bool = False) -> Verification:
+           interlaced: str | None = None, upright: bool = False, gray: bool = False) -> Verification:
     """Compare ``dst`` with the part of ``src`` it was made from. ``stream_map``: input stream index ->
     output stream index of each copied stream; ``frames``: frames written; ``damaged``: the input had
     packets or frames skipped, so only counts can be compared; ``size``: the frames' (width, height)
@@ -80,7 +80,8 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
     audio re-encoded to fit the container, compared by where it starts and how long it lasts; ``rate``:
     an input image sequence's frame rate; ``fields``: each input frame was made two, one per field;
     ``interlaced``: the field order ("tff", "bff") the output was woven in (--reinterlace); ``upright``:
-    the source's rotation was turned into the pixels (image files, a comparison), as the writer's reader did. An
+    the source's rotation was turned into the pixels (image files, a comparison), as the writer's reader did;
+    ``gray``: the output was written as grey (luma alone), whatever its decoder makes of it. An
     output image sequence keeps no time: its frames are counted."""
     reencoded = reencoded or {}
     result = Verification()
@@ -146,7 +147,7 @@ def verify(src: str | os.PathLike, dst: str | os.PathLike, stream_map: dict[int,
         if index in missing:
             continue
         _compare_reencoded(result, names[index], wanted[index], got[out_index])
-    _compare_picture(result, src, video_index, dst, size, rate, turned=bool(reader.orientation))
+    _compare_picture(result, src, video_index, dst, size, rate, turned=bool(reader.orientation), gray=gray)
     if interlaced:
         _check_interlaced(result, dst, interlaced)
     return result
@@ -293,7 +294,7 @@ def _picture(path, index: int, rate: Fraction | None = None) -> tuple[tuple, dic
 
 
 def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int, int] | None,
-                     rate: Fraction | None = None, turned: bool = False) -> None:
+                     rate: Fraction | None = None, turned: bool = False, gray: bool = False) -> None:
     (a, source_side), (b, out_side) = _picture(src, index, rate), _picture(dst, 0, rate)
     source_hdr, out_hdr = read_hdr10(source_side), read_hdr10(out_side)
     profile = source_side.get("ICC_PROFILE")
@@ -308,8 +309,10 @@ def _compare_picture(result: Verification, src, index: int, dst, size: tuple[int
         # and matrix of the output's kind of pixels (an RGB source written as YUV gets BT.709).
         width, height = size or a[:2]
         a = (width, height, 0 if turned else a[2], *output_colour(a[3], a[4], a[8], b[8], b[9]), *a[5:8])
-        if av.VideoFormat(b[8]).is_rgb or is_gray(b[8]):   # RGB and grey pixels have no matrix, and image files
-            a = (*a[:3], *b[3:5], *a[5:])                   # store grey as full range (TIFF stores neither)
+        # RGB and grey pixels have no matrix, and image files store grey as full range (TIFF stores
+        # neither); H.264's grey (4:0:0) decodes as YUV with neutral chroma, tagged with no matrix.
+        if av.VideoFormat(b[8]).is_rgb or is_gray(b[8]) or gray:
+            a = (*a[:3], *b[3:5], *a[5:])
         elif {a[3], b[3]} == {0, 1}:   # unspecified YUV range means limited: AV1 always says it, and
             a = (*a[:3], b[3], *a[4:])  # H.264/HEVC say neither range nor matrix where no matrix is tagged
         if a[4] == 2 and b[4] in (5, 6) or {a[4], b[4]} == {5, 6}:   # unspecified matrix means swscale's BT.601;
