@@ -237,3 +237,29 @@ def test_a_full_disk_while_writing_names_the_file_asked_for(tmp_path):
         atomic_write(target, full)
     assert describe_os_error(e.value) == f"{target}: No space left on device"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs Linux's /proc to see the read blocking")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_standard_input_opens_is_that_signal_not_invalid_data(tmp_path, signum):
+    """FFmpeg ran the handler inside its open of pipe:0 and dropped what it raised: the run went on
+    until the pipe closed, then said "not a readable video file" and exited 1."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "vdeblur", "deblur", "-", "-o", str(tmp_path / "out.mp4"), "-q",
+                             "--device", "cpu"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    wchan = Path(f"/proc/{proc.pid}/wchan")
+    try:
+        deadline = time.monotonic() + 300
+        while "pipe" not in wchan.read_text():   # blocked reading standard input, in av.open
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        time.sleep(0.5)
+        proc.stdin.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 128 + signum, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert err.strip() == ("vdeblur: terminated by SIGTERM" if signum == signal.SIGTERM else "vdeblur: interrupted")
+    assert list(tmp_path.iterdir()) == []

@@ -37,21 +37,33 @@ def describe(interrupt: KeyboardInterrupt) -> str:
     return "interrupted"
 
 
+def interrupt_for(signum: int) -> KeyboardInterrupt:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
 @contextmanager
-def terminate_as_interrupt(signals: tuple[int, ...] = TERMINATING) -> Iterator[None]:
+def terminate_as_interrupt(signals: tuple[int, ...] = TERMINATING) -> Iterator[list[int]]:
     """Within the block, ``signals`` raise :class:`Terminated` in the main thread; the previous
     handlers come back afterwards. A signal the process ignores (``nohup``) stays ignored, and
-    outside the main thread (where Python cannot set handlers) nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    outside the main thread (where Python cannot set handlers) nothing changes.
+
+    Yields the signals raised so far, Ctrl-C's included: FFmpeg can run a handler inside its own
+    call and drop what it raised (a signal while PyAV opens standard input surfaced as "invalid
+    data" once the pipe closed), so a caller meeting another error checks here what was asked."""
     raised: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield raised
+        return
 
     def on_signal(signum, _frame):
-        if raised:   # already unwinding: a second signal must not cut the cleanup short
+        if any(s != signal.SIGINT for s in raised):   # already unwinding: a second signal must not cut the cleanup short
             return
         raised.append(signum)
         raise Terminated(signum)
+
+    def on_interrupt(signum, frame):
+        raised.append(signum)
+        signal.default_int_handler(signum, frame)
 
     previous = {}
     for sig in signals:
@@ -60,8 +72,11 @@ def terminate_as_interrupt(signals: tuple[int, ...] = TERMINATING) -> Iterator[N
             continue
         signal.signal(sig, on_signal)
         previous[sig] = signal.SIG_DFL if before is None else before   # None: set outside Python
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_interrupt)
+        previous[signal.SIGINT] = signal.default_int_handler
     try:
-        yield
+        yield raised
     finally:
         for sig, before in previous.items():
             signal.signal(sig, before)
