@@ -146,3 +146,30 @@ def yuv_planes(path) -> list[list[np.ndarray]]:
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(peak * peak / mse)
+
+
+class TwoSlotBackend(IdentityBackend):
+    """Like torch on CUDA: submit() returns at once, with page-locked buffers for two batches, and a
+    third submitted before the oldest is collected is refused. The result inverts the frames."""
+
+    batches_in_flight = 2
+
+    def __init__(self):
+        super().__init__()
+        self.outstanding = self.most = 0
+
+    def submit(self, frames):
+        from vdeblur.backends.base import Pending
+
+        if self.outstanding >= 2:
+            raise RuntimeError("torch backend: two batches are already in flight; collect the oldest first")
+        self.outstanding += 1
+        self.most = max(self.most, self.outstanding)
+        backend, done = self, 255 - frames
+
+        class Later(Pending):
+            def result(self):
+                backend.outstanding -= 1
+                return done
+
+        return Later(None)

@@ -154,3 +154,17 @@ def test_kept_progress_is_reused_only_for_the_same_region(tmp_path):
     deblur_video(src, out, backend=Invert(), notify=notes.append, segment_frames=2, segment_seconds=0,
                  region=(16, 16, 16, 16))
     assert len(notes) == 1 and "starting over" in notes[0], notes
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_several_regions_keep_within_the_batches_a_gpu_backend_holds(tmp_path, count):
+    """Each region is a batch of its own for the backend: with two regions and two batches in flight
+    torch on CUDA was handed four, and refused the third ("two batches are already in flight")."""
+    from media import TwoSlotBackend
+
+    src = tmp_path / "in.mkv"
+    make_video(src, width=64, height=48, frames=4, codec="ffv1", pix_fmt="yuv444p", options={})
+    backend = TwoSlotBackend()
+    regions = [(0, 0, 8, 8), (40, 20, 16, 10), (20, 30, 8, 8)][:count]
+    report = deblur_video(src, tmp_path / "out.mkv", backend=backend, codec="ffv1", pix_fmt="yuv444p", region=regions)
+    assert report.frames == 4 and backend.most == 2 and backend.outstanding == 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .backends.base import Backend, Pending, Wrapper
+from .backends.base import Backend, Pending, Wrapper, submit_within
 from .errors import VdeblurError
 
 #: Pixels of the frame around the region that the network sees (as much as ``--tile-overlap``'s default).
@@ -90,6 +90,8 @@ class RegionBackend(Wrapper):
         super().__init__(inner)
         self.context = context
         self.regions = [regions] if isinstance(regions, tuple) else list(regions)
+        if len(self.regions) > 1:   # each batch is several of the inner backend's: one at a time out here
+            self.batches_in_flight = 1
 
     def _window(self, region: Region, height: int, width: int) -> tuple[int, int, int, int]:
         x, y, w, h = region
@@ -97,12 +99,11 @@ class RegionBackend(Wrapper):
         return max(0, y - c), min(height, y + h + c), max(0, x - c), min(width, x + w + c)
 
     def submit(self, frames: np.ndarray) -> Pending:
-        parts = []
-        for region in self.regions:
-            top, bottom, left, right = self._window(region, frames.shape[1], frames.shape[2])
-            handle = self.inner.submit(np.ascontiguousarray(frames[:, top:bottom, left:right]))
-            parts.append((region, (top, left), handle))
-        return _Pasted(frames, parts)
+        windows = [self._window(region, frames.shape[1], frames.shape[2]) for region in self.regions]
+        handles = submit_within(self.inner, (np.ascontiguousarray(frames[:, top:bottom, left:right])
+                                             for top, bottom, left, right in windows))
+        return _Pasted(frames, [(region, (top, left), handle)
+                                for region, (top, _, left, _), handle in zip(self.regions, windows, handles)])
 
     def describe(self) -> dict:
         return {**self.inner.describe(), "regions": [list(r) for r in self.regions]}

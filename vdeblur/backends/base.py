@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import collections
 
 import numpy as np
 
@@ -68,6 +69,21 @@ class Backend(abc.ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def submit_within(backend: Backend, batches) -> list[Pending]:
+    """Submit ``batches`` to ``backend``, never more than its ``batches_in_flight`` uncollected: for a
+    wrapper that hands one batch on as several (regions, mirror images), the oldest is collected
+    to make room. Torch on CUDA has page-locked buffers for two batches and refuses a third."""
+    handles: list[Pending] = []
+    waiting: collections.deque[int] = collections.deque()
+    for frames in batches:
+        if len(waiting) >= max(1, backend.batches_in_flight):
+            oldest = waiting.popleft()
+            handles[oldest] = Pending(handles[oldest].result())
+        waiting.append(len(handles))
+        handles.append(backend.submit(frames))
+    return handles
 
 
 class Wrapper(Backend):
