@@ -57,7 +57,7 @@ def test_eval_scores_each_strength_from_one_run_of_the_model(identity_weights, p
 
     calls = []
 
-    def grey(model, blur, device, precision, what=None):
+    def grey(model, blur, device, precision, what=None, copies=1):
         calls.append(blur.shape)
         return torch.full_like(blur, 128 / 255)
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .compare import blend, check_strength
+from .ensemble import check_copies
 from .errors import VdeblurError
 from .fileio import check_folder
 from .metrics import SSIM_WINDOW, psnr, quantize, ssim
@@ -54,16 +55,26 @@ def _num(x: float):
     return round(x, 4) if math.isfinite(x) else None
 
 
-def restore_image(model, blur: torch.Tensor, device: torch.device, precision: str, what: str = "an image") -> torch.Tensor:
-    """The model's output for one CHW image, on the CPU and rounded to 8 bits as a saved frame would be."""
+def restore_image(model, blur: torch.Tensor, device: torch.device, precision: str, what: str = "an image",
+                  copies: int = 1) -> torch.Tensor:
+    """The model's output for one CHW image, on the CPU and rounded to 8 bits as a saved frame would be;
+    with ``copies`` > 1, the mirror-image ensemble as `deblur --ensemble` makes it (8-bit results averaged)."""
+    from .ensemble import MIRRORS, average
     from .training import autocast
 
-    with torch.no_grad(), autocast(device, precision):
-        out = model.restore(blur.unsqueeze(0).to(device)).float().cpu()
-    if not torch.isfinite(out).all():   # NaN was scored as a perfect "inf": a diverged run looked best
-        raise VdeblurError(f"{what}: the model's output is not finite (NaN or infinity): its weights are "
-                           "broken (a training run that diverged?)")
-    return quantize(out)[0]
+    results = []
+    for axes in MIRRORS[:copies]:
+        dims = tuple(a + 1 for a in axes)   # the (H, W, C) axes of a frame are (C, H, W) dims here
+        with torch.no_grad(), autocast(device, precision):
+            out = model.restore(blur.flip(dims).unsqueeze(0).to(device)).float().cpu().flip(dims)
+        if not torch.isfinite(out).all():   # NaN was scored as a perfect "inf": a diverged run looked best
+            raise VdeblurError(f"{what}: the model's output is not finite (NaN or infinity): its weights are "
+                               "broken (a training run that diverged?)")
+        results.append(quantize(out)[0])
+    if len(results) == 1:
+        return results[0]
+    as_bytes = [(r * 255).round().to(torch.uint8).numpy() for r in results]
+    return torch.from_numpy(average(as_bytes, np.uint8)).float() / 255
 
 
 def at_strength(blur: torch.Tensor, out: torch.Tensor, strength: float) -> torch.Tensor:
@@ -75,17 +86,18 @@ def at_strength(blur: torch.Tensor, out: torch.Tensor, strength: float) -> torch
 
 
 def evaluate_set(model, pairs, device: torch.device, precision: str, name: str, progress: bool = False,
-                 strength: float = 1.0) -> dict:
+                 strength: float = 1.0, copies: int = 1) -> dict:
     """Mean and per-image PSNR/SSIM of the input and of the model's output."""
-    return evaluate_strengths(model, pairs, device, precision, name, progress, (strength,))[0]
+    return evaluate_strengths(model, pairs, device, precision, name, progress, (strength,), copies)[0]
 
 
 def evaluate_strengths(model, pairs, device: torch.device, precision: str, name: str, progress: bool = False,
-                       strengths=(1.0,)) -> list[dict]:
-    """:func:`evaluate_set` at each strength, from one run of the model per image."""
+                       strengths=(1.0,), copies: int = 1) -> list[dict]:
+    """:func:`evaluate_set` at each strength, from one run of the model per image (``copies`` runs
+    for the mirror-image ensemble)."""
     rows: list[list[dict]] = [[] for _ in strengths]
     for image_name, blur, sharp in pairs:
-        out = restore_image(model, blur, device, precision, f"{name}: {image_name}")
+        out = restore_image(model, blur, device, precision, f"{name}: {image_name}", copies)
         target = sharp.unsqueeze(0)
         given = {"image": image_name, "input_psnr": float(psnr(blur, sharp)), "input_ssim": float(ssim(blur, sharp))}
         for strength, kept in zip(strengths, rows):
@@ -124,6 +136,8 @@ def register(subparsers) -> None:
     p.add_argument("--weights", type=Path, help="checkpoint (default: the shipped default weights)")
     p.add_argument("--strength", type=float, nargs="+", default=[1.0], metavar="S",
                    help="score what `deblur --strength S` writes; several values share one run of the model (default 1)")
+    p.add_argument("--ensemble", type=int, default=1, metavar="N",
+                   help="score what `deblur --ensemble N` writes: the results on N mirror images averaged (1, 2 or 4)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -147,6 +161,7 @@ def run(args) -> int:
         raise VdeblurError(f"--size must be at least 16, got {args.size}")
     for strength in args.strength:
         check_strength(strength)
+    check_copies(args.ensemble)
     check_threads(args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -160,18 +175,20 @@ def run(args) -> int:
     sets = []
     for folder in args.data or []:
         sets += evaluate_strengths(model, pairs_from_folder(folder), device, precision, str(folder), args.verbose,
-                                   args.strength)
+                                   args.strength, args.ensemble)
     if args.synthetic:
         _say_unused_photos(args.photos or [])
         name = f"synthetic held-out (n={args.synthetic}, seed={args.seed}, {args.size}px)"
         sets += evaluate_strengths(model, pairs_synthetic(args.synthetic, args.seed, args.size, args.photos or []),
-                                   device, precision, name, args.verbose, args.strength)
+                                   device, precision, name, args.verbose, args.strength, args.ensemble)
     report = {"weights": str(weights_path), "sha256": file_sha256(weights_path), "device": str(device),
-              "precision": precision, "seconds": round(time.monotonic() - start, 1), "sets": sets}
+              "precision": precision, "ensemble": args.ensemble, "seconds": round(time.monotonic() - start, 1),
+              "sets": sets}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"weights: {weights_path} ({precision} on {device})")
+    ensemble = f", an ensemble of {args.ensemble} mirror images" if args.ensemble > 1 else ""
+    print(f"weights: {weights_path} ({precision} on {device}{ensemble})")
     width = max(len(s["name"]) for s in sets)   # whole names: cut from the left, two sets read alike
     header = f"{'set':<{width}} {'images':>6}  {'input PSNR':>10} {'SSIM':>7}  {'model PSNR':>10} {'SSIM':>7}  {'gain dB':>7}"
     print(header)

@@ -90,8 +90,8 @@ class RegionBackend(Wrapper):
         super().__init__(inner)
         self.context = context
         self.regions = [regions] if isinstance(regions, tuple) else list(regions)
-        if len(self.regions) > 1:   # each batch is several of the inner backend's: one at a time out here
-            self.batches_in_flight = 1
+        # Each batch is several of the inner backend's: as many whole batches as it holds.
+        self.batches_in_flight = max(1, inner.batches_in_flight // len(self.regions))
 
     def _window(self, region: Region, height: int, width: int) -> tuple[int, int, int, int]:
         x, y, w, h = region
