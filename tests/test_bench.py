@@ -107,6 +107,7 @@ def test_memory_check_reports_both_lengths(tmp_path):
     (["--memory-size", "0x0"], "--memory-size '0x0': width and height must be even and at least 16"),
     (["/no/such/file.mp4"], "no such file"),
     (["--threads", "9999"], "--threads must be between 0 (one per core) and this machine's"),
+    (["--ensemble", "8"], "--ensemble must be one of 1, 2, 4, got 8"),
 ])
 def test_bad_options_are_one_line_errors(capsys, argv, message):
     assert main(["bench", *argv]) == 1
@@ -222,6 +223,13 @@ def test_tiled_work_counts_every_overlapping_tile():
     assert bench.work_per_frame(TINY, 96, 128, bench.PassThrough()) == flops_per_frame(TINY, 96, 128)
 
 
+def test_an_ensemble_is_measured_with_the_work_of_every_mirror_image(capsys, tiny_model):
+    r = _bench_json(capsys, "--size", "64x64", "--frames", "2", "--precision", "fp32", "--stages", "model",
+                    "--ensemble", "4")
+    assert r["settings"]["ensemble"] == 4 and r["backend"]["ensemble"] == 4
+    assert r["sizes"][0]["stages"]["model"]["fp32"]["flops_per_frame"] == 4 * flops_per_frame(TINY, 64, 64)
+
+
 def test_repeated_frames_and_single_runs_are_said(capsys, tiny_model, tmp_path):
     """An input of identical frames ran end to end at 5x the model's rate with nothing to say why,
     and one run showed a spread of 0 %, as if perfectly steady."""
@@ -239,3 +247,13 @@ def test_repeated_frames_and_single_runs_are_said(capsys, tiny_model, tmp_path):
     assert e["repeated_frames"] == 5 and e["spread"] is None
     assert main(["bench", "--size", ",", "--stages", "decode"]) == 1
     assert "give at least one WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_timed_runs_pause_the_garbage_collector_after_a_collection():
+    """A collection (0.1 s with torch and PyAV loaded) fell into whichever run crossed its threshold."""
+    import gc
+
+    seen = []
+    timing = bench.time_runs(lambda: seen.append((gc.isenabled(), gc.get_count()[0])), 1, 3, 1)
+    assert len(timing.seconds) == 3 and gc.isenabled()
+    assert seen[0][0] and [enabled for enabled, _ in seen[1:]] == [False, False]   # the warm-up is not timed

@@ -14,6 +14,7 @@ the ratio says how much is left on the table.
 from __future__ import annotations
 
 import datetime
+import gc
 import json
 import os
 import platform
@@ -21,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import torch
 from . import __version__
 from .backends import BackendOptions, torch_argv, torch_options
 from .backends.base import Backend
+from .ensemble import FlipEnsemble, check_copies
 from .errors import VdeblurError, require_pyav
 from .hardware import DTYPES, check_threads, cpu_bf16_kind, cpu_description, cpu_name, resolve_device, resolve_precision
 from .network import ModelConfig, count_parameters, flops_per_frame
@@ -86,16 +89,32 @@ def synchronizer(device: torch.device):
     return lambda: None
 
 
+@contextmanager
+def collected_first():
+    """Python's cyclic garbage collector run before a timed run and paused during it, as timeit does:
+    a collection of a heap that holds torch and PyAV takes a tenth of a second, and it fell into
+    whichever run crossed its threshold (a 7 ms run of the copy-only pipeline timed at 127 ms)."""
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def time_runs(fn, frames: int, repeats: int, warmup: int, sync=lambda: None) -> Timing:
     for _ in range(warmup):
         fn()
     sync()
     timing = Timing(frames)
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        timing.seconds.append(time.perf_counter() - t0)
+        with collected_first():
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            timing.seconds.append(time.perf_counter() - t0)
     return timing
 
 
@@ -508,14 +527,15 @@ def measure_models(variants: list[ModelVariant], peaks: dict, device: torch.devi
     for _ in range(repeats):
         for v in variants:
             events = _cuda_events(device)
-            t0 = time.perf_counter()
-            if events:
-                events[0].record()
-            v.runner.run(v.batch)
-            if events:
-                events[1].record()
-            sync()
-            v.timing.seconds.append(time.perf_counter() - t0)
+            with collected_first():
+                t0 = time.perf_counter()
+                if events:
+                    events[0].record()
+                v.runner.run(v.batch)
+                if events:
+                    events[1].record()
+                sync()
+                v.timing.seconds.append(time.perf_counter() - t0)
             if events:
                 gpu_ms[id(v)].append(events[0].elapsed_time(events[1]))
         for probe in peaks.values():
@@ -555,7 +575,9 @@ class PassThrough(Backend):
 
 def work_per_frame(cfg, height: int, width: int, runner) -> float:
     """FLOPs the model does per frame through ``runner``: a tiled one runs every overlapping tile
-    (6 tiles of 64x64 for 128x96 are twice the whole frame's work)."""
+    (6 tiles of 64x64 for 128x96 are twice the whole frame's work), an ensemble every mirror image."""
+    if isinstance(runner, FlipEnsemble):
+        return len(runner.mirrors) * work_per_frame(cfg, height, width, runner.inner)
     shapes = runner.tile_shapes(height, width) if isinstance(runner, TiledBackend) else [(height, width)]
     return sum(flops_per_frame(cfg, h, w) for h, w in shapes)
 
@@ -588,10 +610,11 @@ def measure_end_to_end(clip: Path, frames: int, rate, runner, batch: int, repeat
     timing, steady, first = None, [], []
     for _ in range(repeats):
         times: list[float] = []
-        started = time.perf_counter()
-        report = deblur_video(clip, out, backend=runner, batch=batch, duration=duration, overwrite=True,
-                              quiet=True, verify=False, progress=lambda done, total: times.append(time.perf_counter()),
-                              deinterlace=deinterlace, **encode_opts)
+        with collected_first():
+            started = time.perf_counter()
+            report = deblur_video(clip, out, backend=runner, batch=batch, duration=duration, overwrite=True,
+                                  quiet=True, verify=False, progress=lambda done, total: times.append(time.perf_counter()),
+                                  deinterlace=deinterlace, **encode_opts)
         timing = timing or Timing(report.frames)
         timing.seconds.append(report.seconds)
         first.append(times[0] - started if times else None)
@@ -676,6 +699,7 @@ def run_bench(args) -> dict:
     random_weights = weights is None and weights_note.startswith("random")
     encode_opts = {"codec": args.codec, "crf": args.crf, "preset": args.preset}
     tile = check_tiling(args.tile, args.tile_overlap)   # (width, height) or None, checked before any work
+    check_copies(args.ensemble)
     cfg = ModelConfig()
     from .weights import default_weights
 
@@ -700,7 +724,7 @@ def run_bench(args) -> dict:
         "settings": {"backend": args.backend, "precisions": None, "batch": args.batch, "repeats": args.repeats,
                      "e2e_repeats": args.e2e_repeats or args.repeats,
                      "warmup": args.warmup, **torch_options(args), "tile": list(tile) if tile else None,
-                     "tile_overlap": args.tile_overlap, "threads": args.threads or torch.get_num_threads(),
+                     "tile_overlap": args.tile_overlap, "ensemble": args.ensemble, "threads": args.threads or torch.get_num_threads(),
                      "stages": sorted(stages, key=STAGES.index), "frames": args.frames, "deinterlace": args.deinterlace,
                      "encode": encode_opts},
         "sizes": [],
@@ -715,6 +739,8 @@ def run_bench(args) -> dict:
             backend = open_model_backend(args.backend, options, random_weights)
             if tile:
                 backend = TiledBackend(backend, tile, args.tile_overlap)
+            if args.ensemble > 1:
+                backend = FlipEnsemble(backend, args.ensemble)
             runners.setdefault(backend.describe()["precision"], backend)
         precisions = list(runners)
         result["settings"]["precisions"] = precisions
@@ -949,6 +975,8 @@ def register(subparsers) -> None:
     add_torch_arguments(p)
     p.add_argument("--tile", metavar="N|WxH", help="run the model on N x N or W x H tiles")
     p.add_argument("--tile-overlap", type=int, metavar="M", help="tile overlap (default: 32, less for tiles too small for it)")
+    p.add_argument("--ensemble", type=int, default=1, metavar="N",
+                   help="measure `deblur --ensemble N`: the model on N mirror images of each frame (1, 2 or 4)")
     p.add_argument("--threads", type=int, default=0, metavar="T",
                    help="CPU threads for the model, torch or ONNX Runtime (default: one per core)")
     p.add_argument("--engine", metavar="PATH", help="TensorRT engine file (tensorrt backend)")
