@@ -394,3 +394,11 @@ def test_synthetic_fraction_without_real_pairs_is_refused(tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "x"), "--synthetic-fraction", "0.5", "--steps", "1"]) == 1
     err = capsys.readouterr().err
     assert "without --data every sample is synthetic" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_resumed_run_logs_as_often_as_it_began(tmp_path):
+    run = tmp_path / "run"
+    train(_recipe(steps=4, batch=1), run, progress=False, log_every=2, stop_at_step=2)
+    assert main(["train", "--out", str(run), "--resume", "--no-progress"]) == 0
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [2, 4]

@@ -39,6 +39,7 @@ from .network import DeblurNet, ModelConfig, count_parameters, resize_bilinear
 from .signals import TERMINATING
 
 KEEP_CHECKPOINTS = 3
+DEFAULT_LOG_EVERY = 50
 _GRAY = (0.299, 0.587, 0.114)
 
 
@@ -189,6 +190,7 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0  # training seconds over all sessions of the run
         self.compiled = False
+        self.log_every = DEFAULT_LOG_EVERY   # kept in the state: a resumed run logs as it began
 
     def lr(self) -> float:
         r = self.recipe
@@ -228,6 +230,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "world_size": _world(),
+            "log_every": self.log_every,
         }
 
     def environment(self) -> dict:
@@ -259,6 +262,9 @@ class Trainer:
                                f"({type(e).__name__}: {e})") from None
         self.step = int(state["step"])
         self.elapsed = float(state["elapsed_s"])
+        saved_log_every = state.get("log_every")   # absent from states saved before it was kept
+        if type(saved_log_every) is int and saved_log_every >= 1:
+            self.log_every = saved_log_every
 
 
 def _json_line(record: dict) -> str:
@@ -378,10 +384,11 @@ def _init_distributed() -> tuple[int, int, torch.device | None]:
 
 def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = "auto",
           checkpoint_minutes: float = 10.0, time_limit_minutes: float | None = None,
-          workers: int | None = None, progress: bool = True, log_every: int = 50, stop_at_step: int | None = None,
+          workers: int | None = None, progress: bool = True, log_every: int | None = None, stop_at_step: int | None = None,
           compile: bool = False) -> Trainer:
     """Run (or continue) training until ``recipe.steps``, a time limit, a signal, or ``stop_at_step``.
 
+    ``log_every``: steps between log lines; None keeps a resumed run's own (50 for a new one).
     ``compile``: torch.compile the forward pass (measured 1.16x per step on a 2-core CPU in bf16
     after 161 s of compiling; the notes report 1.19x on an H100). Its caches persist like the
     torch backend's.
@@ -407,6 +414,9 @@ def train(recipe: Recipe, run_dir: Path, *, resume: bool = False, device: str = 
                   file=sys.stderr, flush=True)
         if rank == 0:
             _drop_unsaved_log(run_dir / "log.jsonl", trainer.step)
+    if log_every is not None:
+        trainer.log_every = log_every
+    log_every = trainer.log_every
     if compile:
         from .backends.torch_compile import use_compile_cache
 
@@ -570,7 +580,8 @@ def register(subparsers) -> None:
                    help="torch.compile the training step: a few minutes of compiling first, then ~1.2x faster (CPU and GPU)")
     r.add_argument("--checkpoint-minutes", type=float, default=10.0, help="minutes between checkpoints, and one at the end (default: 10)")
     r.add_argument("--time-limit", type=float, metavar="MINUTES", help="checkpoint and stop after this many minutes")
-    r.add_argument("--log-every", type=int, default=50, help="steps between log lines in RUN/log.jsonl (default: 50)")
+    r.add_argument("--log-every", type=int,
+                   help=f"steps between log lines in RUN/log.jsonl (default: {DEFAULT_LOG_EVERY}; a resumed run keeps its own)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -627,7 +638,7 @@ def _check_run_options(args) -> None:
     for option, value in (("--checkpoint-minutes", args.checkpoint_minutes), ("--time-limit", args.time_limit)):
         if value is not None and not 0 < value < math.inf:   # NaN too
             raise VdeblurError(f"{option} must be a positive number of minutes, got {value}")
-    if args.log_every < 1:
+    if args.log_every is not None and args.log_every < 1:
         raise VdeblurError(f"--log-every must be at least 1, got {args.log_every}")
     if args.no_synthetic and args.synthetic_fraction is not None:
         raise VdeblurError("--synthetic-fraction is the share of synthetic samples; --no-synthetic has none")
@@ -660,7 +671,7 @@ def run(args) -> int:
             print("vdeblur train: this CPU has no native bf16; training in fp32", file=sys.stderr)
     trainer = train(recipe, run_dir, resume=args.resume, device=args.device,
                     checkpoint_minutes=args.checkpoint_minutes, time_limit_minutes=args.time_limit,
-                    workers=args.workers, progress=not args.no_progress, log_every=max(1, args.log_every),
+                    workers=args.workers, progress=not args.no_progress, log_every=args.log_every,
                     compile=args.compile)
     if trainer.step < recipe.steps:
         print(f"vdeblur train: continue with: vdeblur train --resume --out {run_dir}", file=sys.stderr)
