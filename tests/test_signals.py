@@ -263,3 +263,28 @@ def test_a_signal_while_standard_input_opens_is_that_signal_not_invalid_data(tmp
             proc.kill()
     assert err.strip() == ("vdeblur: terminated by SIGTERM" if signum == signal.SIGTERM else "vdeblur: interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_stops_at_a_signal_ffmpeg_dropped(tmp_path, monkeypatch, capsys):
+    """A signal whose exception FFmpeg swallowed surfaces as the open's error: a batch took it for a
+    bad file and went on to the next input."""
+    import vdeblur.pipeline as pipeline
+
+    for name in ("a.mp4", "b.mp4"):
+        make_video(tmp_path / name, frames=2)
+    started = []
+
+    def opened_while_signalled(args, src, dst, backend, options):
+        started.append(src.name)
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)   # the handler runs here; its exception is dropped, as inside FFmpeg
+        except Terminated:
+            pass
+        raise pipeline.VdeblurError(f"{src}: not a readable video file")
+
+    monkeypatch.setattr(pipeline, "_deblur_one", opened_while_signalled)
+    status = main(["deblur", str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4"), "-o", str(tmp_path / "out"),
+                   "--backend", "torch", "--device", "cpu", "-q"])
+    assert (status, started) == (143, ["a.mp4"])
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "vdeblur: terminated by SIGTERM"

@@ -12,7 +12,7 @@ import sys
 from . import __version__
 from .errors import VdeblurError
 from .fileio import describe_os_error
-from .signals import describe, exit_status, interrupt_for, terminate_as_interrupt
+from .signals import describe, exit_status, raise_if_signalled, terminate_as_interrupt
 
 # Modules with a ``register(subparsers)`` function, in the order `--help` lists them.
 COMMAND_MODULES = [
@@ -115,14 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _OutlivesItsReader(stdout), _OutlivesItsReader(stderr)
-    signalled: list[int] = []
     try:
-        with terminate_as_interrupt() as signalled:   # SIGTERM/SIGHUP clean up like Ctrl-C (see vdeblur/signals.py)
+        with terminate_as_interrupt():   # SIGTERM/SIGHUP clean up like Ctrl-C (see vdeblur/signals.py)
             try:
                 return int(args.func(args) or 0)
             except (VdeblurError, OSError):
-                if signalled:   # the signal's own exception was lost inside FFmpeg: this error is its doing
-                    raise interrupt_for(signalled[-1]) from None
+                raise_if_signalled()   # the signal's own exception was lost inside FFmpeg: this error is its doing
                 raise
     except VdeblurError as e:
         print(f"vdeblur: error: {e}", file=sys.stderr)

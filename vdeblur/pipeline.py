@@ -36,7 +36,7 @@ from .ensemble import FlipEnsemble, check_copies
 from .errors import VdeblurError, require_pyav
 from .fileio import IMAGE_SUFFIXES, PIPE_DEFAULT, PIPE_FORMATS, STDIO, check_not_special, check_output, describe_os_error, file_sha256, fitting, is_stream
 from .hardware import check_threads
-from .signals import deferred, describe, exit_status
+from .signals import deferred, describe, exit_status, raise_if_signalled
 from .region import RegionBackend, describe_regions, parse_regions, stored_region
 from .tiling import DEFAULT_OVERLAP, OutOfMemoryFallback, check_tiling, fitted_overlap
 
@@ -1162,6 +1162,7 @@ def run(args) -> int:
             try:
                 status = _deblur_one(args, src, dst, backend, options)
             except VdeblurError as e:
+                raise_if_signalled()   # FFmpeg may have dropped the signal that caused this error: stop, as asked
                 print(f"vdeblur: error: {e}", file=sys.stderr)
                 failed.append(src)
                 continue
@@ -1211,6 +1212,7 @@ def _any_deep(jobs, rate) -> bool:
         try:
             reader = VideoReader(src, rate=rate if sequence.is_sequence(src) else None)
         except VdeblurError:   # reported when its turn comes
+            raise_if_signalled()
             continue
         try:
             if reader.info.high_bit_depth:

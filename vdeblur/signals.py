@@ -16,6 +16,7 @@ from contextlib import contextmanager
 
 # Windows has no SIGHUP.
 TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+_watched: list[list[int]] = []   # the signals raised within each active terminate_as_interrupt, innermost last
 
 
 class Terminated(KeyboardInterrupt):
@@ -54,6 +55,7 @@ def terminate_as_interrupt(signals: tuple[int, ...] = TERMINATING) -> Iterator[l
     if threading.current_thread() is not threading.main_thread():
         yield raised
         return
+    _watched.append(raised)
 
     def on_signal(signum, _frame):
         if any(s != signal.SIGINT for s in raised):   # already unwinding: a second signal must not cut the cleanup short
@@ -78,8 +80,16 @@ def terminate_as_interrupt(signals: tuple[int, ...] = TERMINATING) -> Iterator[l
     try:
         yield raised
     finally:
+        _watched.remove(raised)
         for sig, before in previous.items():
             signal.signal(sig, before)
+
+
+def raise_if_signalled() -> None:
+    """Raise the interrupt of a signal whose own exception FFmpeg dropped (see
+    :func:`terminate_as_interrupt`): for code that catches an error and would go on to more work."""
+    if _watched and _watched[-1]:
+        raise interrupt_for(_watched[-1][-1]) from None
 
 
 @contextmanager
