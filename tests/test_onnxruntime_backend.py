@@ -82,6 +82,44 @@ def test_fp16_frames_that_overflow_are_redone_in_fp32(tmp_path):
     assert np.array_equal(known.run(frames)[1], fp32[1])
 
 
+def test_frames_not_finite_in_fp32_are_counted_as_such(tmp_path):
+    """An fp32 model has nothing more precise to redo a frame in: the warning must say "even in
+    fp32: damaged weights?", not that they were written as they came from a lower precision."""
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        model = build_model(ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4))
+    with torch.no_grad():
+        for p in list(model.parameters())[:4]:
+            p.mul_(1e12)   # fp32 overflows too
+    huge = save_checkpoint(tmp_path / "huge.safetensors", model)
+    backend = OnnxRuntimeBackend(weights=str(huge), device="cpu", precision="fp32")
+    backend.run(np.full((2, 32, 48, 3), 255, np.uint8))
+    info = backend.describe()
+    assert (info["bad_frames"], info["nonfinite_frames"]) == (0, 2)
+
+
+class _OrtWith:
+    def __init__(self, *providers):
+        self.providers = list(providers)
+
+    def get_available_providers(self):
+        return self.providers
+
+
+def test_a_cuda_device_number_reaches_onnx_runtime():
+    from vdeblur.backends.onnxruntime_backend import _providers
+
+    gpu = _OrtWith("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert _providers(gpu, "cuda:1") == [("CUDAExecutionProvider", {"device_id": 1}), "CPUExecutionProvider"]
+    assert _providers(gpu, "cuda")[0] == ("CUDAExecutionProvider", {"device_id": 0})
+    assert _providers(gpu, "cpu") == ["CPUExecutionProvider"]
+    for bad in ("cudaXYZ", "cuda:", "cuda:x", "gpu"):
+        with pytest.raises(VdeblurError, match="unknown device"):
+            _providers(gpu, bad)
+    with pytest.raises(VdeblurError, match="--device cuda:1 with onnxruntime needs the onnxruntime-gpu package"):
+        _providers(_OrtWith("CPUExecutionProvider"), "cuda:1")
+
+
 def test_backend_exports_in_memory_without_a_file(weights):
     frames = np.random.RandomState(4).randint(0, 256, (1, 32, 48, 3), dtype=np.uint8)
     backend = OnnxRuntimeBackend(weights=str(weights), device="cpu")
@@ -100,7 +138,7 @@ def test_backend_errors_are_one_line(weights, tmp_path):
     fixed = tmp_path / "fixed.onnx"
     assert main(["export", "--weights", str(weights), "-o", str(fixed), "--height", "32", "--width", "48"]) == 0
     backend = OnnxRuntimeBackend(onnx=str(fixed), device="cpu")
-    with pytest.raises(VdeblurError, match="built for 48x32 frames, got 16x24"):
+    with pytest.raises(VdeblurError, match=r"built for 32x48 frames \(height x width\), got 24x16"):
         backend.run(np.zeros((1, 24, 16, 3), np.uint8))
     with pytest.raises(VdeblurError, match="expected uint8"):
         backend.run(np.zeros((1, 32, 48, 3), np.float32))

@@ -120,9 +120,12 @@ def test_compile_profile_arguments():
     assert batched.min == (1, 360, 640) and batched.opt == (4, 720, 1280) and batched.max == (4, 1080, 1920)
     for argv, message in ((["--min", "360x640"], "all of --min"), ([], "give --video"),
                           (["--height", "720", "--width", "1280", "--min", "1x1", "--opt", "1x1", "--max", "1x1"], "replace"),
-                          (["--height", "720", "--width", "1280", "--batch", "0"], "--batch")):
+                          (["--height", "720", "--width", "1280", "--batch", "0"], "--batch"),
+                          (["--height", "0", "--width", "64"], "must be positive")):
         with pytest.raises(VdeblurError, match=message):
             profile_from_args(parse(argv), None)
+    with pytest.raises(VdeblurError, match="--video gives the frame size; drop --width"):
+        profile_from_args(parse(["--width", "1280"]), (480, 640))   # was built for 480x640 without a word
 
 
 def test_plugin_launch_geometry_covers_every_pixel():
@@ -392,7 +395,10 @@ def test_compile_engine_reuses_rebuilds_and_never_keeps_a_failed_engine(tmp_path
 
     verdict = {"psnr": 52.0}
 
+    checked = []
+
     def fake_verify(plan, weights, frames, source):
+        checked.append(frames.shape[1:3])
         if verdict["psnr"] < comp.MIN_PSNR_DB:
             raise VdeblurError(f"{source}: engine output is {verdict['psnr']} dB from the fp32 torch model")
         return {"verify_psnr_db": verdict["psnr"], "verify_frames": len(frames)}
@@ -431,6 +437,11 @@ def test_compile_engine_reuses_rebuilds_and_never_keeps_a_failed_engine(tmp_path
     again, _ = comp.compile_engine(str(w1), profile, "fp16", engine_dir=engines, log=logs.append)
     assert again == path and len(builds) == 5 and "building it again" in " ".join(logs[-2:])
     assert path.read_bytes() == damaged and cache.engine_mismatch(cache.read_sidecar(path), damaged) is None
+    checked.clear()
+    comp.compile_engine(str(w1), ShapeProfile((1, 32, 48), (1, 48, 64), (1, 64, 96)), "fp16", engine_dir=engines)
+    assert checked == [(48, 64), (32, 48), (64, 96)]   # a dynamic engine, checked at its opt, min and max
+    with pytest.raises(VdeblurError, match="smallest batch of an engine must be 1, not 2"):
+        comp.compile_engine(str(w1), ShapeProfile((2, 48, 64), (2, 48, 64), (2, 48, 64)), "fp16", engine_dir=engines)
     target = tmp_path / "mine.engine"
     target.write_bytes(b"someone else's file")
     verdict["psnr"] = 50.0
@@ -457,3 +468,57 @@ def test_an_engine_is_found_out_when_it_is_not_the_file_built_and_its_weights_by
     mine.write_bytes(b"not the shipped weights")
     assert tb._built_from({"key": {"weights_sha256": file_sha256(mine)}, "weights": str(mine)}) == str(mine)
     assert tb._built_from({"key": {"weights_sha256": "0" * 64}, "weights": str(mine)}) is None
+
+
+def test_an_engine_knows_its_weights_from_any_folder_and_keeps_its_precision(tmp_path, monkeypatch, fake_runtime):
+    """The sidecar named the weights as typed (relative): from another folder the fp32 fallback was
+    lost. A checkpoint without both attentions has nothing for the plugin: built plain, not refused.
+    An --engine's precision overrode an explicit --precision without a word."""
+    import vdeblur.compile as comp
+    import vdeblur.trt as trt_pkg
+    import vdeblur.trt.build as build
+    from vdeblur import ModelConfig, build_model, save_checkpoint
+    from vdeblur.backends.tensorrt_backend import TensorRTBackend
+
+    pytest.importorskip("triton")
+    monkeypatch.setattr(trt_pkg, "import_tensorrt", lambda: _FakeTrt)
+    monkeypatch.setattr(trt_pkg, "import_pycuda", lambda: (_FakeCuda, None))
+    monkeypatch.setattr(build, "gpu_facts", lambda: ("NVIDIA H100 80GB HBM3", "9.0"))
+    plugins = []
+
+    def fake_build(onnx_bytes, profile, timing_cache, *, plugin, capability=None, source=""):
+        plugins.append(plugin)
+        return b"PLAN" + onnx_bytes[:16], {"plugin_layers": 0, "build_seconds": 1.0}
+
+    monkeypatch.setattr(build, "build_engine", fake_build)
+    monkeypatch.setattr(comp, "verify_engine", lambda plan, weights, frames, source: {"verify_frames": len(frames)})
+    monkeypatch.chdir(tmp_path)
+    plain = ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4, channel_attention=False)
+    save_checkpoint(tmp_path / "plain.safetensors", build_model(plain))
+    logs = []
+    path, doc = comp.compile_engine("plain.safetensors", ShapeProfile.fixed(4, 6, 2), "fp16",
+                                    engine_dir=tmp_path / "engines", log=logs.append)
+    assert plugins == [False] and doc["key"]["plugin"] is False and "plain layers" in logs[0]
+    assert doc["weights"] == str(tmp_path / "plain.safetensors")
+    monkeypatch.chdir(tmp_path / "engines")
+    backend = TensorRTBackend(engine=str(path))
+    assert backend.fallback_weights == str(tmp_path / "plain.safetensors")
+    assert backend.describe()["weights"] == backend.fallback_weights and backend.describe()["precision"] == "fp16"
+    assert backend.run(np.zeros((0, 4, 6, 3), np.uint8)).shape == (0, 4, 6, 3)
+    out, nonfinite = backend.runner.run(np.zeros((0, 4, 6, 3), np.uint8))
+    assert out.shape == (0, 4, 6, 3) and nonfinite.shape == (0,)
+    backend.close()
+    (tmp_path / "plain.safetensors").unlink()
+    assert "file not found" in TensorRTBackend(engine=str(path)).describe()["weights"]
+    with pytest.raises(VdeblurError, match="is built in fp16 and --precision asks for fp32"):
+        TensorRTBackend(engine=str(path), precision="fp32")
+
+
+def test_the_tensorrt_backend_says_how_to_run_on_another_gpu():
+    from vdeblur.backends import BackendOptions
+    from vdeblur.backends.tensorrt_backend import TensorRTBackend
+
+    with pytest.raises(VdeblurError, match="use CUDA_VISIBLE_DEVICES=1 with --device cuda"):
+        TensorRTBackend.from_options(BackendOptions(device="cuda:1"))
+    with pytest.raises(VdeblurError, match="runs on the GPU; --device cpu"):
+        TensorRTBackend.from_options(BackendOptions(device="cpu"))

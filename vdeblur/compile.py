@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +116,7 @@ def compile_engine(weights: str | None, profile: ShapeProfile, precision: str = 
     lines go to stderr by default: stdout may be the video (`deblur -o -`)."""
     from . import load_model
     from .checkpoint import file_sha256
-    from .onnx_export import ExportSpec, build_onnx
+    from .onnx_export import ExportSpec, build_onnx, count_custom_nodes
     from .trt import import_pycuda, import_tensorrt
     from .trt.build import build_engine, gpu_facts
     from .weights import default_weights_path
@@ -125,10 +126,20 @@ def compile_engine(weights: str | None, profile: ShapeProfile, precision: str = 
     weights_path = Path(weights) if weights else default_weights_path()
     if output is not None:
         check_output(output, True, inputs=[weights_path, *inputs])
+    if profile.min[0] != 1:   # the last batch of a video, and frames the repeat check leaves, come fewer
+        raise VdeblurError(f"the smallest batch of an engine must be 1, not {profile.min[0]}: a video's last batch "
+                           "can be shorter than the others")
     sha = file_sha256(weights_path)
     size = profile.static_size
+    model = load_model(weights_path)
     spec = ExportSpec(precision=precision, plugin=plugin, height=size and size[0], width=size and size[1])
-    onnx_bytes = build_onnx(load_model(weights_path), spec, {"weights_sha256": sha}).SerializeToString()
+    proto = build_onnx(model, spec, {"weights_sha256": sha})
+    if plugin and not count_custom_nodes(proto):
+        log(f"{weights_path.name}: its blocks lack the spatial or the channel attention that the fused plugin "
+            "runs together; building with plain layers")
+        plugin = False
+        proto = build_onnx(model, replace(spec, plugin=False), {"weights_sha256": sha})
+    onnx_bytes = proto.SerializeToString()
     gpu_name, cc = gpu_facts()
     key = engine_key(sha, onnx_bytes, precision, profile, plugin, trt.__version__, gpu_name, cc)
     path = Path(output) if output else Path(engine_dir) / key.filename()
@@ -156,7 +167,11 @@ def compile_engine(weights: str | None, profile: ShapeProfile, precision: str = 
         b, h, w = profile.opt
         check_frames = synthetic_frames(min(VERIFY_FRAMES, max(b, 1)), h, w)
     facts.update(verify_engine(plan, weights_path, check_frames, path.name))
-    facts.update({"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "weights": str(weights_path),
+    if profile.static_size is None:   # a dynamic engine: its smallest and largest frames are checked too
+        for which in ("min", "max"):
+            _, h, w = getattr(profile, which)
+            verify_engine(plan, weights_path, synthetic_frames(1, h, w, seed=1), f"{path.name} at {h}x{w}")
+    facts.update({"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "weights": str(weights_path.resolve()),   # found again from any folder
                   **engine_facts(plan)})
     atomic_write(path, plan)
     doc = {"key": key.to_dict(), **facts}
@@ -190,15 +205,17 @@ def profile_from_args(args, video_size: tuple[int, int] | None) -> ShapeProfile:
     if any(shapes):
         if not all(shapes):
             raise VdeblurError("a dynamic engine needs all of --min, --opt and --max")
-        if args.height or args.width or video_size:
+        if args.height is not None or args.width is not None or video_size:
             raise VdeblurError("--min/--opt/--max replace --height/--width/--video's size; give one or the other")
         # A short last batch, a photo or frames left by the repeat check come fewer than --batch:
         # the smallest shape's batch is 1 unless written out (2x360x640).
         low, opt, high = shapes
         return ShapeProfile(parse_shape(low, 1), parse_shape(opt, args.batch), parse_shape(high, args.batch))
     if video_size:
+        if args.width is not None:
+            raise VdeblurError("--video gives the frame size; drop --width")
         return ShapeProfile.fixed(*video_size, batch=args.batch)
-    if not (args.height and args.width):
+    if args.height is None or args.width is None:
         raise VdeblurError("give --video FILE, --height H --width W, or --min/--opt/--max")
     if args.height < 1 or args.width < 1:
         raise VdeblurError("--height and --width must be positive")

@@ -23,18 +23,19 @@ def _ort():
     return onnxruntime
 
 
-def _providers(ort, device: str) -> list[str]:
+def _providers(ort, device: str) -> list:
     available = ort.get_available_providers()
     if device == "auto":
         return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" not in available:
-            raise VdeblurError("--device cuda with onnxruntime needs the onnxruntime-gpu package and a CUDA GPU "
-                               f"(this onnxruntime offers {', '.join(available)})")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "cpu":
         return ["CPUExecutionProvider"]
-    raise VdeblurError(f"unknown device {device!r}; use auto, cpu or cuda")
+    index = device.partition(":")[2]
+    if device != "cuda" and not (device.startswith("cuda:") and index.isdigit()):
+        raise VdeblurError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    if "CUDAExecutionProvider" not in available:
+        raise VdeblurError(f"--device {device} with onnxruntime needs the onnxruntime-gpu package and a CUDA GPU "
+                           f"(this onnxruntime offers {', '.join(available)})")
+    return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
 
 
 class OnnxRuntimeBackend(Backend):
@@ -78,11 +79,16 @@ class OnnxRuntimeBackend(Backend):
         opts.intra_op_num_threads = self.threads
         opts.log_severity_level = 3
         try:
-            return ort.InferenceSession(data, sess_options=opts, providers=_providers(ort, self.device))
+            session = ort.InferenceSession(data, sess_options=opts, providers=_providers(ort, self.device))
         except VdeblurError:
             raise
         except Exception as e:  # noqa: BLE001 - ORT raises its own exception types for bad files
             raise VdeblurError(f"{self.source}: ONNX Runtime cannot load it: {str(e).splitlines()[0]}") from None
+        if self.device.startswith("cuda") and session.get_providers()[0] != "CUDAExecutionProvider":
+            # ORT falls back to the CPU with only a log line when the CUDA libraries do not load
+            raise VdeblurError(f"--device {self.device}: ONNX Runtime could not start its CUDA provider here "
+                               "(CUDA or cuDNN libraries missing?); use --device cpu or auto")
+        return session
 
     @staticmethod
     def _weights_for_redo(onnx: str | None, weights: str | None, meta: dict) -> Path | None:
@@ -151,14 +157,17 @@ class OnnxRuntimeBackend(Backend):
         self.check_frames(frames)
         if self.fixed_size and tuple(frames.shape[1:3]) != self.fixed_size:
             h, w = self.fixed_size
-            raise VdeblurError(f"{self.source} is built for {w}x{h} frames, got {frames.shape[2]}x{frames.shape[1]}; "
+            raise VdeblurError(f"{self.source} is built for {h}x{w} frames (height x width), got "
+                               f"{frames.shape[1]}x{frames.shape[2]}; "
                                "export it with --dynamic or the video's size")
         frames = np.ascontiguousarray(frames)
         if not len(frames):   # as the torch backend: nothing in, nothing out
             return frames.copy()
         restored, nonfinite = self.session.run(["restored", "nonfinite"], {self.input_name: frames})
         bad = np.flatnonzero(np.asarray(nonfinite).reshape(len(frames), -1).max(axis=1) > 0)
-        if len(bad):
+        if len(bad) and self.precision == "fp32":   # nothing more precise to redo them in: damaged weights?
+            self.nonfinite += len(bad)
+        elif len(bad):
             self.bad_frames += len(bad)
             if self._fp32_weights is not None:   # else written as they came; the summary says so
                 if self._fp32_session is None:

@@ -33,6 +33,7 @@ class TensorRTBackend(Backend):
             raise VdeblurError(f"unknown fallback {fallback!r}; use {' or '.join(FALLBACKS)}")
         if precision not in ("auto", "fp16", "bf16", "fp32"):
             raise VdeblurError(f"unknown precision {precision!r} for TensorRT; use fp16, bf16 or fp32")
+        self.asked_precision = precision
         self.precision = "fp16" if precision == "auto" else precision
         self.weights = weights
         self.batch = max(1, int(batch))
@@ -57,8 +58,15 @@ class TensorRTBackend(Backend):
 
     @classmethod
     def from_options(cls, options) -> "TensorRTBackend":
-        if options.device not in ("auto", "cuda") and not options.device.startswith("cuda"):
-            raise VdeblurError(f"the tensorrt backend runs on the GPU; --device {options.device} asks for something else")
+        device = options.device
+        if device not in ("auto", "cuda") and not device.startswith("cuda:"):
+            raise VdeblurError(f"the tensorrt backend runs on the GPU; --device {device} asks for something else")
+        if device.startswith("cuda:") and device != "cuda:0":
+            # pycuda's primary context, the engine and the fp32 fallback all live on the first visible GPU
+            index = device.partition(":")[2]
+            hint = f"CUDA_VISIBLE_DEVICES={index} with --device cuda" if index.isdigit() else "--device cuda:N"
+            raise VdeblurError(f"--device {device}: the tensorrt backend runs on the first visible GPU; "
+                               f"for another, use {hint}")
         return cls(engine=options.engine, weights=options.weights, precision=options.precision, batch=options.batch)
 
     def _load(self, path: Path):
@@ -77,8 +85,12 @@ class TensorRTBackend(Backend):
         if problem := engine_mismatch(doc, plan):
             raise VdeblurError(f"{path}: {problem}; rebuild it with `vdeblur compile` (with -o and --overwrite to "
                                "replace this file)")
+        built = doc["key"].get("precision", self.precision)
+        if self.asked_precision not in ("auto", built):
+            raise VdeblurError(f"{path} is built in {built} and --precision asks for {self.asked_precision}; "
+                               f"compile one with `vdeblur compile --precision {self.asked_precision}`, or drop --precision")
         self.engine_path, self.sidecar = path, doc
-        self.precision = doc["key"].get("precision", self.precision)
+        self.precision = built
         if self.weights is None:
             self.fallback_weights = _built_from(doc)
         return EngineRunner(plan, str(path))
@@ -109,6 +121,8 @@ class TensorRTBackend(Backend):
         from ..trt.runtime import bad_frames
 
         self.check_frames(frames)
+        if not len(frames):   # no engine built (or run) for nothing
+            return frames.copy()
         out, nonfinite = self._runner_for(*frames.shape[1:3]).run(frames)
         bad = bad_frames(frames, out, nonfinite)
         self.frames_done += len(frames)
@@ -127,10 +141,18 @@ class TensorRTBackend(Backend):
             "engine": str(self.engine_path) if self.engine_path else "built on first frames",
             "plugin": key.get("plugin"),
             "tensorrt": self.trt.__version__,
-            "weights": self.weights or "shipped default",
+            "weights": self._weights_shown(),
             "bad_frames": self.bad_frames,
             "bad_frame_fallback": "torch fp32" if self._can_redo() else None,
         }
+
+    def _weights_shown(self) -> str:
+        """--weights; for an --engine, the checkpoint it was built from where found, else its sha256."""
+        if self.weights:
+            return self.weights
+        if self.runner is None:
+            return "shipped default"
+        return self.fallback_weights or f"sha256 {self.sidecar.get('key', {}).get('weights_sha256', '?')[:16]} (file not found)"
 
     def _can_redo(self) -> bool:
         """An --engine of unknown weights (no --weights, and its checkpoint not found) has no fp32

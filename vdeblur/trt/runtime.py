@@ -145,6 +145,8 @@ class EngineRunner:
         self.check_size(h, w)
         out = np.empty_like(frames)
         nonfinite = np.empty(n, np.float32)
+        if n == 0:   # as every backend: nothing in, nothing out
+            return out, nonfinite
         spans = chunks(n, self.max_batch)
         self._ctx.push()  # the caller's thread may not be the one that loaded the engine
         try:
