@@ -228,6 +228,20 @@ def test_an_ensemble_is_measured_with_the_work_of_every_mirror_image(capsys, tin
                     "--ensemble", "4")
     assert r["settings"]["ensemble"] == 4 and r["backend"]["ensemble"] == 4
     assert r["sizes"][0]["stages"]["model"]["fp32"]["flops_per_frame"] == 4 * flops_per_frame(TINY, 64, 64)
+    assert "an ensemble of 4 mirror images per frame" in bench.format_table(r).splitlines()[2]
+
+
+def test_the_memory_check_runs_the_ensemble_it_reports(tmp_path, monkeypatch):
+    import argparse
+
+    seen = {}
+    monkeypatch.setattr(bench, "memory_check", lambda clips, argv: seen.setdefault("argv", argv) and {})
+    monkeypatch.setattr(bench, "make_clip", lambda path, w, h, n: path)
+    sub = argparse.ArgumentParser().add_subparsers()
+    bench.register(sub)
+    args = sub.choices["bench"].parse_args(["--ensemble", "4", "--memory-size", "64x48"])
+    bench._memory_check(args, tmp_path, "fp32")
+    assert seen["argv"][seen["argv"].index("--ensemble") + 1] == "4"
 
 
 def test_repeated_frames_and_single_runs_are_said(capsys, tiny_model, tmp_path):

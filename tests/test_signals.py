@@ -288,3 +288,31 @@ def test_a_batch_stops_at_a_signal_ffmpeg_dropped(tmp_path, monkeypatch, capsys)
                    "--backend", "torch", "--device", "cpu", "-q"])
     assert (status, started) == (143, ["a.mp4"])
     assert capsys.readouterr().err.strip().splitlines()[-1] == "vdeblur: terminated by SIGTERM"
+
+
+def test_a_signal_stops_a_run_whose_input_pipe_stalls(tmp_path):
+    """The decoder thread, blocked reading a pipe that sends nothing more, was joined without end:
+    SIGTERM did nothing until the pipe closed."""
+    width, height = 64, 48
+    frame = b"FRAME\n" + bytes(np.random.RandomState(0).randint(0, 255, width * height * 3 // 2, dtype=np.uint8))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    out = tmp_path / "out.mkv"
+    proc = subprocess.Popen([sys.executable, "-m", "vdeblur", "deblur", "-", "-o", str(out), "--threads", "1",
+                             "--device", "cpu", "--json-progress"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        proc.stdin.write(f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C420jpeg\n".encode() + frame * 3)
+        proc.stdin.flush()
+        assert b'"progress"' in proc.stdout.readline()   # frames came through; the reader now waits for more
+        proc.send_signal(signal.SIGTERM)
+        try:
+            status = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("SIGTERM did not stop a run waiting on its input pipe")
+        assert status == 143
+        assert proc.stderr.read().decode().strip().splitlines()[-1].startswith("vdeblur: terminated by SIGTERM")
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdin.close()

@@ -849,7 +849,8 @@ def _memory_check(args, workdir: Path, precision: str) -> dict:
     for flag, value in (("--weights", args.weights), ("--engine", args.engine), ("--onnx", args.onnx),
                         ("--threads", args.threads), ("--tile", args.tile or None), ("--tile-overlap", args.tile_overlap),
                         ("--codec", args.codec), ("--crf", args.crf), ("--preset", args.preset),
-                        ("--deinterlace", args.deinterlace or "off")):   # the clips are generated: progressive
+                        ("--deinterlace", args.deinterlace or "off"),   # the clips are generated: progressive
+                        ("--ensemble", args.ensemble if args.ensemble > 1 else None)):
         if value is not None and value != "":
             common += [flag, str(value)]
     common += torch_argv(torch_options(args))
@@ -877,6 +878,7 @@ def format_table(r: dict) -> str:
     extras += ", fused attention" if s.get("fused_attention") else ""
     extras += ", CUDA graphs" if s.get("cuda_graphs") else ""
     extras += f", {format_tile(s['tile'])} tiles" if s["tile"] else ""
+    extras += f", an ensemble of {s['ensemble']} mirror images per frame" if s.get("ensemble", 1) > 1 else ""
     lines = [
         f"vdeblur {r['vdeblur']} bench, torch {r['torch']}, {r['date']}",
         f"device: {r['device']['description']}",

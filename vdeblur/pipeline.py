@@ -58,6 +58,7 @@ WEAVING = ("the input is interlaced{found}: each field is made a frame (FFmpeg's
 PROGRESSIVE = "{option}: the input's first frame is not interlaced, so frames are not made one per field"
 INTERLACED = ("the input is interlaced and --deinterlace is off: the model takes each frame as one picture, so "
               "its two fields (moments 1/50 or 1/60 s apart) are mixed and moving edges come out combed")
+_STUCK_READ_SECONDS = 3.0   # a stopped decoder finishes its frame within this, unless a read blocks
 _QUEUE_FRAMES = 8        # frames buffered between stages (beyond one batch), ~22 MB at 720p
 
 
@@ -853,9 +854,12 @@ def _run(reader: VideoReader, writer: VideoWriter, backend: Backend, *, batch: i
         progress.finish()
     finally:
         stop.set()
-        for thread in (decoder, encoder):
-            if thread.ident is not None:   # a signal can land while start() runs: never started, nothing to join
-                thread.join()
+        if decoder.ident is not None:   # a signal can land while start() runs: never started, nothing to join
+            decoder.join(_STUCK_READ_SECONDS)
+            if decoder.is_alive():   # blocked reading a pipe that sends nothing: a signal must not wait for it
+                reader.abandon()
+        if encoder.ident is not None:
+            encoder.join()
         progress.close()
     return Report(output=writer.path, frames=writer.frames, expected_frames=expected,
                   frames_counted=reader.info.frames_counted, expected_seconds=reader.seconds_expected,

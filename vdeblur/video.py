@@ -421,6 +421,7 @@ class VideoReader:
                  rate: Fraction | None = None, deinterlace: str = "auto", double_rate: bool = False,
                  field_order: str | None = None, weaving: bool = False, upright: bool = False):
         self.upright = upright   # turn a video's rotation into its pixels: the output (image files) keeps none
+        self._abandoned = False
         self.path = "standard input" if str(path) == STDIO else str(path)   # the name messages give
         self._pipe = str(path) == STDIO
         check_part(start, duration)
@@ -923,8 +924,14 @@ class VideoReader:
                 out.append({**ch, "start": max(0, start - self._offset(tb)), "end": end - self._offset(tb)})
         return out
 
+    def abandon(self) -> None:
+        """Leave the file open for good: a thread is still inside FFmpeg reading it (from a stalled
+        pipe), and closing it under that read would free what the read returns into."""
+        self._abandoned = True
+
     def close(self) -> None:
-        self.container.close()
+        if not self._abandoned:
+            self.container.close()
 
 
 #: Audio a container cannot hold is re-encoded rather than lost: (encoder, bit rate) by output suffix.
