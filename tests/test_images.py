@@ -421,6 +421,14 @@ def test_an_odd_size_in_subsampled_chroma_is_explained(tmp_path, pix_fmt, needs)
     assert report.frames == 2 and not report.verify_problems
 
 
+def test_a_one_pixel_side_in_subsampled_chroma_is_explained_too(tmp_path):
+    """A side of 1 has a chroma side of 1 too, so the check took it for unsubsampled: x264's vague error."""
+    src = tmp_path / "thin.mkv"
+    make_video(src, width=1, height=8, frames=1, codec="ffv1", pix_fmt="yuv444p", options={"slices": "1", "threads": "1"})
+    with pytest.raises(Exception, match="libx264 cannot write yuv420p at 1x8 .*needs an even width\)"):
+        deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), pix_fmt="yuv420p")
+
+
 def test_grey_video_becomes_420_that_players_take_with_its_tags(tmp_path):
     """Grey (4:0:0) H.264 plays in few players and x264 drops its colour tags: 4:2:0 instead."""
     src = tmp_path / "grey.mkv"

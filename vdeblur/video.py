@@ -1243,9 +1243,9 @@ def _odd_for_chroma(pix_fmt: str, size: tuple[int, int]) -> str | None:
     """"65x49 (4:2:0 chroma needs an even width and height)" where a side is odd along an axis the
     format subsamples, else None."""
     width, height = size
-    fmt = av.VideoFormat(pix_fmt, width, height)
-    odd_width = width % 2 and fmt.chroma_width() != width
-    odd_height = height % 2 and fmt.chroma_height() != height
+    probe = av.VideoFormat(pix_fmt, 4, 4)   # at an odd size itself, a 1-pixel side's chroma is 1 pixel too
+    odd_width = width % 2 and probe.chroma_width() < 4
+    odd_height = height % 2 and probe.chroma_height() < 4
     if not (odd_width or odd_height):
         return None
     sides = "an even width and height" if odd_width and odd_height else ("an even width" if odd_width else "an even height")
