@@ -173,3 +173,41 @@ def test_movie_timescale_holds_every_copied_clock():
     assert movie_timescale(25, (1225, 44100)) == 44100
     assert movie_timescale(90000) == 90000
     assert movie_timescale(12800, (2**31 - 1,)) == 12800       # one that would overflow the field is left out
+
+
+def _with_cover_art(path):
+    """An MP4 as iTunes and phones write it: the movie, and a JPEG cover as a one-picture stream."""
+    out = av.open(str(path), "w")
+    video = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+    video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+    cover = out.add_stream("mjpeg")
+    cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+    cover.disposition = av.stream.Disposition.attached_pic
+    picture = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24").reformat(format="yuvj420p")
+    jpeg = [p for p in [*cover.encode(picture), *cover.encode()]]
+    for p in jpeg:
+        p.pts = p.dts = 0
+        out.mux(p)
+    for i in range(3):
+        frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 60 * i, np.uint8), format="rgb24")
+        frame.pts, frame.time_base = i, Fraction(1, 25)
+        out.mux(video.encode(frame))
+    out.mux(video.encode())
+    out.close()
+    return bytes(jpeg[0])
+
+
+def test_cover_art_is_attached_to_matroska_not_made_a_second_video_track(tmp_path):
+    """FFmpeg's Matroska muxer wrote a copied cover as a one-frame video track (read back: "the copy
+    differs"); Matroska keeps cover art as an attached cover.jpg, which readers show as cover art."""
+    src = tmp_path / "song.mp4"
+    jpeg = _with_cover_art(src)
+    report = deblur_video(src, tmp_path / "out.mkv", backend=IdentityBackend())
+    assert report.frames == 3 and not report.verify_problems and not report.skipped_streams
+    assert "#1 video mjpeg (cover art, attached as cover.jpg)" in report.copied_streams
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        covers = [s for s in c.streams.video if s.disposition & av.stream.Disposition.attached_pic]
+        assert len(c.streams.video) == 2 and len(covers) == 1 and covers[0].metadata["filename"] == "cover.jpg"
+        assert [bytes(p) for p in c.demux(covers[0]) if p.size] == [jpeg]
+    report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend())   # MP4 keeps it as a stream
+    assert not report.verify_problems and "#1 video mjpeg" in report.copied_streams

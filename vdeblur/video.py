@@ -924,6 +924,21 @@ class VideoReader:
                 out.append({**ch, "start": max(0, start - self._offset(tb)), "end": end - self._offset(tb)})
         return out
 
+    def attached_picture(self, stream) -> bytes | None:
+        """A cover-art stream's picture (FFmpeg hands it over as the stream's one packet), read through
+        a second opening of the file: a header that stores it needs it before any packet is read.
+        None from a pipe or where it cannot be read."""
+        if self._pipe or self.sequence_start is not None:
+            return None
+        try:
+            with av.open(self.path) as container:
+                for packet in container.demux(container.streams[stream.index]):
+                    if packet.size:
+                        return bytes(packet)
+        except (av.error.FFmpegError, OSError, IndexError):
+            pass
+        return None
+
     def abandon(self) -> None:
         """Leave the file open for good: a thread is still inside FFmpeg reading it (from a stalled
         pipe), and closing it under that read would free what the read returns into."""
@@ -933,6 +948,9 @@ class VideoReader:
         if not self._abandoned:
             self.container.close()
 
+
+#: Cover art by codec: the file name and type Matroska attaches it as (players look for "cover.*").
+_COVER_FILES = {"mjpeg": ("cover.jpg", "image/jpeg"), "png": ("cover.png", "image/png")}
 
 #: Audio a container cannot hold is re-encoded rather than lost: (encoder, bit rate) by output suffix.
 #: WebM holds only Opus and Vorbis; MP4 and MOV take AAC everywhere; MPEG-PS takes AC-3; Matroska takes
@@ -1475,6 +1493,9 @@ class VideoWriter:
                 if _timecode_track(stream, reader.stream):
                     self._keep_timecode(stream)
                     continue
+                if stream.disposition & av.stream.Disposition.attached_pic and "matroska" in self.out.format.name:
+                    self._cover_as_attachment(reader, stream)
+                    continue
                 unusable = self._unusable(stream)
                 refused = None if unusable else self._refused(stream)
                 reason = unusable or refused
@@ -1682,6 +1703,18 @@ class VideoWriter:
                 container.close()
             except (av.error.FFmpegError, ValueError):
                 pass
+
+    def _cover_as_attachment(self, reader: VideoReader, stream) -> None:
+        """Matroska keeps cover art as an attached picture file; copied as a stream, it became a second
+        video track of one frame in FFmpeg's muxer."""
+        name, mimetype = _COVER_FILES.get(codec_name(stream), (None, None))
+        data = reader.attached_picture(stream) if name else None
+        if data is None:
+            why = "from a pipe it cannot be read ahead" if name else f"Matroska attaches JPEG or PNG, not {codec_name(stream)}"
+            self.skipped.append(f"{describe_stream(stream)} (cover art: {why})")
+            return
+        self.out.add_attachment(name, mimetype, data)
+        self.copied.append(f"{describe_stream(stream)} (cover art, attached as {name})")
 
     def _copy_attachments(self, reader: VideoReader) -> None:
         """Attached files (fonts for styled subtitles, cover art) live in the header; only Matroska
