@@ -211,3 +211,18 @@ def test_cover_art_is_attached_to_matroska_not_made_a_second_video_track(tmp_pat
         assert [bytes(p) for p in c.demux(covers[0]) if p.size] == [jpeg]
     report = deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend())   # MP4 keeps it as a stream
     assert not report.verify_problems and "#1 video mjpeg" in report.copied_streams
+
+
+def test_an_mpeg_ts_whose_timestamps_restart_is_refused_not_half_written(tmp_path):
+    """Two recordings joined end to end: every frame of the second came out of order, was dropped
+    after the model had run on it, and the run ended with half the video and exit status 0."""
+    for name in ("a.ts", "b.ts"):
+        make_video(tmp_path / name, frames=5, audio=True)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes((tmp_path / "a.ts").read_bytes() + (tmp_path / "b.ts").read_bytes())
+    backend = IdentityBackend()
+    with pytest.raises(Exception, match=r"joined.ts: its timestamps restart \(from 0\.\d+ s back to 0\.\d+ s\): joined"):
+        deblur_video(joined, tmp_path / "out.mkv", backend=backend)
+    assert not (tmp_path / "out.mkv").exists()
+    report = deblur_video(tmp_path / "a.ts", tmp_path / "one.mkv", backend=IdentityBackend())
+    assert report.frames == 5 and not report.warnings()

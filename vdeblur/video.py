@@ -409,6 +409,37 @@ def prepare_decoder(stream) -> None:
         stream.codec_context.options = {"apply_trc": "iec61966_2_1"}
 
 
+_TS_DISCONT = 0x0200   # AVFMT_TS_DISCONT: timestamps may restart (MPEG-TS, MPEG-PS)
+
+
+class _RestartCheck:
+    """Refuses a stream whose timestamps restart: recordings joined end to end, or a splice. The
+    output keeps the input's timestamps, so every frame after the restart would come out of order
+    and be dropped, half the video lost with the model's work on it. One stray timestamp is not a
+    restart (its frame alone is dropped): it takes ``FRAMES`` in a row, ``SECONDS`` or more back."""
+
+    SECONDS, FRAMES = 0.05, 3
+
+    def __init__(self, path: str):
+        self.path, self.latest, self.behind, self.back_to = path, None, 0, None
+
+    def check(self, t: float | None) -> None:
+        if t is None:
+            return
+        if self.latest is not None and t < self.latest - self.SECONDS:
+            self.behind += 1
+            if self.behind == 1:
+                self.back_to = t
+            if self.behind >= self.FRAMES:
+                raise VdeblurError(
+                    f"{self.path}: its timestamps restart (from {self.latest:.2f} s back to {self.back_to:.2f} s): joined or "
+                    "spliced recordings; vdeblur keeps a file's timestamps, so join them into one timeline first "
+                    "(ffmpeg -i IN -c copy OUT.mkv does) or deblur each part")
+            return
+        self.behind = 0
+        self.latest = t if self.latest is None else max(self.latest, t)
+
+
 class VideoReader:
     """Decode the first video stream of ``path`` to RGB; pass the other streams' packets through.
 
@@ -706,6 +737,7 @@ class VideoReader:
             yield frame
 
     def _all_frames(self) -> Iterator[av.VideoFrame]:
+        restart = _RestartCheck(self.path) if self.container.format.flags & _TS_DISCONT else None
         for packet in self._demux():
             if packet.stream is not self.stream:
                 if packet.size and self._wanted(packet):
@@ -716,6 +748,8 @@ class VideoReader:
             for frame in self._decode(packet):
                 if frame.is_corrupt:
                     self.corrupt_frames += 1
+                if restart is not None:
+                    restart.check(frame.time)
                 yield frame
 
     def _demux(self):
