@@ -425,7 +425,7 @@ def test_a_one_pixel_side_in_subsampled_chroma_is_explained_too(tmp_path):
     """A side of 1 has a chroma side of 1 too, so the check took it for unsubsampled: x264's vague error."""
     src = tmp_path / "thin.mkv"
     make_video(src, width=1, height=8, frames=1, codec="ffv1", pix_fmt="yuv444p", options={"slices": "1", "threads": "1"})
-    with pytest.raises(Exception, match="libx264 cannot write yuv420p at 1x8 .*needs an even width\)"):
+    with pytest.raises(Exception, match=r"libx264 cannot write yuv420p at 1x8 .*needs an even width\)"):
         deblur_video(src, tmp_path / "out.mp4", backend=IdentityBackend(), pix_fmt="yuv420p")
 
 
