@@ -267,3 +267,18 @@ def test_a_space_padded_number_is_refused_not_written_nowhere(tmp_path, capsys):
         Image.fromarray(pattern(n, 48, 64)).save(tmp_path / "s" / f"f_000{n}.png")
     assert main(["deblur", str(tmp_path / "s" / "f_%4d.png"), "-o", str(tmp_path / "o.mp4"), "-q"]) == 1
     assert "%4d is ambiguous" in capsys.readouterr().err
+
+
+def test_an_output_pattern_never_names_a_file_the_run_reads(tmp_path, capsys):
+    """Only the pattern strings were compared: "f_%d" read and "f_%02d" written share f_10.png, and
+    --overwrite, which the refusal itself suggested, replaced the input files."""
+    for n in range(8, 12):
+        Image.new("RGB", (32, 24), (n * 10, 0, 0)).save(tmp_path / f"f_{n}.png")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for src, dst in ((f"{tmp_path}/f_%d.png", f"{tmp_path}/f_%02d.png"),     # another pattern
+                     (f"{tmp_path}/f_9.png", f"{tmp_path}/f_%d.png"),       # a photo into a pattern
+                     (f"{tmp_path}/f_%d.png", f"{tmp_path}/f_10.png")):     # a sequence into one of its files
+        assert main(["deblur", src, "-o", dst, "--overwrite", "--threads", "1", "-q"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "the output would overwrite the input" in err, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

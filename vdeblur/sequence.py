@@ -47,17 +47,44 @@ def numbers(pattern: str | os.PathLike) -> list[int]:
     """The frame numbers whose files exist, sorted: those whose name the pattern prints exactly
     ("%04d" matches f_0007.png and f_12345.png, not f_7.png)."""
     pattern = Path(pattern)
-    prefix, _, suffix = _split(pattern)
     folder = pattern.parent
     if not folder.is_dir():
         return []
     found = []
     for entry in os.scandir(folder):
-        name = entry.name
-        digits = name[len(prefix):len(name) - len(suffix)] if name.startswith(prefix) and name.endswith(suffix) else ""
-        if digits.isdigit() and digits.isascii() and pattern.name % int(digits) == name and entry.is_file():
-            found.append(int(digits))
+        number = _number_of(pattern, entry.name)
+        if number is not None and entry.is_file():
+            found.append(number)
     return sorted(found)
+
+
+def _number_of(pattern: Path, name: str) -> int | None:
+    """The number ``pattern`` prints as ``name``, or None where it prints no such name."""
+    prefix, _, suffix = _split(pattern)
+    digits = name[len(prefix):len(name) - len(suffix)] if name.startswith(prefix) and name.endswith(suffix) else ""
+    if digits.isdigit() and digits.isascii() and pattern.name % int(digits) == name:
+        return int(digits)
+    return None
+
+
+def files(pattern: str | os.PathLike) -> list[Path]:
+    """The existing files of a sequence, in order."""
+    return [file_name(Path(pattern), n) for n in numbers(pattern)]
+
+
+def first_named(pattern: str | os.PathLike, paths) -> Path | None:
+    """The first of ``paths`` (by name or by what a link names) that is a file ``pattern`` writes or
+    replaces: another pattern ("%d" and "%02d" both print f_10.png) or a single file can be one."""
+    pattern = Path(pattern)
+    try:
+        folder = pattern.parent.resolve()
+    except (OSError, RuntimeError):
+        return None
+    for path in map(Path, paths):
+        for candidate in {path.absolute(), path.resolve()}:
+            if candidate.parent.resolve() == folder and _number_of(pattern, candidate.name) is not None:
+                return path
+    return None
 
 
 _NUMBERED = re.compile(r"^(.*?)(\d+)(\.[A-Za-z0-9]+)$")
