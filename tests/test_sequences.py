@@ -282,3 +282,19 @@ def test_an_output_pattern_never_names_a_file_the_run_reads(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "the output would overwrite the input" in err, err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("damaged", [2, 4])
+def test_a_picture_of_a_sequence_that_does_not_decode_is_named(tmp_path, damaged):
+    """Damaged in the middle, every later frame came out one number early (o_0002 held frame 3);
+    damaged last, it was dropped without a word (the decoder's threads swallowed its error)."""
+    rng = np.random.default_rng(0)
+    for n in range(1, 5):
+        Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(tmp_path / f"f_{n:04d}.png")
+    whole = (tmp_path / f"f_{damaged:04d}.png").read_bytes()
+    (tmp_path / f"f_{damaged:04d}.png").write_bytes(whole[:100])
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(VdeblurError, match=f"f_{damaged:04d}.png: this picture of the sequence cannot be decoded"):
+        deblur_video(f"{tmp_path}/f_%04d.png", out / "o_%04d.png", backend=IdentityBackend())
+    assert list(out.iterdir()) == []

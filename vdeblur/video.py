@@ -464,7 +464,8 @@ class VideoReader:
         self.doubling: bool | None = None
         self.deinterlaced_frames = 0   # frames delivered that bwdif rebuilt from interlaced ones
         #: An input sequence's number of the first frame read (None for a video file).
-        self.sequence_start = sequence.check_input(path)[0] if sequence.is_sequence(path) else None
+        self._sequence_numbers = sequence.check_input(path) if sequence.is_sequence(path) else None
+        self.sequence_start = self._sequence_numbers[0] if self._sequence_numbers else None
         if self.sequence_start is None and rate is not None:
             raise VdeblurError(f"--fps is for an image sequence (such as frames/%04d.png); {self.path} has its own timing")
         opening = {} if self.sequence_start is None else sequence.open_options(path, rate, self.sequence_start)
@@ -717,6 +718,7 @@ class VideoReader:
         self.deinterlacer = Deinterlacer(self.deinterlace, self.double_rate, self.doubling,   # a fresh one after a seek
                                          self.field_order)
         first_kept = False   # woven back (--reinterlace), a frame's second field goes where its first went
+        self._next_picture: int | None = None   # of a sequence: the index the next decoded picture must have
         decoded = self._all_frames()
         if self.container.format.name in ("avi", "asf"):   # containers without presentation times
             decoded = _times_in_display_order(decoded)
@@ -750,7 +752,24 @@ class VideoReader:
                     self.corrupt_frames += 1
                 if restart is not None:
                     restart.check(frame.time)
+                if self._sequence_numbers is not None:
+                    self._check_picture_number(frame.pts)
                 yield frame
+        if self._sequence_numbers is not None and not self._video_done:
+            self._check_picture_number(len(self._sequence_numbers))   # the last pictures decoded too
+
+    def _check_picture_number(self, index: int | None) -> None:
+        """In a sequence each file is a frame, numbered as it is: a picture that does not decode
+        (the decoder's threads may report it late, or not at all) would shift every later frame's
+        number in the output, so it stops the run, named."""
+        if index is None:
+            return
+        expected = self._next_picture
+        if expected is not None and index > expected:
+            name = sequence.file_name(Path(self.path), self.sequence_start + expected)
+            raise VdeblurError(f"{name}: this picture of the sequence cannot be decoded (damaged?); every file is a "
+                               "frame, numbered as it is, so replace it (a copy of a neighbour will do)")
+        self._next_picture = index + 1
 
     def _demux(self):
         """Packets in file order; a damaged container stops here with what was read, counted as corrupt."""
