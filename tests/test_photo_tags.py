@@ -13,8 +13,8 @@ from vdeblur.pipeline import deblur_video
 
 
 def _profile(size: int) -> bytes:
-    """Stand-in profile bytes: neither FFmpeg nor the embedding reads inside them."""
-    return b"Display P3 stand-in " + bytes(np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8))
+    """Stand-in profile bytes: an RGB profile's header field at 16 (what vdeblur reads), random after it."""
+    return b"stand-in profile" + b"RGB " + bytes(np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8))
 
 
 @pytest.fixture()
@@ -170,3 +170,55 @@ def test_tiff_gets_the_profile_tag_and_keeps_its_other_tags_and_picture(tmp_path
     with Image.open(path) as im:
         assert im.info["icc_profile"] == _profile(301)
         assert im.tag_v2[270] == "a scanned print" and np.array_equal(np.asarray(im), before)
+
+
+def test_a_profile_for_other_colours_than_the_picture_is_left_out_and_said(tmp_path):
+    """A CMYK JPEG's profile went into the RGB picture made from it (and a grey one into RGB JPEG):
+    a colour-managed viewer then reads the RGB values through a CMYK or grey profile."""
+    cmyk = b"stand-in profile" + b"CMYK" + bytes(200)
+    src = tmp_path / "print.jpg"
+    Image.new("CMYK", (16, 12), (0, 80, 160, 10)).save(src, icc_profile=cmyk, quality=95)
+    notes = []
+    deblur_video(src, tmp_path / "out.png", backend=IdentityBackend(), notify=notes.append)
+    assert notes == ["the source's ICC colour profile is for CMYK colour, not the RGB picture written: left out "
+                     "(viewers take the colours for sRGB)"]
+    with Image.open(tmp_path / "out.png") as im:
+        assert "icc_profile" not in im.info
+    gray = b"stand-in profile" + b"GRAY" + bytes(200)
+    grey_src = tmp_path / "scan.png"
+    Image.new("L", (16, 12), 90).save(grey_src, icc_profile=gray)
+    deblur_video(grey_src, tmp_path / "grey.png", backend=IdentityBackend())   # grey stays grey: kept
+    with Image.open(tmp_path / "grey.png") as im:
+        assert im.mode == "L" and im.info["icc_profile"] == gray
+
+
+def test_what_a_jpeg_cannot_hold_is_left_out_with_a_line_not_a_traceback(tmp_path):
+    from vdeblur.photo_tags import what_fits
+
+    huge = _profile(17 * 2**20)
+    icc, exif, notes = what_fits(".jpg", False, huge, b"II*\x00" + bytes(70_000))
+    assert icc is None and exif is None and len(notes) == 2
+    assert "larger than a JPEG holds" in notes[0] and "larger than a JPEG's 64 KiB segment" in notes[1]
+    assert what_fits(".png", False, huge, b"II*\x00")[:2] == (huge, b"II*\x00")
+    assert what_fits(".tif", False, huge, b"II*\x00")[1] is None   # TIFF: the profile only, and said
+
+
+def test_png_drops_ffmpeg_s_colour_chunks_beside_a_profile(tmp_path):
+    """cICP overrides iCCP in readers of PNG's third edition: the profile was written and then ignored."""
+    src = tmp_path / "wide.png"
+    Image.fromarray((np.random.default_rng(2).random((12, 16, 3)) * 255).astype(np.uint8)).save(
+        src, icc_profile=_profile(500))
+    deblur_video(src, tmp_path / "out.png", backend=IdentityBackend())
+    data, at, kinds = (tmp_path / "out.png").read_bytes(), 8, []
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        kinds.append(kind)
+        at += 12 + length
+    assert b"iCCP" in kinds and not {b"cICP", b"gAMA", b"cHRM", b"sRGB"} & set(kinds)
+
+
+def test_exif_an_output_cannot_hold_is_said(tmp_path):
+    notes = []
+    deblur_video(_phone_shot(tmp_path / "shot.jpg"), tmp_path / "out.tif", backend=IdentityBackend(), notify=notes.append)
+    assert notes == ["the source's EXIF tags (camera, time taken) are not written into .tif output; a single .jpg, "
+                     ".png or .webp keeps them"]

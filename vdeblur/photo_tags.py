@@ -35,6 +35,9 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
+_PNG_COLOUR_CHUNKS = (b"sRGB", b"cICP", b"gAMA", b"cHRM")
+
+
 def _png(data: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
     if not data.startswith(_PNG_SIGNATURE):
         raise ValueError("not a PNG file")
@@ -42,7 +45,9 @@ def _png(data: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
     while at < len(data):
         length, kind = struct.unpack(">I4s", data[at:at + 8])
         end = at + 12 + length
-        if not (icc and kind == b"sRGB"):   # an sRGB chunk beside a profile contradicts it (PNG spec 11.3.3.5)
+        # FFmpeg writes the colour tags as cICP, gAMA and cHRM chunks: beside a profile, cICP overrides it in
+        # readers of PNG's third edition, and sRGB, gAMA and cHRM contradict it (PNG spec 11.3.3.5).
+        if not (icc and kind in _PNG_COLOUR_CHUNKS):
             chunks.append(data[at:end])
         if kind == b"IHDR":
             if icc:
@@ -60,11 +65,10 @@ def _jpeg(data: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
     if data[at:at + 2] == b"\xff\xe0":   # JFIF's APP0 must stay first
         at += 2 + struct.unpack(">H", data[at + 2:at + 4])[0]
     segments = b""
-    if exif and len(_JPEG_EXIF) + len(exif) <= _SEGMENT - 2:   # larger EXIF does not fit one APP1: left out
+    if exif and _jpeg_takes_exif(exif):   # larger EXIF does not fit one APP1: left out (what_fits says so)
         segments += _segment(b"\xe1", _JPEG_EXIF + exif)
     if icc:
-        size = _SEGMENT - 2 - len(_JPEG_ICC) - 2
-        pieces = [icc[i:i + size] for i in range(0, len(icc), size)]
+        pieces = [icc[i:i + _JPEG_ICC_PIECE] for i in range(0, len(icc), _JPEG_ICC_PIECE)]
         if len(pieces) > 255:
             raise ValueError("ICC profile too large for JPEG")
         segments += b"".join(_segment(b"\xe2", _JPEG_ICC + bytes((k, len(pieces))) + piece)
@@ -144,3 +148,38 @@ def _segment(marker: bytes, body: bytes) -> bytes:
 #: The formats tags are written into, by suffix.
 _WRITERS = {".png": _png, ".jpg": _jpeg, ".jpeg": _jpeg, ".webp": _webp, ".tif": _tiff, ".tiff": _tiff}
 SUFFIXES = tuple(_WRITERS)
+_EXIF_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")   # TIFF: its own tags and EXIF's overlap, so the profile only
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
+_JPEG_ICC_PIECE = _SEGMENT - 2 - len(_JPEG_ICC) - 2   # of a profile, per APP2 segment (at most 255 of them)
+
+
+def _jpeg_takes_exif(exif: bytes) -> bool:
+    return len(_JPEG_EXIF) + len(exif) <= _SEGMENT - 2
+
+
+def what_fits(suffix: str, gray: bool, icc: bytes | None, exif: bytes | None) -> tuple[bytes | None, bytes | None, list[str]]:
+    """The profile and EXIF tags a picture written as ``suffix`` (in grey or RGB) can carry, and a line
+    for each left out: a CMYK or grey profile does not describe an RGB picture (a viewer would take
+    its colours through the wrong profile), and JPEG holds at most 16 MiB of profile and 64 KiB of EXIF."""
+    notes = []
+    if icc:
+        space, picture = icc[16:20], (b"GRAY" if gray else b"RGB ")
+        if space != picture:
+            shown = space.decode("ascii", "replace").strip() or "unknown"
+            shown = {"GRAY": "grey"}.get(shown, shown)
+            notes.append(f"the source's ICC colour profile is for {shown} colour, not the {'grey' if gray else 'RGB'} "
+                         "picture written: left out (viewers take the colours for sRGB)")
+            icc = None
+        elif suffix in _JPEG_SUFFIXES and len(icc) > 255 * _JPEG_ICC_PIECE:
+            notes.append(f"the source's ICC colour profile ({len(icc) / 2**20:.1f} MiB) is larger than a JPEG holds: "
+                         "left out; .png, .webp or .tif keep it")
+            icc = None
+    if exif and suffix not in _EXIF_SUFFIXES:
+        notes.append(f"the source's EXIF tags (camera, time taken) are not written into {suffix or 'this'} output; "
+                     "a single .jpg, .png or .webp keeps them")
+        exif = None
+    elif exif and suffix in _JPEG_SUFFIXES and not _jpeg_takes_exif(exif):
+        notes.append(f"the source's EXIF tags ({len(exif) // 1024} KiB) are larger than a JPEG's 64 KiB segment: "
+                     "left out; .png or .webp keep them")
+        exif = None
+    return icc, exif, notes

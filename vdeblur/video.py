@@ -1620,10 +1620,19 @@ class VideoWriter:
                                       f"(no encoder here takes it); the output keeps the {kept}")
         self.icc_profile, self.exif = info.icc_profile, info.exif
         self.keeps_photo_tags = self.one_picture and self.suffix in photo_tags.SUFFIXES
-        if self.icc_profile and not self.keeps_photo_tags and b"sRGB" not in self.icc_profile:   # sRGB is assumed
-            self.metadata_lost.append(f"the source's ICC colour profile is not written into {self.suffix or 'this'} "
-                                      f"output, so colour-managed viewers take its colours for sRGB; a single .png, "
-                                      f".jpg, .webp or .tif keeps it")
+        if self.keeps_photo_tags:
+            self.icc_profile, self.exif, left_out = photo_tags.what_fits(self.suffix, is_gray(self.pix_fmt),
+                                                                         self.icc_profile, self.exif)
+            self.metadata_lost += left_out
+        else:
+            if self.icc_profile and b"sRGB" not in self.icc_profile:   # sRGB is assumed
+                self.metadata_lost.append(f"the source's ICC colour profile is not written into {self.suffix or 'this'} "
+                                          f"output, so colour-managed viewers take its colours for sRGB; a single "
+                                          f".png, .jpg, .webp or .tif keeps it")
+            if self.exif:
+                self.metadata_lost.append(f"the source's EXIF tags (camera, time taken) are not written into "
+                                          f"{'an image sequence' if self.sequence else self.suffix or 'this'} output; "
+                                          "a single .jpg, .png or .webp keeps them")
         sar = info.sample_aspect_ratio
         if sar and sar != 1 and self.suffix not in _MOV_SUFFIXES and self.suffix not in IMAGE_CODECS \
                 and enc.name not in _SAR_IN_BITSTREAM:
