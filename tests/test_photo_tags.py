@@ -208,6 +208,10 @@ def test_png_drops_ffmpeg_s_colour_chunks_beside_a_profile(tmp_path):
     src = tmp_path / "wide.png"
     Image.fromarray((np.random.default_rng(2).random((12, 16, 3)) * 255).astype(np.uint8)).save(
         src, icc_profile=_profile(500))
+    data = src.read_bytes()
+    body = b"gAMA" + struct.pack(">I", 45455)   # 1/2.2, as a photo editor writes beside its profile
+    gama = struct.pack(">I", 4) + body + struct.pack(">I", zlib.crc32(body))
+    src.write_bytes(data[:33] + gama + data[33:])   # after IHDR: FFmpeg turns it into colour tags
     deblur_video(src, tmp_path / "out.png", backend=IdentityBackend())
     data, at, kinds = (tmp_path / "out.png").read_bytes(), 8, []
     while at < len(data):
