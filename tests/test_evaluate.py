@@ -87,6 +87,7 @@ def test_eval_table(identity_weights, pair_set, capsys):
     (["--data", "/nonexistent"], "no such folder"),
     (["--synthetic", "1", "--weights", "/nonexistent.safetensors"], "no such checkpoint file"),
     (["--synthetic", "1", "--threads", "-1"], "--threads must be between 0 (one per core) and this machine's"),
+    (["--synthetic", "1", "--seed", "-1"], "--seed must be 0 or more, got -1"),   # numpy's traceback before
 ])
 def test_eval_errors(args, message, capsys):
     assert main(["eval", *args]) == 1
@@ -152,3 +153,47 @@ def test_eval_without_pillow_is_one_line(pair_set, identity_weights, capsys, mon
     monkeypatch.setitem(sys.modules, "PIL", None)
     assert main(["eval", "--data", str(pair_set), "--weights", str(identity_weights)]) == 1
     assert capsys.readouterr().err == "vdeblur: error: reading images needs Pillow: pip install pillow\n"
+
+
+def test_every_input_is_checked_before_the_first_is_scored(identity_weights, pair_set, tmp_path, capsys):
+    """A typo in --photos (or a second --data) was found after the first set's whole run, thrown away."""
+    for later in (["--synthetic", "1", "--photos", str(tmp_path / "typo")], ["--data", str(tmp_path / "typo")]):
+        assert main(["eval", "--data", str(pair_set), *later, "--weights", str(identity_weights), "--verbose"]) == 1
+        err = capsys.readouterr().err
+        assert err == f"vdeblur: error: {tmp_path / 'typo'}: no such folder\n"   # no image was scored first
+
+
+def test_pairs_match_in_any_case_and_a_lone_sharp_image_is_named(tmp_path):
+    from vdeblur.datasets import find_pairs
+
+    image = Image.fromarray(np.zeros((16, 16, 3), np.uint8))
+    for name in ("a_BLUR.png", "a_SHARP.png", "my_blurry_blur.png", "my_blurry_sharp.png"):
+        image.save(tmp_path / name)
+    assert sorted(p.name for p in find_pairs(tmp_path)) == ["a.png", "my_blurry.png"]   # a_BLUR was passed over
+    image.save(tmp_path / "b_sharp.png")
+    with pytest.raises(Exception, match="b_sharp.png: sharp image has no blurry partner"):
+        find_pairs(tmp_path)
+
+
+def test_held_out_photos_other_than_training_s_are_said(tmp_path, pair_set, capsys):
+    """The held-out split is every 6th photo of the folders given: other folders than the training's
+    hold out photos it trained on. A run's checkpoint records its folders; the report names them."""
+    from vdeblur.training import Recipe, train
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(6):
+        Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(photos / f"p{i}.png")
+    run = tmp_path / "run"
+    tiny = {"widths": [4, 8, 16], "blocks_per_group": 1, "attention_reduction": 4}
+    train(Recipe(steps=1, batch=1, crop=32, model=tiny, photos=[str(photos)], builtin_photos=False), run, progress=False)
+    weights = str(run / "step-0000001.safetensors")
+    capsys.readouterr()
+    assert main(["eval", "--synthetic", "1", "--size", "32", "--weights", weights, "--json", "--threads", "1"]) == 0
+    said = capsys.readouterr()
+    assert f"these weights were trained with --photos {photos}" in said.err
+    assert json.loads(said.out)["photos"] == []
+    assert main(["eval", "--synthetic", "1", "--size", "32", "--weights", weights, "--json", "--photos", str(photos),
+                 "--threads", "1"]) == 0
+    said = capsys.readouterr()
+    assert "trained with" not in said.err and json.loads(said.out)["photos"] == [str(photos.resolve())]

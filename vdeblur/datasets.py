@@ -65,6 +65,16 @@ def to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255.0
 
 
+_BLUR, _SHARP = "_blur", "_sharp"
+
+
+def _same_case(tag: str, like: str) -> str:
+    """``tag`` written as ``like`` is: "_SHARP" for "_BLUR", "_Sharp" for "_Blur"."""
+    if like.isupper():
+        return tag.upper()
+    return tag.title() if like[1:2].isupper() else tag
+
+
 @dataclass(frozen=True)
 class Pair:
     blur: Path
@@ -74,7 +84,7 @@ class Pair:
     def name(self) -> str:
         if self.blur.parent.name == "blur":  # GoPro: <seq>/blur/000001.png
             return f"{self.blur.parent.parent.name}/{self.blur.name}"
-        return self.blur.name.replace("_blur", "")
+        return self.blur.stem[:-len(_BLUR)] + self.blur.suffix   # the tag alone ("my_blurry_blur" -> "my_blurry")
 
 
 def find_pairs(root) -> list[Pair]:
@@ -85,13 +95,17 @@ def find_pairs(root) -> list[Pair]:
     for p in images:
         if p.parent.name == "blur":
             partner = p.parent.parent / "sharp" / p.name
-        elif p.stem.endswith("_blur"):
-            partner = p.with_name(p.stem[: -len("_blur")] + "_sharp" + p.suffix)
+        elif p.stem.lower().endswith(_BLUR):
+            partner = p.with_name(p.stem[:-len(_BLUR)] + _same_case(_SHARP, p.stem[-len(_BLUR):]) + p.suffix)
         else:
             continue
         if not partner.is_file():
             raise VdeblurError(f"{p}: blurry image has no sharp partner (expected {partner})")
         pairs.append(Pair(p, partner))
+    partnered = {pair.sharp for pair in pairs}
+    for p in images:   # a sharp image alone was passed over without a word: the set was smaller than meant
+        if (p.parent.name == "sharp" or p.stem.lower().endswith(_SHARP)) and p not in partnered:
+            raise VdeblurError(f"{p}: sharp image has no blurry partner")
     if not pairs:
         raise VdeblurError(
             f"{root}: no blur/sharp pairs found (expected <seq>/blur/*.png + <seq>/sharp/*.png as in "

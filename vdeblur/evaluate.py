@@ -27,12 +27,19 @@ from .metrics import SSIM_WINDOW, psnr, quantize, ssim
 DEFAULT_SYNTHETIC_SEED = 2026
 
 
-def pairs_from_folder(folder):
-    from .datasets import check_pairs, find_pairs, load_pair, to_tensor
+def checked_pairs(folder) -> list:
+    """The folder's pairs, every one checked (headers, sizes) before any is scored."""
+    from .datasets import check_pairs, find_pairs
 
     pairs = find_pairs(folder)
     check_pairs(pairs, SSIM_WINDOW, f"SSIM's {SSIM_WINDOW}x{SSIM_WINDOW} window")
-    for pair in pairs:
+    return pairs
+
+
+def pairs_from_folder(folder, pairs: list | None = None):
+    from .datasets import load_pair, to_tensor
+
+    for pair in checked_pairs(folder) if pairs is None else pairs:
         blur, sharp = load_pair(pair)
         yield pair.name, to_tensor(blur), to_tensor(sharp)
 
@@ -159,30 +166,37 @@ def run(args) -> int:
         raise VdeblurError("nothing to evaluate: give --data DIR and/or --synthetic N")
     if args.size < 16:
         raise VdeblurError(f"--size must be at least 16, got {args.size}")
+    if args.seed < 0:
+        raise VdeblurError(f"--seed must be 0 or more, got {args.seed}")
     for strength in args.strength:
         check_strength(strength)
     check_copies(args.ensemble)
     check_threads(args.threads)
     if args.threads:
         torch.set_num_threads(args.threads)
-    for folder in args.data or []:
-        check_folder(folder)
+    weights_path = args.weights or default_weights_path()
+    # Every input is found and checked before the model loads: a typo in the last folder cost the others' run.
+    data = [(folder, checked_pairs(folder)) for folder in args.data or []]
+    if args.synthetic:
+        for folder in args.photos or []:
+            check_folder(folder)
+        _say_unused_photos(args.photos or [])
+        _say_other_photos(weights_path, args.photos or [])
     device = resolve_device(args.device)
     precision = training_precision(args.precision, device)
-    weights_path = args.weights or default_weights_path()
     model = load_model(weights_path).to(device)
     start = time.monotonic()
     sets = []
-    for folder in args.data or []:
-        sets += evaluate_strengths(model, pairs_from_folder(folder), device, precision, str(folder), args.verbose,
+    for folder, pairs in data:
+        sets += evaluate_strengths(model, pairs_from_folder(folder, pairs), device, precision, str(folder), args.verbose,
                                    args.strength, args.ensemble)
     if args.synthetic:
-        _say_unused_photos(args.photos or [])
         name = f"synthetic held-out (n={args.synthetic}, seed={args.seed}, {args.size}px)"
         sets += evaluate_strengths(model, pairs_synthetic(args.synthetic, args.seed, args.size, args.photos or []),
                                    device, precision, name, args.verbose, args.strength, args.ensemble)
     report = {"weights": str(weights_path), "sha256": file_sha256(weights_path), "device": str(device),
               "precision": precision, "ensemble": args.ensemble, "seconds": round(time.monotonic() - start, 1),
+              **({"photos": [str(Path(f).resolve()) for f in args.photos or []]} if args.synthetic else {}),
               "sets": sets}
     if args.json:
         print(json.dumps(report, indent=2))
@@ -210,6 +224,22 @@ def _say_unused_photos(folders) -> None:
         if count < HOLDOUT_EVERY:
             print(f"vdeblur eval: {folder} adds no photo to the held-out synthetic set: it takes every "
                   f"{HOLDOUT_EVERY}th photo (sorted), and the folder has {count}", file=sys.stderr)
+
+
+def _say_other_photos(weights_path, folders) -> None:
+    """The held-out photos are every 6th of the folders given, so other folders than training's hold
+    out other photos, some of them trained on: said where the checkpoint records its training's."""
+    from .checkpoint import read_checkpoint
+    from .synthetic import HOLDOUT_EVERY
+
+    trained = (read_checkpoint(weights_path).extra.get("recipe") or {}).get("photos")
+    if trained is None:   # shipped weights keep no recipe; their card names the folder
+        return
+    given = sorted(str(Path(f).resolve()) for f in folders)
+    if sorted(trained) != given:
+        print(f"vdeblur eval: these weights were trained with --photos {' '.join(trained) or '(none)'}; the held-out "
+              f"set is every {HOLDOUT_EVERY}th photo of the folders given, so with others some of its photos may have been "
+              "trained on", file=sys.stderr)
 
 
 def _gain_text(summary: dict) -> str:
