@@ -298,3 +298,23 @@ def test_a_picture_of_a_sequence_that_does_not_decode_is_named(tmp_path, damaged
     with pytest.raises(VdeblurError, match=f"f_{damaged:04d}.png: this picture of the sequence cannot be decoded"):
         deblur_video(f"{tmp_path}/f_%04d.png", out / "o_%04d.png", backend=IdentityBackend())
     assert list(out.iterdir()) == []
+
+
+def test_a_sequence_whose_pictures_turn_differently_is_refused(tmp_path):
+    """Every picture was turned as the first one: phone shots upright already came out sideways."""
+    pixels = np.random.default_rng(3).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    for n, turn in ((1, 6), (2, 6), (3, 1)):
+        im = Image.fromarray(pixels)
+        tags = im.getexif()
+        tags[0x0112] = turn
+        im.save(tmp_path / f"p_{n:04d}.jpg", exif=tags.tobytes(), quality=95)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(VdeblurError, match=r"p_0003.jpg: its EXIF orientation \(1\) differs from the first picture's "
+                                           r"\(6, p_0001.jpg\)"):
+        deblur_video(f"{tmp_path}/p_%04d.jpg", out / "o_%04d.png", backend=IdentityBackend())
+    (tmp_path / "p_0003.jpg").unlink()
+    report = deblur_video(f"{tmp_path}/p_%04d.jpg", out / "o_%04d.png", backend=IdentityBackend())
+    assert report.frames == 2
+    with Image.open(out / "o_0001.png") as im:
+        assert im.size == (24, 32)   # turned upright, both alike

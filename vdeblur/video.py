@@ -409,6 +409,8 @@ def prepare_decoder(stream) -> None:
         stream.codec_context.options = {"apply_trc": "iec61966_2_1"}
 
 
+_EXIF_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")   # pictures whose EXIF can turn them
+_EXIF_ORIENTATION = 0x0112
 _TS_DISCONT = 0x0200   # AVFMT_TS_DISCONT: timestamps may restart (MPEG-TS, MPEG-PS)
 
 
@@ -466,6 +468,8 @@ class VideoReader:
         #: An input sequence's number of the first frame read (None for a video file).
         self._sequence_numbers = sequence.check_input(path) if sequence.is_sequence(path) else None
         self.sequence_start = self._sequence_numbers[0] if self._sequence_numbers else None
+        self._sequence_exif = self.sequence_start is not None and Path(str(path)).suffix.lower() in _EXIF_SUFFIXES
+        self._first_orientation: tuple[Path, int] | None = None   # (file, EXIF orientation) of a sequence's first
         if self.sequence_start is None and rate is not None:
             raise VdeblurError(f"--fps is for an image sequence (such as frames/%04d.png); {self.path} has its own timing")
         opening = {} if self.sequence_start is None else sequence.open_options(path, rate, self.sequence_start)
@@ -758,6 +762,24 @@ class VideoReader:
         if self._sequence_numbers is not None and not self._video_done:
             self._check_picture_number(len(self._sequence_numbers))   # the last pictures decoded too
 
+    def _check_orientation(self, path: Path) -> None:
+        """Every picture of a sequence is turned upright as the first one is (one video, one shape):
+        one whose EXIF orientation differs would come out sideways, or turn one already upright."""
+        from PIL import Image
+
+        try:
+            with Image.open(path) as im:
+                turn = im.getexif().get(_EXIF_ORIENTATION, 1)
+        except (OSError, ValueError, SyntaxError):   # unreadable here: the decoder has its own say
+            return
+        if self._first_orientation is None:
+            self._first_orientation = (path, turn)
+        first = self._first_orientation
+        if turn != first[1]:
+            raise VdeblurError(f"{path}: its EXIF orientation ({turn}) differs from the first picture's ({first[1]}, "
+                               f"{first[0].name}), and a sequence is one video of one shape; give the pictures as "
+                               "separate INPUTs instead (vdeblur deblur DIR/*.jpg -o OUTDIR/), each turned on its own")
+
     def _check_picture_number(self, index: int | None) -> None:
         """In a sequence each file is a frame, numbered as it is: a picture that does not decode
         (the decoder's threads may report it late, or not at all) would shift every later frame's
@@ -765,6 +787,8 @@ class VideoReader:
         if index is None:
             return
         expected = self._next_picture
+        if self._sequence_exif:
+            self._check_orientation(sequence.file_name(Path(self.path), self.sequence_start + index))
         if expected is not None and index > expected:
             name = sequence.file_name(Path(self.path), self.sequence_start + expected)
             raise VdeblurError(f"{name}: this picture of the sequence cannot be decoded (damaged?); every file is a "
