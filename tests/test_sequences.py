@@ -318,3 +318,14 @@ def test_a_sequence_whose_pictures_turn_differently_is_refused(tmp_path):
     assert report.frames == 2
     with Image.open(out / "o_0001.png") as im:
         assert im.size == (24, 32)   # turned upright, both alike
+
+
+def test_transparency_that_starts_after_an_opaque_first_picture_is_said(tmp_path):
+    """The output is set up from the first picture: alpha in a later one was dropped without a word."""
+    Image.new("RGB", (32, 24), (10, 20, 30)).save(tmp_path / "f_0001.png")
+    Image.new("RGBA", (32, 24), (10, 20, 30, 100)).save(tmp_path / "f_0002.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    report = deblur_video(f"{tmp_path}/f_%04d.png", out / "o_%04d.png", backend=IdentityBackend())
+    assert report.frames == 2 and any("transparency (alpha) of 1 frame(s) is not kept: the first frame has none"
+                                      in w for w in report.warnings())

@@ -550,7 +550,7 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
             _discard(tmp)
         warnings = writer.metadata_lost + _interlacing_lines(reader, deinterlace, double_rate, detected, order, fields) \
             + ([LINEAR_LIGHT] if reader.info.linear_light else []) + _caption_lines(reader, writer)
-        drops_alpha = reader.info.alpha and not reader.info.transparent and not writer.keeps_alpha
+        drops_alpha = not reader.info.transparent and not writer.keeps_alpha
         pix_fmt = writer.pix_fmt
         for line in warnings if notify else ():
             notify(line)
@@ -593,7 +593,10 @@ def deblur_video(src: str | os.PathLike, dst: str | os.PathLike, *, backend: str
                                 f"{report.deinterlaced_frames} interlaced frame(s) after that were deinterlaced at the "
                                 f"frame rate (--deinterlace tff or bff treats every frame as interlaced)")
         if drops_alpha and reader.transparent_frames:   # an opaque first frame, transparent ones later
-            report.transparency_lost = alpha_not_kept(pix_fmt, reader.transparent_frames)
+            report.transparency_lost = alpha_not_kept(pix_fmt, reader.transparent_frames) if reader.info.alpha else (
+                f"the source's transparency (alpha) of {reader.transparent_frames} frame(s) is not kept: the first "
+                "frame has none, so the output was set up without it; save the first picture with an alpha channel "
+                "too to keep it")
         with deferred():   # the output takes its name and the kept progress goes, both or neither
             if tmp is not None:
                 published = _publish(tmp, dst, overwrite)

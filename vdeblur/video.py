@@ -879,6 +879,8 @@ class VideoReader:
         if self.info.alpha:
             image, alpha = np.ascontiguousarray(image[..., :3]), np.ascontiguousarray(image[..., 3])
             self.transparent_frames += is_transparent(alpha)
+        elif has_alpha(frame.format.name) or frame.format.name == "pal8":   # alpha the first picture lacked
+            self.transparent_frames += is_transparent(frame.to_ndarray(format="rgba", threads=1)[..., 3])
         tb = frame.time_base or self.stream.time_base
         pts, duration = frame.pts, frame.duration or 0
         if pts is None:
