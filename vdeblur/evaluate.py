@@ -211,7 +211,7 @@ def run(args) -> int:
     print(header)
     print("-" * len(header))
     for s in sets:
-        fmt = lambda v, spec: "inf" if v is None else format(v, spec)  # noqa: E731
+        fmt = lambda v, spec: format("inf", ">" + spec.split(".")[0]) if v is None else format(v, spec)  # noqa: E731
         print(f"{s['name']:<{width}} {s['images']:>6}  {fmt(s['input']['psnr'], '10.2f')} {fmt(s['input']['ssim'], '7.4f')}  "
               f"{fmt(s['model']['psnr'], '10.2f')} {fmt(s['model']['ssim'], '7.4f')}  {_gain_text(s):>7}")
     return 0
