@@ -329,3 +329,12 @@ def test_transparency_that_starts_after_an_opaque_first_picture_is_said(tmp_path
     report = deblur_video(f"{tmp_path}/f_%04d.png", out / "o_%04d.png", backend=IdentityBackend())
     assert report.frames == 2 and any("transparency (alpha) of 1 frame(s) is not kept: the first frame has none"
                                       in w for w in report.warnings())
+
+
+def test_a_sequence_of_pictures_in_other_sizes_says_how_to_keep_each_size(tmp_path):
+    Image.new("RGB", (32, 24), (10, 20, 30)).save(tmp_path / "f_0001.png")
+    Image.new("RGB", (24, 32), (10, 20, 30)).save(tmp_path / "f_0002.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    report = deblur_video(f"{tmp_path}/f_%04d.png", out / "o_%04d.png", backend=IdentityBackend())
+    assert any(w.endswith("give the pictures as separate INPUTs to keep each one's size") for w in report.warnings())

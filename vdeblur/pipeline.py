@@ -913,9 +913,11 @@ def _resized(reader: VideoReader) -> str | None:
     (w, h, index), info = reader.other_size, reader.info
     per = reader.per_input_frame
     stretched = ", which stretches them" if w * info.height != h * info.width else ""
+    separately = "; give the pictures as separate INPUTs to keep each one's size" \
+        if reader.sequence_start is not None else ""
     return (f"the input changes size mid-stream ({w}x{h} from frame {index // per}): "
             f"{reader.resized_frames // per} frame(s) were "
-            f"scaled to {info.width}x{info.height}, the first frame's size{stretched}")
+            f"scaled to {info.width}x{info.height}, the first frame's size{stretched}{separately}")
 
 
 # -- the `deblur` subcommand ---------------------------------------------------------------------
