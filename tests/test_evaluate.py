@@ -197,3 +197,13 @@ def test_held_out_photos_other_than_training_s_are_said(tmp_path, pair_set, caps
                  "--threads", "1"]) == 0
     said = capsys.readouterr()
     assert "trained with" not in said.err and json.loads(said.out)["photos"] == [str(photos.resolve())]
+
+
+def test_flat_pairs_inside_a_folder_named_sharp_still_pair(tmp_path):
+    from vdeblur.datasets import find_pairs
+
+    folder = tmp_path / "sharp"
+    folder.mkdir()
+    for name in ("a_blur.png", "a_sharp.png"):
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(folder / name)
+    assert [p.name for p in find_pairs(tmp_path)] == ["a.png"]

@@ -226,3 +226,16 @@ def test_exif_an_output_cannot_hold_is_said(tmp_path):
     deblur_video(_phone_shot(tmp_path / "shot.jpg"), tmp_path / "out.tif", backend=IdentityBackend(), notify=notes.append)
     assert notes == ["the source's EXIF tags (camera, time taken) are not written into .tif output; a single .jpg, "
                      ".png or .webp keeps them"]
+
+
+def test_an_srgb_profile_in_a_grey_picture_goes_without_a_word(tmp_path):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "grey.png"
+    Image.new("L", (16, 12), 90).save(src, icc_profile=srgb)
+    notes = []
+    deblur_video(src, tmp_path / "out.png", backend=IdentityBackend(), notify=notes.append)
+    assert notes == []
+    with Image.open(tmp_path / "out.png") as im:
+        assert "icc_profile" not in im.info   # an RGB profile in a grey PNG is against the PNG specification

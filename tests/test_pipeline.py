@@ -352,12 +352,13 @@ def test_frames_with_nan_in_reduced_precision_are_redone_in_fp32(weights, capsys
     from vdeblur.pipeline import Report
 
     x = np.random.default_rng(2).integers(0, 256, (3, 40, 56, 3), dtype=np.uint8)
-    ref = open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="fp32")).run(x)
+    # The redo runs the bad frame alone: oneDNN's fp32 can round a pixel differently in a batch of 3.
+    ref = open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="fp32")).run(x[1:2])
     backend = open_backend("torch", BackendOptions(weights=str(weights), device="cpu", precision="bf16"))
     clean = backend.run(x)
     _poison(backend, 1)
     out = backend.run(x)
-    assert np.array_equal(out[[0, 2]], clean[[0, 2]]) and np.array_equal(out[1], ref[1])
+    assert np.array_equal(out[[0, 2]], clean[[0, 2]]) and np.array_equal(out[1], ref[0])
     facts = backend.describe()
     assert (facts["bad_frames"], facts["bad_frame_fallback"], facts["nonfinite_frames"]) == (1, "fp32", 0)
     assert capsys.readouterr().err.count("bf16 output had NaN/inf; such frames are redone in fp32") == 1

@@ -226,3 +226,14 @@ def test_an_mpeg_ts_whose_timestamps_restart_is_refused_not_half_written(tmp_pat
     assert not (tmp_path / "out.mkv").exists()
     report = deblur_video(tmp_path / "a.ts", tmp_path / "one.mkv", backend=IdentityBackend())
     assert report.frames == 5 and not report.warnings()
+
+
+def test_a_matroska_input_s_picture_attachments_keep_their_names(tmp_path):
+    """FFmpeg shows a Matroska file's image attachments as cover-art streams: each came out as cover.jpg."""
+    src = tmp_path / "in.mkv"
+    jpeg = _with_cover_art(tmp_path / "song.mp4")
+    make_video(src, frames=2, attachment=("small_cover.jpg", "image/jpeg", jpeg))
+    report = deblur_video(src, tmp_path / "out.mkv", backend=IdentityBackend())
+    assert not report.verify_problems and any("attached as small_cover.jpg" in c for c in report.copied_streams)
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        assert [s.metadata.get("filename") for s in c.streams.video][1:] == ["small_cover.jpg"]

@@ -102,9 +102,10 @@ def find_pairs(root) -> list[Pair]:
         if not partner.is_file():
             raise VdeblurError(f"{p}: blurry image has no sharp partner (expected {partner})")
         pairs.append(Pair(p, partner))
-    partnered = {pair.sharp for pair in pairs}
+    paired = {path for pair in pairs for path in (pair.blur, pair.sharp)}
     for p in images:   # a sharp image alone was passed over without a word: the set was smaller than meant
-        if (p.parent.name == "sharp" or p.stem.lower().endswith(_SHARP)) and p not in partnered:
+        tagged = p.stem.lower().endswith((_BLUR, _SHARP))
+        if p not in paired and (p.stem.lower().endswith(_SHARP) or p.parent.name == "sharp" and not tagged):
             raise VdeblurError(f"{p}: sharp image has no blurry partner")
     if not pairs:
         raise VdeblurError(

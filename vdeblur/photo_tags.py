@@ -157,6 +157,11 @@ def _jpeg_takes_exif(exif: bytes) -> bool:
     return len(_JPEG_EXIF) + len(exif) <= _SEGMENT - 2
 
 
+def is_srgb(icc: bytes) -> bool:
+    """An sRGB profile, by the name in its description (ASCII in version 2, UTF-16 in version 4)."""
+    return b"sRGB" in icc or "sRGB".encode("utf-16-be") in icc
+
+
 def what_fits(suffix: str, gray: bool, icc: bytes | None, exif: bytes | None) -> tuple[bytes | None, bytes | None, list[str]]:
     """The profile and EXIF tags a picture written as ``suffix`` (in grey or RGB) can carry, and a line
     for each left out: a CMYK or grey profile does not describe an RGB picture (a viewer would take
@@ -167,8 +172,9 @@ def what_fits(suffix: str, gray: bool, icc: bytes | None, exif: bytes | None) ->
         if space != picture:
             shown = space.decode("ascii", "replace").strip() or "unknown"
             shown = {"GRAY": "grey"}.get(shown, shown)
-            notes.append(f"the source's ICC colour profile is for {shown} colour, not the {'grey' if gray else 'RGB'} "
-                         "picture written: left out (viewers take the colours for sRGB)")
+            if not is_srgb(icc):   # sRGB is what viewers assume: nothing is lost
+                notes.append(f"the source's ICC colour profile is for {shown} colour, not the {'grey' if gray else 'RGB'} "
+                             "picture written: left out (viewers take the colours for sRGB)")
             icc = None
         elif suffix in _JPEG_SUFFIXES and len(icc) > 255 * _JPEG_ICC_PIECE:
             notes.append(f"the source's ICC colour profile ({len(icc) / 2**20:.1f} MiB) is larger than a JPEG holds: "

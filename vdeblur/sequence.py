@@ -76,13 +76,23 @@ def first_named(pattern: str | os.PathLike, paths) -> Path | None:
     """The first of ``paths`` (by name or by what a link names) that is a file ``pattern`` writes or
     replaces: another pattern ("%d" and "%02d" both print f_10.png) or a single file can be one."""
     pattern = Path(pattern)
-    try:
-        folder = pattern.parent.resolve()
-    except (OSError, RuntimeError):
-        return None
+    folders: dict[Path, Path | None] = {}   # each folder resolved once: a sequence's files share one
+
+    def resolved(folder: Path) -> Path | None:
+        if folder not in folders:
+            try:
+                folders[folder] = folder.resolve()
+            except (OSError, RuntimeError):
+                folders[folder] = None
+        return folders[folder]
+
+    target = resolved(pattern.parent)
     for path in map(Path, paths):
-        for candidate in {path.absolute(), path.resolve()}:
-            if candidate.parent.resolve() == folder and _number_of(pattern, candidate.name) is not None:
+        if _number_of(pattern, path.name) is not None and resolved(path.parent) == target:
+            return path
+        if path.is_symlink():   # a link's own name can differ from the file it names
+            real = path.resolve()
+            if _number_of(pattern, real.name) is not None and resolved(real.parent) == target:
                 return path
     return None
 

@@ -411,6 +411,12 @@ def prepare_decoder(stream) -> None:
 
 _EXIF_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")   # pictures whose EXIF can turn them
 _EXIF_ORIENTATION = 0x0112
+def _palette_has_alpha(frame: av.VideoFrame) -> bool:
+    """Whether a pal8 frame's palette (256 native-endian ARGB words) has an entry not fully opaque."""
+    palette = np.frombuffer(frame.planes[1], np.uint32)[:256]
+    return bool((palette >> 24).min() < 255)
+
+
 _TS_DISCONT = 0x0200   # AVFMT_TS_DISCONT: timestamps may restart (MPEG-TS, MPEG-PS)
 
 
@@ -882,7 +888,8 @@ class VideoReader:
         if self.info.alpha:
             image, alpha = np.ascontiguousarray(image[..., :3]), np.ascontiguousarray(image[..., 3])
             self.transparent_frames += is_transparent(alpha)
-        elif has_alpha(frame.format.name) or frame.format.name == "pal8":   # alpha the first picture lacked
+        elif has_alpha(frame.format.name) or frame.format.name == "pal8" and _palette_has_alpha(frame):
+            # alpha the first picture lacked
             self.transparent_frames += is_transparent(frame.to_ndarray(format="rgba", threads=1)[..., 3])
         tb = frame.time_base or self.stream.time_base
         pts, duration = frame.pts, frame.duration or 0
@@ -1010,7 +1017,7 @@ class VideoReader:
         """A cover-art stream's picture (FFmpeg hands it over as the stream's one packet), read through
         a second opening of the file: a header that stores it needs it before any packet is read.
         None from a pipe or where it cannot be read."""
-        if self._pipe or self.sequence_start is not None:
+        if self.streamed or self.sequence_start is not None:
             return None
         try:
             with av.open(self.path) as container:
@@ -1020,6 +1027,11 @@ class VideoReader:
         except (av.error.FFmpegError, OSError, IndexError):
             pass
         return None
+
+    @property
+    def streamed(self) -> bool:
+        """Standard input or a URL: not opened a second time (a listener would wait for a new sender)."""
+        return self._pipe or "://" in self.path
 
     def abandon(self) -> None:
         """Leave the file open for good: a thread is still inside FFmpeg reading it (from a stalled
@@ -1654,7 +1666,7 @@ class VideoWriter:
                                                                          self.icc_profile, self.exif)
             self.metadata_lost += left_out
         else:
-            if self.icc_profile and b"sRGB" not in self.icc_profile:   # sRGB is assumed
+            if self.icc_profile and not photo_tags.is_srgb(self.icc_profile):   # sRGB is assumed
                 self.metadata_lost.append(f"the source's ICC colour profile is not written into {self.suffix or 'this'} "
                                           f"output, so colour-managed viewers take its colours for sRGB; a single "
                                           f".png, .jpg, .webp or .tif keeps it")
@@ -1799,9 +1811,12 @@ class VideoWriter:
         """Matroska keeps cover art as an attached picture file; copied as a stream, it became a second
         video track of one frame in FFmpeg's muxer."""
         name, mimetype = _COVER_FILES.get(codec_name(stream), (None, None))
+        # A Matroska input's own attachments come as such streams too: they keep their names
+        name, mimetype = stream.metadata.get("filename") or name, stream.metadata.get("mimetype") or mimetype
         data = reader.attached_picture(stream) if name else None
         if data is None:
-            why = "from a pipe it cannot be read ahead" if name else f"Matroska attaches JPEG or PNG, not {codec_name(stream)}"
+            why = ("from a pipe or a stream it is not read ahead" if reader.streamed else "it could not be read") \
+                if name else f"Matroska attaches JPEG or PNG, not {codec_name(stream)}"
             self.skipped.append(f"{describe_stream(stream)} (cover art: {why})")
             return
         self.out.add_attachment(name, mimetype, data)
