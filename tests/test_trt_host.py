@@ -375,13 +375,12 @@ def test_backend_guard_replaces_bad_frames_with_the_fallback(monkeypatch):
         TensorRTBackend(fallback="cpu")
 
 
-def test_compile_engine_reuses_rebuilds_and_never_keeps_a_failed_engine(tmp_path, monkeypatch, capsys):
-    """compile's bookkeeping with the TensorRT calls faked: build once, reuse by key, rebuild when
-    the weights change, and leave nothing under the final name when verification fails."""
-    import vdeblur.compile as comp
+@pytest.fixture
+def fake_builder(monkeypatch):
+    """TensorRT, pycuda, the GPU and the engine build faked for compile_engine; the builds it was asked
+    for, as (profile, plugin, compute capability), in order."""
     import vdeblur.trt as trt_pkg
     import vdeblur.trt.build as build
-    from vdeblur import ModelConfig, build_model, save_checkpoint
 
     pytest.importorskip("triton")
     monkeypatch.setattr(trt_pkg, "import_tensorrt", lambda: _FakeTrt)
@@ -391,7 +390,19 @@ def test_compile_engine_reuses_rebuilds_and_never_keeps_a_failed_engine(tmp_path
 
     def fake_build(onnx_bytes, profile, timing_cache, *, plugin, capability=None, source=""):
         builds.append((profile, plugin, capability))
-        return b"PLAN" + onnx_bytes[:16], {"plugin_layers": 36, "build_seconds": 1.0}
+        return b"PLAN" + onnx_bytes[:16], {"plugin_layers": 36 if plugin else 0, "build_seconds": 1.0}
+
+    monkeypatch.setattr(build, "build_engine", fake_build)
+    return builds
+
+
+def test_compile_engine_reuses_rebuilds_and_never_keeps_a_failed_engine(tmp_path, monkeypatch, capsys, fake_builder):
+    """compile's bookkeeping with the TensorRT calls faked: build once, reuse by key, rebuild when
+    the weights change, and leave nothing under the final name when verification fails."""
+    import vdeblur.compile as comp
+    from vdeblur import ModelConfig, build_model, save_checkpoint
+
+    builds = fake_builder
 
     verdict = {"psnr": 52.0}
 
@@ -403,7 +414,6 @@ def test_compile_engine_reuses_rebuilds_and_never_keeps_a_failed_engine(tmp_path
             raise VdeblurError(f"{source}: engine output is {verdict['psnr']} dB from the fp32 torch model")
         return {"verify_psnr_db": verdict["psnr"], "verify_frames": len(frames)}
 
-    monkeypatch.setattr(build, "build_engine", fake_build)
     monkeypatch.setattr(comp, "verify_engine", fake_verify)
     cfg = ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4)
     w1 = save_checkpoint(tmp_path / "a.safetensors", build_model(cfg))
@@ -470,27 +480,15 @@ def test_an_engine_is_found_out_when_it_is_not_the_file_built_and_its_weights_by
     assert tb._built_from({"key": {"weights_sha256": "0" * 64}, "weights": str(mine)}) is None
 
 
-def test_an_engine_knows_its_weights_from_any_folder_and_keeps_its_precision(tmp_path, monkeypatch, fake_runtime):
+def test_an_engine_knows_its_weights_from_any_folder_and_keeps_its_precision(tmp_path, monkeypatch, fake_runtime,
+                                                                             fake_builder):
     """The sidecar named the weights as typed (relative): from another folder the fp32 fallback was
     lost. A checkpoint without both attentions has nothing for the plugin: built plain, not refused.
     An --engine's precision overrode an explicit --precision without a word."""
     import vdeblur.compile as comp
-    import vdeblur.trt as trt_pkg
-    import vdeblur.trt.build as build
     from vdeblur import ModelConfig, build_model, save_checkpoint
     from vdeblur.backends.tensorrt_backend import TensorRTBackend
 
-    pytest.importorskip("triton")
-    monkeypatch.setattr(trt_pkg, "import_tensorrt", lambda: _FakeTrt)
-    monkeypatch.setattr(trt_pkg, "import_pycuda", lambda: (_FakeCuda, None))
-    monkeypatch.setattr(build, "gpu_facts", lambda: ("NVIDIA H100 80GB HBM3", "9.0"))
-    plugins = []
-
-    def fake_build(onnx_bytes, profile, timing_cache, *, plugin, capability=None, source=""):
-        plugins.append(plugin)
-        return b"PLAN" + onnx_bytes[:16], {"plugin_layers": 0, "build_seconds": 1.0}
-
-    monkeypatch.setattr(build, "build_engine", fake_build)
     monkeypatch.setattr(comp, "verify_engine", lambda plan, weights, frames, source: {"verify_frames": len(frames)})
     monkeypatch.chdir(tmp_path)
     plain = ModelConfig(widths=(4, 8, 16), blocks_per_group=1, attention_reduction=4, channel_attention=False)
@@ -498,7 +496,7 @@ def test_an_engine_knows_its_weights_from_any_folder_and_keeps_its_precision(tmp
     logs = []
     path, doc = comp.compile_engine("plain.safetensors", ShapeProfile.fixed(4, 6, 2), "fp16",
                                     engine_dir=tmp_path / "engines", log=logs.append)
-    assert plugins == [False] and doc["key"]["plugin"] is False and "plain layers" in logs[0]
+    assert [plugin for _, plugin, _ in fake_builder] == [False] and doc["key"]["plugin"] is False and "plain layers" in logs[0]
     assert doc["weights"] == str(tmp_path / "plain.safetensors")
     monkeypatch.chdir(tmp_path / "engines")
     backend = TensorRTBackend(engine=str(path))
