@@ -133,10 +133,9 @@ _SIDEWAYS = (5, 6, 7, 8)   # EXIF orientations that swap width and height
 
 
 def _orientation(im) -> int:
-    try:
-        return int(im.getexif().get(0x0112, 1))
-    except Exception:  # noqa: BLE001 - a damaged EXIF block: the pixels as stored
-        return 1
+    from .photo_tags import exif_orientation
+
+    return exif_orientation(im) or 1   # a damaged EXIF block: the pixels as stored
 
 
 def _upright(im):

@@ -83,16 +83,19 @@ def restore_image(model, blur: torch.Tensor, device: torch.device, precision: st
         results.append(quantize(out)[0])
     if len(results) == 1:
         return results[0]
-    as_bytes = [(r * 255).round().to(torch.uint8).numpy() for r in results]
-    return torch.from_numpy(average(as_bytes, np.uint8)).float() / 255
+    return torch.from_numpy(average([_as_bytes(r) for r in results], np.uint8)).float() / 255
 
 
 def at_strength(blur: torch.Tensor, out: torch.Tensor, strength: float) -> torch.Tensor:
     """What `deblur --strength` writes for an 8-bit input and the model's 8-bit output."""
     if strength == 1:
         return out
-    as_bytes = lambda t: (t * 255).round().to(torch.uint8).numpy()  # noqa: E731
-    return torch.from_numpy(blend(as_bytes(blur), as_bytes(out), strength)).float() / 255
+    return torch.from_numpy(blend(_as_bytes(blur), _as_bytes(out), strength)).float() / 255
+
+
+def _as_bytes(image: torch.Tensor) -> np.ndarray:
+    """An image in [0, 1] as the 8-bit values a saved frame holds."""
+    return (image * 255).round().to(torch.uint8).numpy()
 
 
 def evaluate_set(model, pairs, device: torch.device, precision: str, name: str, progress: bool = False,

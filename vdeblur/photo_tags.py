@@ -148,6 +148,7 @@ def _segment(marker: bytes, body: bytes) -> bytes:
 #: The formats tags are written into, by suffix.
 _WRITERS = {".png": _png, ".jpg": _jpeg, ".jpeg": _jpeg, ".webp": _webp, ".tif": _tiff, ".tiff": _tiff}
 SUFFIXES = tuple(_WRITERS)
+_EXIF_ORIENTATION = 0x0112
 _EXIF_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")   # TIFF: its own tags and EXIF's overlap, so the profile only
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 _JPEG_ICC_PIECE = _SEGMENT - 2 - len(_JPEG_ICC) - 2   # of a profile, per APP2 segment (at most 255 of them)
@@ -155,6 +156,19 @@ _JPEG_ICC_PIECE = _SEGMENT - 2 - len(_JPEG_ICC) - 2   # of a profile, per APP2 s
 
 def _jpeg_takes_exif(exif: bytes) -> bool:
     return len(_JPEG_EXIF) + len(exif) <= _SEGMENT - 2
+
+
+def exif_orientation(im, past_pixels: bool = True) -> int | None:
+    """The EXIF orientation (1-8, 1 where none) of an open Pillow image; None where its EXIF is
+    damaged. A PNG may keep its tags after the pixels, and Pillow decodes the whole picture to look
+    there (60 ms at 1080p); ``past_pixels=False`` reads only those before, where phones and editors
+    write them."""
+    if not past_pixels and im.format == "PNG" and "exif" not in im.info:
+        return 1
+    try:
+        return int(im.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - Pillow raises many types for a damaged block
+        return None
 
 
 def is_srgb(icc: bytes) -> bool:

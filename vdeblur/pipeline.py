@@ -165,25 +165,26 @@ def _check_paths(src: Path | str, dst: Path, overwrite: bool, models: tuple = ()
     if str(dst) == STDIO:
         return
     hint = "give an output file name"
-    if sequence.is_sequence(src):
+    src_is_sequence, dst_is_sequence = sequence.is_sequence(src), sequence.is_sequence(dst)
+    if src_is_sequence:
         sequence.check_input(src)
     elif not is_stream(src):
         if not src.exists():
             raise VdeblurError(f"{src}: no such file")
         check_not_special(src)
         hint += f" such as {dst / src.name}"
-    read = [] if is_stream(src) or sequence.is_sequence(src) else [Path(src)]
+    read = [] if is_stream(src) or src_is_sequence else [Path(src)]
     inputs = (*read, *(Path(m) for m in models if m and Path(m).exists()))
-    if sequence.is_sequence(src) and not sequence.is_sequence(dst) and sequence.first_named(src, [dst]) is not None:
+    if src_is_sequence and not dst_is_sequence and sequence.first_named(src, [dst]) is not None:
         raise VdeblurError(f"{dst}: the output would overwrite the input (it is a name of the sequence {src}); "
                            "choose another name")
-    if sequence.is_sequence(dst):
+    if dst_is_sequence:
         require_pyav()
         from .video import check_sequence_suffix
 
         check_sequence_suffix(dst, dst.suffix)   # before "files of this sequence exist", which would mislead
         check_output(dst, True, inputs=inputs)   # the pattern itself; its numbered files are checked next
-        files_read = (*inputs, *(sequence.files(src) if sequence.is_sequence(src) else ()))
+        files_read = (*inputs, *(sequence.files(src) if src_is_sequence else ()))
         if (hit := sequence.first_named(dst, files_read)) is not None:   # --overwrite would replace it, or publishing delete it
             raise VdeblurError(f"{dst}: the output would overwrite the input (its name for a frame is {hit.name}, "
                                "which this run reads); choose another name")

@@ -409,8 +409,6 @@ def prepare_decoder(stream) -> None:
         stream.codec_context.options = {"apply_trc": "iec61966_2_1"}
 
 
-_EXIF_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")   # pictures whose EXIF can turn them
-_EXIF_ORIENTATION = 0x0112
 def _palette_has_alpha(frame: av.VideoFrame) -> bool:
     """Whether a pal8 frame's palette (256 native-endian ARGB words) has an entry not fully opaque."""
     palette = np.frombuffer(frame.planes[1], np.uint32)[:256]
@@ -474,7 +472,8 @@ class VideoReader:
         #: An input sequence's number of the first frame read (None for a video file).
         self._sequence_numbers = sequence.check_input(path) if sequence.is_sequence(path) else None
         self.sequence_start = self._sequence_numbers[0] if self._sequence_numbers else None
-        self._sequence_exif = self.sequence_start is not None and Path(str(path)).suffix.lower() in _EXIF_SUFFIXES
+        # Pictures whose EXIF can turn them: those vdeblur writes tags into
+        self._sequence_exif = self.sequence_start is not None and Path(str(path)).suffix.lower() in photo_tags.SUFFIXES
         self._first_orientation: tuple[Path, int] | None = None   # (file, EXIF orientation) of a sequence's first
         if self.sequence_start is None and rate is not None:
             raise VdeblurError(f"--fps is for an image sequence (such as frames/%04d.png); {self.path} has its own timing")
@@ -762,7 +761,9 @@ class VideoReader:
                     self.corrupt_frames += 1
                 if restart is not None:
                     restart.check(frame.time)
-                if self._sequence_numbers is not None:
+                if self._sequence_numbers is not None and frame.pts is not None:
+                    if self._sequence_exif:
+                        self._check_orientation(self._picture_path(frame.pts))
                     self._check_picture_number(frame.pts)
                 yield frame
         if self._sequence_numbers is not None and not self._video_done:
@@ -775,11 +776,10 @@ class VideoReader:
 
         try:
             with Image.open(path) as im:
-                # A PNG's getexif() decodes the whole picture to find an eXIf chunk after the pixels
-                # (60 ms at 1080p): the tags before them are what phones and editors write.
-                seen = im.format != "PNG" or "exif" in im.info
-                turn = im.getexif().get(_EXIF_ORIENTATION, 1) if seen else 1
+                turn = photo_tags.exif_orientation(im, past_pixels=False)   # once a frame: no decoding
         except (OSError, ValueError, SyntaxError):   # unreadable here: the decoder has its own say
+            return
+        if turn is None:
             return
         if self._first_orientation is None:
             self._first_orientation = (path, turn)
@@ -789,18 +789,17 @@ class VideoReader:
                                f"{first[0].name}), and a sequence is one video of one shape; give the pictures as "
                                "separate INPUTs instead (vdeblur deblur DIR/*.jpg -o OUTDIR/), each turned on its own")
 
-    def _check_picture_number(self, index: int | None) -> None:
+    def _picture_path(self, index: int) -> Path:
+        """The file of a sequence's picture ``index`` (its pts: 0 for the first)."""
+        return sequence.file_name(Path(self.path), self.sequence_start + index)
+
+    def _check_picture_number(self, index: int) -> None:
         """In a sequence each file is a frame, numbered as it is: a picture that does not decode
         (the decoder's threads may report it late, or not at all) would shift every later frame's
         number in the output, so it stops the run, named."""
-        if index is None:
-            return
         expected = self._next_picture
-        if self._sequence_exif:
-            self._check_orientation(sequence.file_name(Path(self.path), self.sequence_start + index))
         if expected is not None and index > expected:
-            name = sequence.file_name(Path(self.path), self.sequence_start + expected)
-            raise VdeblurError(f"{name}: this picture of the sequence cannot be decoded (damaged?); every file is a "
+            raise VdeblurError(f"{self._picture_path(expected)}: this picture of the sequence cannot be decoded (damaged?); every file is a "
                                "frame, numbered as it is, so replace it (a copy of a neighbour will do)")
         self._next_picture = index + 1
 
